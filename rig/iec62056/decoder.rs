@@ -1,0 +1,1 @@
+//! Incremental decoder (placeholder until the decoder lands).

@@ -1,0 +1,14 @@
+//! meter-rig: a hardware-in-the-loop test rig and module emulator for Kamstrup 351 Combi and
+//! OMNIPOWER electricity meters, speaking IEC 62056-21 mode A over the 6-pin module interface.
+//!
+//! Layers, from the bottom:
+//! - [`time`]: timestamps; every time the rig judges comes from an edge or a byte, never a clock.
+//! - [`uart`]: the software UART between characters and timed edges.
+//! - [`iec62056`]: the sans-I/O protocol codec (request, identification, data message, BCC).
+//! - [`meter`]: the readout model, order codes and profiles shared by the simulator and suites.
+
+pub mod iec62056;
+pub mod meter;
+pub mod target;
+pub mod time;
+pub mod uart;
