@@ -1,8 +1,43 @@
-//! The `rig` command line. See `README.md` for the commands and exit codes.
+//! The `rig` command line.
+//!
+//! Exit codes (documented in README.md): 0 success / everything passed or valid; 1 a case failed
+//! or a telegram is invalid; 2 usage or setup error (bad file, missing port, wrong wiring).
+
+mod cli;
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
+/// Hardware-in-the-loop test rig and module emulator for Kamstrup 351 Combi meters.
+#[derive(Debug, Parser)]
+#[command(name = "rig", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {}
+
 fn main() -> ExitCode {
-    eprintln!("rig: no command yet");
-    ExitCode::from(2)
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rig: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {}
 }

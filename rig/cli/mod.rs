@@ -1,0 +1,2 @@
+//! Subcommand implementations. Each module owns its clap `Args` and a `run` returning the exit
+//! code; errors that reach `main` are setup errors (exit 2).
