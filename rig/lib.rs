@@ -8,6 +8,7 @@
 //! - [`meter`]: the readout model, order codes and profiles shared by the simulator and suites.
 
 pub mod iec62056;
+pub mod line;
 pub mod meter;
 pub mod target;
 pub mod time;
