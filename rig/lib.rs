@@ -11,6 +11,7 @@ pub mod iec62056;
 pub mod line;
 pub mod meter;
 pub mod serial;
+pub mod sim;
 pub mod target;
 pub mod time;
 pub mod uart;

@@ -138,6 +138,12 @@ impl UartRx {
         self.frame.is_some()
     }
 
+    /// End of the frame in progress (start + 10 bit times), if any: by then it will have been
+    /// sampled completely.
+    pub fn pending_end(&self) -> Option<Timestamp> {
+        self.frame.map(|f| bit_start(f.t0, 10, self.baud))
+    }
+
     fn sample_time(&self, f: &Frame, k: u32) -> Timestamp {
         // middle of bit k: start + (k + 1/2) bits
         Timestamp(

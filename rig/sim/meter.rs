@@ -1,0 +1,658 @@
+//! The software meter: a 351 Combi (or OMNIPOWER) as seen from the module connector, in virtual
+//! time.
+//!
+//! State changes only at events (load steps, logging-period ends, logging dates, pulse-output
+//! crossings, input changes, characters), and between events energy is integrated exactly in
+//! integer milliwatt-nanoseconds, so the same inputs give the same outputs to the nanosecond. The
+//! meter never reads a clock: callers advance it to a [`Timestamp`] and feed it what happened.
+//!
+//! Units: power in mW (secondary, at the meter terminals), energy in mW·ns, time in ns. True
+//! (primary) energy is secondary × the transformer ratio.
+
+use std::collections::VecDeque;
+
+use crate::iec62056::{self, parity, BccRule, Identification, Request, Telegram, ETX, STX};
+use crate::line::{CharPeer, ScheduledChar};
+use crate::meter::calendar;
+use crate::meter::config::{MeterSpec, PulseBasis};
+use crate::meter::io::PortRole;
+use crate::meter::readout::{Format, Quantity, COMBI_351};
+use crate::target::Port;
+use crate::time::Timestamp;
+use crate::uart::{bit_start, Edge, RxChar, TxFrame, UartRx};
+
+/// mW·ns in one kWh.
+pub const MWNS_PER_KWH: i128 = 3_600_000_000_000_000_000;
+const PPM: i128 = 1_000_000;
+/// Output edges kept per port when nobody takes them (older ones are dropped and counted).
+const EDGE_CAP: usize = 4_000_000;
+
+fn ms_ns(ms: f64) -> u64 {
+    (ms * 1e6).round() as u64
+}
+
+#[derive(Debug, Clone)]
+struct PulseOut {
+    port: Port,
+    reactive: bool,
+    /// Accumulated basis energy × rate, against `threshold`.
+    accum: i128,
+    rate_num: i128,
+    free_at: Timestamp,
+    width_ns: u64,
+    pause_ns: u64,
+    edges: VecDeque<Edge>,
+    emitted: u64,
+    dropped_edges: u64,
+}
+
+/// A snapshot of the registers, in display units (kWh, kW, counts).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Registers {
+    /// 1.8.0 true active energy, milli-kWh.
+    pub active_mkwh: i128,
+    /// 1.8.1–1.8.4, milli-kWh.
+    pub tariff_mkwh: [i128; 4],
+    /// 3.8.0 true reactive energy, milli-kvarh.
+    pub reactive_mkvarh: i128,
+    /// 96.8.0 hours.
+    pub hours: u64,
+    /// 96.50.1 pulse input count.
+    pub pulse_input: u64,
+    /// 1.6.0 / 3.6.0 peaks of the current month, W / var (primary).
+    pub peak: (i64, i64),
+    /// 1.6.0.1 / 3.6.0.1 last month's peaks, W / var.
+    pub last_month_peak: (i64, i64),
+    /// 1.2.0 / 3.2.0 accumulated peaks, W / var.
+    pub accumulated_peak: (i64, i64),
+    /// 0.1 reset counter.
+    pub reset_counter: u64,
+    /// Info code (alarm input: 100,000).
+    pub info: u64,
+    /// The tariff that is registering now (1–4).
+    pub active_tariff: u8,
+}
+
+/// The software meter.
+#[derive(Debug, Clone)]
+pub struct SoftMeter {
+    spec: MeterSpec,
+    now: Timestamp,
+    start_unix: i64,
+    // load
+    load_idx: usize,
+    load_cycle: u64,
+    p_mw: i64,
+    q_mvar: i64,
+    // energy since t = 0, secondary mW·ns
+    e_act: i128,
+    e_react: i128,
+    e_tariff: [i128; 4],
+    // initial registers
+    init_act_mkwh: i128,
+    init_tariff_mkwh: [i128; 4],
+    init_react_mkvarh: i128,
+    init_hours: u64,
+    pulse_input: u64,
+    pulse_input_seen: u64,
+    peak: (i64, i64),
+    last_month_peak: (i64, i64),
+    acc_peak: (i64, i64),
+    reset_counter: u64,
+    // logging period
+    period_start: Timestamp,
+    period_e: (i128, i128),
+    next_period_end: Timestamp,
+    next_logging: Option<Timestamp>,
+    // inputs (logical, true = the sheet's "1")
+    inputs: [bool; 2],
+    alarm: bool,
+    // pulse outputs
+    outs: Vec<PulseOut>,
+    // link
+    rx_uart: UartRx,
+    rx_line: Vec<u8>,
+    rx_noise: bool,
+    deaf_until: Timestamp,
+    tx: VecDeque<(ScheduledChar, TxFrame)>,
+    readouts: u32,
+}
+
+impl SoftMeter {
+    /// A meter in its initial state at virtual time zero.
+    pub fn new(spec: MeterSpec) -> Self {
+        let reg = |a: &str| spec.registers.get(a).copied().unwrap_or(0.0);
+        let mk = |a: &str| (reg(a) * 1000.0).round() as i128;
+        let kw = |a: &str| (reg(a) * 1000.0).round() as i64;
+        let start_unix = calendar::days_from_civil(spec.start.year, spec.start.month, spec.start.day) * 86_400 + spec.start.secs as i64;
+        let mut outs = Vec::new();
+        for port in Port::ALL {
+            let reactive = match spec.io.role(port) {
+                PortRole::ActiveOut => false,
+                PortRole::ReactiveOut => true,
+                _ => continue,
+            };
+            let err_ppm = (spec.faults.pulse_constant_error_pct.unwrap_or(0.0) * 1e4).round() as i128;
+            outs.push(PulseOut {
+                port,
+                reactive,
+                accum: 0,
+                rate_num: spec.pulse_constant as i128 * (PPM + err_ppm),
+                free_at: Timestamp::ZERO,
+                width_ns: ms_ns(spec.faults.pulse_width_ms.unwrap_or(spec.pulse_width_ms)),
+                pause_ns: ms_ns(spec.faults.pulse_pause_ms.unwrap_or(spec.profile.min_pause_ms)),
+                edges: VecDeque::new(),
+                emitted: 0,
+                dropped_edges: 0,
+            });
+        }
+        let period_ns = spec.logging_period_min as u64 * 60 * 1_000_000_000;
+        let period_s = spec.logging_period_min as i64 * 60;
+        let next_boundary_unix = (start_unix.div_euclid(period_s) + 1) * period_s;
+        let next_period_end = Timestamp(((next_boundary_unix - start_unix) as u64) * 1_000_000_000);
+        debug_assert!(next_period_end.0 <= period_ns);
+        let next_logging = if spec.logging_day == 0 {
+            None
+        } else {
+            Some(Timestamp(((calendar::next_logging(start_unix, spec.logging_day) - start_unix) as u64) * 1_000_000_000))
+        };
+        let first = spec.load.steps[0];
+        SoftMeter {
+            init_act_mkwh: mk("1.8.0"),
+            init_tariff_mkwh: [mk("1.8.1"), mk("1.8.2"), mk("1.8.3"), mk("1.8.4")],
+            init_react_mkvarh: mk("3.8.0"),
+            init_hours: reg("96.8.0") as u64,
+            pulse_input: reg("96.50.1") as u64,
+            pulse_input_seen: 0,
+            peak: (kw("1.6.0"), kw("3.6.0")),
+            last_month_peak: (kw("1.6.0.1"), kw("3.6.0.1")),
+            acc_peak: (kw("1.2.0"), kw("3.2.0")),
+            reset_counter: reg("0.1") as u64,
+            now: Timestamp::ZERO,
+            start_unix,
+            load_idx: 0,
+            load_cycle: 0,
+            p_mw: first.active_mw,
+            q_mvar: first.reactive_mvar,
+            e_act: 0,
+            e_react: 0,
+            e_tariff: [0; 4],
+            period_start: Timestamp::ZERO,
+            period_e: (0, 0),
+            next_period_end,
+            next_logging,
+            inputs: [false; 2],
+            alarm: false,
+            outs,
+            rx_uart: UartRx::new(spec.baud),
+            rx_line: Vec::new(),
+            rx_noise: false,
+            deaf_until: Timestamp::ZERO,
+            tx: VecDeque::new(),
+            readouts: 0,
+            spec,
+        }
+    }
+
+    /// The meter's configuration.
+    pub fn spec(&self) -> &MeterSpec {
+        &self.spec
+    }
+
+    /// The meter's virtual time.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Number of answers started so far.
+    pub fn readouts(&self) -> u32 {
+        self.readouts
+    }
+
+    /// Pulses emitted on `port` so far.
+    pub fn pulses_emitted(&self, port: Port) -> u64 {
+        self.outs.iter().find(|o| o.port == port).map_or(0, |o| o.emitted)
+    }
+
+    fn threshold() -> i128 {
+        MWNS_PER_KWH * PPM
+    }
+
+    fn basis_power(&self, o: &PulseOut) -> i128 {
+        let p = if o.reactive { self.q_mvar } else { self.p_mw } as i128;
+        match self.spec.pulse_basis {
+            PulseBasis::Secondary => p,
+            PulseBasis::Primary => p * self.spec.ratio as i128,
+        }
+    }
+
+    fn next_load_change(&self) -> Option<Timestamp> {
+        let steps = &self.spec.load.steps;
+        if self.load_idx + 1 < steps.len() {
+            Some(Timestamp(self.load_cycle + steps[self.load_idx + 1].offset_ns))
+        } else {
+            self.spec.load.repeat_ns.map(|r| Timestamp(self.load_cycle + r))
+        }
+    }
+
+    fn next_pulse_due(&self, o: &PulseOut) -> Option<Timestamp> {
+        let rate = self.basis_power(o) * o.rate_num;
+        if rate <= 0 {
+            return None;
+        }
+        let need = (Self::threshold() - o.accum).max(0);
+        let dt = (need + rate - 1) / rate;
+        Some(Timestamp(self.now.0 + dt as u64))
+    }
+
+    /// The tariff register (1–4) that registers now.
+    pub fn active_tariff(&self) -> u8 {
+        let crate::meter::io::TariffControl::Module { input1, input2, .. } = self.spec.io.tariff else {
+            return 1;
+        };
+        let in1 = self.inputs[input1 as usize];
+        let in2 = input2.is_some_and(|p| self.inputs[p as usize]);
+        match &self.spec.faults.tariff_map {
+            Some(map) => map[(in1 as usize) + 2 * (in2 as usize)],
+            None => self.spec.io.tariff.tariff(in1, in2),
+        }
+    }
+
+    fn integrate_to(&mut self, t: Timestamp) {
+        if t <= self.now {
+            return;
+        }
+        let dt = (t.0 - self.now.0) as i128;
+        let ea = self.p_mw as i128 * dt;
+        self.e_act += ea;
+        let k = self.active_tariff() as usize - 1;
+        self.e_tariff[k] += ea;
+        self.e_react += self.q_mvar as i128 * dt;
+        for i in 0..self.outs.len() {
+            let add = self.basis_power(&self.outs[i]) * dt * self.outs[i].rate_num;
+            self.outs[i].accum += add;
+        }
+        self.now = t;
+    }
+
+    fn next_internal_event(&self) -> Timestamp {
+        let mut te = self.next_period_end;
+        if let Some(l) = self.next_logging {
+            te = te.min(l);
+        }
+        if let Some(l) = self.next_load_change() {
+            te = te.min(l);
+        }
+        for o in &self.outs {
+            if let Some(d) = self.next_pulse_due(o) {
+                te = te.min(d);
+            }
+        }
+        if let Some(e) = self.rx_uart.pending_end() {
+            te = te.min(e);
+        }
+        te
+    }
+
+    /// Advances the meter to `t`, processing every internal event on the way.
+    pub fn advance(&mut self, t: Timestamp) {
+        loop {
+            let te = self.next_internal_event();
+            if te > t {
+                self.integrate_to(t);
+                self.poll_uart(t);
+                return;
+            }
+            self.integrate_to(te);
+            self.handle_events_at(te);
+        }
+    }
+
+    fn handle_events_at(&mut self, t: Timestamp) {
+        if self.next_load_change() == Some(t) {
+            let steps = &self.spec.load.steps;
+            if self.load_idx + 1 < steps.len() {
+                self.load_idx += 1;
+            } else if let Some(r) = self.spec.load.repeat_ns {
+                self.load_cycle += r;
+                self.load_idx = 0;
+            }
+            let s = self.spec.load.steps[self.load_idx];
+            self.p_mw = s.active_mw;
+            self.q_mvar = s.reactive_mvar;
+        }
+        for i in 0..self.outs.len() {
+            if self.outs[i].accum >= Self::threshold() {
+                self.outs[i].accum -= Self::threshold();
+                self.emit_pulse(i, t);
+            }
+        }
+        if t == self.next_period_end {
+            let len = (t.0 - self.period_start.0) as i128;
+            if len > 0 {
+                let ratio = self.spec.ratio as i128;
+                let pa = ((self.e_act - self.period_e.0) * ratio / len) as i64;
+                let pr = ((self.e_react - self.period_e.1) * ratio / len) as i64;
+                // mW → W
+                self.peak.0 = self.peak.0.max(pa / 1000);
+                self.peak.1 = self.peak.1.max(pr / 1000);
+            }
+            self.period_start = t;
+            self.period_e = (self.e_act, self.e_react);
+            self.next_period_end = Timestamp(t.0 + self.spec.logging_period_min as u64 * 60 * 1_000_000_000);
+        }
+        if self.next_logging == Some(t) {
+            self.billing_reset();
+            let unix = self.start_unix + (t.0 / 1_000_000_000) as i64;
+            self.next_logging = Some(Timestamp(((calendar::next_logging(unix, self.spec.logging_day) - self.start_unix) as u64) * 1_000_000_000));
+        }
+        self.poll_uart(t);
+    }
+
+    fn emit_pulse(&mut self, i: usize, due: Timestamp) {
+        let o = &mut self.outs[i];
+        let start = due.max(o.free_at);
+        let end = Timestamp(start.0 + o.width_ns);
+        o.free_at = Timestamp(end.0 + o.pause_ns);
+        o.emitted += 1;
+        for e in [Edge { t: start, level: false }, Edge { t: end, level: true }] {
+            if o.edges.len() >= EDGE_CAP {
+                o.edges.pop_front();
+                o.dropped_edges += 1;
+            }
+            o.edges.push_back(e);
+        }
+    }
+
+    fn billing_reset(&mut self) {
+        self.last_month_peak = self.peak;
+        self.acc_peak.0 += self.peak.0;
+        self.acc_peak.1 += self.peak.1;
+        self.peak = (0, 0);
+        self.reset_counter += 1;
+    }
+
+    /// The level at a port's pin changed to `level` (`true` = high) at `t` (the rig drives it).
+    /// The module asserts the sheet's logical "1" by pulling the pin low.
+    pub fn set_port_level(&mut self, port: Port, level: bool, t: Timestamp) {
+        self.advance(t);
+        let active = !level;
+        let was = self.inputs[port as usize];
+        self.inputs[port as usize] = active;
+        let rising_to_active = active && !was;
+        match self.spec.io.role(port) {
+            PortRole::PulseIn if rising_to_active => {
+                self.pulse_input_seen += 1;
+                let missed = self.spec.faults.pulse_input_miss_every.is_some_and(|n| self.pulse_input_seen % n == 0);
+                if !missed {
+                    self.pulse_input += 1;
+                }
+            }
+            PortRole::MaxReset | PortRole::DebitingStop if rising_to_active && !self.spec.faults.max_reset_ignored => {
+                self.billing_reset();
+            }
+            PortRole::AlarmIn { inverted } => self.alarm = active != inverted,
+            _ => {}
+        }
+    }
+
+    /// Output edges on `port` up to and including `t`, removed from the meter.
+    pub fn take_port_edges(&mut self, port: Port, t: Timestamp, out: &mut Vec<Edge>) {
+        if let Some(o) = self.outs.iter_mut().find(|o| o.port == port) {
+            while o.edges.front().is_some_and(|e| e.t <= t) {
+                out.extend(o.edges.pop_front());
+            }
+        }
+    }
+
+    /// Output edges dropped because nobody took them (like a kernel event-buffer overflow).
+    pub fn dropped_edges(&self, port: Port) -> u64 {
+        self.outs.iter().find(|o| o.port == port).map_or(0, |o| o.dropped_edges)
+    }
+
+    /// A level change on the data-in line (the rig's transmitter), decoded by the meter's UART.
+    pub fn data_in_edge(&mut self, e: Edge) {
+        self.advance(e.t);
+        let mut chars = Vec::new();
+        self.rx_uart.push(e, &mut chars);
+        for c in chars {
+            self.receive_char(c);
+        }
+    }
+
+    fn poll_uart(&mut self, t: Timestamp) {
+        if self.rx_uart.busy() {
+            let mut chars = Vec::new();
+            self.rx_uart.advance(t, &mut chars);
+            for c in chars {
+                self.receive_char(c);
+            }
+        }
+    }
+
+    fn receive_char(&mut self, c: RxChar) {
+        if !c.stop_ok || !parity::is_even(c.byte) {
+            self.rx_line.clear();
+            self.noise(c.end);
+            return;
+        }
+        self.line_char(c.byte & 0x7F, c.end);
+    }
+
+    fn noise(&mut self, t: Timestamp) {
+        self.rx_noise = true;
+        if let Some(ms) = self.spec.faults.deaf_after_noise_ms {
+            self.deaf_until = self.deaf_until.max(Timestamp(t.0 + ms_ns(ms)));
+        }
+    }
+
+    fn line_char(&mut self, c: u8, end: Timestamp) {
+        if c == b'/' {
+            if !self.rx_line.is_empty() {
+                self.noise(end);
+            }
+            self.rx_line.clear();
+            self.rx_line.push(c);
+            return;
+        }
+        if self.rx_line.is_empty() {
+            self.noise(end);
+            return;
+        }
+        self.rx_line.push(c);
+        if self.rx_line.len() > 40 {
+            self.rx_line.clear();
+            self.noise(end);
+            return;
+        }
+        if c != b'\n' {
+            return;
+        }
+        let line = std::mem::take(&mut self.rx_line);
+        match Request::parse(&line) {
+            Ok(req) => {
+                let for_me = req.address.as_deref().is_none_or(|a| a == self.spec.address);
+                if !for_me {
+                    self.noise(end);
+                } else if end >= self.deaf_until && self.tx.is_empty() {
+                    self.answer(end);
+                }
+            }
+            Err(_) => self.noise(end),
+        }
+    }
+
+    /// The registers as the meter would display them now.
+    pub fn registers(&self) -> Registers {
+        let ratio = self.spec.ratio as i128;
+        let mk = |e: i128| e * ratio * 1000 / MWNS_PER_KWH;
+        Registers {
+            active_mkwh: self.init_act_mkwh + mk(self.e_act),
+            tariff_mkwh: std::array::from_fn(|i| self.init_tariff_mkwh[i] + mk(self.e_tariff[i])),
+            reactive_mkvarh: self.init_react_mkvarh + mk(self.e_react),
+            hours: self.init_hours + self.now.0 / 3_600_000_000_000,
+            pulse_input: self.pulse_input,
+            peak: self.peak,
+            last_month_peak: self.last_month_peak,
+            accumulated_peak: self.acc_peak,
+            reset_counter: self.reset_counter,
+            info: if self.alarm { 100_000 } else { 0 },
+            active_tariff: self.active_tariff(),
+        }
+    }
+
+    /// The telegram the meter would send now (registers at this moment, faults applied to content).
+    pub fn telegram(&self) -> Telegram {
+        let r = self.registers();
+        let f = &self.spec.faults;
+        let back = if self.readouts >= 1 { (f.energy_step_back_kwh.unwrap_or(0.0) * 1000.0).round() as i128 } else { 0 };
+        let kwh = |m: i128| ((m - back).max(0) / 1000) as f64;
+        let kw = |w: i64| w as f64 / 1000.0;
+        let mut data_sets = Vec::with_capacity(17);
+        for spec in COMBI_351.iter() {
+            if f.drop_data_sets.iter().any(|a| a == spec.address) {
+                continue;
+            }
+            let value = match spec.quantity {
+                Quantity::CustomerNumber => self.spec.registers.get("0.0.0").copied().unwrap_or(0.0),
+                Quantity::SoftwareRevision => f64::NAN,
+                Quantity::ActiveEnergy => kwh(r.active_mkwh) + f.tariff_sum_offset_kwh.unwrap_or(0.0),
+                Quantity::ActiveEnergyTariff(n) => kwh(r.tariff_mkwh[n as usize - 1]),
+                Quantity::ReactiveEnergy => kwh(r.reactive_mkvarh),
+                Quantity::HourCounter => r.hours as f64,
+                Quantity::PulseInput => r.pulse_input as f64,
+                Quantity::ActivePeak => kw(r.peak.0),
+                Quantity::ReactivePeak => kw(r.peak.1),
+                Quantity::LastMonthActivePeak => kw(r.last_month_peak.0),
+                Quantity::LastMonthReactivePeak => kw(r.last_month_peak.1),
+                Quantity::AccumulatedActivePeak => kw(r.accumulated_peak.0),
+                Quantity::AccumulatedReactivePeak => kw(r.accumulated_peak.1),
+                Quantity::ResetCounter => r.reset_counter as f64,
+            };
+            let raw = match spec.format {
+                Format::Text { .. } => self.spec.text_registers.get(spec.address).cloned().unwrap_or_else(|| "5000D1".into()),
+                Format::Number { int, dec } => {
+                    let fmt = match f.digits.get(spec.address) {
+                        Some(&d) => Format::Number { int: d, dec },
+                        None => Format::Number { int, dec },
+                    };
+                    fmt.format_number(value)
+                }
+            };
+            data_sets.push(spec.data_set(raw));
+        }
+        Telegram { identification: Identification::kamstrup(self.spec.type_number.clone()), data_sets }
+    }
+
+    /// The answer's 7-bit characters, with the content and structure faults applied.
+    pub fn answer_chars(&self) -> Vec<u8> {
+        let f = &self.spec.faults;
+        let tel = self.telegram();
+        let rule = match f.bcc.as_deref() {
+            Some("sum") => BccRule::Sum,
+            Some("xor") => BccRule::Xor,
+            _ => self.spec.profile.bcc_rule,
+        };
+        let mut ident = match &f.identification {
+            Some(line) => {
+                let mut v = line.as_bytes().to_vec();
+                v.extend_from_slice(b"\r\n");
+                v
+            }
+            None => tel.identification.encode(),
+        };
+        let (full, layout) = tel.encode(rule);
+        let mut body: Vec<u8> = full[layout.stx + 1..layout.etx].to_vec();
+        if f.line_end.as_deref() == Some("lf") {
+            let mut b = Vec::with_capacity(body.len());
+            for (i, &c) in body.iter().enumerate() {
+                if !(c == b'\r' && body.get(i + 1) == Some(&b'\n')) {
+                    b.push(c);
+                }
+            }
+            body = b;
+        }
+        let mut block = body;
+        block.push(ETX);
+        let mut bcc = iec62056::bcc(rule, &block);
+        if f.bcc.as_deref() == Some("corrupt") {
+            let (x, s) = (iec62056::bcc(BccRule::Xor, &block), iec62056::bcc(BccRule::Sum, &block));
+            bcc = (0x30u8..0x7F).find(|&c| c != x && c != s).unwrap_or(0x7F);
+        }
+        let mut out = Vec::with_capacity(ident.len() + block.len() + 2);
+        out.append(&mut ident);
+        if !f.omit_stx {
+            out.push(STX);
+        }
+        out.extend_from_slice(&block);
+        out.push(bcc);
+        if let Some(n) = f.truncate_after {
+            out.truncate(n);
+        }
+        out
+    }
+
+    fn answer(&mut self, request_end: Timestamp) {
+        let f = self.spec.faults.clone();
+        if f.silent {
+            return;
+        }
+        let chars = self.answer_chars();
+        self.readouts += 1;
+        let baud = self.spec.baud;
+        let gap = ms_ns(f.char_gap_ms.unwrap_or(0.0));
+        let mut start = Timestamp(request_end.0 + ms_ns(self.spec.response_delay_ms()));
+        for (i, &c) in chars.iter().enumerate() {
+            let mut byte = parity::add_even(c);
+            if f.parity_error_at == Some(i) {
+                byte ^= 0x80;
+            }
+            let end = bit_start(start, 10, baud);
+            self.tx.push_back((ScheduledChar { byte, start, end }, TxFrame { bad_stop: f.stop_error_at == Some(i) }));
+            start = Timestamp(end.0 + gap);
+        }
+    }
+
+    /// Scheduled characters (with their frame options) whose start bit begins at or before `until`.
+    pub fn take_frames(&mut self, until: Timestamp, out: &mut Vec<(ScheduledChar, TxFrame)>) {
+        while self.tx.front().is_some_and(|(c, _)| c.start <= until) {
+            out.extend(self.tx.pop_front());
+        }
+    }
+
+    /// When the character the meter's UART is receiving will be complete.
+    pub fn rx_pending_end(&self) -> Option<Timestamp> {
+        self.rx_uart.pending_end()
+    }
+
+    /// The start of the next scheduled character.
+    pub fn next_frame_start(&self) -> Option<Timestamp> {
+        self.tx.front().map(|(c, _)| c.start)
+    }
+}
+
+impl CharPeer for SoftMeter {
+    fn baud(&self) -> u32 {
+        self.spec.baud
+    }
+
+    fn receive(&mut self, byte: u8, end: Timestamp) {
+        self.advance(end);
+        let start = Timestamp(end.0.saturating_sub(bit_start(Timestamp::ZERO, 10, self.spec.baud).0));
+        self.receive_char(RxChar { byte, start, end, stop_ok: true });
+    }
+
+    fn advance(&mut self, now: Timestamp) {
+        SoftMeter::advance(self, now);
+    }
+
+    fn take_transmit(&mut self, until: Timestamp) -> Vec<ScheduledChar> {
+        let mut v = Vec::new();
+        self.take_frames(until, &mut v);
+        v.into_iter().map(|(c, _)| c).collect()
+    }
+
+    fn next_transmit(&self) -> Option<Timestamp> {
+        self.next_frame_start()
+    }
+}
