@@ -20,10 +20,10 @@ use meter_rig::time::{TimeSource, Timestamp};
 use meter_rig::uart::{bit_start, RxChar};
 
 /// A short answer in the 351's shape (not the full 359 characters: 12 s per run at 300 baud).
-const ANSWER: &[u8] = b"/KAM 351\r\n\x020.1(0000000)!\r\n\x03X";
+pub const ANSWER: &[u8] = b"/KAM 351\r\n\x020.1(0000000)!\r\n\x03X";
 
 /// A fake meter: answers every line received (at its LF) with `answer` after `delay`, back to back.
-struct FakeMeter {
+pub struct FakeMeter {
     baud: u32,
     delay: Duration,
     answer: Vec<u8>,
@@ -32,7 +32,7 @@ struct FakeMeter {
 }
 
 impl FakeMeter {
-    fn new(baud: u32, delay: Duration, answer: Vec<u8>) -> Self {
+    pub fn new(baud: u32, delay: Duration, answer: Vec<u8>) -> Self {
         FakeMeter {
             baud,
             delay,
@@ -74,19 +74,19 @@ impl CharPeer for FakeMeter {
     }
 }
 
-fn link_path(name: &str) -> PathBuf {
+pub fn link_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("meter-rig-{}-{name}", std::process::id()))
 }
 
-struct Served {
-    link: PathBuf,
-    stop: ShutdownHandle,
+pub struct Served {
+    pub link: PathBuf,
+    pub stop: ShutdownHandle,
     thread: Option<JoinHandle<Result<ServeEnd, TargetError>>>,
-    received: Arc<Mutex<Vec<(u8, Timestamp)>>>,
+    pub received: Arc<Mutex<Vec<(u8, Timestamp)>>>,
 }
 
 impl Served {
-    fn start(name: &str, framing: Framing, mut peer: FakeMeter) -> Served {
+    pub fn start(name: &str, framing: Framing, mut peer: FakeMeter) -> Served {
         let link = link_path(name);
         let mut server = PtyServer::open(&link, framing).expect("open pty server");
         let stop = server.shutdown_handle();
@@ -232,22 +232,26 @@ fn garbage_before_the_slash_is_delivered_intact() {
 
 #[test]
 fn seven_bit_framing_adds_and_strips_parity() {
-    let answer = parity::encode(ANSWER);
-    let peer = FakeMeter::new(9600, Duration::from_millis(5), answer);
-    let served = Served::start("sevenbit", Framing::SevenBit, peer);
-    let mut t = open(&served.link, 9600, Framing::SevenBit);
-    assert!(!t.capabilities().parity_checked);
-    let (_, chars) = request(&mut t, ANSWER.len());
-    assert_eq!(chars.iter().map(|c| c.byte).collect::<Vec<_>>(), ANSWER);
-    // the meter got the request with parity in bit 7
-    let rx: Vec<u8> = served
-        .received
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| r.0)
-        .collect();
-    assert_eq!(rx, parity::encode(b"/?!\r\n"));
+    // a plain 7-bit client, and one whose port does 7E1 itself (a pty ignores CS7: the target
+    // masks bit 7 as the UART would)
+    for (name, client) in [("sevenbit", Framing::SevenBit), ("uart", Framing::Uart)] {
+        let answer = parity::encode(ANSWER);
+        let peer = FakeMeter::new(9600, Duration::from_millis(5), answer);
+        let served = Served::start(name, Framing::SevenBit, peer);
+        let mut t = open(&served.link, 9600, client);
+        assert!(!t.capabilities().parity_checked);
+        let (_, chars) = request(&mut t, ANSWER.len());
+        assert_eq!(chars.iter().map(|c| c.byte).collect::<Vec<_>>(), ANSWER);
+        // the meter got the request with parity in bit 7
+        let rx: Vec<u8> = served
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(rx, parity::encode(b"/?!\r\n"), "{client}");
+    }
 }
 
 #[test]
