@@ -10,7 +10,9 @@
 pub mod iec62056;
 pub mod line;
 pub mod meter;
+pub mod report;
 pub mod sim;
+pub mod suite;
 pub mod target;
 pub mod time;
 pub mod uart;
