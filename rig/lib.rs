@@ -10,8 +10,10 @@
 pub mod iec62056;
 pub mod line;
 pub mod meter;
+pub mod report;
 pub mod serial;
 pub mod sim;
+pub mod suite;
 pub mod target;
 pub mod time;
 pub mod uart;

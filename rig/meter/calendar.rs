@@ -64,8 +64,14 @@ mod tests {
             assert_eq!(days_from_civil(y, m, d), z);
         }
         assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(civil_from_days(days_from_civil(2026, 2, 28) + 1), (2026, 3, 1));
-        assert_eq!(civil_from_days(days_from_civil(2028, 2, 28) + 1), (2028, 2, 29));
+        assert_eq!(
+            civil_from_days(days_from_civil(2026, 2, 28) + 1),
+            (2026, 3, 1)
+        );
+        assert_eq!(
+            civil_from_days(days_from_civil(2028, 2, 28) + 1),
+            (2028, 2, 29)
+        );
     }
 
     #[test]
@@ -73,6 +79,9 @@ mod tests {
         let jan1 = days_from_civil(2026, 1, 1) * 86_400;
         assert_eq!(next_logging(jan1, 1), days_from_civil(2026, 2, 1) * 86_400);
         assert_eq!(next_logging(jan1 - 1, 1), jan1);
-        assert_eq!(next_logging(jan1, 28), days_from_civil(2026, 1, 28) * 86_400);
+        assert_eq!(
+            next_logging(jan1, 28),
+            days_from_civil(2026, 1, 28) * 86_400
+        );
     }
 }

@@ -105,9 +105,23 @@ impl Faults {
         macro_rules! opt {
             ($($f:ident),*) => { $( if self.$f.is_some() { v.push(stringify!($f)); } )* };
         }
-        opt!(bcc, parity_error_at, stop_error_at, tariff_sum_offset_kwh, energy_step_back_kwh, truncate_after, char_gap_ms,
-             pulse_width_ms, pulse_pause_ms, pulse_constant_error_pct, tariff_map, pulse_input_miss_every, identification,
-             line_end, deaf_after_noise_ms);
+        opt!(
+            bcc,
+            parity_error_at,
+            stop_error_at,
+            tariff_sum_offset_kwh,
+            energy_step_back_kwh,
+            truncate_after,
+            char_gap_ms,
+            pulse_width_ms,
+            pulse_pause_ms,
+            pulse_constant_error_pct,
+            tariff_map,
+            pulse_input_miss_every,
+            identification,
+            line_end,
+            deaf_after_noise_ms
+        );
         if !self.drop_data_sets.is_empty() {
             v.push("drop_data_sets");
         }
@@ -277,7 +291,11 @@ pub struct MeterSpec {
 }
 
 fn invalid(path: &str, field: &str, problem: impl Into<String>) -> MeterFileError {
-    MeterFileError::Invalid { path: path.into(), field: field.into(), problem: problem.into() }
+    MeterFileError::Invalid {
+        path: path.into(),
+        field: field.into(),
+        problem: problem.into(),
+    }
 }
 
 fn parse_civil(s: &str) -> Option<Civil> {
@@ -291,15 +309,27 @@ fn parse_civil(s: &str) -> Option<Civil> {
     let h: u32 = tp.next()?.parse().ok()?;
     let m: u32 = tp.next().unwrap_or("0").parse().ok()?;
     let sec: u32 = tp.next().unwrap_or("0").parse().ok()?;
-    if !(1..=12).contains(&month) || day == 0 || day > crate::meter::calendar::days_in_month(year, month) || h > 23 || m > 59 || sec > 59 {
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > crate::meter::calendar::days_in_month(year, month)
+        || h > 23
+        || m > 59
+        || sec > 59
+    {
         return None;
     }
-    Some(Civil { year, month, day, secs: h * 3600 + m * 60 + sec })
+    Some(Civil {
+        year,
+        month,
+        day,
+        secs: h * 3600 + m * 60 + sec,
+    })
 }
 
 /// Reads a load schedule CSV (`offset_s,active_w,reactive_var`, header required).
 pub fn read_schedule(path: &Path) -> Result<Vec<LoadStep>, String> {
-    let mut rdr = csv::Reader::from_path(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut rdr =
+        csv::Reader::from_path(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut steps = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
         let rec = rec.map_err(|e| format!("{}: row {}: {e}", path.display(), i + 2))?;
@@ -314,9 +344,17 @@ pub fn read_schedule(path: &Path) -> Result<Vec<LoadStep>, String> {
         let p = get(1, "active_w")?;
         let q = get(2, "reactive_var").unwrap_or(0.0);
         if !(off >= 0.0 && p.is_finite() && q.is_finite()) {
-            return Err(format!("{}: row {}: offset must be ≥ 0 and powers finite", path.display(), i + 2));
+            return Err(format!(
+                "{}: row {}: offset must be ≥ 0 and powers finite",
+                path.display(),
+                i + 2
+            ));
         }
-        steps.push(LoadStep { offset_ns: (off * 1e9).round() as u64, active_mw: (p * 1000.0).round() as i64, reactive_mvar: (q * 1000.0).round() as i64 });
+        steps.push(LoadStep {
+            offset_ns: (off * 1e9).round() as u64,
+            active_mw: (p * 1000.0).round() as i64,
+            reactive_mvar: (q * 1000.0).round() as i64,
+        });
     }
     if steps.is_empty() {
         return Err(format!("{}: no rows", path.display()));
@@ -325,7 +363,14 @@ pub fn read_schedule(path: &Path) -> Result<Vec<LoadStep>, String> {
         return Err(format!("{}: offsets must increase", path.display()));
     }
     if steps[0].offset_ns != 0 {
-        steps.insert(0, LoadStep { offset_ns: 0, active_mw: 0, reactive_mvar: 0 });
+        steps.insert(
+            0,
+            LoadStep {
+                offset_ns: 0,
+                active_mw: 0,
+                reactive_mvar: 0,
+            },
+        );
     }
     Ok(steps)
 }
@@ -334,7 +379,10 @@ impl MeterSpec {
     /// Reads and resolves a meter file.
     pub fn from_file(path: &Path) -> Result<MeterSpec, MeterFileError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| MeterFileError::Read { path: p.clone(), detail: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| MeterFileError::Read {
+            path: p.clone(),
+            detail: e.to_string(),
+        })?;
         let mut spec = Self::from_toml(&text, &p, path.parent())?;
         spec.path = Some(p);
         Ok(spec)
@@ -342,12 +390,20 @@ impl MeterSpec {
 
     /// The built-in default meter: a healthy 351 Combi (`fixtures/meters/default.toml`).
     pub fn builtin_default() -> MeterSpec {
-        Self::from_toml(DEFAULT_METER, "<built-in default meter>", None).expect("built-in meter file is valid")
+        Self::from_toml(DEFAULT_METER, "<built-in default meter>", None)
+            .expect("built-in meter file is valid")
     }
 
     /// Parses and resolves meter-file text; `base` resolves relative schedule paths.
-    pub fn from_toml(text: &str, path: &str, base: Option<&Path>) -> Result<MeterSpec, MeterFileError> {
-        let f: MeterFile = toml::from_str(text).map_err(|e| MeterFileError::Syntax { path: path.into(), detail: e.to_string() })?;
+    pub fn from_toml(
+        text: &str,
+        path: &str,
+        base: Option<&Path>,
+    ) -> Result<MeterSpec, MeterFileError> {
+        let f: MeterFile = toml::from_str(text).map_err(|e| MeterFileError::Syntax {
+            path: path.into(),
+            detail: e.to_string(),
+        })?;
         let profile = f.profile.profile();
         let c = &f.config;
         let ratio = match profile.id {
@@ -367,7 +423,11 @@ impl MeterSpec {
             }
             ProfileId::OmnipowerThreePhase => {
                 if c.z21.is_some() || c.hh.is_some() {
-                    return Err(invalid(path, "config", "the OMNIPOWER three-phase meter is direct connected: no transformer ratio"));
+                    return Err(invalid(
+                        path,
+                        "config",
+                        "the OMNIPOWER three-phase meter is direct connected: no transformer ratio",
+                    ));
                 }
                 1
             }
@@ -378,7 +438,13 @@ impl MeterSpec {
             (_, 2) => 15,
             (_, 3) => 30,
             (_, 4) => 60,
-            _ => return Err(invalid(path, "config.j", format!("{j} is not a logging period code (1: 5 min (351 only), 2: 15, 3: 30, 4: 60)"))),
+            _ => return Err(invalid(
+                path,
+                "config.j",
+                format!(
+                    "{j} is not a logging period code (1: 5 min (351 only), 2: 15, 3: 30, 4: 60)"
+                ),
+            )),
         };
         let (io, io_field) = match profile.io_table {
             IoTable::Kk351 => {
@@ -386,79 +452,169 @@ impl MeterSpec {
                     return Err(invalid(path, "config.z3", "the 351 Combi uses KK, not Z3"));
                 }
                 let kk = c.kk.unwrap_or(0);
-                (KK_351.get(kk as usize).copied(), ("config.kk", kk, "KK 00–19 (000 KK Module i/o)"))
+                (
+                    KK_351.get(kk as usize).copied(),
+                    ("config.kk", kk, "KK 00–19 (000 KK Module i/o)"),
+                )
             }
             IoTable::Z3 => {
                 if c.kk.is_some() {
-                    return Err(invalid(path, "config.kk", "OMNIPOWER meters use Z3, not KK"));
+                    return Err(invalid(
+                        path,
+                        "config.kk",
+                        "OMNIPOWER meters use Z3, not KK",
+                    ));
                 }
                 let z3 = c.z3.unwrap_or(0);
-                (Z3_OMNI.get(z3 as usize).copied(), ("config.z3", z3, "Z3 00–16 (002/003 Z3; 17–29 drive relays the model does not cover)"))
+                (
+                    Z3_OMNI.get(z3 as usize).copied(),
+                    (
+                        "config.z3",
+                        z3,
+                        "Z3 00–16 (002/003 Z3; 17–29 drive relays the model does not cover)",
+                    ),
+                )
             }
         };
-        let io = io.ok_or_else(|| invalid(path, io_field.0, format!("{:02} is not modelled: expected {}", io_field.1, io_field.2)))?;
+        let io = io.ok_or_else(|| {
+            invalid(
+                path,
+                io_field.0,
+                format!("{:02} is not modelled: expected {}", io_field.1, io_field.2),
+            )
+        })?;
         let pulse_width_ms = match profile.io_table {
             IoTable::Kk351 => match c.mm.unwrap_or(1) {
                 1 | 3 => 30.0,
                 2 | 4 => 80.0,
-                m => return Err(invalid(path, "config.mm", format!("{m:02} is not an MM code (01–04)"))),
+                m => {
+                    return Err(invalid(
+                        path,
+                        "config.mm",
+                        format!("{m:02} is not an MM code (01–04)"),
+                    ))
+                }
             },
             IoTable::Z3 => match c.z8.unwrap_or(1) {
                 1 | 2 => 30.0,
                 3 | 4 => 80.0,
-                m => return Err(invalid(path, "config.z8", format!("{m} is not a Z8 code (1–4)"))),
+                m => {
+                    return Err(invalid(
+                        path,
+                        "config.z8",
+                        format!("{m} is not a Z8 code (1–4)"),
+                    ))
+                }
             },
         };
         let pulse_basis = match profile.id {
             ProfileId::Combi351 => match c.p.unwrap_or(1) {
                 1 => PulseBasis::Secondary,
                 2 => PulseBasis::Primary,
-                p => return Err(invalid(path, "config.p", format!("{p} is not a P code (1 verified, 2 true)"))),
+                p => {
+                    return Err(invalid(
+                        path,
+                        "config.p",
+                        format!("{p} is not a P code (1 verified, 2 true)"),
+                    ))
+                }
             },
             ProfileId::OmnipowerCt => match c.z24.unwrap_or(0) {
                 0 => PulseBasis::Secondary,
                 1 => PulseBasis::Primary,
-                z => return Err(invalid(path, "config.z24", format!("{z} is not a Z24 code (0 secondary, 1 primary)"))),
+                z => {
+                    return Err(invalid(
+                        path,
+                        "config.z24",
+                        format!("{z} is not a Z24 code (0 secondary, 1 primary)"),
+                    ))
+                }
             },
             ProfileId::OmnipowerThreePhase => PulseBasis::Secondary,
         };
         let pulse_constant = match pulse_basis {
             PulseBasis::Secondary => {
-                if c.pulse_constant.is_some_and(|k| k != profile.secondary_pulse_constant) {
-                    return Err(invalid(path, "config.pulse_constant", format!("verified-energy pulses are fixed at {} imp/kWh ({})", profile.secondary_pulse_constant, profile.pulse_constant_clause)));
+                if c.pulse_constant
+                    .is_some_and(|k| k != profile.secondary_pulse_constant)
+                {
+                    return Err(invalid(
+                        path,
+                        "config.pulse_constant",
+                        format!(
+                            "verified-energy pulses are fixed at {} imp/kWh ({})",
+                            profile.secondary_pulse_constant, profile.pulse_constant_clause
+                        ),
+                    ));
                 }
                 profile.secondary_pulse_constant
             }
             PulseBasis::Primary => {
-                let k = c.pulse_constant.ok_or_else(|| invalid(path, "config.pulse_constant", "required when pulses are weighted by true energy"))?;
+                let k = c.pulse_constant.ok_or_else(|| {
+                    invalid(
+                        path,
+                        "config.pulse_constant",
+                        "required when pulses are weighted by true energy",
+                    )
+                })?;
                 let (lo, hi) = profile.primary_pulse_constant_range;
                 if !(lo..=hi).contains(&k) {
-                    return Err(invalid(path, "config.pulse_constant", format!("{k} outside {lo}–{hi} imp/kWh ({})", profile.pulse_constant_clause)));
+                    return Err(invalid(
+                        path,
+                        "config.pulse_constant",
+                        format!(
+                            "{k} outside {lo}–{hi} imp/kWh ({})",
+                            profile.pulse_constant_clause
+                        ),
+                    ));
                 }
                 k
             }
         };
         let logging_day = c.nn.unwrap_or(1);
         if logging_day > 28 {
-            return Err(invalid(path, "config.nn", format!("{logging_day} is not a logging date (00 module controlled, 01–28)")));
+            return Err(invalid(
+                path,
+                "config.nn",
+                format!("{logging_day} is not a logging date (00 module controlled, 01–28)"),
+            ));
         }
         let q = c.q.unwrap_or(4);
         if !(1..=4).contains(&q) {
-            return Err(invalid(path, "config.q", format!("{q} is not a Q code (1 kWh, 2 m³, 3 l, 4 none)")));
+            return Err(invalid(
+                path,
+                "config.q",
+                format!("{q} is not a Q code (1 kWh, 2 m³, 3 l, 4 none)"),
+            ));
         }
         let mut registers = BTreeMap::new();
         let mut text_registers = BTreeMap::new();
         for (addr, v) in &f.registers {
-            let spec = readout::spec(addr).ok_or_else(|| invalid(path, &format!("registers.{addr}"), "not one of the 17 data sets of the readout"))?;
+            let spec = readout::spec(addr).ok_or_else(|| {
+                invalid(
+                    path,
+                    &format!("registers.{addr}"),
+                    "not one of the 17 data sets of the readout",
+                )
+            })?;
             match (spec.format, v) {
                 (Format::Text { len }, toml::Value::String(s)) => {
                     if !spec.format.matches(s) {
-                        return Err(invalid(path, &format!("registers.{addr}"), format!("{s:?} is not {len} alphanumeric characters")));
+                        return Err(invalid(
+                            path,
+                            &format!("registers.{addr}"),
+                            format!("{s:?} is not {len} alphanumeric characters"),
+                        ));
                     }
                     text_registers.insert(addr.clone(), s.clone());
                 }
                 (Format::Number { .. }, toml::Value::String(s)) => {
-                    let n: f64 = s.trim().parse().map_err(|_| invalid(path, &format!("registers.{addr}"), format!("{s:?} is not a number")))?;
+                    let n: f64 = s.trim().parse().map_err(|_| {
+                        invalid(
+                            path,
+                            &format!("registers.{addr}"),
+                            format!("{s:?} is not a number"),
+                        )
+                    })?;
                     registers.insert(addr.clone(), n);
                 }
                 (Format::Number { .. }, toml::Value::Integer(i)) => {
@@ -469,11 +625,23 @@ impl MeterSpec {
                 }
                 _ => return Err(invalid(path, &format!("registers.{addr}"), "wrong type")),
             }
-            if registers.get(addr).is_some_and(|x| !x.is_finite() || *x < 0.0) {
-                return Err(invalid(path, &format!("registers.{addr}"), "must be a non-negative number"));
+            if registers
+                .get(addr)
+                .is_some_and(|x| !x.is_finite() || *x < 0.0)
+            {
+                return Err(invalid(
+                    path,
+                    &format!("registers.{addr}"),
+                    "must be a non-negative number",
+                ));
             }
         }
-        let lf = f.load.unwrap_or(LoadFile { active_w: 0.0, reactive_var: 0.0, schedule: None, repeat_s: None });
+        let lf = f.load.unwrap_or(LoadFile {
+            active_w: 0.0,
+            reactive_var: 0.0,
+            schedule: None,
+            repeat_s: None,
+        });
         let load = match &lf.schedule {
             Some(s) => {
                 let sp = base.map(|b| b.join(s)).unwrap_or_else(|| s.clone());
@@ -487,27 +655,55 @@ impl MeterSpec {
                 Load { steps, repeat_ns }
             }
             None => {
-                if !(lf.active_w.is_finite() && lf.reactive_var.is_finite() && lf.active_w >= 0.0 && lf.reactive_var >= 0.0) {
-                    return Err(invalid(path, "load", "powers must be finite and ≥ 0 (the model registers import only)"));
+                if !(lf.active_w.is_finite()
+                    && lf.reactive_var.is_finite()
+                    && lf.active_w >= 0.0
+                    && lf.reactive_var >= 0.0)
+                {
+                    return Err(invalid(
+                        path,
+                        "load",
+                        "powers must be finite and ≥ 0 (the model registers import only)",
+                    ));
                 }
                 Load {
-                    steps: vec![LoadStep { offset_ns: 0, active_mw: (lf.active_w * 1000.0).round() as i64, reactive_mvar: (lf.reactive_var * 1000.0).round() as i64 }],
+                    steps: vec![LoadStep {
+                        offset_ns: 0,
+                        active_mw: (lf.active_w * 1000.0).round() as i64,
+                        reactive_mvar: (lf.reactive_var * 1000.0).round() as i64,
+                    }],
                     repeat_ns: None,
                 }
             }
         };
-        if load.steps.iter().any(|s| s.active_mw < 0 || s.reactive_mvar < 0) {
-            return Err(invalid(path, "load", "powers must be ≥ 0 (the model registers import only)"));
+        if load
+            .steps
+            .iter()
+            .any(|s| s.active_mw < 0 || s.reactive_mvar < 0)
+        {
+            return Err(invalid(
+                path,
+                "load",
+                "powers must be ≥ 0 (the model registers import only)",
+            ));
         }
         let faults = f.faults;
         if let Some(b) = &faults.bcc {
             if !matches!(b.as_str(), "xor" | "sum" | "corrupt") {
-                return Err(invalid(path, "faults.bcc", format!("{b:?}: expected \"xor\", \"sum\" or \"corrupt\"")));
+                return Err(invalid(
+                    path,
+                    "faults.bcc",
+                    format!("{b:?}: expected \"xor\", \"sum\" or \"corrupt\""),
+                ));
             }
         }
         if let Some(m) = &faults.tariff_map {
             if m.len() != 4 || m.iter().any(|&r| !(1..=4).contains(&r)) {
-                return Err(invalid(path, "faults.tariff_map", "four registers 1–4, one per input state (in1 + 2·in2)"));
+                return Err(invalid(
+                    path,
+                    "faults.tariff_map",
+                    "four registers 1–4, one per input state (in1 + 2·in2)",
+                ));
             }
         }
         if let Some(l) = &faults.line_end {
@@ -516,31 +712,71 @@ impl MeterSpec {
             }
         }
         if faults.pulse_input_miss_every == Some(0) {
-            return Err(invalid(path, "faults.pulse_input_miss_every", "must be ≥ 1"));
+            return Err(invalid(
+                path,
+                "faults.pulse_input_miss_every",
+                "must be ≥ 1",
+            ));
         }
-        for (name, v) in [("response_delay_ms", faults.response_delay_ms), ("char_gap_ms", faults.char_gap_ms), ("pulse_width_ms", faults.pulse_width_ms), ("pulse_pause_ms", faults.pulse_pause_ms), ("deaf_after_noise_ms", faults.deaf_after_noise_ms)] {
+        for (name, v) in [
+            ("response_delay_ms", faults.response_delay_ms),
+            ("char_gap_ms", faults.char_gap_ms),
+            ("pulse_width_ms", faults.pulse_width_ms),
+            ("pulse_pause_ms", faults.pulse_pause_ms),
+            ("deaf_after_noise_ms", faults.deaf_after_noise_ms),
+        ] {
             if v.is_some_and(|x| !(x.is_finite() && x >= 0.0)) {
-                return Err(invalid(path, &format!("faults.{name}"), "must be a finite number ≥ 0"));
+                return Err(invalid(
+                    path,
+                    &format!("faults.{name}"),
+                    "must be a finite number ≥ 0",
+                ));
             }
         }
         for a in faults.drop_data_sets.iter().chain(faults.digits.keys()) {
             if readout::spec(a).is_none() {
-                return Err(invalid(path, "faults", format!("{a:?} is not one of the 17 data sets")));
+                return Err(invalid(
+                    path,
+                    "faults",
+                    format!("{a:?} is not one of the 17 data sets"),
+                ));
             }
         }
         let start = match &f.start {
-            Some(s) => parse_civil(s).ok_or_else(|| invalid(path, "start", format!("{s:?}: expected YYYY-MM-DDTHH:MM:SS")))?,
-            None => Civil { year: 2026, month: 1, day: 1, secs: 0 },
+            Some(s) => parse_civil(s).ok_or_else(|| {
+                invalid(
+                    path,
+                    "start",
+                    format!("{s:?}: expected YYYY-MM-DDTHH:MM:SS"),
+                )
+            })?,
+            None => Civil {
+                year: 2026,
+                month: 1,
+                day: 1,
+                secs: 0,
+            },
         };
         let baud = f.baud.unwrap_or(profile.baud);
         if !(50..=115_200).contains(&baud) {
             return Err(invalid(path, "baud", format!("{baud} outside 50–115200")));
         }
         let type_number = f.type_number.unwrap_or_else(|| "685351A300100".into());
-        if type_number.len() > 16 || !type_number.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'!') {
-            return Err(invalid(path, "type_number", "printable ASCII without '/' or '!', at most 16 characters"));
+        if type_number.len() > 16
+            || !type_number
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'!')
+        {
+            return Err(invalid(
+                path,
+                "type_number",
+                "printable ASCII without '/' or '!', at most 16 characters",
+            ));
         }
-        let customer = registers.get("0.0.0").map(|n| format!("{:08}", *n as u64)).unwrap_or_else(|| "00000000".into());
+        let customer = registers
+            .get("0.0.0")
+            .map(|n| format!("{:08}", *n as u64))
+            .unwrap_or_else(|| "00000000".into());
         Ok(MeterSpec {
             path: None,
             profile,
@@ -589,23 +825,56 @@ mod tests {
 
     #[test]
     fn errors_name_field_and_problem() {
-        let e = MeterSpec::from_toml("profile = \"351-combi\"\n[config]\nhh = 3\n", "m.toml", None).unwrap_err();
-        assert!(e.to_string().contains("config.hh") && e.to_string().contains("03"), "{e}");
-        let e = MeterSpec::from_toml("profile = \"351-combi\"\n[faults]\nresponse_dleay_ms = 3\n", "m.toml", None).unwrap_err();
-        assert!(matches!(e, MeterFileError::Syntax { .. }) && e.to_string().contains("response_dleay_ms"), "{e}");
-        let e = MeterSpec::from_toml("profile = \"351-combi\"\n[config]\np = 2\n", "m.toml", None).unwrap_err();
+        let e = MeterSpec::from_toml(
+            "profile = \"351-combi\"\n[config]\nhh = 3\n",
+            "m.toml",
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("config.hh") && e.to_string().contains("03"),
+            "{e}"
+        );
+        let e = MeterSpec::from_toml(
+            "profile = \"351-combi\"\n[faults]\nresponse_dleay_ms = 3\n",
+            "m.toml",
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, MeterFileError::Syntax { .. })
+                && e.to_string().contains("response_dleay_ms"),
+            "{e}"
+        );
+        let e = MeterSpec::from_toml("profile = \"351-combi\"\n[config]\np = 2\n", "m.toml", None)
+            .unwrap_err();
         assert!(e.to_string().contains("pulse_constant"), "{e}");
-        let e = MeterSpec::from_toml("profile = \"omnipower-ct\"\n[config]\nz21 = 7\n", "m.toml", None).unwrap_err();
+        let e = MeterSpec::from_toml(
+            "profile = \"omnipower-ct\"\n[config]\nz21 = 7\n",
+            "m.toml",
+            None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("z21"), "{e}");
     }
 
     #[test]
     fn transformer_ratios() {
         for (hh, amps) in HH_351 {
-            let m = MeterSpec::from_toml(&format!("profile = \"351-combi\"\n[config]\nhh = {hh}\n"), "m", None).unwrap();
+            let m = MeterSpec::from_toml(
+                &format!("profile = \"351-combi\"\n[config]\nhh = {hh}\n"),
+                "m",
+                None,
+            )
+            .unwrap();
             assert_eq!(m.ratio * 5, amps);
         }
-        let m = MeterSpec::from_toml("profile = \"omnipower-ct\"\n[config]\nz21 = 600\n", "m", None).unwrap();
+        let m = MeterSpec::from_toml(
+            "profile = \"omnipower-ct\"\n[config]\nz21 = 600\n",
+            "m",
+            None,
+        )
+        .unwrap();
         assert_eq!(m.ratio, 600);
         assert_eq!(m.pulse_constant, 5000);
         let m = MeterSpec::from_toml("profile = \"omnipower-3ph\"\n", "m", None).unwrap();

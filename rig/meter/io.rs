@@ -37,11 +37,21 @@ pub enum PortRole {
 impl PortRole {
     /// Whether the rig drives this port (a meter input).
     pub fn is_input(self) -> bool {
-        matches!(self, PortRole::TariffIn | PortRole::PulseIn | PortRole::AlarmIn { .. } | PortRole::MaxReset | PortRole::DebitingStop)
+        matches!(
+            self,
+            PortRole::TariffIn
+                | PortRole::PulseIn
+                | PortRole::AlarmIn { .. }
+                | PortRole::MaxReset
+                | PortRole::DebitingStop
+        )
     }
     /// Whether the meter drives this port (a pulse output).
     pub fn is_output(self) -> bool {
-        matches!(self, PortRole::ActiveOut | PortRole::ReactiveOut | PortRole::ExportOut)
+        matches!(
+            self,
+            PortRole::ActiveOut | PortRole::ReactiveOut | PortRole::ExportOut
+        )
     }
 }
 
@@ -70,7 +80,11 @@ impl TariffControl {
     pub fn tariff(&self, in1: bool, in2: bool) -> u8 {
         match *self {
             TariffControl::Communication => 1,
-            TariffControl::Module { tariffs: 2, inverted, .. } => {
+            TariffControl::Module {
+                tariffs: 2,
+                inverted,
+                ..
+            } => {
                 if in1 != inverted {
                     2
                 } else {
@@ -89,8 +103,12 @@ impl TariffControl {
     pub fn table(&self) -> Vec<(u8, u8)> {
         match *self {
             TariffControl::Communication => vec![],
-            TariffControl::Module { tariffs: 2, .. } => (0..2u8).map(|s| (s, self.tariff(s & 1 == 1, false))).collect(),
-            TariffControl::Module { .. } => (0..4u8).map(|s| (s, self.tariff(s & 1 == 1, s & 2 == 2))).collect(),
+            TariffControl::Module { tariffs: 2, .. } => (0..2u8)
+                .map(|s| (s, self.tariff(s & 1 == 1, false)))
+                .collect(),
+            TariffControl::Module { .. } => (0..4u8)
+                .map(|s| (s, self.tariff(s & 1 == 1, s & 2 == 2)))
+                .collect(),
         }
     }
 }
@@ -127,17 +145,39 @@ impl IoMap {
 use PortRole::*;
 
 const fn t2(inverted: bool, input1: Port) -> TariffControl {
-    TariffControl::Module { tariffs: 2, inverted, input1, input2: Option::None }
+    TariffControl::Module {
+        tariffs: 2,
+        inverted,
+        input1,
+        input2: Option::None,
+    }
 }
 const fn t4(inverted: bool) -> TariffControl {
-    TariffControl::Module { tariffs: 4, inverted, input1: Port::Port1, input2: Some(Port::Port2) }
+    TariffControl::Module {
+        tariffs: 4,
+        inverted,
+        input1: Port::Port1,
+        input2: Some(Port::Port2),
+    }
 }
 const COMM: TariffControl = TariffControl::Communication;
 const P1: Port = Port::Port1;
 const P2: Port = Port::Port2;
 
-const fn io(code: u8, description: &'static str, port1: PortRole, port2: PortRole, tariff: TariffControl) -> IoMap {
-    IoMap { code, description, port1, port2, tariff }
+const fn io(
+    code: u8,
+    description: &'static str,
+    port1: PortRole,
+    port2: PortRole,
+    tariff: TariffControl,
+) -> IoMap {
+    IoMap {
+        code,
+        description,
+        port1,
+        port2,
+        tariff,
+    }
 }
 
 /// KK 00–19 (000_c06f58957f887af9.txt, "KK Module i/o").
@@ -145,23 +185,89 @@ pub const KK_351: [IoMap; 20] = [
     io(0, "No function", None, None, COMM),
     io(1, "4-tariff", TariffIn, TariffIn, t4(false)),
     io(2, "4-tariff inverted", TariffIn, TariffIn, t4(true)),
-    io(3, "Pulse in/alarm in", PulseIn, AlarmIn { inverted: false }, COMM),
-    io(4, "Pulse in/inv. alarm in", PulseIn, AlarmIn { inverted: true }, COMM),
+    io(
+        3,
+        "Pulse in/alarm in",
+        PulseIn,
+        AlarmIn { inverted: false },
+        COMM,
+    ),
+    io(
+        4,
+        "Pulse in/inv. alarm in",
+        PulseIn,
+        AlarmIn { inverted: true },
+        COMM,
+    ),
     io(5, "Pulse in/A+ out", PulseIn, ActiveOut, COMM),
     io(6, "R+ out/A+ out", ReactiveOut, ActiveOut, COMM),
-    io(7, "2-tariff/alarm in", TariffIn, AlarmIn { inverted: false }, t2(false, P1)),
-    io(8, "2-tariff inv./alarm in", TariffIn, AlarmIn { inverted: false }, t2(true, P1)),
-    io(9, "2-tariff/alarm in inv.", TariffIn, AlarmIn { inverted: true }, t2(false, P1)),
-    io(10, "2-tariff inv./alarm in inv.", TariffIn, AlarmIn { inverted: true }, t2(true, P1)),
+    io(
+        7,
+        "2-tariff/alarm in",
+        TariffIn,
+        AlarmIn { inverted: false },
+        t2(false, P1),
+    ),
+    io(
+        8,
+        "2-tariff inv./alarm in",
+        TariffIn,
+        AlarmIn { inverted: false },
+        t2(true, P1),
+    ),
+    io(
+        9,
+        "2-tariff/alarm in inv.",
+        TariffIn,
+        AlarmIn { inverted: true },
+        t2(false, P1),
+    ),
+    io(
+        10,
+        "2-tariff inv./alarm in inv.",
+        TariffIn,
+        AlarmIn { inverted: true },
+        t2(true, P1),
+    ),
     io(11, "2-tariff/A+ out", TariffIn, ActiveOut, t2(false, P1)),
-    io(12, "2-tariff inv./A+ out", TariffIn, ActiveOut, t2(true, P1)),
+    io(
+        12,
+        "2-tariff inv./A+ out",
+        TariffIn,
+        ActiveOut,
+        t2(true, P1),
+    ),
     io(13, "Pulse in/2-tariff", PulseIn, TariffIn, t2(false, P2)),
-    io(14, "Pulse in/2-tariff inv.", PulseIn, TariffIn, t2(true, P2)),
+    io(
+        14,
+        "Pulse in/2-tariff inv.",
+        PulseIn,
+        TariffIn,
+        t2(true, P2),
+    ),
     io(15, "Max reset/2-tariff", MaxReset, TariffIn, t2(false, P2)),
-    io(16, "Max reset/2-tariff inv.", MaxReset, TariffIn, t2(true, P2)),
+    io(
+        16,
+        "Max reset/2-tariff inv.",
+        MaxReset,
+        TariffIn,
+        t2(true, P2),
+    ),
     io(17, "Max reset/A+ out", MaxReset, ActiveOut, COMM),
-    io(18, "Max reset/alarm in", MaxReset, AlarmIn { inverted: false }, COMM),
-    io(19, "Max reset/alarm in inv.", MaxReset, AlarmIn { inverted: true }, COMM),
+    io(
+        18,
+        "Max reset/alarm in",
+        MaxReset,
+        AlarmIn { inverted: false },
+        COMM,
+    ),
+    io(
+        19,
+        "Max reset/alarm in inv.",
+        MaxReset,
+        AlarmIn { inverted: true },
+        COMM,
+    ),
 ];
 
 /// OMNIPOWER Z3 00–16 (002/003, "Z3 Primary module configuration"); codes 17–29 drive load
@@ -170,18 +276,66 @@ pub const Z3_OMNI: [IoMap; 17] = [
     io(0, "No function", None, None, COMM),
     io(1, "4-tariff", TariffIn, TariffIn, t4(false)),
     io(2, "4-tariff inverted", TariffIn, TariffIn, t4(true)),
-    io(3, "Pulse in / Alarm in", PulseIn, AlarmIn { inverted: false }, COMM),
-    io(4, "Pulse in / Alarm in inverted", PulseIn, AlarmIn { inverted: true }, COMM),
+    io(
+        3,
+        "Pulse in / Alarm in",
+        PulseIn,
+        AlarmIn { inverted: false },
+        COMM,
+    ),
+    io(
+        4,
+        "Pulse in / Alarm in inverted",
+        PulseIn,
+        AlarmIn { inverted: true },
+        COMM,
+    ),
     io(5, "Pulse in / A+ out", PulseIn, ActiveOut, COMM),
     io(6, "R+ out / A+ out", ReactiveOut, ActiveOut, COMM),
-    io(7, "2-tariff / Alarm in", TariffIn, AlarmIn { inverted: false }, t2(false, P1)),
-    io(8, "2-tariff inverted / Alarm in", TariffIn, AlarmIn { inverted: false }, t2(true, P1)),
-    io(9, "2-tariff / Alarm in inverted", TariffIn, AlarmIn { inverted: true }, t2(false, P1)),
-    io(10, "2-tariff inverted / Alarm in inverted", TariffIn, AlarmIn { inverted: true }, t2(true, P1)),
+    io(
+        7,
+        "2-tariff / Alarm in",
+        TariffIn,
+        AlarmIn { inverted: false },
+        t2(false, P1),
+    ),
+    io(
+        8,
+        "2-tariff inverted / Alarm in",
+        TariffIn,
+        AlarmIn { inverted: false },
+        t2(true, P1),
+    ),
+    io(
+        9,
+        "2-tariff / Alarm in inverted",
+        TariffIn,
+        AlarmIn { inverted: true },
+        t2(false, P1),
+    ),
+    io(
+        10,
+        "2-tariff inverted / Alarm in inverted",
+        TariffIn,
+        AlarmIn { inverted: true },
+        t2(true, P1),
+    ),
     io(11, "2-tariff / A+ out", TariffIn, ActiveOut, t2(false, P1)),
-    io(12, "2-tariff inverted / A+ out", TariffIn, ActiveOut, t2(true, P1)),
+    io(
+        12,
+        "2-tariff inverted / A+ out",
+        TariffIn,
+        ActiveOut,
+        t2(true, P1),
+    ),
     io(13, "Pulse in / 2-tariff", PulseIn, TariffIn, t2(false, P2)),
-    io(14, "Pulse in / 2-tariff inverted", PulseIn, TariffIn, t2(true, P2)),
+    io(
+        14,
+        "Pulse in / 2-tariff inverted",
+        PulseIn,
+        TariffIn,
+        t2(true, P2),
+    ),
     io(15, "Debiting stop pulse / -", DebitingStop, None, COMM),
     io(16, "A- out / A+ out", ExportOut, ActiveOut, COMM),
 ];
@@ -194,9 +348,25 @@ mod tests {
     fn tariff_tables_match_the_sheet() {
         // 000 "Tariff control": normal (in1,in2) 00→1 10→2 01→3 11→4; inverted 11→1 01→2 10→3 00→4
         let n = KK_351[1].tariff;
-        assert_eq!([n.tariff(false, false), n.tariff(true, false), n.tariff(false, true), n.tariff(true, true)], [1, 2, 3, 4]);
+        assert_eq!(
+            [
+                n.tariff(false, false),
+                n.tariff(true, false),
+                n.tariff(false, true),
+                n.tariff(true, true)
+            ],
+            [1, 2, 3, 4]
+        );
         let i = KK_351[2].tariff;
-        assert_eq!([i.tariff(true, true), i.tariff(false, true), i.tariff(true, false), i.tariff(false, false)], [1, 2, 3, 4]);
+        assert_eq!(
+            [
+                i.tariff(true, true),
+                i.tariff(false, true),
+                i.tariff(true, false),
+                i.tariff(false, false)
+            ],
+            [1, 2, 3, 4]
+        );
         let t = KK_351[7].tariff;
         assert_eq!([t.tariff(false, false), t.tariff(true, false)], [1, 2]);
         let ti = KK_351[8].tariff;

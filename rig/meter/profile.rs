@@ -147,26 +147,62 @@ pub static OMNIPOWER_3PH: Profile = Profile {
     sources: &[SHEET_OMNI_3PH],
     baud: 300,
     bcc_rule: BccRule::Xor,
-    bcc_clause: Clause { source: SHEET_OMNI_3PH, section: "Z18 1107 configuration: mode A (BCC per IEC 62056-21)" },
+    bcc_clause: Clause {
+        source: SHEET_OMNI_3PH,
+        section: "Z18 1107 configuration: mode A (BCC per IEC 62056-21)",
+    },
     response_min_ms: 20.0,
     response_max_ms: 500.0,
-    response_clause: Clause { source: SPEC_351, section: "Note 1 (351 module interface, assumed for OMNIPOWER mode A)" },
-    readout_clause: Clause { source: SPEC_351, section: "IEC61107 data request (351 layout assumed for OMNIPOWER mode A)" },
-    framing_clause: Clause { source: SPEC_351, section: "300 baud 7E1 (assumed for OMNIPOWER mode A)" },
+    response_clause: Clause {
+        source: SPEC_351,
+        section: "Note 1 (351 module interface, assumed for OMNIPOWER mode A)",
+    },
+    readout_clause: Clause {
+        source: SPEC_351,
+        section: "IEC61107 data request (351 layout assumed for OMNIPOWER mode A)",
+    },
+    framing_clause: Clause {
+        source: SPEC_351,
+        section: "300 baud 7E1 (assumed for OMNIPOWER mode A)",
+    },
     accuracy_pct: 1.0,
-    accuracy_clause: Clause { source: SHEET_OMNI_3PH, section: "Technical data: accuracy class B / class 1" },
+    accuracy_clause: Clause {
+        source: SHEET_OMNI_3PH,
+        section: "Technical data: accuracy class B / class 1",
+    },
     secondary_pulse_constant: 1_000,
-    pulse_constant_clause: Clause { source: SHEET_OMNI_3PH, section: "Technical data: S0 pulse output 1000 imp/kWh" },
+    pulse_constant_clause: Clause {
+        source: SHEET_OMNI_3PH,
+        section: "Technical data: S0 pulse output 1000 imp/kWh",
+    },
     primary_pulse_constant_range: (1_000, 1_000),
     pulse_width_tolerance_pct: 10.0,
-    pulse_width_clause: Clause { source: SHEET_OMNI_3PH, section: "Technical data: pulse time 30 ms ± 10 %; Z8 pulse out length 30/80 ms" },
+    pulse_width_clause: Clause {
+        source: SHEET_OMNI_3PH,
+        section: "Technical data: pulse time 30 ms ± 10 %; Z8 pulse out length 30/80 ms",
+    },
     min_pause_ms: 30.0,
-    pause_clause: Clause { source: SHEET_OMNI_3PH, section: "Approvals: S0 pulse output DIN 43864 (pause ≥ 30 ms)" },
-    tariff_clause: Clause { source: SHEET_351, section: "Tariff control tables (Z3 names the same 4-tariff / 2-tariff inputs)" },
-    io_clause: Clause { source: SHEET_OMNI_3PH, section: "Configuration – software, Z3 Primary module configuration" },
+    pause_clause: Clause {
+        source: SHEET_OMNI_3PH,
+        section: "Approvals: S0 pulse output DIN 43864 (pause ≥ 30 ms)",
+    },
+    tariff_clause: Clause {
+        source: SHEET_351,
+        section: "Tariff control tables (Z3 names the same 4-tariff / 2-tariff inputs)",
+    },
+    io_clause: Clause {
+        source: SHEET_OMNI_3PH,
+        section: "Configuration – software, Z3 Primary module configuration",
+    },
     io_table: IoTable::Z3,
-    ratio_clause: Clause { source: SHEET_OMNI_3PH, section: "direct connected: no transformer ratio" },
-    registers_clause: Clause { source: SHEET_OMNI_3PH, section: "Permanent memory: registers" },
+    ratio_clause: Clause {
+        source: SHEET_OMNI_3PH,
+        section: "direct connected: no transformer ratio",
+    },
+    registers_clause: Clause {
+        source: SHEET_OMNI_3PH,
+        section: "Permanent memory: registers",
+    },
 };
 
 /// The OMNIPOWER CT meter: S0 5000 imp/kWh secondary, ratio 1–600 (Z21), Z24 pulse basis.
@@ -176,26 +212,62 @@ pub static OMNIPOWER_CT: Profile = Profile {
     sources: &[SHEET_OMNI_CT],
     baud: 300,
     bcc_rule: BccRule::Xor,
-    bcc_clause: Clause { source: SHEET_OMNI_CT, section: "Z18 1107 configuration: mode A (BCC per IEC 62056-21)" },
+    bcc_clause: Clause {
+        source: SHEET_OMNI_CT,
+        section: "Z18 1107 configuration: mode A (BCC per IEC 62056-21)",
+    },
     response_min_ms: 20.0,
     response_max_ms: 500.0,
-    response_clause: Clause { source: SPEC_351, section: "Note 1 (351 module interface, assumed for OMNIPOWER mode A)" },
-    readout_clause: Clause { source: SPEC_351, section: "IEC61107 data request (351 layout assumed for OMNIPOWER mode A)" },
-    framing_clause: Clause { source: SPEC_351, section: "300 baud 7E1 (assumed for OMNIPOWER mode A)" },
+    response_clause: Clause {
+        source: SPEC_351,
+        section: "Note 1 (351 module interface, assumed for OMNIPOWER mode A)",
+    },
+    readout_clause: Clause {
+        source: SPEC_351,
+        section: "IEC61107 data request (351 layout assumed for OMNIPOWER mode A)",
+    },
+    framing_clause: Clause {
+        source: SPEC_351,
+        section: "300 baud 7E1 (assumed for OMNIPOWER mode A)",
+    },
     accuracy_pct: 1.0,
-    accuracy_clause: Clause { source: SHEET_OMNI_CT, section: "Technical data: accuracy class" },
+    accuracy_clause: Clause {
+        source: SHEET_OMNI_CT,
+        section: "Technical data: accuracy class",
+    },
     secondary_pulse_constant: 5_000,
-    pulse_constant_clause: Clause { source: SHEET_OMNI_CT, section: "Technical data: S0 pulse output 5000 imp/kWh (secondary); Z24 pulse output basis" },
+    pulse_constant_clause: Clause {
+        source: SHEET_OMNI_CT,
+        section: "Technical data: S0 pulse output 5000 imp/kWh (secondary); Z24 pulse output basis",
+    },
     primary_pulse_constant_range: (1, 100_000),
     pulse_width_tolerance_pct: 10.0,
-    pulse_width_clause: Clause { source: SHEET_OMNI_CT, section: "Technical data: pulse time 30 ms ± 10 %; Z8 pulse out length 30/80 ms" },
+    pulse_width_clause: Clause {
+        source: SHEET_OMNI_CT,
+        section: "Technical data: pulse time 30 ms ± 10 %; Z8 pulse out length 30/80 ms",
+    },
     min_pause_ms: 30.0,
-    pause_clause: Clause { source: SHEET_OMNI_CT, section: "Approvals: S0 pulse output DIN 43864 (pause ≥ 30 ms)" },
-    tariff_clause: Clause { source: SHEET_351, section: "Tariff control tables (Z3 names the same 4-tariff / 2-tariff inputs)" },
-    io_clause: Clause { source: SHEET_OMNI_CT, section: "Configuration – software, Z3 Primary module configuration" },
+    pause_clause: Clause {
+        source: SHEET_OMNI_CT,
+        section: "Approvals: S0 pulse output DIN 43864 (pause ≥ 30 ms)",
+    },
+    tariff_clause: Clause {
+        source: SHEET_351,
+        section: "Tariff control tables (Z3 names the same 4-tariff / 2-tariff inputs)",
+    },
+    io_clause: Clause {
+        source: SHEET_OMNI_CT,
+        section: "Configuration – software, Z3 Primary module configuration",
+    },
     io_table: IoTable::Z3,
-    ratio_clause: Clause { source: SHEET_OMNI_CT, section: "Z21 Transformer ratio 1–600" },
-    registers_clause: Clause { source: SHEET_OMNI_CT, section: "Permanent memory: registers" },
+    ratio_clause: Clause {
+        source: SHEET_OMNI_CT,
+        section: "Z21 Transformer ratio 1–600",
+    },
+    registers_clause: Clause {
+        source: SHEET_OMNI_CT,
+        section: "Permanent memory: registers",
+    },
 };
 
 impl ProfileId {
@@ -211,9 +283,29 @@ impl ProfileId {
 
 /// 351 Combi HH codes → primary amperes of an x/5 A transformer (000, Configuration 1).
 pub const HH_351: [(u8, u32); 20] = [
-    (0, 5), (2, 50), (5, 100), (7, 120), (10, 150), (11, 160), (15, 200), (20, 250), (25, 300), (30, 400),
-    (35, 500), (40, 600), (50, 800), (60, 1000), (70, 1200), (71, 1250), (80, 1400), (84, 1500), (90, 1800), (95, 2000),
+    (0, 5),
+    (2, 50),
+    (5, 100),
+    (7, 120),
+    (10, 150),
+    (11, 160),
+    (15, 200),
+    (20, 250),
+    (25, 300),
+    (30, 400),
+    (35, 500),
+    (40, 600),
+    (50, 800),
+    (60, 1000),
+    (70, 1200),
+    (71, 1250),
+    (80, 1400),
+    (84, 1500),
+    (90, 1800),
+    (95, 2000),
 ];
 
 /// OMNIPOWER CT Z21 codes are the ratio itself (003, Z21: 001 = 5/5 … 600 = 3000/5).
-pub const Z21_CT: [u32; 17] = [1, 2, 3, 4, 10, 15, 20, 24, 30, 32, 40, 60, 100, 200, 300, 400, 600];
+pub const Z21_CT: [u32; 17] = [
+    1, 2, 3, 4, 10, 15, 20, 24, 30, 32, 40, 60, 100, 200, 300, 400, 600,
+];

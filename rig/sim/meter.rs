@@ -124,7 +124,9 @@ impl SoftMeter {
         let reg = |a: &str| spec.registers.get(a).copied().unwrap_or(0.0);
         let mk = |a: &str| (reg(a) * 1000.0).round() as i128;
         let kw = |a: &str| (reg(a) * 1000.0).round() as i64;
-        let start_unix = calendar::days_from_civil(spec.start.year, spec.start.month, spec.start.day) * 86_400 + spec.start.secs as i64;
+        let start_unix =
+            calendar::days_from_civil(spec.start.year, spec.start.month, spec.start.day) * 86_400
+                + spec.start.secs as i64;
         let mut outs = Vec::new();
         for port in Port::ALL {
             let reactive = match spec.io.role(port) {
@@ -132,7 +134,8 @@ impl SoftMeter {
                 PortRole::ReactiveOut => true,
                 _ => continue,
             };
-            let err_ppm = (spec.faults.pulse_constant_error_pct.unwrap_or(0.0) * 1e4).round() as i128;
+            let err_ppm =
+                (spec.faults.pulse_constant_error_pct.unwrap_or(0.0) * 1e4).round() as i128;
             outs.push(PulseOut {
                 port,
                 reactive,
@@ -140,7 +143,11 @@ impl SoftMeter {
                 rate_num: spec.pulse_constant as i128 * (PPM + err_ppm),
                 free_at: Timestamp::ZERO,
                 width_ns: ms_ns(spec.faults.pulse_width_ms.unwrap_or(spec.pulse_width_ms)),
-                pause_ns: ms_ns(spec.faults.pulse_pause_ms.unwrap_or(spec.profile.min_pause_ms)),
+                pause_ns: ms_ns(
+                    spec.faults
+                        .pulse_pause_ms
+                        .unwrap_or(spec.profile.min_pause_ms),
+                ),
                 edges: VecDeque::new(),
                 emitted: 0,
                 dropped_edges: 0,
@@ -154,7 +161,10 @@ impl SoftMeter {
         let next_logging = if spec.logging_day == 0 {
             None
         } else {
-            Some(Timestamp(((calendar::next_logging(start_unix, spec.logging_day) - start_unix) as u64) * 1_000_000_000))
+            Some(Timestamp(
+                ((calendar::next_logging(start_unix, spec.logging_day) - start_unix) as u64)
+                    * 1_000_000_000,
+            ))
         };
         let first = spec.load.steps[0];
         SoftMeter {
@@ -211,7 +221,10 @@ impl SoftMeter {
 
     /// Pulses emitted on `port` so far.
     pub fn pulses_emitted(&self, port: Port) -> u64 {
-        self.outs.iter().find(|o| o.port == port).map_or(0, |o| o.emitted)
+        self.outs
+            .iter()
+            .find(|o| o.port == port)
+            .map_or(0, |o| o.emitted)
     }
 
     fn threshold() -> i128 {
@@ -229,9 +242,14 @@ impl SoftMeter {
     fn next_load_change(&self) -> Option<Timestamp> {
         let steps = &self.spec.load.steps;
         if self.load_idx + 1 < steps.len() {
-            Some(Timestamp(self.load_cycle + steps[self.load_idx + 1].offset_ns))
+            Some(Timestamp(
+                self.load_cycle + steps[self.load_idx + 1].offset_ns,
+            ))
         } else {
-            self.spec.load.repeat_ns.map(|r| Timestamp(self.load_cycle + r))
+            self.spec
+                .load
+                .repeat_ns
+                .map(|r| Timestamp(self.load_cycle + r))
         }
     }
 
@@ -247,7 +265,8 @@ impl SoftMeter {
 
     /// The tariff register (1–4) that registers now.
     pub fn active_tariff(&self) -> u8 {
-        let crate::meter::io::TariffControl::Module { input1, input2, .. } = self.spec.io.tariff else {
+        let crate::meter::io::TariffControl::Module { input1, input2, .. } = self.spec.io.tariff
+        else {
             return 1;
         };
         let in1 = self.inputs[input1 as usize];
@@ -339,12 +358,16 @@ impl SoftMeter {
             }
             self.period_start = t;
             self.period_e = (self.e_act, self.e_react);
-            self.next_period_end = Timestamp(t.0 + self.spec.logging_period_min as u64 * 60 * 1_000_000_000);
+            self.next_period_end =
+                Timestamp(t.0 + self.spec.logging_period_min as u64 * 60 * 1_000_000_000);
         }
         if self.next_logging == Some(t) {
             self.billing_reset();
             let unix = self.start_unix + (t.0 / 1_000_000_000) as i64;
-            self.next_logging = Some(Timestamp(((calendar::next_logging(unix, self.spec.logging_day) - self.start_unix) as u64) * 1_000_000_000));
+            self.next_logging = Some(Timestamp(
+                ((calendar::next_logging(unix, self.spec.logging_day) - self.start_unix) as u64)
+                    * 1_000_000_000,
+            ));
         }
         self.poll_uart(t);
     }
@@ -355,7 +378,16 @@ impl SoftMeter {
         let end = Timestamp(start.0 + o.width_ns);
         o.free_at = Timestamp(end.0 + o.pause_ns);
         o.emitted += 1;
-        for e in [Edge { t: start, level: false }, Edge { t: end, level: true }] {
+        for e in [
+            Edge {
+                t: start,
+                level: false,
+            },
+            Edge {
+                t: end,
+                level: true,
+            },
+        ] {
             if o.edges.len() >= EDGE_CAP {
                 o.edges.pop_front();
                 o.dropped_edges += 1;
@@ -383,12 +415,18 @@ impl SoftMeter {
         match self.spec.io.role(port) {
             PortRole::PulseIn if rising_to_active => {
                 self.pulse_input_seen += 1;
-                let missed = self.spec.faults.pulse_input_miss_every.is_some_and(|n| self.pulse_input_seen % n == 0);
+                let missed = self
+                    .spec
+                    .faults
+                    .pulse_input_miss_every
+                    .is_some_and(|n| self.pulse_input_seen % n == 0);
                 if !missed {
                     self.pulse_input += 1;
                 }
             }
-            PortRole::MaxReset | PortRole::DebitingStop if rising_to_active && !self.spec.faults.max_reset_ignored => {
+            PortRole::MaxReset | PortRole::DebitingStop
+                if rising_to_active && !self.spec.faults.max_reset_ignored =>
+            {
                 self.billing_reset();
             }
             PortRole::AlarmIn { inverted } => self.alarm = active != inverted,
@@ -407,7 +445,10 @@ impl SoftMeter {
 
     /// Output edges dropped because nobody took them (like a kernel event-buffer overflow).
     pub fn dropped_edges(&self, port: Port) -> u64 {
-        self.outs.iter().find(|o| o.port == port).map_or(0, |o| o.dropped_edges)
+        self.outs
+            .iter()
+            .find(|o| o.port == port)
+            .map_or(0, |o| o.dropped_edges)
     }
 
     /// A level change on the data-in line (the rig's transmitter), decoded by the meter's UART.
@@ -471,7 +512,10 @@ impl SoftMeter {
         let line = std::mem::take(&mut self.rx_line);
         match Request::parse(&line) {
             Ok(req) => {
-                let for_me = req.address.as_deref().is_none_or(|a| a == self.spec.address);
+                let for_me = req
+                    .address
+                    .as_deref()
+                    .is_none_or(|a| a == self.spec.address);
                 if !for_me {
                     self.noise(end);
                 } else if end >= self.deaf_until && self.tx.is_empty() {
@@ -505,7 +549,11 @@ impl SoftMeter {
     pub fn telegram(&self) -> Telegram {
         let r = self.registers();
         let f = &self.spec.faults;
-        let back = if self.readouts >= 1 { (f.energy_step_back_kwh.unwrap_or(0.0) * 1000.0).round() as i128 } else { 0 };
+        let back = if self.readouts >= 1 {
+            (f.energy_step_back_kwh.unwrap_or(0.0) * 1000.0).round() as i128
+        } else {
+            0
+        };
         let kwh = |m: i128| ((m - back).max(0) / 1000) as f64;
         let kw = |w: i64| w as f64 / 1000.0;
         let mut data_sets = Vec::with_capacity(17);
@@ -514,9 +562,13 @@ impl SoftMeter {
                 continue;
             }
             let value = match spec.quantity {
-                Quantity::CustomerNumber => self.spec.registers.get("0.0.0").copied().unwrap_or(0.0),
+                Quantity::CustomerNumber => {
+                    self.spec.registers.get("0.0.0").copied().unwrap_or(0.0)
+                }
                 Quantity::SoftwareRevision => f64::NAN,
-                Quantity::ActiveEnergy => kwh(r.active_mkwh) + f.tariff_sum_offset_kwh.unwrap_or(0.0),
+                Quantity::ActiveEnergy => {
+                    kwh(r.active_mkwh) + f.tariff_sum_offset_kwh.unwrap_or(0.0)
+                }
                 Quantity::ActiveEnergyTariff(n) => kwh(r.tariff_mkwh[n as usize - 1]),
                 Quantity::ReactiveEnergy => kwh(r.reactive_mkvarh),
                 Quantity::HourCounter => r.hours as f64,
@@ -530,7 +582,12 @@ impl SoftMeter {
                 Quantity::ResetCounter => r.reset_counter as f64,
             };
             let raw = match spec.format {
-                Format::Text { .. } => self.spec.text_registers.get(spec.address).cloned().unwrap_or_else(|| "5000D1".into()),
+                Format::Text { .. } => self
+                    .spec
+                    .text_registers
+                    .get(spec.address)
+                    .cloned()
+                    .unwrap_or_else(|| "5000D1".into()),
                 Format::Number { int, dec } => {
                     let fmt = match f.digits.get(spec.address) {
                         Some(&d) => Format::Number { int: d, dec },
@@ -541,7 +598,10 @@ impl SoftMeter {
             };
             data_sets.push(spec.data_set(raw));
         }
-        Telegram { identification: Identification::kamstrup(self.spec.type_number.clone()), data_sets }
+        Telegram {
+            identification: Identification::kamstrup(self.spec.type_number.clone()),
+            data_sets,
+        }
     }
 
     /// The answer's 7-bit characters, with the content and structure faults applied.
@@ -576,7 +636,10 @@ impl SoftMeter {
         block.push(ETX);
         let mut bcc = iec62056::bcc(rule, &block);
         if f.bcc.as_deref() == Some("corrupt") {
-            let (x, s) = (iec62056::bcc(BccRule::Xor, &block), iec62056::bcc(BccRule::Sum, &block));
+            let (x, s) = (
+                iec62056::bcc(BccRule::Xor, &block),
+                iec62056::bcc(BccRule::Sum, &block),
+            );
             bcc = (0x30u8..0x7F).find(|&c| c != x && c != s).unwrap_or(0x7F);
         }
         let mut out = Vec::with_capacity(ident.len() + block.len() + 2);
@@ -608,7 +671,12 @@ impl SoftMeter {
                 byte ^= 0x80;
             }
             let end = bit_start(start, 10, baud);
-            self.tx.push_back((ScheduledChar { byte, start, end }, TxFrame { bad_stop: f.stop_error_at == Some(i) }));
+            self.tx.push_back((
+                ScheduledChar { byte, start, end },
+                TxFrame {
+                    bad_stop: f.stop_error_at == Some(i),
+                },
+            ));
             start = Timestamp(end.0 + gap);
         }
     }
@@ -638,8 +706,16 @@ impl CharPeer for SoftMeter {
 
     fn receive(&mut self, byte: u8, end: Timestamp) {
         self.advance(end);
-        let start = Timestamp(end.0.saturating_sub(bit_start(Timestamp::ZERO, 10, self.spec.baud).0));
-        self.receive_char(RxChar { byte, start, end, stop_ok: true });
+        let start = Timestamp(
+            end.0
+                .saturating_sub(bit_start(Timestamp::ZERO, 10, self.spec.baud).0),
+        );
+        self.receive_char(RxChar {
+            byte,
+            start,
+            end,
+            stop_ok: true,
+        });
     }
 
     fn advance(&mut self, now: Timestamp) {

@@ -87,7 +87,8 @@ impl SimTarget {
         self.rx.advance(Timestamp(t.0 + 1), &mut chars);
         self.rx_chars.extend(chars);
         for p in Port::ALL {
-            self.meter.take_port_edges(p, t, &mut self.port_edges[p as usize]);
+            self.meter
+                .take_port_edges(p, t, &mut self.port_edges[p as usize]);
         }
         self.now = t;
     }
@@ -97,13 +98,19 @@ impl SimTarget {
         let frame = bit_start(Timestamp::ZERO, 10, self.baud).0;
         let pending = self.rx.pending_end();
         let queued = self.data_out.front().map(|e| Timestamp(e.t.0 + frame));
-        let scheduled = self.meter.next_frame_start().map(|s| Timestamp(s.0 + frame));
+        let scheduled = self
+            .meter
+            .next_frame_start()
+            .map(|s| Timestamp(s.0 + frame));
         [pending, queued, scheduled].into_iter().flatten().min()
     }
 
     fn next_meter_input(&self) -> Option<Timestamp> {
         let edge = self.data_in.front().map(|e| e.t);
-        [edge, self.meter.rx_pending_end()].into_iter().flatten().min()
+        [edge, self.meter.rx_pending_end()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
@@ -161,7 +168,11 @@ impl Target for SimTarget {
             let gap_at = got.last().map(|c| Timestamp(c.end.0 + gap));
             let limit = gap_at.map_or(deadline, |g| g.min(deadline));
             if self.now >= limit {
-                let end = if gap_at.is_some_and(|g| g <= deadline) { RecvEnd::Gap } else { RecvEnd::Deadline };
+                let end = if gap_at.is_some_and(|g| g <= deadline) {
+                    RecvEnd::Gap
+                } else {
+                    RecvEnd::Deadline
+                };
                 return Ok((got, end));
             }
             // step to the next character, to the meter's reaction to our request, or to the limit

@@ -25,9 +25,11 @@ pub fn read_once(t: &mut SimTarget) -> (Timestamp, Vec<RxChar>, RecvEnd) {
     let end = t.send(&req).unwrap();
     let deadline = Timestamp(end.0 + 20_000_000_000);
     let (chars, how) = t
-        .recv(deadline, Duration::from_millis(1500), &mut |c: &[RxChar]| {
-            c.len() >= 2 && c[c.len() - 2].byte & 0x7F == 0x03
-        })
+        .recv(
+            deadline,
+            Duration::from_millis(1500),
+            &mut |c: &[RxChar]| c.len() >= 2 && c[c.len() - 2].byte & 0x7F == 0x03,
+        )
         .unwrap();
     (end, chars, how)
 }
@@ -39,10 +41,20 @@ fn worked_example_reproduced_byte_for_byte() {
     let golden = {
         let mut s = String::from("/KAM 685351A300100\r\n\x020.0.0(00000000)\r\n0.2.0(5000D1)\r\n");
         for l in [
-            "1.8.0(0012658*kWh)", "1.8.1(0000886*kWh)", "1.8.2(0000854*kWh)", "1.8.3(0002375*kWh)",
-            "1.8.4(0008543*kWh)", "3.8.0(0000129*kvarh)", "96.8.0(0000024*h)", "96.50.1(0001027)",
-            "1.6.0(000023.4*kW)", "3.6.0(000001.5*kvar)", "1.6.0.1(000000.0*kW)", "3.6.0.1(000000.0*kvar)",
-            "1.2.0(000057.0*kW)", "3.2.0(000003.2*kvar)",
+            "1.8.0(0012658*kWh)",
+            "1.8.1(0000886*kWh)",
+            "1.8.2(0000854*kWh)",
+            "1.8.3(0002375*kWh)",
+            "1.8.4(0008543*kWh)",
+            "3.8.0(0000129*kvarh)",
+            "96.8.0(0000024*h)",
+            "96.50.1(0001027)",
+            "1.6.0(000023.4*kW)",
+            "3.6.0(000001.5*kvar)",
+            "1.6.0.1(000000.0*kW)",
+            "3.6.0.1(000000.0*kvar)",
+            "1.2.0(000057.0*kW)",
+            "3.2.0(000003.2*kvar)",
         ] {
             s.push_str(l);
             s.push_str("\r\n");
@@ -51,12 +63,16 @@ fn worked_example_reproduced_byte_for_byte() {
         s.into_bytes()
     };
     assert_eq!(golden.len(), 359);
-    let spec = MeterSpec::from_file(&crate::util::path("fixtures/meters/worked-example.toml")).unwrap();
+    let spec =
+        MeterSpec::from_file(&crate::util::path("fixtures/meters/worked-example.toml")).unwrap();
     let mut t = SimTarget::new(spec);
     let (end, chars, how) = read_once(&mut t);
     assert_eq!(how, RecvEnd::Complete);
     let bytes: Vec<u8> = chars.iter().map(|c| c.byte & 0x7F).collect();
-    assert_eq!(String::from_utf8_lossy(&bytes), String::from_utf8_lossy(&golden));
+    assert_eq!(
+        String::from_utf8_lossy(&bytes),
+        String::from_utf8_lossy(&golden)
+    );
     assert!(chars.iter().all(|c| parity::is_even(c.byte) && c.stop_ok));
     // response time exact: 150 ms from the end of LF's stop bit to the start bit of '/'
     assert_eq!(chars[0].start.0 - end.0, 150_000_000);
@@ -91,5 +107,8 @@ fn verified_pulses_are_10000_per_kwh_secondary() {
     for w in edges.windows(2).filter(|w| !w[0].level) {
         assert_eq!(w[1].t.0 - w[0].t.0, 30_000_000);
     }
-    assert!(t.take_edges(Port::Port1).unwrap().is_empty(), "port 1 is pulse in under KK 05");
+    assert!(
+        t.take_edges(Port::Port1).unwrap().is_empty(),
+        "port 1 is pulse in under KK 05"
+    );
 }

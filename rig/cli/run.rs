@@ -1,0 +1,141 @@
+//! `rig run`: every selected suite against a target, with records written as cases finish.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use meter_rig::meter::config::MeterSpec;
+use meter_rig::report::{self, Record, Reporter, Summary};
+use meter_rig::sim::SimTarget;
+use meter_rig::suite::{self, RunOptions};
+use meter_rig::target::Target;
+
+/// Arguments of `rig run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// What to test: `sim` (the built-in software meter, virtual time), `serial:PATH`,
+    /// `gpio:WIRING.toml` or `pi:WIRING.toml`.
+    #[arg(long, default_value = "sim")]
+    pub target: String,
+    /// Meter file: the software meter to build, or the expected configuration of a real meter.
+    /// Default: the built-in healthy 351 Combi (fixtures/meters/default.toml).
+    #[arg(long)]
+    pub meter: Option<PathBuf>,
+    /// Run only this suite (repeatable): readout, pulse_out, tariff, pulse_in, max_reset.
+    #[arg(long = "suite")]
+    pub suites: Vec<String>,
+    /// Directory for record.json, junit.xml and measurements.csv.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Line rate for serial targets (default: the meter file's).
+    #[arg(long)]
+    pub baud: Option<u32>,
+    /// Serial framing: soft7e1 (parity checked by the rig) or uart (the UART's own 7E1).
+    #[arg(long, default_value = "soft7e1")]
+    pub framing: String,
+    /// Print one line per case on stderr even in virtual time.
+    #[arg(long)]
+    pub progress: bool,
+}
+
+/// Builds the target named by `--target`.
+pub fn open_target(
+    target: &str,
+    spec: &MeterSpec,
+    args: &RunArgs,
+) -> anyhow::Result<Box<dyn Target>> {
+    let (kind, rest) = target.split_once(':').unwrap_or((target, ""));
+    match kind {
+        "sim" => {
+            if !rest.is_empty() {
+                bail!("--target sim takes no argument (use --meter FILE to choose the software meter)");
+            }
+            Ok(Box::new(SimTarget::new(spec.clone())))
+        }
+        "serial" | "gpio" | "pi" => super::targets::open(kind, rest, spec, args),
+        other => bail!("unknown target kind {other:?}: expected sim, serial:PATH, gpio:WIRING.toml or pi:WIRING.toml"),
+    }
+}
+
+/// Runs `rig run`.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut spec = match &args.meter {
+        Some(p) => MeterSpec::from_file(p)?,
+        None => MeterSpec::builtin_default(),
+    };
+    if let Some(b) = args.baud {
+        spec.baud = b;
+    }
+    for s in &args.suites {
+        if !suite::suite_names().contains(&s.as_str()) {
+            bail!(
+                "unknown suite {s:?}: expected one of {}",
+                suite::suite_names().join(", ")
+            );
+        }
+    }
+    let mut target = open_target(&args.target, &spec, &args)?;
+    let caps = target.capabilities();
+    let mut opts = RunOptions::for_target(&caps);
+    opts.suites = args.suites.clone();
+    opts.check_type_number = caps.virtual_time || args.meter.is_some();
+    let meter_json = serde_json::to_value(&spec).context("serialising the meter configuration")?;
+    let record = Record {
+        record_version: 1,
+        rig_version: env!("CARGO_PKG_VERSION").into(),
+        target: target.describe(),
+        capabilities: caps.clone(),
+        meter: meter_json,
+        started: report::utc_now(),
+        ended: None,
+        complete: false,
+        aborted: None,
+        target_time_s: 0.0,
+        wall_time_s: 0.0,
+        summary: Summary::default(),
+        cases: vec![],
+    };
+    let progress = args.progress || (!caps.virtual_time && std::io::stderr().is_terminal());
+    let mut reporter = Reporter::create(&args.out, record, progress)
+        .with_context(|| format!("cannot write records to {}", args.out.display()))?;
+    eprintln!(
+        "rig: {} ({}), records in {}",
+        target.describe(),
+        spec.profile.name,
+        args.out.display()
+    );
+    let cases = suite::run(target.as_mut(), &spec, &opts, &mut reporter);
+    let t_end = target.now().map(|t| t.as_secs_f64()).unwrap_or(f64::NAN);
+    let aborted = cases
+        .iter()
+        .find(|c| c.message.contains("vanished"))
+        .map(|c| c.message.clone());
+    reporter
+        .finish(t_end, aborted.clone())
+        .with_context(|| format!("cannot write records to {}", args.out.display()))?;
+    let rec = reporter.record();
+    print!("{}", report::summary_table(&cases));
+    let s = &rec.summary;
+    println!(
+        "{} passed, {} failed, {} skipped, {} errors — {:.3} s wall, {:.1} s {} time",
+        s.pass,
+        s.fail,
+        s.skip,
+        s.error,
+        rec.wall_time_s,
+        rec.target_time_s,
+        if caps.virtual_time {
+            "simulated"
+        } else {
+            "target"
+        }
+    );
+    if let Some(a) = aborted {
+        eprintln!("rig: run aborted: {a}");
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::from(if s.fail + s.error > 0 { 1 } else { 0 }))
+}

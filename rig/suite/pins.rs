@@ -1,0 +1,624 @@
+//! The suites that need the module's pins: `pulse_out`, `tariff`, `pulse_in`, `max_reset`.
+//!
+//! Pulse times come from edge timestamps on the meter's output ports; register values from
+//! readouts. A case the meter's configuration (KK/Z3) makes meaningless is skipped with that
+//! reason, and a target without pins skips them all, naming what is needed.
+
+use std::time::Duration;
+
+use super::readout::clause_for;
+use super::{fmt_num, Ctx, Judgement, Measurement, Readout};
+use crate::meter::config::PulseBasis;
+use crate::meter::io::{PortRole, TariffControl};
+use crate::target::{Port, TargetError};
+use crate::time::{TimeSource, Timestamp};
+use crate::uart::Edge;
+
+/// Runs one pin case.
+pub fn run(ctx: &mut Ctx<'_>, id: &str) -> Result<Judgement, TargetError> {
+    let clause = clause_for(id, ctx.spec);
+    if !ctx.caps.pins {
+        return Ok(Judgement::skip(
+            clause,
+            format!("{} has no pins: this case needs the module's ports (use --target gpio:WIRING or pi:WIRING, or the software meter)", ctx.target.describe()),
+        ));
+    }
+    match id {
+        "pulse_out.width" => pulse_width(ctx, clause),
+        "pulse_out.pause" => pulse_pause(ctx, clause),
+        "pulse_out.constant" => pulse_constant(ctx, clause),
+        "tariff.table" => tariff_table(ctx, clause),
+        "pulse_in.count" => pulse_in(ctx, clause),
+        "max_reset.peak_reset" => max_reset(ctx, clause),
+        other => Ok(Judgement::error(clause, format!("unknown case {other}"))),
+    }
+}
+
+fn io_text(ctx: &Ctx<'_>) -> String {
+    let code = match ctx.spec.profile.io_table {
+        crate::meter::profile::IoTable::Kk351 => "KK",
+        crate::meter::profile::IoTable::Z3 => "Z3",
+    };
+    format!(
+        "{code} {:02} ({})",
+        ctx.spec.io.code, ctx.spec.io.description
+    )
+}
+
+/// Output ports that carry energy pulses, with the register they count.
+fn output_ports(ctx: &Ctx<'_>) -> Vec<(Port, &'static str)> {
+    Port::ALL
+        .into_iter()
+        .filter_map(|p| match ctx.spec.io.role(p) {
+            PortRole::ActiveOut => Some((p, "1.8.0")),
+            PortRole::ReactiveOut => Some((p, "3.8.0")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Complete pulses (leading edge, trailing edge) in edges that start from an idle-high line.
+fn pulses(edges: &[Edge]) -> Vec<(Timestamp, Timestamp)> {
+    let mut out = Vec::new();
+    let mut low_at: Option<Timestamp> = None;
+    for e in edges {
+        if !e.level {
+            low_at = Some(e.t);
+        } else if let Some(s) = low_at.take() {
+            out.push((s, e.t));
+        }
+    }
+    out
+}
+
+/// Collects at least `n` complete pulses on `port`, waiting at most `max_wait`.
+fn collect(
+    ctx: &mut Ctx<'_>,
+    port: Port,
+    n: usize,
+    max_wait: Duration,
+) -> Result<Vec<(Timestamp, Timestamp)>, TargetError> {
+    ctx.target.take_edges(port)?;
+    let start = ctx.target.now()?;
+    let step = Duration::from_millis(if ctx.caps.virtual_time { 2000 } else { 250 });
+    let mut edges = Vec::new();
+    loop {
+        let now = ctx.target.now()?;
+        ctx.target.wait_until(now + step)?;
+        edges.extend(ctx.target.take_edges(port)?);
+        let p = pulses(&edges);
+        if p.len() >= n || ctx.target.now()?.saturating_since(start) >= max_wait {
+            return Ok(p);
+        }
+    }
+}
+
+fn collect_wait(ctx: &Ctx<'_>) -> Duration {
+    Duration::from_secs(if ctx.caps.virtual_time { 3600 } else { 300 })
+}
+
+fn no_outputs(ctx: &Ctx<'_>, clause: crate::meter::profile::Clause) -> Judgement {
+    Judgement::skip(
+        clause,
+        format!("{} has no pulse output on the module ports", io_text(ctx)),
+    )
+}
+
+fn pulse_width(
+    ctx: &mut Ctx<'_>,
+    clause: crate::meter::profile::Clause,
+) -> Result<Judgement, TargetError> {
+    let outs = output_ports(ctx);
+    if outs.is_empty() {
+        return Ok(no_outputs(ctx, clause));
+    }
+    let nominal = ctx.spec.pulse_width_ms;
+    let tol = ctx.spec.profile.pulse_width_tolerance_pct / 100.0;
+    let (lo, hi) = (nominal * (1.0 - tol), nominal * (1.0 + tol));
+    let u = 2.0 * ctx.caps.pin_uncertainty_ns as f64 / 1e6;
+    let mut ms = Vec::new();
+    let mut problems = Vec::new();
+    for (port, _) in outs {
+        let p = collect(ctx, port, 20, collect_wait(ctx))?;
+        if p.is_empty() {
+            return Ok(Judgement::error(
+                clause,
+                format!(
+                    "no pulses on {port} within {} s: is the meter loaded?",
+                    collect_wait(ctx).as_secs()
+                ),
+            ));
+        }
+        let w: Vec<f64> = p.iter().map(|(s, e)| e.diff_ns(*s) as f64 / 1e6).collect();
+        let min = w.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let n = port.number();
+        ms.push(Measurement::new(
+            &format!("port{n}.min_width"),
+            min,
+            "ms",
+            Some(lo),
+            Some(hi),
+            TimeSource::Edge,
+            u,
+        ));
+        ms.push(Measurement::new(
+            &format!("port{n}.max_width"),
+            max,
+            "ms",
+            Some(lo),
+            Some(hi),
+            TimeSource::Edge,
+            u,
+        ));
+        ms.push(Measurement::info(
+            &format!("port{n}.pulses"),
+            w.len() as f64,
+            "pulses",
+            TimeSource::Edge,
+            0.0,
+        ));
+        for (i, x) in w.iter().enumerate().filter(|(_, x)| **x < lo || **x > hi) {
+            problems.push(format!(
+                "{port} pulse {i}: {} ms outside {}–{} ms",
+                fmt_num(*x),
+                fmt_num(lo),
+                fmt_num(hi)
+            ));
+        }
+    }
+    Ok(Judgement::from_problems(
+        clause,
+        problems,
+        ms,
+        format!(
+            "every pulse within {} ms ±{} %",
+            fmt_num(nominal),
+            fmt_num(tol * 100.0)
+        ),
+    ))
+}
+
+fn pulse_pause(
+    ctx: &mut Ctx<'_>,
+    clause: crate::meter::profile::Clause,
+) -> Result<Judgement, TargetError> {
+    let outs = output_ports(ctx);
+    if outs.is_empty() {
+        return Ok(no_outputs(ctx, clause));
+    }
+    let min_pause = ctx.spec.profile.min_pause_ms;
+    let u = 2.0 * ctx.caps.pin_uncertainty_ns as f64 / 1e6;
+    let mut ms = Vec::new();
+    let mut problems = Vec::new();
+    for (port, _) in outs {
+        let p = collect(ctx, port, 50, collect_wait(ctx))?;
+        if p.len() < 2 {
+            return Ok(Judgement::error(
+                clause,
+                format!(
+                    "fewer than two pulses on {port} within {} s: is the meter loaded?",
+                    collect_wait(ctx).as_secs()
+                ),
+            ));
+        }
+        let pauses: Vec<f64> = p
+            .windows(2)
+            .map(|w| w[1].0.diff_ns(w[0].1) as f64 / 1e6)
+            .collect();
+        let min = pauses.iter().copied().fold(f64::INFINITY, f64::min);
+        ms.push(Measurement::new(
+            &format!("port{}.min_pause", port.number()),
+            min,
+            "ms",
+            Some(min_pause),
+            None,
+            TimeSource::Edge,
+            u,
+        ));
+        for (i, x) in pauses.iter().enumerate().filter(|(_, x)| **x < min_pause) {
+            problems.push(format!(
+                "{port}: pause {i} is {} ms, at least {} ms required",
+                fmt_num(*x),
+                fmt_num(min_pause)
+            ));
+        }
+    }
+    Ok(Judgement::from_problems(
+        clause,
+        problems,
+        ms,
+        format!("every pause ≥ {} ms", fmt_num(min_pause)),
+    ))
+}
+
+fn register(r: &Readout, addr: &str) -> Result<f64, String> {
+    r.numbers()
+        .get(addr)
+        .copied()
+        .ok_or_else(|| format!("{addr} missing from the readout"))
+}
+
+fn pulse_constant(
+    ctx: &mut Ctx<'_>,
+    clause: crate::meter::profile::Clause,
+) -> Result<Judgement, TargetError> {
+    let outs = output_ports(ctx);
+    if outs.is_empty() {
+        return Ok(no_outputs(ctx, clause));
+    }
+    let spec = ctx.spec;
+    // pulses per register unit (registers show true energy)
+    let k = match spec.pulse_basis {
+        PulseBasis::Secondary => spec.pulse_constant as f64 / spec.ratio as f64,
+        PulseBasis::Primary => spec.pulse_constant as f64,
+    };
+    let a = spec.profile.accuracy_pct / 100.0;
+    let mut ms = Vec::new();
+    let mut problems = Vec::new();
+    let mut msgs = Vec::new();
+    for (port, addr) in outs {
+        // rate from a few pulses sizes the window
+        let p = collect(ctx, port, 10, collect_wait(ctx))?;
+        if p.len() < 2 {
+            return Ok(Judgement::error(
+                clause,
+                format!("fewer than two pulses on {port}: is the meter loaded?"),
+            ));
+        }
+        let span = p.last().unwrap().0.diff_ns(p[0].0) as f64 / 1e9;
+        let rate = (p.len() - 1) as f64 / span.max(1e-9);
+        // quantisation of two whole-unit readings is ±1 unit: aim for 1/ΔR ≤ a/4
+        let units_needed = (4.0 / a).ceil();
+        let needed = Duration::from_secs_f64(units_needed * k / rate);
+        let window = needed.min(ctx.opts.max_constant_window);
+        ctx.target.take_edges(port)?;
+        let ra = ctx.readout()?;
+        let mut edges = ctx.target.take_edges(port)?;
+        ctx.wait(window)?;
+        let rb = ctx.readout()?;
+        edges.extend(ctx.target.take_edges(port)?);
+        let (ta, tb) = (ra.snapshot_time(), rb.snapshot_time());
+        let (ea, eb) = match (register(&ra, addr), register(&rb, addr)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => return Ok(Judgement::error(clause, e)),
+        };
+        let count = edges
+            .iter()
+            .filter(|e| !e.level && e.t > ta && e.t <= tb)
+            .count() as f64;
+        let dr = eb - ea;
+        let n = port.number();
+        if dr < 1.0 {
+            return Ok(Judgement::error(
+                clause,
+                format!(
+                    "{addr} grew by {} in {} s: too little energy to judge the constant",
+                    fmt_num(dr),
+                    fmt_num(tb.diff_ns(ta) as f64 / 1e9)
+                ),
+            ));
+        }
+        let lo = ((dr - 1.0) * k * (1.0 - a) - 1.0).max(0.0);
+        let hi = (dr + 1.0) * k * (1.0 + a) + 1.0;
+        ms.push(Measurement::new(
+            &format!("port{n}.pulses"),
+            count,
+            "pulses",
+            Some(lo.floor()),
+            Some(hi.ceil()),
+            TimeSource::Edge,
+            1.0,
+        ));
+        let err = (count / (dr * k) - 1.0) * 100.0;
+        ms.push(Measurement::info(
+            &format!("port{n}.rate_error"),
+            err,
+            "%",
+            TimeSource::Register,
+            (1.0 / dr + 1.0 / count.max(1.0)) * 100.0,
+        ));
+        ms.push(Measurement::info(
+            &format!("port{n}.register_growth"),
+            dr,
+            "kWh",
+            TimeSource::Register,
+            1.0,
+        ));
+        let expect = dr * k;
+        msgs.push(format!(
+            "{port}: {count} pulses while {addr} grew {} (expected {} ±{} % class ± quantisation)",
+            fmt_num(dr),
+            fmt_num(expect),
+            fmt_num(a * 100.0)
+        ));
+        if count < lo || count > hi {
+            problems.push(format!(
+                "{port}: {count} pulses while {addr} grew by {} → {} % off {} imp/kWh{} (allowed {}–{} pulses)",
+                fmt_num(dr),
+                fmt_num(err),
+                spec.pulse_constant,
+                if spec.pulse_basis == PulseBasis::Secondary { format!(" secondary, ratio {}", spec.ratio) } else { String::new() },
+                lo.floor(),
+                hi.ceil()
+            ));
+        }
+        if window < needed {
+            msgs.push(format!(
+                "window capped at {} s (needed {} s for ≤{} % quantisation)",
+                window.as_secs(),
+                needed.as_secs(),
+                fmt_num(a * 25.0)
+            ));
+        }
+    }
+    Ok(Judgement::from_problems(
+        clause,
+        problems,
+        ms,
+        msgs.join("; "),
+    ))
+}
+
+fn set_state(ctx: &mut Ctx<'_>, tc: &TariffControl, state: u8) -> Result<(), TargetError> {
+    if let TariffControl::Module { input1, input2, .. } = *tc {
+        ctx.target.set_input(input1, state & 1 == 1)?;
+        if let Some(p2) = input2 {
+            ctx.target.set_input(p2, state & 2 == 2)?;
+        }
+    }
+    Ok(())
+}
+
+fn tariff_table(
+    ctx: &mut Ctx<'_>,
+    clause: crate::meter::profile::Clause,
+) -> Result<Judgement, TargetError> {
+    let tc = ctx.spec.io.tariff;
+    let TariffControl::Module {
+        tariffs, inverted, ..
+    } = tc
+    else {
+        return Ok(Judgement::skip(
+            clause,
+            format!(
+                "{}: tariffs by communication, no module tariff inputs",
+                io_text(ctx)
+            ),
+        ));
+    };
+    let mut ms = Vec::new();
+    let mut problems = Vec::new();
+    let regs = ["1.8.1", "1.8.2", "1.8.3", "1.8.4"];
+    for (state, expected) in tc.table() {
+        set_state(ctx, &tc, state)?;
+        ctx.wait(Duration::from_secs(1))?;
+        let a = ctx.readout()?;
+        ctx.wait(ctx.opts.tariff_dwell)?;
+        let b = ctx.readout()?;
+        let (na, nb) = (a.numbers(), b.numbers());
+        let label = if tariffs == 2 {
+            format!("in={}", state & 1)
+        } else {
+            format!("in1={} in2={}", state & 1, (state >> 1) & 1)
+        };
+        let grow = |addr: &str| -> Option<f64> { Some(nb.get(addr)? - na.get(addr)?) };
+        let Some(total) = grow("1.8.0") else {
+            problems.push(format!("{label}: 1.8.0 missing"));
+            continue;
+        };
+        if total <= 0.0 {
+            set_state(ctx, &tc, 0)?;
+            return Ok(Judgement::error(
+                clause,
+                format!(
+                    "{label}: no energy registered in {} s: is the meter loaded?",
+                    ctx.opts.tariff_dwell.as_secs()
+                ),
+            ));
+        }
+        let mut other = 0.0f64;
+        for (i, addr) in regs.iter().enumerate() {
+            let Some(g) = grow(addr) else {
+                problems.push(format!("{label}: {addr} missing"));
+                continue;
+            };
+            if i + 1 == expected as usize {
+                ms.push(Measurement::new(
+                    &format!("state{state}.T{expected}_growth"),
+                    g,
+                    "kWh",
+                    Some(1.0),
+                    None,
+                    TimeSource::Register,
+                    1.0,
+                ));
+                if g < 1.0 {
+                    problems.push(format!("{label}: expected T{expected} ({addr}) to grow, it grew by {} while 1.8.0 grew by {}", fmt_num(g), fmt_num(total)));
+                }
+            } else if g != 0.0 {
+                other += g.abs();
+                problems.push(format!(
+                    "{label}: only T{expected} should grow, but T{} ({addr}) grew by {} kWh",
+                    i + 1,
+                    fmt_num(g)
+                ));
+            }
+        }
+        ms.push(Measurement::new(
+            &format!("state{state}.other_growth"),
+            other,
+            "kWh",
+            None,
+            Some(0.0),
+            TimeSource::Register,
+            0.0,
+        ));
+    }
+    set_state(ctx, &tc, 0)?;
+    Ok(Judgement::from_problems(
+        clause,
+        problems,
+        ms,
+        format!(
+            "{}-tariff {} table: every input state fed only its register",
+            tariffs,
+            if inverted { "inverted" } else { "normal" }
+        ),
+    ))
+}
+
+fn pulse_in(
+    ctx: &mut Ctx<'_>,
+    clause: crate::meter::profile::Clause,
+) -> Result<Judgement, TargetError> {
+    let Some(port) = ctx.spec.io.find(|r| r == PortRole::PulseIn) else {
+        return Ok(Judgement::skip(
+            clause,
+            format!("{} has no pulse input", io_text(ctx)),
+        ));
+    };
+    let n = ctx.opts.pulse_in_count;
+    let a = ctx.readout()?;
+    // S0 pulses (DIN 43864): at least 30 ms on and 30 ms off; the rig uses 50/50 ms
+    for _ in 0..n {
+        ctx.target.set_input(port, true)?;
+        ctx.wait(Duration::from_millis(50))?;
+        ctx.target.set_input(port, false)?;
+        ctx.wait(Duration::from_millis(50))?;
+    }
+    let b = ctx.readout()?;
+    let (x, y) = match (register(&a, "96.50.1"), register(&b, "96.50.1")) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => return Ok(Judgement::error(clause, e)),
+    };
+    let counted = (y - x).rem_euclid(10_000_000.0);
+    let m = Measurement::new(
+        "counted",
+        counted,
+        "pulses",
+        Some(n as f64),
+        Some(n as f64),
+        TimeSource::Register,
+        0.0,
+    );
+    Ok(Judgement::from_problems(
+        clause,
+        vec![],
+        vec![m],
+        format!(
+            "{n} pulses generated on {port}, 96.50.1 grew by {}",
+            fmt_num(counted)
+        ),
+    ))
+}
+
+fn max_reset(
+    ctx: &mut Ctx<'_>,
+    clause: crate::meter::profile::Clause,
+) -> Result<Judgement, TargetError> {
+    let Some(port) = ctx
+        .spec
+        .io
+        .find(|r| matches!(r, PortRole::MaxReset | PortRole::DebitingStop))
+    else {
+        return Ok(Judgement::skip(
+            clause,
+            format!("{} has no max-reset input", io_text(ctx)),
+        ));
+    };
+    let mut a = ctx.readout()?;
+    let get = |r: &Readout, k: &str| register(r, k);
+    let mut peak = match get(&a, "1.6.0") {
+        Ok(p) => p,
+        Err(e) => return Ok(Judgement::error(clause, e)),
+    };
+    if peak <= 0.0 {
+        // let one logging period complete so there is a peak to reset
+        ctx.wait(Duration::from_secs(
+            ctx.spec.logging_period_min as u64 * 60 + 1,
+        ))?;
+        a = ctx.readout()?;
+        peak = get(&a, "1.6.0").unwrap_or(0.0);
+        if peak <= 0.0 {
+            return Ok(Judgement::error(
+                clause,
+                "1.6.0 stayed 0 over a logging period: is the meter loaded?",
+            ));
+        }
+    }
+    let (last, acc, resets) = match (get(&a, "1.6.0.1"), get(&a, "1.2.0"), get(&a, "0.1")) {
+        (Ok(l), Ok(c), Ok(r)) => (l, c, r),
+        _ => {
+            return Ok(Judgement::error(
+                clause,
+                "1.6.0.1, 1.2.0 or 0.1 missing from the readout",
+            ))
+        }
+    };
+    ctx.target.set_input(port, true)?;
+    ctx.wait(Duration::from_millis(200))?;
+    ctx.target.set_input(port, false)?;
+    ctx.wait(Duration::from_secs(1))?;
+    let b = ctx.readout()?;
+    let (peak2, last2, acc2, resets2) = match (
+        get(&b, "1.6.0"),
+        get(&b, "1.6.0.1"),
+        get(&b, "1.2.0"),
+        get(&b, "0.1"),
+    ) {
+        (Ok(p), Ok(l), Ok(c), Ok(r)) => (p, l, c, r),
+        _ => {
+            return Ok(Judgement::error(
+                clause,
+                "registers missing from the readout after the reset",
+            ))
+        }
+    };
+    let ms = vec![
+        Measurement::new(
+            "reset_counter_step",
+            resets2 - resets,
+            "resets",
+            Some(1.0),
+            Some(1.0),
+            TimeSource::Register,
+            0.0,
+        ),
+        Measurement::new(
+            "last_month_peak_minus_peak_before",
+            last2 - peak,
+            "kW",
+            Some(-0.0),
+            Some(0.0),
+            TimeSource::Register,
+            0.0,
+        ),
+        // the accumulated register is exact inside the meter and shown truncated to 0.1 kW
+        Measurement::new(
+            "accumulated_step_minus_peak",
+            acc2 - acc - peak,
+            "kW",
+            Some(-0.1001),
+            Some(0.1001),
+            TimeSource::Register,
+            0.1,
+        ),
+        Measurement::info("peak_after", peak2, "kW", TimeSource::Register, 0.1),
+    ];
+    let _ = last;
+    Ok(Judgement::from_measurements(
+        clause,
+        ms,
+        format!(
+            "max reset on {port}: 1.6.0 {} → {} kW, 1.6.0.1 → {}, 1.2.0 {} → {}, 0.1 {} → {}",
+            fmt_num(peak),
+            fmt_num(peak2),
+            fmt_num(last2),
+            fmt_num(acc),
+            fmt_num(acc2),
+            resets,
+            resets2
+        ),
+    ))
+}
