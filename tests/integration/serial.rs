@@ -434,6 +434,55 @@ fn sigterm_stops_the_server_and_removes_the_link() {
     assert!(std::fs::symlink_metadata(&link).is_err());
 }
 
+/// The software meter of the worked example served at 9600 baud (a full readout in 0.4 s).
+pub fn serve_worked_example(name: &str) -> (PathBuf, ShutdownHandle, JoinHandle<()>) {
+    use meter_rig::meter::config::MeterSpec;
+    let text =
+        std::fs::read_to_string(crate::util::path("fixtures/meters/worked-example.toml")).unwrap();
+    let spec = MeterSpec::from_toml(&format!("baud = 9600\n{text}"), "test", None).unwrap();
+    let mut meter = meter_rig::sim::SoftMeter::new(spec);
+    let link = link_path(name);
+    let mut server = PtyServer::open(&link, Framing::Soft7e1).unwrap();
+    let stop = server.shutdown_handle();
+    let th = std::thread::spawn(move || {
+        server.serve(&mut meter).unwrap();
+    });
+    (link, stop, th)
+}
+
+#[test]
+#[ignore = "takes about 64 s: readout.monotonic waits a minute in real time; run with -- --ignored"]
+fn rig_run_reads_a_served_meter_through_a_serial_target() {
+    let (link, stop, th) = serve_worked_example("run-serial");
+    let dir = link_path("run-out");
+    std::fs::create_dir_all(&dir).unwrap();
+    let meter = dir.join("meter.toml");
+    let text =
+        std::fs::read_to_string(crate::util::path("fixtures/meters/worked-example.toml")).unwrap();
+    std::fs::write(&meter, format!("baud = 9600\n{text}")).unwrap();
+    let target = format!("serial:{}", link.display());
+    let o = crate::util::run_rig(&[
+        "run",
+        "--target",
+        &target,
+        "--meter",
+        meter.to_str().unwrap(),
+        "--suite",
+        "readout",
+        "--out",
+        dir.join("out").to_str().unwrap(),
+    ]);
+    eprintln!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stop.stop();
+    th.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(crate::util::code(&o), 0);
+}
+
 #[cfg(feature = "serial-hardware")]
 mod hardware {
     //! Against a real meter (or a module emulator) on a real port:
