@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Read a meter once over a serial port or pty and print the readout.
+    Read(cli::read::ReadArgs),
     /// Run conformance suites against a meter (default: the built-in software meter).
     Run(cli::run::RunArgs),
 }
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Read(args) => cli::read::run(args),
         Command::Run(a) => cli::run::run(a),
     }
 }

@@ -1,0 +1,81 @@
+//! `rig read` end to end: the `rig` binary reading the software meter (or a fake) served over a
+//! real pty.
+
+use std::time::{Duration, Instant};
+
+use meter_rig::serial::Framing;
+
+use crate::serial::{serve_worked_example, FakeMeter, Served};
+
+#[test]
+fn rig_read_prints_the_worked_example() {
+    let (link, stop, th) = serve_worked_example("read-table");
+    let port = link.display().to_string();
+    let o = crate::util::run_rig(&["read", "--port", &port, "--baud", "9600"]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    eprintln!("{text}{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(crate::util::code(&o), 0);
+    for want in [
+        "/KAM 685351A300100",
+        "1.8.0",
+        "0012658",
+        "kWh",
+        "Active energy",
+        "Reactive energy",
+        "'7' (0x37) ok (xor)",
+        "source serial",
+        "valid",
+    ] {
+        assert!(text.contains(want), "missing {want:?}");
+    }
+
+    let o = crate::util::run_rig(&[
+        "read", "--port", &port, "--baud", "9600", "--format", "json",
+    ]);
+    assert_eq!(crate::util::code(&o), 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["data_sets"].as_array().unwrap().len(), 17);
+    assert_eq!(v["bcc"]["ok"], true);
+    assert_eq!(v["response_time"]["source"], "serial");
+    let ms = v["response_time"]["ms"].as_f64().unwrap();
+    eprintln!("rig read response time against the software meter (150 ms configured): {ms:.3} ms");
+    assert!((ms - 150.0).abs() <= 2.0, "{ms}");
+
+    let o = crate::util::run_rig(&["read", "--port", &port, "--baud", "9600", "--format", "csv"]);
+    assert_eq!(crate::util::code(&o), 0);
+    let csv = String::from_utf8_lossy(&o.stdout);
+    assert!(csv.starts_with("address,value,unit,meaning\n0.0.0,00000000,,Customer number\n"));
+    assert_eq!(csv.lines().count(), 18);
+    stop.stop();
+    th.join().unwrap();
+}
+
+#[test]
+fn rig_read_exit_codes_for_no_answer_and_a_missing_port() {
+    let served = Served::start(
+        "read-silent",
+        Framing::Soft7e1,
+        FakeMeter::new(9600, Duration::ZERO, Vec::new()),
+    );
+    // the fake's answer is empty: no character ever comes back
+    let start = Instant::now();
+    let port = served.link.display().to_string();
+    let o = crate::util::run_rig(&["read", "--port", &port, "--baud", "9600"]);
+    assert_eq!(crate::util::code(&o), 1);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no answer"));
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "no-answer limit is 1.5 s"
+    );
+
+    let o = crate::util::run_rig(&["read", "--port", "/dev/meter-rig-missing"]);
+    assert_eq!(crate::util::code(&o), 2);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("/dev/meter-rig-missing") && err.contains("/dev/serial/by-id"),
+        "{err}"
+    );
+
+    let o = crate::util::run_rig(&["read", "--port", &port, "--address", "bad/addr"]);
+    assert_eq!(crate::util::code(&o), 2);
+}
