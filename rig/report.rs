@@ -260,14 +260,22 @@ pub fn junit(r: &Record) -> Result<String, quick_junit::SerializeError> {
         let mut tc = TestCase::new(c.id.clone(), status);
         tc.set_classname(c.suite.clone());
         tc.set_time(Duration::from_secs_f64(c.wall_time_s.max(0.0)));
-        tc.add_property(Property::new("clause", c.clause.to_string()));
+        // properties live on the testsuite, keyed by case id (the common schema has none on a
+        // testcase; Jenkins reads them there); system-out repeats them for GitLab (NOTES §5)
+        let mut props = vec![
+            Property::new(format!("{}.clause", c.id), c.clause.to_string()),
+            Property::new(format!("{}.verdict", c.id), c.verdict.to_string()),
+        ];
         let mut out = format!("clause={}\nverdict={}\n", c.clause, c.verdict);
         for m in &c.measurements {
-            tc.add_property(Property::new(
-                format!("{}.value", m.name),
-                m.value.to_string(),
+            props.push(Property::new(
+                format!("{}.{}", c.id, m.name),
+                format!("{} {}", m.value, m.unit),
             ));
-            tc.add_property(Property::new(format!("{}.limit", m.name), m.limit_text()));
+            props.push(Property::new(
+                format!("{}.{}.limit", c.id, m.name),
+                m.limit_text(),
+            ));
             out.push_str(&format!(
                 "{}={} {} low={} high={} source={} uncertainty={} verdict={}\n",
                 m.name,
@@ -284,14 +292,31 @@ pub fn junit(r: &Record) -> Result<String, quick_junit::SerializeError> {
             out.push_str(&format!("detail={d}\n"));
         }
         tc.set_system_out(out);
-        suites
+        let suite = suites
             .iter_mut()
             .find(|s| s.name.as_str() == c.suite)
-            .expect("suite added above")
-            .add_test_case(tc);
+            .expect("suite added above");
+        suite.add_properties(props);
+        suite.add_test_case(tc);
     }
     report.add_test_suites(suites);
-    report.to_string()
+    // quick-junit always writes testsuite@disabled, which the common schema does not declare
+    Ok(strip_attr(&report.to_string()?, "disabled"))
+}
+
+/// Removes every ` NAME="…"` attribute from serialised XML (attribute values never contain a raw
+/// quote, so the next `"` closes it).
+fn strip_attr(xml: &str, name: &str) -> String {
+    let pat = format!(" {name}=\"");
+    let mut out = String::with_capacity(xml.len());
+    let mut rest = xml;
+    while let Some(i) = rest.find(&pat) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + pat.len()..];
+        rest = after.find('"').map_or("", |j| &after[j + 1..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A plain-text summary table of cases.

@@ -1,6 +1,8 @@
 //! The integration-test binary: one binary, one module per area, shared helpers in `util`.
 
 mod read;
+mod run;
 mod serial;
 mod sim;
+mod suites;
 mod util;

@@ -11,7 +11,11 @@ use meter_rig::time::Timestamp;
 use meter_rig::uart::RxChar;
 
 pub fn meter(extra: &str) -> MeterSpec {
-    let base = std::fs::read_to_string(crate::util::path("fixtures/meters/default.toml")).unwrap();
+    let mut base =
+        std::fs::read_to_string(crate::util::path("fixtures/meters/default.toml")).unwrap();
+    if extra.contains("response_delay_ms") {
+        base = base.replace("response_delay_ms = 150.0", "");
+    }
     MeterSpec::from_toml(&format!("{base}\n{extra}"), "test", None).unwrap()
 }
 
@@ -111,4 +115,218 @@ fn verified_pulses_are_10000_per_kwh_secondary() {
         t.take_edges(Port::Port1).unwrap().is_empty(),
         "port 1 is pulse in under KK 05"
     );
+}
+
+#[test]
+fn load_schedule_integrates_exactly_and_repeats() {
+    let spec = MeterSpec::from_file(&crate::util::path("fixtures/meters/office-day.toml")).unwrap();
+    assert_eq!(spec.ratio, 40);
+    let mut m = SoftMeter::new(spec);
+    m.advance(Timestamp::from_ms(2 * 86_400_000));
+    // one day: 0.4·7 + 2.5·5 + 1.8·1 + 2.6·5 + 0.9·4 + 0.4·2 = 34.5 kWh secondary; ×40 true; two days
+    let r = m.registers();
+    assert_eq!(r.active_mkwh, 2 * 34_500 * 40);
+    assert_eq!(r.hours, 48);
+}
+
+#[test]
+fn peak_is_the_highest_period_average_and_the_logging_date_moves_it() {
+    // office day starts 2026-01-30; logging on the 1st (NN 01): at 2026-02-01 00:00 the month's
+    // peak becomes last month's, is added to the accumulated peak, and 0.1 counts it
+    let spec = MeterSpec::from_file(&crate::util::path("fixtures/meters/office-day.toml")).unwrap();
+    let mut m = SoftMeter::new(spec);
+    m.advance(Timestamp::from_ms(86_400_000));
+    let r = m.registers();
+    // highest 15-minute average: 2.6 kW secondary × 40 = 104 kW
+    assert_eq!(r.peak.0, 104_000);
+    assert_eq!(r.reset_counter, 0);
+    m.advance(Timestamp::from_ms(2 * 86_400_000 + 1));
+    let r = m.registers();
+    assert_eq!(r.last_month_peak.0, 104_000);
+    assert_eq!(r.accumulated_peak.0, 104_000);
+    assert_eq!(r.reset_counter, 1);
+    assert_eq!(
+        r.peak.0, 0,
+        "the new month's first period has not ended yet"
+    );
+}
+
+#[rstest::rstest]
+#[case::kk01_00(1, false, false, 1)]
+#[case::kk01_10(1, true, false, 2)]
+#[case::kk01_01(1, false, true, 3)]
+#[case::kk01_11(1, true, true, 4)]
+#[case::kk02_11(2, true, true, 1)]
+#[case::kk02_01(2, false, true, 2)]
+#[case::kk02_10(2, true, false, 3)]
+#[case::kk02_00(2, false, false, 4)]
+#[case::kk07_0(7, false, false, 1)]
+#[case::kk07_1(7, true, false, 2)]
+#[case::kk08_1(8, true, false, 1)]
+#[case::kk08_0(8, false, false, 2)]
+fn tariff_inputs_select_the_sheets_register(
+    #[case] kk: u8,
+    #[case] in1: bool,
+    #[case] in2: bool,
+    #[case] tariff: usize,
+) {
+    // 000 "Tariff control": inputs are port 1 (input 1) and port 2 (input 2); "1" pulls the pin low
+    let mut t = SimTarget::new(meter("").tap_kk(kk));
+    t.set_input(Port::Port1, in1).unwrap();
+    t.set_input(Port::Port2, in2).unwrap();
+    let before = t.meter().registers();
+    t.wait_until(Timestamp::from_ms(600_000)).unwrap();
+    let after = t.meter().registers();
+    for k in 0..4 {
+        let grew = after.tariff_mkwh[k] > before.tariff_mkwh[k];
+        assert_eq!(
+            grew,
+            k + 1 == tariff,
+            "KK {kk:02} in1={in1} in2={in2}: T{} grew={grew}",
+            k + 1
+        );
+    }
+    assert_eq!(after.active_tariff as usize, tariff);
+}
+
+trait TapKk {
+    fn tap_kk(self, kk: u8) -> MeterSpec;
+}
+impl TapKk for MeterSpec {
+    fn tap_kk(self, kk: u8) -> MeterSpec {
+        let base =
+            std::fs::read_to_string(crate::util::path("fixtures/meters/default.toml")).unwrap();
+        MeterSpec::from_toml(
+            &base.replace("kk = 5 ", &format!("kk = {kk} ")),
+            "test",
+            None,
+        )
+        .unwrap()
+    }
+}
+
+#[test]
+fn pulse_input_counts_and_max_reset_resets() {
+    let base = std::fs::read_to_string(crate::util::path("fixtures/meters/default.toml")).unwrap();
+    let spec = MeterSpec::from_toml(&base.replace("kk = 5 ", "kk = 15 "), "t", None).unwrap();
+    let mut t = SimTarget::new(spec);
+    let r0 = t.meter().registers();
+    assert_eq!(
+        r0.peak.0, 23_400,
+        "1.6.0 starts at the worked example's 23.4 kW"
+    );
+    // max reset on port 1 (KK 15): peak → last month, accumulated += peak, 0.1 += 1
+    t.set_input(Port::Port1, true).unwrap();
+    t.wait_until(Timestamp::from_ms(100)).unwrap();
+    t.set_input(Port::Port1, false).unwrap();
+    let r = t.meter().registers();
+    assert_eq!(
+        (
+            r.peak.0,
+            r.last_month_peak.0,
+            r.accumulated_peak.0,
+            r.reset_counter
+        ),
+        (0, 23_400, 57_000 + 23_400, 1)
+    );
+    // pulse input under KK 05 on port 1 counts leading edges
+    let mut t = SimTarget::new(meter(""));
+    let c0 = t.meter().registers().pulse_input;
+    for k in 0..7u64 {
+        t.wait_until(Timestamp::from_ms(100 * k)).unwrap();
+        t.set_input(Port::Port1, true).unwrap();
+        t.wait_until(Timestamp::from_ms(100 * k + 50)).unwrap();
+        t.set_input(Port::Port1, false).unwrap();
+    }
+    assert_eq!(t.meter().registers().pulse_input - c0, 7);
+}
+
+#[test]
+fn pulse_constants_and_lengths_follow_the_configuration() {
+    // P = 2: true energy at a configured constant (1–100,000 imp/kWh); MM 02: 80 ms pulses
+    let base = std::fs::read_to_string(crate::util::path("fixtures/meters/default.toml")).unwrap();
+    let text = base
+        .replace("p = 1 ", "p = 2\npulse_constant = 50 ")
+        .replace("mm = 1 ", "mm = 2 ");
+    let mut t = SimTarget::new(MeterSpec::from_toml(&text, "t", None).unwrap());
+    // 3 kW × 80 = 240 kW true for 60 s = 4 kWh = 200 pulses at 50 imp/kWh
+    t.wait_until(Timestamp::from_ms(60_000)).unwrap();
+    let e = t.take_edges(Port::Port2).unwrap();
+    assert_eq!(e.iter().filter(|e| !e.level).count(), 200);
+    assert!(e
+        .windows(2)
+        .filter(|w| !w[0].level)
+        .all(|w| w[1].t.0 - w[0].t.0 == 80_000_000));
+}
+
+/// Each knob changes only what it names: compare a faulty meter's answer with a healthy one's.
+#[rstest::rstest]
+#[case::parity("parity_error_at = 40", "parity")]
+#[case::drop("drop_data_sets = [\"96.50.1\"]", "drop")]
+#[case::digits("digits = { \"1.8.0\" = 6 }", "digits")]
+#[case::offset("tariff_sum_offset_kwh = 2.0", "offset")]
+#[case::truncate("truncate_after = 100", "truncate")]
+#[case::bcc("bcc = \"corrupt\"", "bcc")]
+fn each_fault_knob_changes_only_what_it_names(#[case] knob: &str, #[case] what: &str) {
+    let read = |spec: MeterSpec| {
+        let mut t = SimTarget::new(spec);
+        let (_, chars, _) = read_once(&mut t);
+        chars.iter().map(|c| c.byte).collect::<Vec<u8>>()
+    };
+    let healthy = read(meter(""));
+    let faulty = read(with_faults(knob));
+    let h7: Vec<u8> = healthy.iter().map(|b| b & 0x7F).collect();
+    let f7: Vec<u8> = faulty.iter().map(|b| b & 0x7F).collect();
+    match what {
+        "parity" => {
+            assert_eq!(h7, f7);
+            let diff: Vec<usize> = (0..healthy.len())
+                .filter(|&i| healthy[i] != faulty[i])
+                .collect();
+            assert_eq!(diff, vec![40]);
+        }
+        "drop" => {
+            let line = b"96.50.1(0001027)\r\n";
+            let pos = h7.windows(line.len()).position(|w| w == line).unwrap();
+            let mut expect = h7.clone();
+            expect.drain(pos..pos + line.len());
+            assert_eq!(
+                f7[..f7.len() - 1],
+                expect[..expect.len() - 1],
+                "only the data set (and the BCC) differ"
+            );
+        }
+        "digits" => {
+            let a = String::from_utf8_lossy(&h7).replace("1.8.0(0012658*kWh)", "1.8.0(012658*kWh)");
+            assert_eq!(&a.as_bytes()[..a.len() - 1], &f7[..f7.len() - 1]);
+        }
+        "offset" => {
+            let a =
+                String::from_utf8_lossy(&h7).replace("1.8.0(0012658*kWh)", "1.8.0(0012660*kWh)");
+            assert_eq!(&a.as_bytes()[..a.len() - 1], &f7[..f7.len() - 1]);
+        }
+        "truncate" => assert_eq!(&h7[..100], &f7[..]),
+        "bcc" => {
+            assert_eq!(h7[..h7.len() - 1], f7[..f7.len() - 1]);
+            assert_ne!(h7.last(), f7.last());
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn timing_knobs_move_exactly_the_named_time() {
+    let mut t = SimTarget::new(with_faults("char_gap_ms = 5.0"));
+    let (end, chars, _) = read_once(&mut t);
+    assert_eq!(chars[0].start.0 - end.0, 150_000_000);
+    assert!(chars
+        .windows(2)
+        .all(|w| w[1].start.0 - w[0].end.0 == 5_000_000));
+    let mut t = SimTarget::new(with_faults("response_delay_ms = 19.9"));
+    let (end, chars, _) = read_once(&mut t);
+    assert_eq!(chars[0].start.0 - end.0, 19_900_000);
+    let mut t = SimTarget::new(with_faults("silent = true"));
+    let (_, chars, how) = read_once(&mut t);
+    assert!(chars.is_empty());
+    assert_eq!(how, RecvEnd::Deadline);
 }

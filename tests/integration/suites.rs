@@ -1,0 +1,425 @@
+//! Every conformance case against a software meter with the matching defect (it must fail) and
+//! against a healthy one (it must pass), with boundary cases just inside and just outside limits.
+
+use rstest::rstest;
+
+use meter_rig::meter::config::MeterSpec;
+use meter_rig::sim::SimTarget;
+use meter_rig::suite::{self, CaseResult, CaseSink, RunOptions, Verdict};
+use meter_rig::target::Target;
+
+struct Null;
+impl CaseSink for Null {
+    fn case_done(&mut self, _: &CaseResult) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A meter file: the default meter with `config` lines added to `[config]`, other tables after.
+fn spec(config: &str, faults: &str, tail: &str) -> MeterSpec {
+    let base = std::fs::read_to_string(crate::util::path("fixtures/meters/default.toml")).unwrap();
+    let mut text = String::new();
+    for line in base.lines() {
+        // drop keys that `config` overrides
+        let key = line.split('=').next().unwrap_or("").trim();
+        let overridden = |src: &str| {
+            src.lines()
+                .any(|l| l.split('=').next().unwrap_or("").trim() == key)
+        };
+        if !key.is_empty() && !key.starts_with('[') && (overridden(config) || overridden(faults)) {
+            continue;
+        }
+        if key.starts_with("active_w") && tail.contains("active_w") {
+            continue;
+        }
+        text.push_str(line);
+        text.push('\n');
+        if line.starts_with("[config]") {
+            text.push_str(config);
+            text.push('\n');
+        }
+        if line.starts_with("[faults]") {
+            text.push_str(faults);
+            text.push('\n');
+        }
+    }
+    let text = if tail.is_empty() {
+        text
+    } else {
+        text.replace("[load]", &format!("[load]\n{tail}"))
+    };
+    MeterSpec::from_toml(&text, "test", None).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+fn run(spec: &MeterSpec, suite_name: &str) -> Vec<CaseResult> {
+    let mut t = SimTarget::new(spec.clone());
+    let mut opts = RunOptions::for_target(&t.capabilities());
+    opts.suites = vec![suite_name.into()];
+    suite::run(&mut t, spec, &opts, &mut Null)
+}
+
+fn case<'a>(cases: &'a [CaseResult], id: &str) -> &'a CaseResult {
+    cases
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("{id} not run"))
+}
+
+fn verdict(config: &str, faults: &str, tail: &str, id: &str) -> (Verdict, String) {
+    let s = spec(config, faults, tail);
+    let cases = run(&s, id.split('.').next().unwrap());
+    let c = case(&cases, id);
+    (
+        c.verdict,
+        format!("{}: {} {:?}", c.id, c.message, c.details),
+    )
+}
+
+#[rstest]
+// readout.response_time: 20–500 ms (004 Note 1)
+#[case::response_healthy("readout.response_time", "", "", "", Verdict::Pass)]
+#[case::response_19_9ms(
+    "readout.response_time",
+    "",
+    "response_delay_ms = 19.9",
+    "",
+    Verdict::Fail
+)]
+#[case::response_20_1ms(
+    "readout.response_time",
+    "",
+    "response_delay_ms = 20.1",
+    "",
+    Verdict::Pass
+)]
+#[case::response_499_9ms(
+    "readout.response_time",
+    "",
+    "response_delay_ms = 499.9",
+    "",
+    Verdict::Pass
+)]
+#[case::response_500_1ms(
+    "readout.response_time",
+    "",
+    "response_delay_ms = 500.1",
+    "",
+    Verdict::Fail
+)]
+#[case::response_silent("readout.response_time", "", "silent = true", "", Verdict::Fail)]
+// readout.identification
+#[case::ident_healthy("readout.identification", "", "", "", Verdict::Pass)]
+#[case::ident_manufacturer(
+    "readout.identification",
+    "",
+    "identification = \"/KAX 685351A300100\"",
+    "",
+    Verdict::Fail
+)]
+#[case::ident_mode_char(
+    "readout.identification",
+    "",
+    "identification = \"/KAM5685351A300100\"",
+    "",
+    Verdict::Fail
+)]
+#[case::ident_type_number(
+    "readout.identification",
+    "",
+    "identification = \"/KAM 685351A300999\"",
+    "",
+    Verdict::Fail
+)]
+// readout.framing
+#[case::framing_healthy("readout.framing", "", "", "", Verdict::Pass)]
+#[case::framing_parity("readout.framing", "", "parity_error_at = 40", "", Verdict::Fail)]
+#[case::framing_stop("readout.framing", "", "stop_error_at = 7", "", Verdict::Fail)]
+#[case::framing_gap_1400("readout.framing", "", "char_gap_ms = 1400.0", "", Verdict::Pass)]
+#[case::framing_gap_1600("readout.framing", "", "char_gap_ms = 1600.0", "", Verdict::Fail)]
+// readout.structure
+#[case::structure_healthy("readout.structure", "", "", "", Verdict::Pass)]
+#[case::structure_lf("readout.structure", "", "line_end = \"lf\"", "", Verdict::Fail)]
+#[case::structure_no_stx("readout.structure", "", "omit_stx = true", "", Verdict::Fail)]
+#[case::structure_truncated("readout.structure", "", "truncate_after = 300", "", Verdict::Fail)]
+// readout.bcc: the default registers give '7' under both rules (NOTES §1), so move 1.8.0 on
+#[case::bcc_healthy("readout.bcc", "", "", "", Verdict::Pass)]
+#[case::bcc_sum(
+    "readout.bcc",
+    "",
+    "bcc = \"sum\"\ntariff_sum_offset_kwh = 1.0",
+    "",
+    Verdict::Fail
+)]
+#[case::bcc_corrupt("readout.bcc", "", "bcc = \"corrupt\"", "", Verdict::Fail)]
+// readout.registers
+#[case::registers_healthy("readout.registers", "", "", "", Verdict::Pass)]
+#[case::registers_dropped(
+    "readout.registers",
+    "",
+    "drop_data_sets = [\"3.6.0\"]",
+    "",
+    Verdict::Fail
+)]
+#[case::registers_digits(
+    "readout.registers",
+    "",
+    "digits = { \"1.8.0\" = 6 }",
+    "",
+    Verdict::Fail
+)]
+// readout.tariff_sum: 0 ≤ 1.8.0 − Σ ≤ 3
+#[case::tariff_sum_healthy("readout.tariff_sum", "", "", "", Verdict::Pass)]
+#[case::tariff_sum_plus3(
+    "readout.tariff_sum",
+    "",
+    "tariff_sum_offset_kwh = 3.0",
+    "",
+    Verdict::Pass
+)]
+#[case::tariff_sum_plus4(
+    "readout.tariff_sum",
+    "",
+    "tariff_sum_offset_kwh = 4.0",
+    "",
+    Verdict::Fail
+)]
+#[case::tariff_sum_minus1(
+    "readout.tariff_sum",
+    "",
+    "tariff_sum_offset_kwh = -1.0",
+    "",
+    Verdict::Fail
+)]
+// readout.monotonic
+#[case::monotonic_healthy("readout.monotonic", "", "", "", Verdict::Pass)]
+#[case::monotonic_step_back(
+    "readout.monotonic",
+    "",
+    "energy_step_back_kwh = 2.0",
+    "",
+    Verdict::Fail
+)]
+// readout.recovery
+#[case::recovery_healthy("readout.recovery", "", "", "", Verdict::Pass)]
+#[case::recovery_deaf(
+    "readout.recovery",
+    "",
+    "deaf_after_noise_ms = 2000.0",
+    "",
+    Verdict::Fail
+)]
+// pulse_out.width: 30 ms ±10 % (MM 01) and 80 ms (MM 02)
+#[case::width_healthy_30("pulse_out.width", "", "", "", Verdict::Pass)]
+#[case::width_healthy_80("pulse_out.width", "mm = 2", "", "", Verdict::Pass)]
+#[case::width_27_5("pulse_out.width", "", "pulse_width_ms = 27.5", "", Verdict::Pass)]
+#[case::width_33_5("pulse_out.width", "", "pulse_width_ms = 33.5", "", Verdict::Fail)]
+#[case::width_26_9("pulse_out.width", "", "pulse_width_ms = 26.9", "", Verdict::Fail)]
+#[case::width_80_on_mm01("pulse_out.width", "", "pulse_width_ms = 80.0", "", Verdict::Fail)]
+// pulse_out.pause ≥ 30 ms: 9 kW at 10,000 imp/kWh is a pulse every 40 ms
+#[case::pause_healthy_fast("pulse_out.pause", "", "", "active_w = 9000.0", Verdict::Pass)]
+#[case::pause_10ms(
+    "pulse_out.pause",
+    "",
+    "pulse_pause_ms = 10.0",
+    "active_w = 9000.0",
+    Verdict::Fail
+)]
+// pulse_out.constant: class 1 plus quantisation
+#[case::constant_healthy("pulse_out.constant", "", "", "", Verdict::Pass)]
+#[case::constant_plus_0_5(
+    "pulse_out.constant",
+    "",
+    "pulse_constant_error_pct = 0.5",
+    "",
+    Verdict::Pass
+)]
+#[case::constant_plus_2(
+    "pulse_out.constant",
+    "",
+    "pulse_constant_error_pct = 2.0",
+    "",
+    Verdict::Fail
+)]
+#[case::constant_minus_2(
+    "pulse_out.constant",
+    "",
+    "pulse_constant_error_pct = -2.0",
+    "",
+    Verdict::Fail
+)]
+#[case::constant_true_energy(
+    "pulse_out.constant",
+    "p = 2\npulse_constant = 100",
+    "",
+    "",
+    Verdict::Pass
+)]
+#[case::constant_true_energy_off(
+    "pulse_out.constant",
+    "p = 2\npulse_constant = 100",
+    "pulse_constant_error_pct = 3.0",
+    "",
+    Verdict::Fail
+)]
+#[case::constant_reactive_r_out("pulse_out.constant", "kk = 6", "", "", Verdict::Pass)]
+// tariff.table
+#[case::tariff4_healthy("tariff.table", "kk = 1", "", "", Verdict::Pass)]
+#[case::tariff4_inv_healthy("tariff.table", "kk = 2", "", "", Verdict::Pass)]
+#[case::tariff4_swapped(
+    "tariff.table",
+    "kk = 1",
+    "tariff_map = [1, 2, 4, 3]",
+    "",
+    Verdict::Fail
+)]
+#[case::tariff4_inv_as_normal(
+    "tariff.table",
+    "kk = 2",
+    "tariff_map = [1, 2, 3, 4]",
+    "",
+    Verdict::Fail
+)]
+#[case::tariff2_healthy("tariff.table", "kk = 7", "", "", Verdict::Pass)]
+#[case::tariff2_inv_healthy("tariff.table", "kk = 14", "", "", Verdict::Pass)]
+#[case::tariff2_inv_as_normal(
+    "tariff.table",
+    "kk = 14",
+    "tariff_map = [1, 2, 1, 2]",
+    "",
+    Verdict::Fail
+)]
+// pulse_in.count
+#[case::pulse_in_healthy("pulse_in.count", "", "", "", Verdict::Pass)]
+#[case::pulse_in_miss("pulse_in.count", "", "pulse_input_miss_every = 10", "", Verdict::Fail)]
+// max_reset.peak_reset
+#[case::max_reset_healthy("max_reset.peak_reset", "kk = 15", "", "", Verdict::Pass)]
+#[case::max_reset_ignored(
+    "max_reset.peak_reset",
+    "kk = 15",
+    "max_reset_ignored = true",
+    "",
+    Verdict::Fail
+)]
+#[case::max_reset_no_peak_yet("max_reset.peak_reset", "kk = 17", "", "", Verdict::Pass)]
+fn case_against_meter(
+    #[case] id: &str,
+    #[case] config: &str,
+    #[case] faults: &str,
+    #[case] load: &str,
+    #[case] expected: Verdict,
+) {
+    let (v, msg) = verdict(config, faults, load, id);
+    assert_eq!(v, expected, "{msg}");
+}
+
+#[test]
+fn bcc_mismatch_names_the_other_rule() {
+    let (v, msg) = verdict(
+        "",
+        "bcc = \"sum\"\ntariff_sum_offset_kwh = 1.0",
+        "",
+        "readout.bcc",
+    );
+    assert_eq!(v, Verdict::Fail);
+    assert!(msg.contains("matches the sum rule instead"), "{msg}");
+    let (_, msg) = verdict("", "bcc = \"corrupt\"", "", "readout.bcc");
+    assert!(msg.contains("does not match either"), "{msg}");
+}
+
+#[test]
+fn every_case_id_has_a_failing_and_a_passing_test() {
+    // the table above must name each case id at least once with Fail and once with Pass
+    let src = std::fs::read_to_string(crate::util::path("tests/integration/suites.rs")).unwrap();
+    for (_, cases) in suite::SUITES {
+        for c in cases.iter() {
+            for v in ["Verdict::Pass)]", "Verdict::Fail)]"] {
+                assert!(
+                    src.lines()
+                        .any(|l| l.contains(&format!("(\"{}\"", c.id)) && l.contains(v)),
+                    "{} has no {v} test",
+                    c.id
+                );
+            }
+        }
+    }
+}
+
+#[rstest]
+fn every_kk_code_runs(
+    #[values(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19)] kk: u8,
+) {
+    let s = spec(&format!("kk = {kk}"), "", "");
+    let mut t = SimTarget::new(s.clone());
+    let opts = RunOptions::for_target(&t.capabilities());
+    let cases = suite::run(&mut t, &s, &opts, &mut Null);
+    assert_eq!(cases.len(), 15);
+    for c in &cases {
+        assert!(
+            matches!(c.verdict, Verdict::Pass | Verdict::Skip),
+            "KK {kk:02}: {} {}: {}",
+            c.id,
+            c.verdict,
+            c.message
+        );
+        if c.verdict == Verdict::Skip {
+            assert!(
+                c.message.contains(&format!("KK {kk:02}")),
+                "skip without reason: {}",
+                c.message
+            );
+        }
+    }
+    // what applies under this code actually ran
+    let ran = |id: &str| case(&cases, id).verdict == Verdict::Pass;
+    let io = &s.io;
+    use meter_rig::meter::io::{PortRole, TariffControl};
+    assert_eq!(
+        ran("tariff.table"),
+        !matches!(io.tariff, TariffControl::Communication),
+        "KK {kk}"
+    );
+    assert_eq!(
+        ran("pulse_in.count"),
+        io.find(|r| r == PortRole::PulseIn).is_some(),
+        "KK {kk}"
+    );
+    assert_eq!(
+        ran("max_reset.peak_reset"),
+        io.find(|r| r == PortRole::MaxReset).is_some(),
+        "KK {kk}"
+    );
+    assert_eq!(
+        ran("pulse_out.width"),
+        io.find(|r| r.is_output()).is_some(),
+        "KK {kk}"
+    );
+}
+
+#[rstest]
+#[case::omnipower_3ph("omnipower-3ph", "z3 = 5", 1000)]
+#[case::omnipower_ct("omnipower-ct", "z3 = 11\nz21 = 40", 5000)]
+fn omnipower_profiles_pass_their_suites(
+    #[case] profile: &str,
+    #[case] config: &str,
+    #[case] constant: u32,
+) {
+    let text = format!(
+        "profile = \"{profile}\"\n[config]\n{config}\n[registers]\n\"0.2.0\" = \"5000D1\"\n[load]\nactive_w = 2000.0\nreactive_var = 100.0\n[faults]\nresponse_delay_ms = 100.0\n"
+    );
+    let s = MeterSpec::from_toml(&text, "test", None).unwrap();
+    assert_eq!(s.pulse_constant, constant);
+    let mut t = SimTarget::new(s.clone());
+    let mut opts = RunOptions::for_target(&t.capabilities());
+    opts.check_type_number = false;
+    let cases = suite::run(&mut t, &s, &opts, &mut Null);
+    for c in &cases {
+        assert!(
+            matches!(c.verdict, Verdict::Pass | Verdict::Skip),
+            "{profile}: {} {}: {}",
+            c.id,
+            c.verdict,
+            c.message
+        );
+    }
+    assert_eq!(case(&cases, "pulse_out.constant").verdict, Verdict::Pass);
+}
