@@ -41,11 +41,14 @@
 //! or after `max_gap` of silence. A port that disappears mid-read (USB unplugged: EIO/ENXIO; the
 //! pty's master closed: hang-up) gives [`TargetError::Vanished`] naming the port.
 //!
-//! Breaks: with the port in raw mode (serialport's `cfmakeraw`: no IGNBRK, BRKINT or PARMRK) the
-//! kernel delivers a break as a plain 0x00 byte. serialport exposes no way to set PARMRK, so the
-//! rig cannot tell a break from a NUL character: it arrives as `RxChar { byte: 0, stop_ok: true }`
-//! and the decoder sees a NUL (which is noise before `/` either way). Framing errors are likewise
-//! not reported (`stop_ok` is always true here); only an edge-capturing backend sees them.
+//! Breaks and framing errors: after opening, the rig sets PARMRK on the port (termios through
+//! `nix`; serialport exposes no way to), so the kernel marks a break as `\377 \0 \0`, a character
+//! with a framing error as `\377 \0 c`, and doubles a literal 0xFF. [`MarkDecoder`] undoes the
+//! marking: a break arrives as `RxChar { byte: 0, stop_ok: false }` ([`RxChar::is_break`]), a
+//! framing error as the character with `stop_ok: false`. Whether the marks come depends on the
+//! driver (8250/PL011 and FTDI report them; a pty never has a break). If PARMRK cannot be set,
+//! `stop_ok` is always true and a break is indistinguishable from a NUL. In [`Framing::Uart`] the
+//! UART's parity check stays off (INPCK clear): parity errors are not reported.
 
 pub mod pty;
 
@@ -190,8 +193,19 @@ impl BurstStamper {
     }
     /// Stamps `bytes`, all returned by one read at `t`, appending them to `out`.
     pub fn stamp(&mut self, bytes: &[u8], t: Timestamp, out: &mut impl Extend<RxChar>) {
-        let n = bytes.len() as u64;
-        for (k, &byte) in bytes.iter().enumerate() {
+        let frames: Vec<(u8, bool)> = bytes.iter().map(|&b| (b, true)).collect();
+        self.stamp_frames(&frames, t, out);
+    }
+    /// Stamps characters with their stop-bit status (see [`MarkDecoder`]), all returned by one
+    /// read at `t`.
+    pub fn stamp_frames(
+        &mut self,
+        frames: &[(u8, bool)],
+        t: Timestamp,
+        out: &mut impl Extend<RxChar>,
+    ) {
+        let n = frames.len() as u64;
+        for (k, &(byte, stop_ok)) in frames.iter().enumerate() {
             let back = (n - 1 - k as u64) * self.char_ns;
             let mut end = Timestamp(t.0.saturating_sub(back));
             if let Some(prev) = self.last_end {
@@ -202,7 +216,7 @@ impl BurstStamper {
                 byte,
                 start: Timestamp(end.0.saturating_sub(self.char_ns)),
                 end,
-                stop_ok: true,
+                stop_ok,
             }));
         }
     }
@@ -210,6 +224,63 @@ impl BurstStamper {
     pub fn reset(&mut self) {
         self.last_end = None;
     }
+}
+
+/// Undoes the kernel's PARMRK marking (`\377 \377` → 0xFF, `\377 \0 c` → `c` with a framing
+/// error, `\377 \0 \0` → a break). Marks may straddle reads: the state carries over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MarkDecoder {
+    state: u8,
+}
+
+impl MarkDecoder {
+    /// Decodes `bytes` into characters with their stop-bit status, appending to `out`.
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<(u8, bool)>) {
+        for &b in bytes {
+            match (self.state, b) {
+                (0, 0xFF) => self.state = 1,
+                (0, _) => out.push((b, true)),
+                (1, 0xFF) => {
+                    out.push((0xFF, true));
+                    self.state = 0;
+                }
+                (1, 0x00) => self.state = 2,
+                (1, _) => {
+                    // not a mark (cannot happen with PARMRK): keep both bytes
+                    out.push((0xFF, true));
+                    out.push((b, true));
+                    self.state = 0;
+                }
+                (_, _) => {
+                    out.push((b, false));
+                    self.state = 0;
+                }
+            }
+        }
+    }
+    /// Forgets a partial mark.
+    pub fn reset(&mut self) {
+        self.state = 0;
+    }
+}
+
+/// Sets PARMRK (and clears IGNBRK, BRKINT, IGNPAR, INPCK, ISTRIP) so breaks and framing errors are
+/// marked in the data. Returns whether it took.
+fn enable_marks(fd: std::os::unix::io::RawFd) -> bool {
+    use nix::sys::termios::{tcgetattr, tcsetattr, InputFlags, SetArg};
+    let Ok(mut t) = tcgetattr(fd) else {
+        return false;
+    };
+    t.input_flags.insert(InputFlags::PARMRK);
+    t.input_flags.remove(
+        InputFlags::IGNBRK
+            | InputFlags::BRKINT
+            | InputFlags::IGNPAR
+            | InputFlags::INPCK
+            | InputFlags::ISTRIP,
+    );
+    tcsetattr(fd, SetArg::TCSANOW, &t).is_ok()
+        && tcgetattr(fd).is_ok_and(|t| t.input_flags.contains(InputFlags::PARMRK))
 }
 
 /// Maps an error from opening `device` to a [`TargetError`] with the fix.
@@ -314,6 +385,7 @@ pub struct SerialTarget {
     uncertainty_ns: u64,
     epoch: Instant,
     stamper: BurstStamper,
+    marks: Option<MarkDecoder>,
     pending: VecDeque<RxChar>,
 }
 
@@ -344,6 +416,8 @@ impl SerialTarget {
             .map_err(|e| map_open_error(&device, &e))?;
         port.clear(ClearBuffer::Input)
             .map_err(|e| map_open_error(&device, &e))?;
+        let marks =
+            enable_marks(std::os::unix::io::AsRawFd::as_raw_fd(&port)).then(MarkDecoder::default);
         let kind = opts.kind.unwrap_or_else(|| PortKind::detect(path));
         let latency = if kind == PortKind::Usb {
             usb_latency_ms(path)
@@ -357,6 +431,7 @@ impl SerialTarget {
             kind,
             epoch: Instant::now(),
             stamper: BurstStamper::new(opts.baud),
+            marks,
             pending: VecDeque::new(),
             opts,
         })
@@ -373,6 +448,10 @@ impl SerialTarget {
     /// The options it was opened with.
     pub fn options(&self) -> &SerialOptions {
         &self.opts
+    }
+    /// Whether breaks and framing errors are reported (PARMRK took; see the module docs).
+    pub fn reports_line_errors(&self) -> bool {
+        self.marks.is_some()
     }
     /// One character time in nanoseconds.
     pub fn char_ns(&self) -> u64 {
@@ -480,13 +559,17 @@ impl Target for SerialTarget {
                 }
                 Ok(n) => {
                     let t = self.clock();
-                    let bytes: Vec<u8> = match self.opts.framing {
-                        Framing::Soft7e1 => buf[..n].to_vec(),
-                        Framing::Uart | Framing::SevenBit => {
-                            buf[..n].iter().map(|b| b & 0x7F).collect()
+                    let mut frames = Vec::with_capacity(n);
+                    match &mut self.marks {
+                        Some(m) => m.push(&buf[..n], &mut frames),
+                        None => frames.extend(buf[..n].iter().map(|&b| (b, true))),
+                    }
+                    if self.opts.framing != Framing::Soft7e1 {
+                        for f in &mut frames {
+                            f.0 &= 0x7F;
                         }
-                    };
-                    self.stamper.stamp(&bytes, t, &mut self.pending);
+                    }
+                    self.stamper.stamp_frames(&frames, t, &mut self.pending);
                 }
                 Err(e)
                     if matches!(
@@ -511,6 +594,9 @@ impl Target for SerialTarget {
     fn discard_input(&mut self) -> Result<(), TargetError> {
         self.pending.clear();
         self.stamper.reset();
+        if let Some(m) = &mut self.marks {
+            m.reset();
+        }
         self.port
             .clear(ClearBuffer::Input)
             .map_err(|e| map_open_error(&self.device, &e))
@@ -569,6 +655,28 @@ mod tests {
         assert_eq!(out[0].end, Timestamp::from_ms(10));
         assert_eq!(out[1].end, Timestamp::from_ms(20));
         assert_eq!(out[1].start, Timestamp(20_000_000 - char_ns(9600)));
+    }
+
+    #[test]
+    fn marks_are_undone_across_reads() {
+        let mut m = MarkDecoder::default();
+        let mut out = Vec::new();
+        m.push(&[b'A', 0xFF, 0xFF, 0xFF], &mut out);
+        m.push(&[0x00, 0x00, 0xFF, 0x00, b'B', b'C'], &mut out);
+        assert_eq!(
+            out,
+            vec![
+                (b'A', true),
+                (0xFF, true),
+                (0x00, false), // break
+                (b'B', false), // framing error
+                (b'C', true)
+            ]
+        );
+        let mut s = BurstStamper::new(300);
+        let mut chars: Vec<RxChar> = Vec::new();
+        s.stamp_frames(&out[2..3], Timestamp::from_ms(100), &mut chars);
+        assert!(chars[0].is_break());
     }
 
     #[test]

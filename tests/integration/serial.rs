@@ -220,11 +220,13 @@ fn response_time_matches_the_peer_at_9600_baud() {
 fn garbage_before_the_slash_is_delivered_intact() {
     // an echo of the request, DEL and NUL noise, a byte with bad parity, then the answer
     let mut raw = parity::encode(b"/?!\r\n");
-    raw.extend_from_slice(&[0x7F, 0x00, 0xFF, 0x7F | 0x80, 0x01]);
+    raw.extend_from_slice(&[0x7F, 0x00, 0xFF, 0xFF, 0x00, 0x7F | 0x80, 0x01]);
     raw.extend(parity::encode(ANSWER));
     let peer = FakeMeter::new(9600, Duration::from_millis(5), raw.clone());
     let served = Served::start("garbage", Framing::Soft7e1, peer);
     let mut t = open(&served.link, 9600, Framing::Soft7e1);
+    // PARMRK is on (the kernel doubles 0xFF; the target undoes it)
+    assert!(t.reports_line_errors());
     let (_, chars) = request(&mut t, raw.len());
     assert_eq!(chars.iter().map(|c| c.byte).collect::<Vec<_>>(), raw);
     assert!(chars.iter().all(|c| c.stop_ok));
