@@ -45,8 +45,7 @@ pub struct ReadArgs {
     /// Line rate.
     #[arg(long, default_value_t = 300)]
     pub baud: u32,
-    /// soft7e1: 8N1 port, parity in bit 7 checked by the rig; uart: the port's own 7E1 (parity
-    /// unchecked); seven-bit: plain 7-bit characters.
+    /// How 7E1 travels over the port.
     #[arg(long, value_enum, default_value_t = Framing::Soft7e1)]
     pub framing: Framing,
     /// Device address for `/?ADDRESS!` (default: the general request `/?!`).
