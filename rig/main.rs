@@ -18,7 +18,10 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Decode a captured mode A answer (identification, data sets, BCC, findings).
+    Decode(cli::decode::DecodeArgs),
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -39,5 +42,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Decode(args) => cli::decode::run(args),
+    }
 }
