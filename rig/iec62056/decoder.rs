@@ -1688,3 +1688,181 @@ pub fn detect_parity(bytes: &[u8]) -> ParityMode {
         ParityMode::None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WORKED: &[u8] =
+        include_bytes!("../../fixtures/telegrams/kamstrup-351-worked-example.txt");
+
+    fn strict() -> DecodeOptions {
+        DecodeOptions::strict(BccRule::Xor, ParityMode::None)
+    }
+    fn tolerant() -> DecodeOptions {
+        DecodeOptions::tolerant(BccRule::Xor, ParityMode::None)
+    }
+    fn kinds(d: &Decoded) -> Vec<&'static str> {
+        d.findings.iter().map(|f| f.kind.name()).collect()
+    }
+
+    #[test]
+    fn worked_example_is_valid_in_both_modes() {
+        for opts in [strict(), tolerant()] {
+            let d = decode(WORKED, opts);
+            assert!(d.valid, "{:#?}", d.findings);
+            assert_eq!(d.data_sets.len(), 17);
+            assert_eq!(d.bcc.received, Some(b'7'));
+            assert_eq!((d.bcc.xor, d.bcc.sum), (b'7', b'7'));
+        }
+    }
+
+    #[test]
+    fn addressed_echo_is_skipped() {
+        let mut v = b"/?12345678!\r\n".to_vec();
+        v.extend_from_slice(WORKED);
+        let d = decode(&v, tolerant());
+        assert_eq!(kinds(&d), ["echo"]);
+        assert_eq!(d.findings[0].offset, 0);
+        assert_eq!(d.data_sets.len(), 17);
+        assert_eq!(d.timing.identification_start, Some(Timestamp(13)));
+    }
+
+    #[test]
+    fn strict_names_the_offending_identification_character() {
+        let mut v = WORKED.to_vec();
+        v[2] = b'4'; // "/K4M"
+        let d = decode(&v, strict());
+        assert!(!d.valid);
+        let f = &d.findings[0];
+        assert_eq!((f.kind, f.offset), (FindingKind::Identification, 2));
+        assert!(f.message.contains("expected a letter"), "{}", f.message);
+        // strict stops interpreting; tolerant reads on
+        assert!(d.data_sets.is_empty());
+        assert!(decode(&v, tolerant()).data_sets.len() == 17);
+    }
+
+    #[test]
+    fn lower_case_third_letter_is_information() {
+        let v = String::from_utf8_lossy(WORKED).replacen("/KAM", "/KAm", 1);
+        let d = decode(v.as_bytes(), strict());
+        assert_eq!(kinds(&d), ["lower_case_third"]);
+        assert_eq!(d.findings[0].severity, Severity::Info);
+        assert!(d.valid);
+    }
+
+    #[test]
+    fn slash_inside_identification_restarts_it_when_tolerant() {
+        let mut v = b"/KA".to_vec();
+        v.extend_from_slice(WORKED);
+        let d = decode(&v, tolerant());
+        assert_eq!(
+            d.identification.map(|i| i.text),
+            Some("685351A300100".into())
+        );
+        assert_eq!(d.data_sets.len(), 17);
+        assert_eq!(kinds(&decode(&v, tolerant())), ["identification"]);
+    }
+
+    #[test]
+    fn several_data_sets_on_one_line() {
+        let d = decode(
+            b"/KAM MC\r\n\x02a(1)b(2*kW)\r\nc(3)!\r\n\x03\x00",
+            tolerant(),
+        );
+        let addrs: Vec<&str> = d.data_sets.iter().map(|d| d.address.as_str()).collect();
+        assert_eq!(addrs, ["a", "b", "c"]);
+        assert_eq!(d.data_sets[1].values[0].unit.as_deref(), Some("kW"));
+    }
+
+    #[test]
+    fn high_bit_in_seven_bit_input() {
+        let mut v = WORKED.to_vec();
+        v[30] |= 0x80;
+        let s = decode(&v, strict());
+        assert_eq!(kinds(&s), ["high_bit"]);
+        assert_eq!(s.findings[0].offset, 30);
+        assert!(!s.valid);
+        let t = decode(&v, tolerant());
+        assert_eq!(t.findings[0].severity, Severity::Info);
+        assert!(t.valid);
+    }
+
+    #[test]
+    fn long_fields_and_floods_are_capped() {
+        // a value far longer than any cap
+        let mut v = b"/KAM 1\r\n\x02A(".to_vec();
+        v.extend(std::iter::repeat_n(b'9', 100_000));
+        v.extend_from_slice(b")\r\n!\r\n\x03\x00");
+        let d = decode(&v, tolerant());
+        assert!(kinds(&d).contains(&"truncated"));
+        assert!(d.data_sets.is_empty());
+        // parity errors on every byte: findings stop at the cap
+        let junk = vec![0x01u8; 10_000];
+        let d = decode(
+            &junk,
+            DecodeOptions::tolerant(BccRule::Xor, ParityMode::Even),
+        );
+        assert!(d.findings.len() <= MAX_FINDINGS + 2);
+        assert_eq!(
+            d.findings.last().map(|f| f.kind),
+            Some(FindingKind::FindingsSuppressed)
+        );
+        // endless data sets: kept up to the cap
+        let mut v = b"/KAM 1\r\n\x02".to_vec();
+        for _ in 0..(MAX_DATA_SETS + 10) {
+            v.extend_from_slice(b"1(2)\r\n");
+        }
+        let d = decode(&v, tolerant());
+        assert_eq!(d.data_sets.len(), MAX_DATA_SETS);
+    }
+
+    #[test]
+    fn missing_end_before_etx() {
+        let d = decode(b"/KAM 1\r\n\x021(2)\r\n\x03\x00", tolerant());
+        assert_eq!(d.data_sets.len(), 1);
+        assert!(kinds(&d).contains(&"missing_end"));
+        assert!(d.complete);
+    }
+
+    #[test]
+    fn parity_detection() {
+        assert_eq!(detect_parity(WORKED), ParityMode::None);
+        assert_eq!(detect_parity(&parity::encode(WORKED)), ParityMode::Even);
+        assert_eq!(detect_parity(&[]), ParityMode::None);
+    }
+
+    #[test]
+    fn categories_are_the_five() {
+        use FindingKind::*;
+        for k in [
+            Parity,
+            HighBit,
+            Noise,
+            Echo,
+            Identification,
+            LowerCaseThird,
+            MissingStx,
+            LineEnd,
+            DataSetSyntax,
+            CommaDecimal,
+            EmptyValue,
+            PaddedValue,
+            MultipleValues,
+            SubValues,
+            EndOnOwnLine,
+            MissingEnd,
+            MissingEtx,
+            MissingBcc,
+            BccMismatch {
+                other_rule_matches: true,
+            },
+            Truncated,
+            TrailingBytes,
+            FindingsSuppressed,
+        ] {
+            assert!(["framing", "structure", "bcc", "content", "noise"].contains(&k.category()));
+            assert!(!k.name().is_empty());
+        }
+    }
+}
