@@ -39,7 +39,8 @@ pub enum ParityArg {
     Even,
     /// 7-bit input.
     None,
-    /// Even if the input looks like a soft-7E1 capture, else none.
+    /// Even if the input looks like a soft-7E1 capture (some byte has bit 7 set and more than
+    /// half of the bytes whose 7-bit value has an odd number of ones carry it), else none.
     Auto,
 }
 

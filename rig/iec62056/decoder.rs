@@ -1039,9 +1039,9 @@ impl Decoder {
                 pos + 1,
                 show(c)
             )),
-            3 if !is_printable(c) || c == b'!' => Some(format!(
+            3 if !is_printable(c) || c == b'!' || c == b'/' => Some(format!(
                 "fifth character of the identification is {}; expected the baud-rate \
-                 character (Kamstrup: space)",
+                 character, printable but not '/' or '!' (Kamstrup: space)",
                 show(c)
             )),
             _ if pos >= 4 && (!is_printable(c) || c == b'!' || c == b'/') => Some(format!(
@@ -1823,6 +1823,30 @@ mod tests {
         assert_eq!(d.data_sets.len(), 1);
         assert!(kinds(&d).contains(&"missing_end"));
         assert!(d.complete);
+    }
+
+    /// Found by cargo fuzz: '/' as the fifth character was accepted by strict mode, which then
+    /// read more data sets than tolerant mode (which restarts the identification at a '/').
+    #[test]
+    fn fuzz_regression_slash_as_fifth_character() {
+        let input: &[u8] = &[
+            47, 107, 65, 77, 47, 63, 232, 65, 51, 48, 48, 49, 48, 48, 13, 10, 2, 48, 46, 48, 46,
+            48, 40, 48, 48, 48, 48, 48, 48, 48, 48, 41, 13, 10, 48, 46, 50, 46, 48, 40, 53, 48, 48,
+            48, 68, 49, 41, 13, 10, 49, 46, 56, 46, 48, 40, 48, 48, 49, 50, 54, 53, 56, 42, 107,
+            87, 104, 41, 13, 10, 49, 46, 56, 46, 49, 40, 48, 48, 48, 48, 56, 56, 54, 42, 107, 87,
+            104, 40, 13, 129, 253, 129, 47, 138, 3, 6,
+        ];
+        for parity in [ParityMode::Even, ParityMode::None] {
+            for rule in [BccRule::Xor, BccRule::Sum] {
+                let s = decode(input, DecodeOptions::strict(rule, parity));
+                let t = decode(input, DecodeOptions::tolerant(rule, parity));
+                assert!(s.data_sets.len() <= t.data_sets.len());
+                assert!(s
+                    .findings
+                    .iter()
+                    .any(|f| f.kind == FindingKind::Identification && f.offset == 4));
+            }
+        }
     }
 
     #[test]
