@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run conformance suites against a meter (default: the built-in software meter).
     Run(cli::run::RunArgs),
+    /// Decode a captured mode A answer (identification, data sets, BCC, findings).
+    Decode(cli::decode::DecodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,5 +46,6 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(a) => cli::run::run(a),
+        Command::Decode(args) => cli::decode::run(args),
     }
 }
