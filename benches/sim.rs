@@ -31,16 +31,24 @@ fn day_with_readouts() -> (Duration, usize, u64) {
     let mut ok = 0;
     let mut chars = 0u64;
     for k in 0..96u64 {
-        t.wait_until(Timestamp(k * 15 * 60 * 1_000_000_000)).unwrap();
+        t.wait_until(Timestamp(k * 15 * 60 * 1_000_000_000))
+            .unwrap();
         let end = t.send(&req).unwrap();
         let (c, _) = t
-            .recv(end + Duration::from_secs(20), Duration::from_millis(1500), &mut |c: &[RxChar]| {
-                c.len() >= 2 && c[c.len() - 2].byte & 0x7F == 3
-            })
+            .recv(
+                end + Duration::from_secs(20),
+                Duration::from_millis(1500),
+                &mut |c: &[RxChar]| c.len() >= 2 && c[c.len() - 2].byte & 0x7F == 3,
+            )
             .unwrap();
         chars += c.len() as u64;
         let bytes: Vec<u8> = c.iter().map(|x| x.byte).collect();
-        if decode(&bytes, DecodeOptions::strict(BccRule::Xor, ParityMode::Even)).valid {
+        if decode(
+            &bytes,
+            DecodeOptions::strict(BccRule::Xor, ParityMode::Even),
+        )
+        .valid
+        {
             ok += 1;
         }
     }
@@ -72,7 +80,14 @@ fn main() {
         let cases = suite::run(&mut t, &spec, &opts, &mut Null);
         best = best.min(start.elapsed());
         sim_s = t.now().unwrap().as_secs_f64();
-        passed = cases.iter().filter(|c| c.verdict == suite::Verdict::Pass).count();
+        passed = cases
+            .iter()
+            .filter(|c| c.verdict == suite::Verdict::Pass)
+            .count();
     }
-    println!("sim/default_run: {:.1} ms wall (best of {runs}), {:.0} s simulated, {passed}/15 passed", best.as_secs_f64() * 1e3, sim_s);
+    println!(
+        "sim/default_run: {:.1} ms wall (best of {runs}), {:.0} s simulated, {passed}/15 passed",
+        best.as_secs_f64() * 1e3,
+        sim_s
+    );
 }

@@ -23,6 +23,8 @@ enum Command {
     Read(cli::read::ReadArgs),
     /// Run conformance suites against a meter (default: the built-in software meter).
     Run(cli::run::RunArgs),
+    /// Decode a captured mode A answer (identification, data sets, BCC, findings).
+    Decode(cli::decode::DecodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,5 +49,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Read(args) => cli::read::run(args),
         Command::Run(a) => cli::run::run(a),
+        Command::Decode(args) => cli::decode::run(args),
     }
 }

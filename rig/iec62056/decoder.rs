@@ -1,1 +1,1892 @@
-//! Incremental decoder (placeholder until the decoder lands).
+//! Incremental decoder for the mode A answer: identification line, data message, BCC.
+//!
+//! What it is for: turning the bytes a meter sent (each with the [`Timestamp`] at which it was
+//! seen) into [`Event`]s as elements complete, and at the end of input into a [`Decoded`] summary
+//! with every [`Finding`] (byte offset, what was found, what was expected).
+//!
+//! What it must not do: no I/O and no clock. It never reads a port or asks for the time; every
+//! time it reports is one that was pushed in with a byte. It never panics on any input and never
+//! allocates without bound: fields, data sets, values and findings are capped (see the `MAX_*`
+//! constants) and going past a cap is itself a finding.
+//!
+//! Two modes, kept apart (NOTES §1):
+//! - [`Mode::Strict`] judges conformance to the 351 Combi sheet (004_d1f80f13afa7763c.txt) and
+//!   IEC 62056-21. Every deviation is a [`Severity::Violation`]. After the first *structural*
+//!   violation (a broken identification, line end, data set, missing STX/`!`) nothing further is
+//!   interpreted: the decoder only checks parity and looks for ETX and the BCC.
+//! - [`Mode::Tolerant`] reads what real meters and optical heads send: it skips an echoed request
+//!   and noise before `/`, accepts LF-only or LF LF line ends, comma decimals, `!` after the last
+//!   data set or on its own line, a missing STX, a missing ETX/BCC, empty or space-padded values,
+//!   several values and `&` sub-values. Each deviation is still a finding with the same severity
+//!   as in strict mode (so [`Decoded::valid`] means the same in both modes), but it does not stop
+//!   the parse; [`Decoded::readable`] says whether a reading was recovered.
+//!
+//! Layout accepted by strict mode: `/XXXZ` + identification + CR LF, STX, data sets
+//! `ADDRESS(VALUE[*UNIT])…` each ended CR LF, the last followed by `!` (straight after it as the
+//! 351 sends it, or on its own line as the standard shows it: an informational finding) then
+//! CR LF, ETX, BCC. The BCC covers the characters after STX up to and including ETX; both the XOR
+//! and the sum rule are always computed.
+//!
+//! `&` inside parentheses separates sub-values; each sub-value becomes its own [`Value`] of the
+//! data set (with an informational finding), so `A(1*kW&2*kW)` reads as two values.
+
+use serde::Serialize;
+
+use super::{parity, BccRule, DataSet, Identification, Value, CR, ETX, LF, STX};
+use crate::time::Timestamp;
+
+/// Longest field (identification text, address, value, unit) kept; longer is a finding.
+pub const MAX_FIELD: usize = 128;
+/// Most data sets kept; more are counted in a finding and dropped.
+pub const MAX_DATA_SETS: usize = 4096;
+/// Most values (sub-values included) kept per data set.
+pub const MAX_VALUES: usize = 64;
+/// Most findings kept; after that one finding says further ones are suppressed.
+pub const MAX_FINDINGS: usize = 256;
+/// Longest echoed request skipped before `/`.
+const MAX_ECHO: usize = 48;
+
+/// IEC 62056-21 limits used by strict mode.
+const STD_IDENT_TEXT: usize = 16;
+const STD_ADDRESS: usize = 16;
+const STD_VALUE: usize = 32;
+const STD_UNIT: usize = 16;
+
+/// Strict (conformance) or tolerant (reading).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every deviation is a violation; interpretation stops at the first structural one.
+    Strict,
+    /// Deviations are findings; the parse recovers and goes on.
+    Tolerant,
+}
+
+/// How the input bytes carry parity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParityMode {
+    /// Soft 7E1: each byte carries the even-parity bit in bit 7. It is checked (a finding per
+    /// error, at its offset) and stripped.
+    Even,
+    /// 7-bit input. A byte with bit 7 set is a violation in strict mode; tolerant mode masks it
+    /// (one informational finding for the first such byte).
+    None,
+}
+
+/// Decoder settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DecodeOptions {
+    /// Strict or tolerant.
+    pub mode: Mode,
+    /// The BCC rule the meter profile expects.
+    pub bcc_rule: BccRule,
+    /// Parity carried in the bytes or not.
+    pub parity: ParityMode,
+}
+
+impl Default for DecodeOptions {
+    /// Tolerant, XOR, 7-bit input.
+    fn default() -> Self {
+        DecodeOptions {
+            mode: Mode::Tolerant,
+            bcc_rule: BccRule::Xor,
+            parity: ParityMode::None,
+        }
+    }
+}
+
+impl DecodeOptions {
+    /// Strict with the given rule and parity.
+    pub fn strict(bcc_rule: BccRule, parity: ParityMode) -> Self {
+        DecodeOptions {
+            mode: Mode::Strict,
+            bcc_rule,
+            parity,
+        }
+    }
+    /// Tolerant with the given rule and parity.
+    pub fn tolerant(bcc_rule: BccRule, parity: ParityMode) -> Self {
+        DecodeOptions {
+            mode: Mode::Tolerant,
+            bcc_rule,
+            parity,
+        }
+    }
+}
+
+/// How much a finding weighs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// A deviation from 004 / IEC 62056-21: the telegram is not valid.
+    Violation,
+    /// A fact worth reporting that fails nothing.
+    Info,
+}
+
+/// What a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// A byte with odd parity (soft 7E1 input).
+    Parity,
+    /// A byte with bit 7 set in 7-bit input.
+    HighBit,
+    /// Bytes before `/` that are not an echoed request.
+    Noise,
+    /// An echo of the request (`/?…!` CR LF) before the identification.
+    Echo,
+    /// The identification line breaks `/XXXZ` + text.
+    Identification,
+    /// The manufacturer's third letter is lower case: the standard allows a 20 ms reaction time.
+    LowerCaseThird,
+    /// No STX after the identification line.
+    MissingStx,
+    /// A line end other than CR LF, or a missing one.
+    LineEnd,
+    /// A data set that is not `ADDRESS(VALUE[*UNIT])…`, or a character not allowed there.
+    DataSetSyntax,
+    /// A number with a comma as decimal mark.
+    CommaDecimal,
+    /// An empty value `()`.
+    EmptyValue,
+    /// A value with leading or trailing spaces.
+    PaddedValue,
+    /// A data set with more than one value `A(v1)(v2)` (allowed by the standard).
+    MultipleValues,
+    /// `&` sub-values inside one pair of parentheses.
+    SubValues,
+    /// `!` on its own line (the standard's layout; the 351 sends it after the last data set).
+    EndOnOwnLine,
+    /// No `!` before ETX.
+    MissingEnd,
+    /// No ETX after `!` CR LF.
+    MissingEtx,
+    /// No BCC after ETX.
+    MissingBcc,
+    /// The BCC does not match the selected rule.
+    BccMismatch {
+        /// Whether the other rule gives the received BCC.
+        other_rule_matches: bool,
+    },
+    /// Input ended early, or a field or list exceeded the decoder's caps.
+    Truncated,
+    /// Bytes after the BCC.
+    TrailingBytes,
+    /// The finding cap was reached; further findings are not kept.
+    FindingsSuppressed,
+}
+
+impl FindingKind {
+    /// The group a finding belongs to: `framing`, `structure`, `bcc`, `content` or `noise`.
+    pub fn category(&self) -> &'static str {
+        use FindingKind::*;
+        match self {
+            Parity | HighBit => "framing",
+            Noise | Echo | TrailingBytes | FindingsSuppressed => "noise",
+            Identification | MissingStx | LineEnd | DataSetSyntax | EndOnOwnLine | MissingEnd
+            | MissingEtx | Truncated => "structure",
+            MissingBcc | BccMismatch { .. } => "bcc",
+            LowerCaseThird | CommaDecimal | EmptyValue | PaddedValue | MultipleValues
+            | SubValues => "content",
+        }
+    }
+
+    /// Snake-case name, as in JSON records.
+    pub fn name(&self) -> &'static str {
+        use FindingKind::*;
+        match self {
+            Parity => "parity",
+            HighBit => "high_bit",
+            Noise => "noise",
+            Echo => "echo",
+            Identification => "identification",
+            LowerCaseThird => "lower_case_third",
+            MissingStx => "missing_stx",
+            LineEnd => "line_end",
+            DataSetSyntax => "data_set_syntax",
+            CommaDecimal => "comma_decimal",
+            EmptyValue => "empty_value",
+            PaddedValue => "padded_value",
+            MultipleValues => "multiple_values",
+            SubValues => "sub_values",
+            EndOnOwnLine => "end_on_own_line",
+            MissingEnd => "missing_end",
+            MissingEtx => "missing_etx",
+            MissingBcc => "missing_bcc",
+            BccMismatch { .. } => "bcc_mismatch",
+            Truncated => "truncated",
+            TrailingBytes => "trailing_bytes",
+            FindingsSuppressed => "findings_suppressed",
+        }
+    }
+
+    /// Whether, in strict mode, nothing after this finding is interpreted.
+    fn is_structural(&self) -> bool {
+        use FindingKind::*;
+        matches!(
+            self,
+            Identification
+                | MissingStx
+                | LineEnd
+                | DataSetSyntax
+                | MissingEnd
+                | MissingEtx
+                | Truncated
+        )
+    }
+}
+
+/// One finding: where, what, how much it weighs, and a message saying what was found and what
+/// was expected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Byte offset in the input (0-based; input length for "ended early").
+    pub offset: usize,
+    /// What it is about.
+    pub kind: FindingKind,
+    /// Violation or information.
+    pub severity: Severity,
+    /// What was found and what was expected.
+    pub message: String,
+}
+
+/// Something that completed while bytes were pushed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The `/` that starts the identification.
+    IdentificationStart {
+        /// Byte offset.
+        offset: usize,
+        /// When the byte was seen.
+        t: Timestamp,
+    },
+    /// The identification line, complete with its line end.
+    Identification {
+        /// The identification.
+        ident: Identification,
+        /// Time of the `/`.
+        t_start: Timestamp,
+        /// Time of the byte that ended the line.
+        t_end: Timestamp,
+    },
+    /// STX.
+    Stx {
+        /// Byte offset.
+        offset: usize,
+        /// When it was seen.
+        t: Timestamp,
+    },
+    /// A complete data set.
+    DataSet {
+        /// Index in [`Decoded::data_sets`].
+        index: usize,
+        /// The data set.
+        data_set: DataSet,
+        /// Time of its first character.
+        t_start: Timestamp,
+        /// Time of its last `)`.
+        t_end: Timestamp,
+    },
+    /// The `!` that ends the data block.
+    End {
+        /// Byte offset.
+        offset: usize,
+        /// When it was seen.
+        t: Timestamp,
+    },
+    /// ETX.
+    Etx {
+        /// Byte offset.
+        offset: usize,
+        /// When it was seen.
+        t: Timestamp,
+    },
+    /// The BCC byte (7-bit value).
+    Bcc {
+        /// The received BCC.
+        received: u8,
+        /// When it was seen.
+        t: Timestamp,
+    },
+    /// A finding.
+    Finding(Finding),
+}
+
+/// The block check: what arrived and what both rules give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BccReport {
+    /// The received BCC (7-bit), if any.
+    pub received: Option<u8>,
+    /// XOR of the block (after STX up to and including ETX).
+    pub xor: u8,
+    /// 7-bit sum of the block.
+    pub sum: u8,
+    /// The rule checked.
+    pub rule: BccRule,
+    /// Whether the received BCC matches the rule.
+    pub ok: bool,
+}
+
+impl BccReport {
+    /// The BCC the selected rule expects.
+    pub fn expected(&self) -> u8 {
+        match self.rule {
+            BccRule::Xor => self.xor,
+            BccRule::Sum => self.sum,
+        }
+    }
+}
+
+/// Start and end time of one element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Span {
+    /// Time of the first byte.
+    pub start: Timestamp,
+    /// Time of the last byte.
+    pub end: Timestamp,
+}
+
+/// When the elements of the answer were seen.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Timing {
+    /// The `/` of the identification.
+    pub identification_start: Option<Timestamp>,
+    /// The byte that ended the identification line.
+    pub identification_end: Option<Timestamp>,
+    /// STX.
+    pub stx: Option<Timestamp>,
+    /// Each data set kept, in order.
+    pub data_sets: Vec<Span>,
+    /// The `!`.
+    pub end: Option<Timestamp>,
+    /// ETX.
+    pub etx: Option<Timestamp>,
+    /// The BCC.
+    pub bcc: Option<Timestamp>,
+}
+
+/// The result of decoding a whole input.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decoded {
+    /// The identification, if one was read.
+    pub identification: Option<Identification>,
+    /// The data sets read (in strict mode: those before the first structural violation).
+    pub data_sets: Vec<DataSet>,
+    /// The block check.
+    pub bcc: BccReport,
+    /// Every finding, in input order.
+    pub findings: Vec<Finding>,
+    /// No violation: the telegram conforms (same meaning in both modes).
+    pub valid: bool,
+    /// An identification and at least one data set were recovered.
+    pub readable: bool,
+    /// Whether the BCC byte arrived.
+    pub complete: bool,
+    /// Number of bytes pushed.
+    pub bytes: usize,
+    /// When the elements were seen.
+    pub timing: Timing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    Ident,
+    Data,
+    End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before `/`.
+    Start,
+    /// Just after `/`.
+    Slash,
+    /// Inside an echoed request.
+    Echo,
+    /// Inside the identification line.
+    Ident,
+    /// A run of CR/LF characters.
+    LineEnd,
+    /// After the identification line, expecting STX.
+    AfterIdent,
+    /// At the start of a data line.
+    LineStart,
+    Address,
+    Value,
+    Unit,
+    /// After `)`.
+    AfterValue,
+    /// Skipping the rest of a broken line (tolerant).
+    SkipLine,
+    /// After `!`, expecting CR LF.
+    AfterBang,
+    /// After `!` CR LF, expecting ETX.
+    AfterEnd,
+    /// After ETX, expecting the BCC.
+    Bcc,
+    /// After the BCC.
+    Done,
+    /// Strict mode after a structural violation: waiting for ETX.
+    Rejected,
+}
+
+/// The incremental decoder. Feed bytes with [`Decoder::push`], then call [`Decoder::finish`].
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    opts: DecodeOptions,
+    offset: usize,
+    state: State,
+    // noise before '/'
+    noise_start: usize,
+    noise_len: usize,
+    noise_sample: Vec<u8>,
+    echo_len: usize,
+    // identification
+    ident_start: usize,
+    ident_t: Timestamp,
+    ident_buf: String,
+    ident_bad: bool,
+    ident_done: bool,
+    identification: Option<Identification>,
+    // line-end run
+    le_first: usize,
+    le_pat: [u8; 4],
+    le_len: usize,
+    le_ctx: Ctx,
+    le_emitted: bool,
+    le_quiet: bool,
+    // data set under construction
+    addr: String,
+    values: Vec<Value>,
+    raw: String,
+    unit: String,
+    ds_start: usize,
+    ds_t_start: Timestamp,
+    ds_t_end: Timestamp,
+    multi_reported: bool,
+    sub_reported: bool,
+    paren_start: usize,
+    // data message
+    stx_seen: bool,
+    bcc_active: bool,
+    xor: u8,
+    sum: u8,
+    bcc_received: Option<u8>,
+    end_seen: bool,
+    missing_etx_reported: bool,
+    data_sets: Vec<DataSet>,
+    dropped_data_sets: usize,
+    // findings
+    findings: Vec<Finding>,
+    suppressed: usize,
+    high_bit_reported: bool,
+    trailing_start: Option<usize>,
+    timing: Timing,
+}
+
+/// Shows a 7-bit character for a message.
+fn show(c: u8) -> String {
+    match c {
+        STX => "STX (0x02)".into(),
+        ETX => "ETX (0x03)".into(),
+        CR => "CR".into(),
+        LF => "LF".into(),
+        0x00 => "NUL (0x00)".into(),
+        0x7F => "DEL (0x7F)".into(),
+        0x20 => "' ' (space)".into(),
+        0x21..=0x7E => format!("'{}'", c as char),
+        _ => format!("0x{c:02X}"),
+    }
+}
+
+fn show_run(pat: &[u8], len: usize) -> String {
+    let mut s: Vec<String> = pat.iter().map(|&c| show(c)).collect();
+    if len > pat.len() {
+        s.push(format!("… ({len} characters)"));
+    }
+    s.join(" ")
+}
+
+fn is_printable(c: u8) -> bool {
+    (0x20..=0x7E).contains(&c)
+}
+
+fn is_comma_decimal(raw: &str) -> bool {
+    let s = raw.trim();
+    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
+    match s.split_once(',') {
+        Some((a, b)) => {
+            !a.is_empty()
+                && !b.is_empty()
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.bytes().all(|c| c.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+impl Decoder {
+    /// A decoder with the given options.
+    pub fn new(opts: DecodeOptions) -> Self {
+        Decoder {
+            opts,
+            offset: 0,
+            state: State::Start,
+            noise_start: 0,
+            noise_len: 0,
+            noise_sample: Vec::new(),
+            echo_len: 0,
+            ident_start: 0,
+            ident_t: Timestamp::ZERO,
+            ident_buf: String::new(),
+            ident_bad: false,
+            ident_done: false,
+            identification: None,
+            le_first: 0,
+            le_pat: [0; 4],
+            le_len: 0,
+            le_ctx: Ctx::Data,
+            le_emitted: false,
+            le_quiet: false,
+            addr: String::new(),
+            values: Vec::new(),
+            raw: String::new(),
+            unit: String::new(),
+            ds_start: 0,
+            ds_t_start: Timestamp::ZERO,
+            ds_t_end: Timestamp::ZERO,
+            multi_reported: false,
+            sub_reported: false,
+            paren_start: 0,
+            stx_seen: false,
+            bcc_active: false,
+            xor: 0,
+            sum: 0,
+            bcc_received: None,
+            end_seen: false,
+            missing_etx_reported: false,
+            data_sets: Vec::new(),
+            dropped_data_sets: 0,
+            findings: Vec::new(),
+            suppressed: 0,
+            high_bit_reported: false,
+            trailing_start: None,
+            timing: Timing::default(),
+        }
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> DecodeOptions {
+        self.opts
+    }
+
+    /// Number of bytes pushed so far.
+    pub fn bytes_seen(&self) -> usize {
+        self.offset
+    }
+
+    /// True once the BCC byte (after ETX) has arrived: a caller reading a line stops here.
+    pub fn is_complete(&self) -> bool {
+        self.bcc_received.is_some()
+    }
+
+    /// Feeds one byte seen at `t`; events that complete are appended to `out`.
+    pub fn push(&mut self, byte: u8, t: Timestamp, out: &mut Vec<Event>) {
+        let o = self.offset;
+        self.offset = self.offset.saturating_add(1);
+        let strict = self.opts.mode == Mode::Strict;
+        match self.opts.parity {
+            ParityMode::Even => {
+                if !parity::is_even(byte) {
+                    self.finding(
+                        out,
+                        o,
+                        FindingKind::Parity,
+                        format!(
+                            "parity error: byte 0x{byte:02X} ({} with bit 7 {}) has odd parity; \
+                             expected even parity (7E1)",
+                            show(byte & 0x7F),
+                            if byte & 0x80 != 0 { "set" } else { "clear" }
+                        ),
+                    );
+                }
+            }
+            ParityMode::None => {
+                if byte & 0x80 != 0 {
+                    if strict {
+                        self.finding(
+                            out,
+                            o,
+                            FindingKind::HighBit,
+                            format!(
+                                "byte 0x{byte:02X} has bit 7 set; expected 7-bit characters \
+                                 (is this a 7E1 capture? try parity even)"
+                            ),
+                        );
+                    } else if !self.high_bit_reported {
+                        self.high_bit_reported = true;
+                        self.info(
+                            out,
+                            o,
+                            FindingKind::HighBit,
+                            format!(
+                                "byte 0x{byte:02X} has bit 7 set; masked to 7 bits (and every \
+                                 later one); expected 7-bit characters"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        let c = byte & 0x7F;
+        if self.bcc_active {
+            self.acc(c);
+        }
+        self.step(c, o, t, out);
+    }
+
+    fn acc(&mut self, c: u8) {
+        self.xor ^= c;
+        self.sum = self.sum.wrapping_add(c) & 0x7F;
+    }
+
+    fn push_finding(&mut self, out: &mut Vec<Event>, f: Finding) {
+        if self.opts.mode == Mode::Strict
+            && f.severity == Severity::Violation
+            && f.kind.is_structural()
+            && !matches!(self.state, State::Bcc | State::Done)
+        {
+            self.state = State::Rejected;
+        }
+        if self.findings.len() >= MAX_FINDINGS {
+            if self.suppressed == 0 {
+                let s = Finding {
+                    offset: f.offset,
+                    kind: FindingKind::FindingsSuppressed,
+                    severity: Severity::Info,
+                    message: format!(
+                        "more than {MAX_FINDINGS} findings; further findings are not kept"
+                    ),
+                };
+                self.findings.push(s.clone());
+                out.push(Event::Finding(s));
+            }
+            self.suppressed = self.suppressed.saturating_add(1);
+            return;
+        }
+        self.findings.push(f.clone());
+        out.push(Event::Finding(f));
+    }
+
+    fn finding(&mut self, out: &mut Vec<Event>, offset: usize, kind: FindingKind, message: String) {
+        self.push_finding(
+            out,
+            Finding {
+                offset,
+                kind,
+                severity: Severity::Violation,
+                message,
+            },
+        );
+    }
+
+    fn info(&mut self, out: &mut Vec<Event>, offset: usize, kind: FindingKind, message: String) {
+        self.push_finding(
+            out,
+            Finding {
+                offset,
+                kind,
+                severity: Severity::Info,
+                message,
+            },
+        );
+    }
+
+    fn step(&mut self, c: u8, o: usize, t: Timestamp, out: &mut Vec<Event>) {
+        match self.state {
+            State::Start => {
+                if c == b'/' {
+                    self.flush_noise(out);
+                    self.begin_ident(o, t);
+                } else {
+                    if self.noise_len == 0 {
+                        self.noise_start = o;
+                    }
+                    self.noise_len = self.noise_len.saturating_add(1);
+                    if self.noise_sample.len() < 8 {
+                        self.noise_sample.push(c);
+                    }
+                }
+            }
+            State::Slash => {
+                if c == b'?' {
+                    self.state = State::Echo;
+                    self.echo_len = 2;
+                } else {
+                    self.timing.identification_start = Some(self.ident_t);
+                    out.push(Event::IdentificationStart {
+                        offset: self.ident_start,
+                        t: self.ident_t,
+                    });
+                    self.state = State::Ident;
+                    self.step(c, o, t, out);
+                }
+            }
+            State::Echo => {
+                self.echo_len += 1;
+                if c == LF {
+                    self.finding(
+                        out,
+                        self.ident_start,
+                        FindingKind::Echo,
+                        format!(
+                            "echo of the request ({} characters, '/?…!' CR LF) before the \
+                             identification; expected the identification '/XXX' first",
+                            self.echo_len
+                        ),
+                    );
+                    self.state = State::Start;
+                } else if self.echo_len > MAX_ECHO || c == STX || c == ETX {
+                    // not a request after all: count it as noise and look for the next '/'
+                    self.state = State::Start;
+                    self.noise_start = self.ident_start;
+                    self.noise_len = self.echo_len;
+                }
+            }
+            State::Ident => self.ident_char(c, o, t, out),
+            State::LineEnd => {
+                if c == CR || c == LF {
+                    if self.le_len < self.le_pat.len() {
+                        self.le_pat[self.le_len] = c;
+                    }
+                    self.le_len = self.le_len.saturating_add(1);
+                    if c == LF {
+                        self.line_end_lf(t, out);
+                    }
+                } else {
+                    self.close_line_end(t, out);
+                    self.step(c, o, t, out);
+                }
+            }
+            State::AfterIdent => {
+                if c == STX {
+                    self.stx_seen = true;
+                    self.bcc_active = true;
+                    self.timing.stx = Some(t);
+                    out.push(Event::Stx { offset: o, t });
+                    self.state = State::LineStart;
+                } else {
+                    self.finding(
+                        out,
+                        o,
+                        FindingKind::MissingStx,
+                        format!(
+                            "found {} after the identification line; expected STX (0x02)",
+                            show(c)
+                        ),
+                    );
+                    // tolerant: the data block starts here; the BCC covers it as if STX had come
+                    self.bcc_active = true;
+                    self.acc(c);
+                    if self.state == State::AfterIdent {
+                        self.state = State::LineStart;
+                    }
+                    self.step(c, o, t, out);
+                }
+            }
+            State::LineStart => self.line_start(c, o, t, out),
+            State::Address => self.address_char(c, o, t, out),
+            State::Value | State::Unit => self.value_char(c, o, t, out),
+            State::AfterValue => match c {
+                b'(' => {
+                    if !self.multi_reported {
+                        self.multi_reported = true;
+                        self.info(
+                            out,
+                            o,
+                            FindingKind::MultipleValues,
+                            format!(
+                                "data set {:?} has more than one value; the 351 sheet shows one",
+                                self.addr
+                            ),
+                        );
+                    }
+                    self.open_value(o);
+                }
+                CR | LF => {
+                    self.emit_data_set(out);
+                    self.begin_line_end(c, o, t, Ctx::Data, out);
+                }
+                b'!' => {
+                    self.emit_data_set(out);
+                    self.end_mark(o, t, out);
+                }
+                ETX => {
+                    self.emit_data_set(out);
+                    self.etx_without_end(o, t, out);
+                }
+                _ if is_printable(c) && !matches!(c, b')' | b'*' | b'/' | b'&') => {
+                    // another data set on the same line (the standard allows it; the 351 sends
+                    // one per line)
+                    self.emit_data_set(out);
+                    self.state = State::LineStart;
+                    self.line_start(c, o, t, out);
+                }
+                _ => {
+                    self.emit_data_set(out);
+                    self.finding(
+                        out,
+                        o,
+                        FindingKind::DataSetSyntax,
+                        format!(
+                            "found {} after ')'; expected '(', another data set, CR LF or '!'",
+                            show(c)
+                        ),
+                    );
+                    self.skip_line();
+                }
+            },
+            State::SkipLine => match c {
+                LF => self.state = State::LineStart,
+                b'!' => self.end_mark(o, t, out),
+                ETX => self.etx_without_end(o, t, out),
+                _ => {}
+            },
+            State::AfterBang => match c {
+                CR | LF => self.begin_line_end(c, o, t, Ctx::End, out),
+                ETX => {
+                    self.finding(
+                        out,
+                        o,
+                        FindingKind::LineEnd,
+                        "found ETX straight after '!'; expected CR LF first".into(),
+                    );
+                    self.etx(o, t, out);
+                }
+                _ => {
+                    self.finding(
+                        out,
+                        o,
+                        FindingKind::LineEnd,
+                        format!("found {} after '!'; expected CR LF", show(c)),
+                    );
+                    if self.state == State::AfterBang {
+                        self.state = State::AfterEnd;
+                    }
+                }
+            },
+            State::AfterEnd => {
+                if c == ETX {
+                    self.etx(o, t, out);
+                } else if !self.missing_etx_reported {
+                    self.missing_etx_reported = true;
+                    self.finding(
+                        out,
+                        o,
+                        FindingKind::MissingEtx,
+                        format!("found {} after '!' CR LF; expected ETX (0x03)", show(c)),
+                    );
+                }
+            }
+            State::Rejected => {
+                // nothing is interpreted any more; only STX, ETX and the BCC are picked up
+                if c == STX && !self.stx_seen {
+                    self.stx_seen = true;
+                    self.bcc_active = true;
+                    self.timing.stx = Some(t);
+                    out.push(Event::Stx { offset: o, t });
+                } else if c == ETX {
+                    self.etx(o, t, out);
+                }
+            }
+            State::Bcc => {
+                self.bcc_received = Some(c);
+                self.timing.bcc = Some(t);
+                out.push(Event::Bcc { received: c, t });
+                let expected = self.expected_bcc();
+                if c != expected {
+                    let other = match self.opts.bcc_rule.other() {
+                        BccRule::Xor => self.xor,
+                        BccRule::Sum => self.sum,
+                    };
+                    let other_rule_matches = c == other;
+                    let msg = format!(
+                        "BCC received {} (0x{c:02X}); the {} rule expects {} (0x{expected:02X}){}",
+                        show(c),
+                        self.opts.bcc_rule,
+                        show(expected),
+                        if other_rule_matches {
+                            format!(
+                                "; the {} rule matches: the meter uses the other BCC rule",
+                                self.opts.bcc_rule.other()
+                            )
+                        } else {
+                            format!(
+                                "; the {} rule gives {} (0x{other:02X}), no match either",
+                                self.opts.bcc_rule.other(),
+                                show(other)
+                            )
+                        }
+                    );
+                    self.finding(out, o, FindingKind::BccMismatch { other_rule_matches }, msg);
+                }
+                self.state = State::Done;
+            }
+            State::Done => {
+                if self.trailing_start.is_none() {
+                    self.trailing_start = Some(o);
+                    self.finding(
+                        out,
+                        o,
+                        FindingKind::TrailingBytes,
+                        format!("found {} after the BCC; expected nothing", show(c)),
+                    );
+                }
+            }
+        }
+    }
+
+    fn expected_bcc(&self) -> u8 {
+        match self.opts.bcc_rule {
+            BccRule::Xor => self.xor,
+            BccRule::Sum => self.sum,
+        }
+    }
+
+    fn flush_noise(&mut self, out: &mut Vec<Event>) {
+        if self.noise_len > 0 {
+            let sample = show_run(&self.noise_sample, self.noise_len);
+            self.finding(
+                out,
+                self.noise_start,
+                FindingKind::Noise,
+                format!(
+                    "{} byte(s) before '/': {sample}; expected the identification '/' first",
+                    self.noise_len
+                ),
+            );
+            self.noise_len = 0;
+            self.noise_sample.clear();
+        }
+    }
+
+    fn begin_ident(&mut self, o: usize, t: Timestamp) {
+        self.ident_start = o;
+        self.ident_t = t;
+        self.ident_buf.clear();
+        self.ident_bad = false;
+        self.ident_done = false;
+        self.state = State::Slash;
+    }
+
+    fn ident_char(&mut self, c: u8, o: usize, t: Timestamp, out: &mut Vec<Event>) {
+        if c == CR || c == LF {
+            self.begin_line_end(c, o, t, Ctx::Ident, out);
+            return;
+        }
+        if c == b'/' && self.opts.mode == Mode::Tolerant {
+            self.finding(
+                out,
+                o,
+                FindingKind::Identification,
+                format!(
+                    "'/' inside the identification line; the {} characters before it are \
+                     dropped and the identification starts again here",
+                    o.saturating_sub(self.ident_start)
+                ),
+            );
+            self.begin_ident(o, t);
+            return;
+        }
+        if c == STX || c == ETX {
+            // a line end is missing: end the identification here
+            self.finding(
+                out,
+                o,
+                FindingKind::LineEnd,
+                format!(
+                    "found {} inside the identification line; expected CR LF first",
+                    show(c)
+                ),
+            );
+            self.finish_ident(t, out);
+            if self.state == State::Ident {
+                self.state = State::AfterIdent;
+            }
+            self.step(c, o, t, out);
+            return;
+        }
+        let pos = self.ident_buf.len(); // characters after '/'
+        if pos >= MAX_FIELD {
+            if !self.ident_bad {
+                self.ident_bad = true;
+                self.finding(
+                    out,
+                    o,
+                    FindingKind::Truncated,
+                    format!("identification longer than {MAX_FIELD} characters; rest dropped"),
+                );
+            }
+            return;
+        }
+        let problem = match pos {
+            0..=2 if !c.is_ascii_alphabetic() => Some(format!(
+                "manufacturer character {} of the identification is {}; expected a letter A-Z \
+                 or a-z ('/XXX')",
+                pos + 1,
+                show(c)
+            )),
+            3 if !is_printable(c) || c == b'!' || c == b'/' => Some(format!(
+                "fifth character of the identification is {}; expected the baud-rate \
+                 character, printable but not '/' or '!' (Kamstrup: space)",
+                show(c)
+            )),
+            _ if pos >= 4 && (!is_printable(c) || c == b'!' || c == b'/') => Some(format!(
+                "identification text contains {}; expected printable characters except '/' and \
+                 '!'",
+                show(c)
+            )),
+            _ if pos == 4 + STD_IDENT_TEXT => Some(format!(
+                "identification text longer than {STD_IDENT_TEXT} characters; expected at most \
+                 {STD_IDENT_TEXT}"
+            )),
+            _ => None,
+        };
+        self.ident_buf.push(c as char);
+        if let Some(m) = problem {
+            self.finding(out, o, FindingKind::Identification, m);
+        }
+    }
+
+    /// Builds the identification from the collected characters and emits it.
+    fn finish_ident(&mut self, t_end: Timestamp, out: &mut Vec<Event>) {
+        if self.ident_done {
+            return;
+        }
+        self.ident_done = true;
+        self.timing.identification_end = Some(t_end);
+        let mut chars = self.ident_buf.chars();
+        let manufacturer: String = chars.by_ref().take(3).collect();
+        let mode_char = chars.next();
+        let text: String = chars.collect();
+        match mode_char {
+            Some(mode_char) if manufacturer.len() == 3 => {
+                let ident = Identification {
+                    manufacturer,
+                    mode_char,
+                    text,
+                };
+                if let Some(third) = ident.manufacturer.chars().nth(2) {
+                    if third.is_ascii_lowercase() {
+                        self.info(
+                            out,
+                            self.ident_start + 3,
+                            FindingKind::LowerCaseThird,
+                            format!(
+                                "third manufacturer letter {third:?} is lower case: by \
+                                 IEC 62056-21 the meter may answer after 20 ms (upper case: \
+                                 200 ms); the meter profile sets the limits"
+                            ),
+                        );
+                    }
+                }
+                out.push(Event::Identification {
+                    ident: ident.clone(),
+                    t_start: self.ident_t,
+                    t_end,
+                });
+                self.identification = Some(ident);
+            }
+            _ => {
+                let got = self.ident_buf.clone();
+                self.finding(
+                    out,
+                    self.ident_start,
+                    FindingKind::Identification,
+                    format!(
+                        "identification line '/{got}' is too short; expected '/XXX', the baud \
+                         character and the identification text"
+                    ),
+                );
+            }
+        }
+    }
+
+    fn begin_line_end(&mut self, c: u8, o: usize, t: Timestamp, ctx: Ctx, out: &mut Vec<Event>) {
+        self.le_first = o;
+        self.le_pat = [0; 4];
+        self.le_pat[0] = c;
+        self.le_len = 1;
+        self.le_ctx = ctx;
+        self.le_emitted = false;
+        self.le_quiet = false;
+        if self.state != State::Rejected {
+            self.state = State::LineEnd;
+        }
+        if c == LF {
+            self.line_end_lf(t, out);
+        }
+    }
+
+    /// An LF inside a line-end run: the line is complete.
+    fn line_end_lf(&mut self, t: Timestamp, out: &mut Vec<Event>) {
+        if !self.le_emitted {
+            self.le_emitted = true;
+            if self.le_ctx == Ctx::Ident {
+                self.finish_ident(t, out);
+            }
+        }
+    }
+
+    /// The run of CR/LF ended (a non-CR/LF character came, or the input ended).
+    fn close_line_end(&mut self, t: Timestamp, out: &mut Vec<Event>) {
+        let n = self.le_len;
+        let pat = self.le_pat;
+        let crlf = n == 2 && pat[0] == CR && pat[1] == LF;
+        if !self.le_quiet && !crlf {
+            let what = match self.le_ctx {
+                Ctx::Ident => "the identification line",
+                Ctx::Data => "a data line",
+                Ctx::End => "'!'",
+            };
+            let shown = show_run(&pat[..n.min(pat.len())], n);
+            self.finding(
+                out,
+                self.le_first,
+                FindingKind::LineEnd,
+                format!("line end after {what} is {shown}; expected CR LF"),
+            );
+        }
+        if self.le_ctx == Ctx::Ident {
+            self.finish_ident(t, out);
+        }
+        if self.state == State::LineEnd {
+            self.state = match self.le_ctx {
+                Ctx::Ident => State::AfterIdent,
+                Ctx::Data => State::LineStart,
+                Ctx::End => State::AfterEnd,
+            };
+        }
+    }
+
+    fn line_start(&mut self, c: u8, o: usize, t: Timestamp, out: &mut Vec<Event>) {
+        match c {
+            b'!' => {
+                if !self.data_sets.is_empty() || self.dropped_data_sets > 0 {
+                    self.info(
+                        out,
+                        o,
+                        FindingKind::EndOnOwnLine,
+                        "'!' on its own line (the standard's layout); the 351 sheet sends it \
+                         straight after the last data set"
+                            .into(),
+                    );
+                }
+                self.end_mark(o, t, out);
+            }
+            CR | LF => {
+                self.finding(
+                    out,
+                    o,
+                    FindingKind::LineEnd,
+                    format!(
+                        "empty line ({} at the start of a line); expected a data set",
+                        show(c)
+                    ),
+                );
+                self.begin_line_end(c, o, t, Ctx::Data, out);
+                // the empty line already has its finding; do not report the run again
+                self.le_quiet = true;
+            }
+            ETX => self.etx_without_end(o, t, out),
+            _ => {
+                self.addr.clear();
+                self.values.clear();
+                self.multi_reported = false;
+                self.sub_reported = false;
+                self.ds_start = o;
+                self.ds_t_start = t;
+                self.state = State::Address;
+                self.address_char(c, o, t, out);
+            }
+        }
+    }
+
+    fn address_char(&mut self, c: u8, o: usize, t: Timestamp, out: &mut Vec<Event>) {
+        match c {
+            b'(' => {
+                if self.addr.is_empty() {
+                    self.finding(
+                        out,
+                        o,
+                        FindingKind::DataSetSyntax,
+                        "data set starts with '('; expected an address first".into(),
+                    );
+                    if self.state == State::Rejected {
+                        return;
+                    }
+                }
+                self.open_value(o);
+            }
+            CR | LF => {
+                let a = self.addr.clone();
+                self.finding(
+                    out,
+                    o,
+                    FindingKind::DataSetSyntax,
+                    format!("line ended after address {a:?}; expected '(' and a value"),
+                );
+                self.begin_line_end(c, o, t, Ctx::Data, out);
+            }
+            ETX => {
+                self.finding(
+                    out,
+                    o,
+                    FindingKind::DataSetSyntax,
+                    "ETX inside a data set address; expected '(' and a value".into(),
+                );
+                self.etx_without_end(o, t, out);
+            }
+            _ if !is_printable(c) || c == b')' || c == b'/' || c == b'!' => {
+                let a = self.addr.clone();
+                self.finding(
+                    out,
+                    o,
+                    FindingKind::DataSetSyntax,
+                    format!(
+                        "{} in data set address {a:?}; expected printable characters except \
+                         '(', ')', '/' and '!', then '('",
+                        show(c)
+                    ),
+                );
+                self.skip_line();
+            }
+            _ => {
+                if self.addr.len() >= MAX_FIELD {
+                    self.finding(
+                        out,
+                        o,
+                        FindingKind::Truncated,
+                        format!(
+                            "data set address longer than {MAX_FIELD} characters; line dropped"
+                        ),
+                    );
+                    self.skip_line();
+                    return;
+                }
+                if self.addr.len() == STD_ADDRESS {
+                    self.finding(
+                        out,
+                        o,
+                        FindingKind::DataSetSyntax,
+                        format!("data set address longer than {STD_ADDRESS} characters"),
+                    );
+                }
+                self.addr.push(c as char);
+            }
+        }
+    }
+
+    fn open_value(&mut self, o: usize) {
+        self.raw.clear();
+        self.unit.clear();
+        self.paren_start = o;
+        if self.state != State::Rejected {
+            self.state = State::Value;
+        }
+    }
+
+    fn value_char(&mut self, c: u8, o: usize, t: Timestamp, out: &mut Vec<Event>) {
+        let in_unit = self.state == State::Unit;
+        match c {
+            b')' => {
+                if self.close_sub_value(o, out) {
+                    self.ds_t_end = t;
+                    if self.state == State::Value || self.state == State::Unit {
+                        self.state = State::AfterValue;
+                    }
+                }
+            }
+            b'&' => {
+                if !self.sub_reported {
+                    self.sub_reported = true;
+                    self.info(
+                        out,
+                        o,
+                        FindingKind::SubValues,
+                        format!(
+                            "'&' separates sub-values in data set {:?}; each is read as a value",
+                            self.addr
+                        ),
+                    );
+                }
+                if self.close_sub_value(o, out) && self.state == State::Unit {
+                    self.state = State::Value;
+                }
+                self.raw.clear();
+                self.unit.clear();
+            }
+            b'*' if !in_unit => self.state = State::Unit,
+            CR | LF => {
+                let a = self.addr.clone();
+                self.finding(
+                    out,
+                    o,
+                    FindingKind::DataSetSyntax,
+                    format!("line ended inside a value of data set {a:?}; expected ')'"),
+                );
+                self.begin_line_end(c, o, t, Ctx::Data, out);
+            }
+            ETX => {
+                self.finding(
+                    out,
+                    o,
+                    FindingKind::DataSetSyntax,
+                    "ETX inside a value; expected ')'".into(),
+                );
+                self.etx_without_end(o, t, out);
+            }
+            _ if !is_printable(c) || c == b'(' || c == b'!' || c == b'*' => {
+                let a = self.addr.clone();
+                self.finding(
+                    out,
+                    o,
+                    FindingKind::DataSetSyntax,
+                    format!(
+                        "{} inside a {} of data set {a:?}; expected printable characters except \
+                         '(', ')', '*', '/' and '!', then ')'",
+                        show(c),
+                        if in_unit { "unit" } else { "value" }
+                    ),
+                );
+                self.skip_line();
+            }
+            _ => {
+                if c == b'/' {
+                    let a = self.addr.clone();
+                    self.finding(
+                        out,
+                        o,
+                        FindingKind::DataSetSyntax,
+                        format!(
+                            "'/' inside a value of data set {a:?}; the standard does not allow \
+                             '/' there"
+                        ),
+                    );
+                    if self.state == State::Rejected {
+                        return;
+                    }
+                }
+                let (field, std_max, name) = if in_unit {
+                    (&mut self.unit, STD_UNIT, "unit")
+                } else {
+                    (&mut self.raw, STD_VALUE, "value")
+                };
+                if field.len() >= MAX_FIELD {
+                    self.finding(
+                        out,
+                        o,
+                        FindingKind::Truncated,
+                        format!("{name} longer than {MAX_FIELD} characters; line dropped"),
+                    );
+                    self.skip_line();
+                    return;
+                }
+                field.push(c as char);
+                if field.len() == std_max + 1 {
+                    self.finding(
+                        out,
+                        o,
+                        FindingKind::DataSetSyntax,
+                        format!(
+                            "{name} longer than {std_max} characters; expected at most {std_max}"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Ends the current (sub-)value at `o` (a `)` or `&`); false if the data set was dropped.
+    fn close_sub_value(&mut self, o: usize, out: &mut Vec<Event>) -> bool {
+        let raw = std::mem::take(&mut self.raw);
+        let unit = std::mem::take(&mut self.unit);
+        let addr = self.addr.clone();
+        let has_unit = self.state == State::Unit;
+        if has_unit && unit.is_empty() {
+            self.finding(
+                out,
+                o,
+                FindingKind::DataSetSyntax,
+                format!("empty unit after '*' in data set {addr:?}; expected a unit"),
+            );
+        }
+        if raw.is_empty() {
+            self.finding(
+                out,
+                o,
+                FindingKind::EmptyValue,
+                format!("empty value in data set {addr:?}; expected a value"),
+            );
+        } else if raw.starts_with(' ') || raw.ends_with(' ') {
+            self.finding(
+                out,
+                self.paren_start + 1,
+                FindingKind::PaddedValue,
+                format!(
+                    "value {raw:?} of data set {addr:?} is padded with spaces; expected no spaces"
+                ),
+            );
+        }
+        if is_comma_decimal(&raw) {
+            self.finding(
+                out,
+                self.paren_start + 1,
+                FindingKind::CommaDecimal,
+                format!(
+                    "value {raw:?} of data set {addr:?} uses ',' as decimal mark; expected '.'"
+                ),
+            );
+        }
+        if self.values.len() >= MAX_VALUES {
+            self.finding(
+                out,
+                o,
+                FindingKind::Truncated,
+                format!("data set {addr:?} has more than {MAX_VALUES} values; line dropped"),
+            );
+            self.skip_line();
+            return false;
+        }
+        self.values.push(Value {
+            raw,
+            unit: if unit.is_empty() { None } else { Some(unit) },
+        });
+        true
+    }
+
+    fn skip_line(&mut self) {
+        self.values.clear();
+        self.addr.clear();
+        if self.state != State::Rejected {
+            self.state = State::SkipLine;
+        }
+    }
+
+    fn emit_data_set(&mut self, out: &mut Vec<Event>) {
+        let ds = DataSet {
+            address: std::mem::take(&mut self.addr),
+            values: std::mem::take(&mut self.values),
+        };
+        if self.data_sets.len() >= MAX_DATA_SETS {
+            if self.dropped_data_sets == 0 {
+                self.finding(
+                    out,
+                    self.ds_start,
+                    FindingKind::Truncated,
+                    format!("more than {MAX_DATA_SETS} data sets; further ones are not kept"),
+                );
+            }
+            self.dropped_data_sets = self.dropped_data_sets.saturating_add(1);
+            return;
+        }
+        let index = self.data_sets.len();
+        self.timing.data_sets.push(Span {
+            start: self.ds_t_start,
+            end: self.ds_t_end,
+        });
+        out.push(Event::DataSet {
+            index,
+            data_set: ds.clone(),
+            t_start: self.ds_t_start,
+            t_end: self.ds_t_end,
+        });
+        self.data_sets.push(ds);
+    }
+
+    fn end_mark(&mut self, o: usize, t: Timestamp, out: &mut Vec<Event>) {
+        self.end_seen = true;
+        self.timing.end = Some(t);
+        out.push(Event::End { offset: o, t });
+        if self.state != State::Rejected {
+            self.state = State::AfterBang;
+        }
+    }
+
+    fn etx_without_end(&mut self, o: usize, t: Timestamp, out: &mut Vec<Event>) {
+        if !self.end_seen {
+            self.finding(
+                out,
+                o,
+                FindingKind::MissingEnd,
+                "found ETX without '!' CR LF before it; expected '!' after the last data set"
+                    .into(),
+            );
+        }
+        self.etx(o, t, out);
+    }
+
+    fn etx(&mut self, o: usize, t: Timestamp, out: &mut Vec<Event>) {
+        self.bcc_active = false;
+        self.timing.etx = Some(t);
+        out.push(Event::Etx { offset: o, t });
+        self.state = State::Bcc;
+    }
+
+    /// End of input: reports what is missing and returns the summary.
+    pub fn finish(mut self) -> Decoded {
+        let mut out = Vec::new();
+        let o = self.offset;
+        let end_t = self.timing.bcc.unwrap_or_default();
+        if self.state == State::LineEnd {
+            self.close_line_end(end_t, &mut out);
+        }
+        match self.state {
+            State::Start => {
+                self.flush_noise(&mut out);
+                self.finding(
+                    &mut out,
+                    o,
+                    FindingKind::Truncated,
+                    format!(
+                        "input ended after {o} byte(s) without an identification; expected \
+                         '/XXX' …"
+                    ),
+                );
+            }
+            State::Slash | State::Echo | State::Ident => self.finding(
+                &mut out,
+                o,
+                FindingKind::Truncated,
+                "input ended inside the identification line; expected CR LF, STX, data, '!', \
+                 ETX and BCC"
+                    .into(),
+            ),
+            State::AfterIdent => self.finding(
+                &mut out,
+                o,
+                FindingKind::Truncated,
+                "input ended after the identification line; expected STX and the data message"
+                    .into(),
+            ),
+            State::LineStart
+            | State::Address
+            | State::Value
+            | State::Unit
+            | State::AfterValue
+            | State::SkipLine
+            | State::LineEnd => {
+                if self.state == State::AfterValue {
+                    self.emit_data_set(&mut out);
+                }
+                self.finding(
+                    &mut out,
+                    o,
+                    FindingKind::Truncated,
+                    "input ended inside the data block; expected '!' CR LF, ETX and BCC".into(),
+                );
+            }
+            State::AfterBang | State::AfterEnd => {
+                if self.state == State::AfterBang {
+                    self.finding(
+                        &mut out,
+                        o,
+                        FindingKind::LineEnd,
+                        "input ended after '!'; expected CR LF".into(),
+                    );
+                }
+                self.finding(
+                    &mut out,
+                    o,
+                    FindingKind::MissingEtx,
+                    "input ended after '!'; expected ETX (0x03) and the BCC".into(),
+                );
+            }
+            State::Rejected => self.finding(
+                &mut out,
+                o,
+                FindingKind::MissingEtx,
+                "input ended before ETX; expected ETX (0x03) and the BCC".into(),
+            ),
+            State::Bcc => self.finding(
+                &mut out,
+                o,
+                FindingKind::MissingBcc,
+                "input ended after ETX; expected the BCC".into(),
+            ),
+            State::Done => {}
+        }
+        if self.suppressed > 0 {
+            let n = self.suppressed;
+            self.findings.push(Finding {
+                offset: o,
+                kind: FindingKind::FindingsSuppressed,
+                severity: Severity::Info,
+                message: format!("{n} further finding(s) were not kept"),
+            });
+        }
+        let bcc = BccReport {
+            received: self.bcc_received,
+            xor: self.xor,
+            sum: self.sum,
+            rule: self.opts.bcc_rule,
+            ok: self.bcc_received == Some(self.expected_bcc()),
+        };
+        let valid = bcc.ok
+            && self.identification.is_some()
+            && !self
+                .findings
+                .iter()
+                .any(|f| f.severity == Severity::Violation);
+        let readable = self.identification.is_some() && !self.data_sets.is_empty();
+        Decoded {
+            identification: self.identification,
+            data_sets: self.data_sets,
+            bcc,
+            findings: self.findings,
+            valid,
+            readable,
+            complete: self.bcc_received.is_some(),
+            bytes: o,
+            timing: self.timing,
+        }
+    }
+}
+
+/// Decodes a whole input in one go; the timestamps are the byte indexes (in nanoseconds).
+pub fn decode(bytes: &[u8], opts: DecodeOptions) -> Decoded {
+    let mut d = Decoder::new(opts);
+    let mut out = Vec::new();
+    for (i, &b) in bytes.iter().enumerate() {
+        d.push(b, Timestamp(i as u64), &mut out);
+        out.clear();
+    }
+    d.finish()
+}
+
+/// Picks the parity mode for an input of unknown origin (`--parity auto`): [`ParityMode::Even`]
+/// when the bytes look like a soft-7E1 capture, that is, at least one byte has bit 7 set and more
+/// than half of the bytes whose 7-bit value has an odd number of ones carry bit 7 (which is where
+/// even parity puts it); otherwise [`ParityMode::None`].
+pub fn detect_parity(bytes: &[u8]) -> ParityMode {
+    let mut odd = 0usize;
+    let mut odd_with_bit7 = 0usize;
+    for &b in bytes {
+        if (b & 0x7F).count_ones() % 2 == 1 {
+            odd += 1;
+            if b & 0x80 != 0 {
+                odd_with_bit7 += 1;
+            }
+        }
+    }
+    if odd_with_bit7 > 0 && odd_with_bit7 * 2 > odd {
+        ParityMode::Even
+    } else {
+        ParityMode::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WORKED: &[u8] =
+        include_bytes!("../../fixtures/telegrams/kamstrup-351-worked-example.txt");
+
+    fn strict() -> DecodeOptions {
+        DecodeOptions::strict(BccRule::Xor, ParityMode::None)
+    }
+    fn tolerant() -> DecodeOptions {
+        DecodeOptions::tolerant(BccRule::Xor, ParityMode::None)
+    }
+    fn kinds(d: &Decoded) -> Vec<&'static str> {
+        d.findings.iter().map(|f| f.kind.name()).collect()
+    }
+
+    #[test]
+    fn worked_example_is_valid_in_both_modes() {
+        for opts in [strict(), tolerant()] {
+            let d = decode(WORKED, opts);
+            assert!(d.valid, "{:#?}", d.findings);
+            assert_eq!(d.data_sets.len(), 17);
+            assert_eq!(d.bcc.received, Some(b'7'));
+            assert_eq!((d.bcc.xor, d.bcc.sum), (b'7', b'7'));
+        }
+    }
+
+    #[test]
+    fn addressed_echo_is_skipped() {
+        let mut v = b"/?12345678!\r\n".to_vec();
+        v.extend_from_slice(WORKED);
+        let d = decode(&v, tolerant());
+        assert_eq!(kinds(&d), ["echo"]);
+        assert_eq!(d.findings[0].offset, 0);
+        assert_eq!(d.data_sets.len(), 17);
+        assert_eq!(d.timing.identification_start, Some(Timestamp(13)));
+    }
+
+    #[test]
+    fn strict_names_the_offending_identification_character() {
+        let mut v = WORKED.to_vec();
+        v[2] = b'4'; // "/K4M"
+        let d = decode(&v, strict());
+        assert!(!d.valid);
+        let f = &d.findings[0];
+        assert_eq!((f.kind, f.offset), (FindingKind::Identification, 2));
+        assert!(f.message.contains("expected a letter"), "{}", f.message);
+        // strict stops interpreting; tolerant reads on
+        assert!(d.data_sets.is_empty());
+        assert!(decode(&v, tolerant()).data_sets.len() == 17);
+    }
+
+    #[test]
+    fn lower_case_third_letter_is_information() {
+        let v = String::from_utf8_lossy(WORKED).replacen("/KAM", "/KAm", 1);
+        let d = decode(v.as_bytes(), strict());
+        assert_eq!(kinds(&d), ["lower_case_third"]);
+        assert_eq!(d.findings[0].severity, Severity::Info);
+        assert!(d.valid);
+    }
+
+    #[test]
+    fn slash_inside_identification_restarts_it_when_tolerant() {
+        let mut v = b"/KA".to_vec();
+        v.extend_from_slice(WORKED);
+        let d = decode(&v, tolerant());
+        assert_eq!(
+            d.identification.map(|i| i.text),
+            Some("685351A300100".into())
+        );
+        assert_eq!(d.data_sets.len(), 17);
+        assert_eq!(kinds(&decode(&v, tolerant())), ["identification"]);
+    }
+
+    #[test]
+    fn several_data_sets_on_one_line() {
+        let d = decode(
+            b"/KAM MC\r\n\x02a(1)b(2*kW)\r\nc(3)!\r\n\x03\x00",
+            tolerant(),
+        );
+        let addrs: Vec<&str> = d.data_sets.iter().map(|d| d.address.as_str()).collect();
+        assert_eq!(addrs, ["a", "b", "c"]);
+        assert_eq!(d.data_sets[1].values[0].unit.as_deref(), Some("kW"));
+    }
+
+    #[test]
+    fn high_bit_in_seven_bit_input() {
+        let mut v = WORKED.to_vec();
+        v[30] |= 0x80;
+        let s = decode(&v, strict());
+        assert_eq!(kinds(&s), ["high_bit"]);
+        assert_eq!(s.findings[0].offset, 30);
+        assert!(!s.valid);
+        let t = decode(&v, tolerant());
+        assert_eq!(t.findings[0].severity, Severity::Info);
+        assert!(t.valid);
+    }
+
+    #[test]
+    fn long_fields_and_floods_are_capped() {
+        // a value far longer than any cap
+        let mut v = b"/KAM 1\r\n\x02A(".to_vec();
+        v.extend(std::iter::repeat_n(b'9', 100_000));
+        v.extend_from_slice(b")\r\n!\r\n\x03\x00");
+        let d = decode(&v, tolerant());
+        assert!(kinds(&d).contains(&"truncated"));
+        assert!(d.data_sets.is_empty());
+        // parity errors on every byte: findings stop at the cap
+        let junk = vec![0x01u8; 10_000];
+        let d = decode(
+            &junk,
+            DecodeOptions::tolerant(BccRule::Xor, ParityMode::Even),
+        );
+        assert!(d.findings.len() <= MAX_FINDINGS + 2);
+        assert_eq!(
+            d.findings.last().map(|f| f.kind),
+            Some(FindingKind::FindingsSuppressed)
+        );
+        // endless data sets: kept up to the cap
+        let mut v = b"/KAM 1\r\n\x02".to_vec();
+        for _ in 0..(MAX_DATA_SETS + 10) {
+            v.extend_from_slice(b"1(2)\r\n");
+        }
+        let d = decode(&v, tolerant());
+        assert_eq!(d.data_sets.len(), MAX_DATA_SETS);
+    }
+
+    #[test]
+    fn missing_end_before_etx() {
+        let d = decode(b"/KAM 1\r\n\x021(2)\r\n\x03\x00", tolerant());
+        assert_eq!(d.data_sets.len(), 1);
+        assert!(kinds(&d).contains(&"missing_end"));
+        assert!(d.complete);
+    }
+
+    /// Found by cargo fuzz: '/' as the fifth character was accepted by strict mode, which then
+    /// read more data sets than tolerant mode (which restarts the identification at a '/').
+    #[test]
+    fn fuzz_regression_slash_as_fifth_character() {
+        let input: &[u8] = &[
+            47, 107, 65, 77, 47, 63, 232, 65, 51, 48, 48, 49, 48, 48, 13, 10, 2, 48, 46, 48, 46,
+            48, 40, 48, 48, 48, 48, 48, 48, 48, 48, 41, 13, 10, 48, 46, 50, 46, 48, 40, 53, 48, 48,
+            48, 68, 49, 41, 13, 10, 49, 46, 56, 46, 48, 40, 48, 48, 49, 50, 54, 53, 56, 42, 107,
+            87, 104, 41, 13, 10, 49, 46, 56, 46, 49, 40, 48, 48, 48, 48, 56, 56, 54, 42, 107, 87,
+            104, 40, 13, 129, 253, 129, 47, 138, 3, 6,
+        ];
+        for parity in [ParityMode::Even, ParityMode::None] {
+            for rule in [BccRule::Xor, BccRule::Sum] {
+                let s = decode(input, DecodeOptions::strict(rule, parity));
+                let t = decode(input, DecodeOptions::tolerant(rule, parity));
+                assert!(s.data_sets.len() <= t.data_sets.len());
+                assert!(s
+                    .findings
+                    .iter()
+                    .any(|f| f.kind == FindingKind::Identification && f.offset == 4));
+            }
+        }
+    }
+
+    #[test]
+    fn parity_detection() {
+        assert_eq!(detect_parity(WORKED), ParityMode::None);
+        assert_eq!(detect_parity(&parity::encode(WORKED)), ParityMode::Even);
+        assert_eq!(detect_parity(&[]), ParityMode::None);
+    }
+
+    #[test]
+    fn categories_are_the_five() {
+        use FindingKind::*;
+        for k in [
+            Parity,
+            HighBit,
+            Noise,
+            Echo,
+            Identification,
+            LowerCaseThird,
+            MissingStx,
+            LineEnd,
+            DataSetSyntax,
+            CommaDecimal,
+            EmptyValue,
+            PaddedValue,
+            MultipleValues,
+            SubValues,
+            EndOnOwnLine,
+            MissingEnd,
+            MissingEtx,
+            MissingBcc,
+            BccMismatch {
+                other_rule_matches: true,
+            },
+            Truncated,
+            TrailingBytes,
+            FindingsSuppressed,
+        ] {
+            assert!(["framing", "structure", "bcc", "content", "noise"].contains(&k.category()));
+            assert!(!k.name().is_empty());
+        }
+    }
+}

@@ -438,13 +438,15 @@ impl MeterSpec {
             (_, 2) => 15,
             (_, 3) => 30,
             (_, 4) => 60,
-            _ => return Err(invalid(
-                path,
-                "config.j",
-                format!(
+            _ => {
+                return Err(invalid(
+                    path,
+                    "config.j",
+                    format!(
                     "{j} is not a logging period code (1: 5 min (351 only), 2: 15, 3: 30, 4: 60)"
                 ),
-            )),
+                ))
+            }
         };
         let (io, io_field) = match profile.io_table {
             IoTable::Kk351 => {

@@ -1,5 +1,6 @@
 //! The integration-test binary: one binary, one module per area, shared helpers in `util`.
 
+mod decode;
 mod read;
 mod run;
 mod serial;
