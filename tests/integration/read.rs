@@ -79,3 +79,25 @@ fn rig_read_exit_codes_for_no_answer_and_a_missing_port() {
     let o = crate::util::run_rig(&["read", "--port", &port, "--address", "bad/addr"]);
     assert_eq!(crate::util::code(&o), 2);
 }
+
+#[test]
+fn rig_read_reports_a_bcc_by_the_other_rule_and_exits_1() {
+    use meter_rig::iec62056::{parity, BccRule, DataSet, Identification, Telegram, Value};
+    let t = Telegram {
+        identification: Identification::kamstrup("MC"),
+        data_sets: vec![DataSet::single("6.31", Value::with_unit("0109868", "h"))],
+    };
+    let (chars, _) = t.encode(BccRule::Sum);
+    let served = Served::start(
+        "read-sum",
+        Framing::Soft7e1,
+        FakeMeter::new(9600, Duration::from_millis(30), parity::encode(&chars)),
+    );
+    let port = served.link.display().to_string();
+    let o = crate::util::run_rig(&["read", "--port", &port, "--baud", "9600"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    eprintln!("{text}");
+    assert_eq!(crate::util::code(&o), 1);
+    assert!(text.contains("matches the sum rule"), "{text}");
+    assert!(text.contains("(not in the 351 readout)"), "{text}");
+}
