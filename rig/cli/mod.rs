@@ -4,4 +4,5 @@
 pub mod decode;
 pub mod read;
 pub mod run;
+pub mod sim;
 pub mod targets;
