@@ -39,6 +39,23 @@ pub struct RunArgs {
     /// Print one line per case on stderr even in virtual time.
     #[arg(long)]
     pub progress: bool,
+    /// Seconds between the readouts of readout.monotonic (default: 3600 simulated, 60 real).
+    #[arg(long, value_name = "S")]
+    pub monotonic_wait: Option<f64>,
+    /// Seconds each input state is held in tariff.table (default: 600 simulated, 120 real).
+    #[arg(long, value_name = "S")]
+    pub tariff_dwell: Option<f64>,
+    /// Longest window pulse_out.constant may take, seconds (default: 48 h simulated, 2 h real).
+    #[arg(long, value_name = "S")]
+    pub max_constant_window: Option<f64>,
+}
+
+fn secs(name: &str, v: Option<f64>) -> anyhow::Result<Option<std::time::Duration>> {
+    match v {
+        None => Ok(None),
+        Some(x) if x.is_finite() && x >= 0.0 && x < 1e7 => Ok(Some(std::time::Duration::from_secs_f64(x))),
+        Some(x) => bail!("--{name} {x}: expected seconds ≥ 0"),
+    }
 }
 
 /// Builds the target named by `--target`.
@@ -82,6 +99,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut opts = RunOptions::for_target(&caps);
     opts.suites = args.suites.clone();
     opts.check_type_number = caps.virtual_time || args.meter.is_some();
+    if let Some(d) = secs("monotonic-wait", args.monotonic_wait)? {
+        opts.monotonic_wait = d;
+    }
+    if let Some(d) = secs("tariff-dwell", args.tariff_dwell)? {
+        opts.tariff_dwell = d;
+    }
+    if let Some(d) = secs("max-constant-window", args.max_constant_window)? {
+        opts.max_constant_window = d;
+    }
     let meter_json = serde_json::to_value(&spec).context("serialising the meter configuration")?;
     let record = Record {
         record_version: 1,

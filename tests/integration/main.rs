@@ -5,6 +5,7 @@ mod interop;
 mod read;
 mod run;
 mod serial;
+mod serial_run;
 mod sim;
 mod suites;
 mod util;

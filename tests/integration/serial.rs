@@ -452,39 +452,6 @@ pub fn serve_worked_example(name: &str) -> (PathBuf, ShutdownHandle, JoinHandle<
     (link, stop, th)
 }
 
-#[test]
-#[ignore = "takes about 64 s: readout.monotonic waits a minute in real time; run with -- --ignored"]
-fn rig_run_reads_a_served_meter_through_a_serial_target() {
-    let (link, stop, th) = serve_worked_example("run-serial");
-    let dir = link_path("run-out");
-    std::fs::create_dir_all(&dir).unwrap();
-    let meter = dir.join("meter.toml");
-    let text =
-        std::fs::read_to_string(crate::util::path("fixtures/meters/worked-example.toml")).unwrap();
-    std::fs::write(&meter, format!("baud = 9600\n{text}")).unwrap();
-    let target = format!("serial:{}", link.display());
-    let o = crate::util::run_rig(&[
-        "run",
-        "--target",
-        &target,
-        "--meter",
-        meter.to_str().unwrap(),
-        "--suite",
-        "readout",
-        "--out",
-        dir.join("out").to_str().unwrap(),
-    ]);
-    eprintln!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    stop.stop();
-    th.join().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(crate::util::code(&o), 0);
-}
-
 #[cfg(feature = "serial-hardware")]
 mod hardware {
     //! Against a real meter (or a module emulator) on a real port:
