@@ -18,8 +18,10 @@
 //!   and noise before `/`, accepts LF-only or LF LF line ends, comma decimals, `!` after the last
 //!   data set or on its own line, a missing STX, a missing ETX/BCC, empty or space-padded values,
 //!   several values and `&` sub-values. Each deviation is still a finding with the same severity
-//!   as in strict mode (so [`Decoded::valid`] means the same in both modes), but it does not stop
-//!   the parse; [`Decoded::readable`] says whether a reading was recovered.
+//!   as in strict mode (so [`Decoded::valid`] means the same in both modes; the one exception is a
+//!   byte with bit 7 set in 7-bit input, which tolerant mode masks with one informational
+//!   finding), but it does not stop the parse; [`Decoded::readable`] says whether a reading was
+//!   recovered.
 //!
 //! Layout accepted by strict mode: `/XXXZ` + identification + CR LF, STX, data sets
 //! `ADDRESS(VALUE[*UNIT])…` each ended CR LF, the last followed by `!` (straight after it as the
@@ -379,7 +381,8 @@ pub struct Decoded {
     pub bcc: BccReport,
     /// Every finding, in input order.
     pub findings: Vec<Finding>,
-    /// No violation: the telegram conforms (same meaning in both modes).
+    /// The telegram conforms: an identification, a received BCC that matches the rule, and no
+    /// finding of severity [`Severity::Violation`].
     pub valid: bool,
     /// An identification and at least one data set were recovered.
     pub readable: bool,
