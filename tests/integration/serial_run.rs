@@ -17,7 +17,9 @@ struct Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -28,7 +30,8 @@ fn serve(name: &str, baud: u32, faults: &str) -> Served {
     let dir = std::env::temp_dir().join(format!("meter-rig-srun-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut base = std::fs::read_to_string(crate::util::path("fixtures/meters/default.toml")).unwrap();
+    let mut base =
+        std::fs::read_to_string(crate::util::path("fixtures/meters/default.toml")).unwrap();
     base = base.replace("baud = 300", &format!("baud = {baud}"));
     if faults.contains("response_delay_ms") {
         base = base.replace("response_delay_ms = 150.0", "");
@@ -36,13 +39,22 @@ fn serve(name: &str, baud: u32, faults: &str) -> Served {
     std::fs::write(dir.join("meter.toml"), format!("{base}\n{faults}\n")).unwrap();
     let link = dir.join("tty");
     let child = rig()
-        .args(["sim", "--link", link.to_str().unwrap(), "--meter", dir.join("meter.toml").to_str().unwrap()])
+        .args([
+            "sim",
+            "--link",
+            link.to_str().unwrap(),
+            "--meter",
+            dir.join("meter.toml").to_str().unwrap(),
+        ])
         .stderr(Stdio::null())
         .spawn()
         .expect("start rig sim");
     let t0 = Instant::now();
     while !link.exists() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "rig sim did not create its link");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "rig sim did not create its link"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     Served { child, link, dir }
@@ -63,13 +75,25 @@ fn run_readout(s: &Served) -> (i32, serde_json::Value, String) {
         "--out",
         out.to_str().unwrap(),
     ]);
-    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    let rec = std::fs::read_to_string(out.join("record.json")).map(|t| serde_json::from_str(&t).unwrap()).unwrap_or(serde_json::Value::Null);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rec = std::fs::read_to_string(out.join("record.json"))
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or(serde_json::Value::Null);
     (code(&o), rec, text)
 }
 
 fn verdict(rec: &serde_json::Value, id: &str) -> String {
-    rec["cases"].as_array().unwrap().iter().find(|c| c["id"] == id).map(|c| c["verdict"].as_str().unwrap().to_string()).unwrap_or_default()
+    rec["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .map(|c| c["verdict"].as_str().unwrap().to_string())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -83,7 +107,10 @@ fn healthy_meter_passes_the_readout_suite_at_300_baud() {
     let m = &rec["cases"][0]["measurements"][0];
     assert_eq!(m["source"], "serial");
     let v = m["value"].as_f64().unwrap();
-    assert!((v - 150.0).abs() < 5.0, "response {v} ms for a configured 150 ms");
+    assert!(
+        (v - 150.0).abs() < 5.0,
+        "response {v} ms for a configured 150 ms"
+    );
     // pins suites are not run over a plain serial port; asking for them skips with the reason
     assert_eq!(rec["capabilities"]["pins"], false);
 }
@@ -106,8 +133,16 @@ fn healthy_meter_passes_the_readout_suite_at_300_baud() {
 #[case::tariff_sum("tariff_sum_offset_kwh = 5.0", "readout.tariff_sum", 1)]
 #[case::step_back("energy_step_back_kwh = 3.0", "readout.monotonic", 1)]
 #[case::deaf("deaf_after_noise_ms = 3000.0", "readout.recovery", 1)]
-fn readout_faults_over_a_pty_at_9600_baud(#[case] faults: &str, #[case] case_id: &str, #[case] exit: i32) {
-    let s = serve(&format!("f{}", faults.len() * 31 + case_id.len()), 9600, faults);
+fn readout_faults_over_a_pty_at_9600_baud(
+    #[case] faults: &str,
+    #[case] case_id: &str,
+    #[case] exit: i32,
+) {
+    let s = serve(
+        &format!("f{}", faults.len() * 31 + case_id.len()),
+        9600,
+        faults,
+    );
     let (c, rec, text) = run_readout(&s);
     assert_eq!(c, exit, "{text}");
     if !case_id.is_empty() {
@@ -118,29 +153,41 @@ fn readout_faults_over_a_pty_at_9600_baud(#[case] faults: &str, #[case] case_id:
 #[test]
 fn rig_read_prints_the_17_registers_and_a_response_within_2_ms() {
     let s = serve("read300", 300, "");
-    let o = run_rig(&["read", "--port", s.link.to_str().unwrap(), "--format", "json"]);
+    let o = run_rig(&[
+        "read",
+        "--port",
+        s.link.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let text = v.to_string();
     for spec in meter_rig::meter::readout::COMBI_351 {
-        assert!(text.contains(&format!("\"{}\"", spec.address)), "{} missing: {text}", spec.address);
+        assert!(
+            text.contains(&format!("\"{}\"", spec.address)),
+            "{} missing: {text}",
+            spec.address
+        );
     }
-    let ms = find_number(&v, "response_ms").expect("response time in the JSON");
-    assert!((ms - 150.0).abs() <= 2.0, "response {ms} ms, configured 150 ms");
-}
-
-fn find_number(v: &serde_json::Value, key_part: &str) -> Option<f64> {
-    match v {
-        serde_json::Value::Object(m) => m.iter().find_map(|(k, x)| if k.contains(key_part) { x.as_f64() } else { None }).or_else(|| m.values().find_map(|x| find_number(x, key_part))),
-        serde_json::Value::Array(a) => a.iter().find_map(|x| find_number(x, key_part)),
-        _ => None,
-    }
+    let ms = v["response_time"]["ms"]
+        .as_f64()
+        .expect("response time in the JSON");
+    assert_eq!(v["response_time"]["source"], "serial");
+    assert!(
+        (ms - 150.0).abs() <= 2.0,
+        "response {ms} ms, configured 150 ms"
+    );
 }
 
 fn wait_for_cases(path: &Path, n: usize, limit: Duration) {
     let t0 = Instant::now();
     loop {
-        let done = std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).map(|v| v["cases"].as_array().map_or(0, |a| a.len())).unwrap_or(0);
+        let done = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .map(|v| v["cases"].as_array().map_or(0, |a| a.len()))
+            .unwrap_or(0);
         if done >= n || t0.elapsed() > limit {
             return;
         }
@@ -153,14 +200,27 @@ fn pulling_the_port_away_mid_run_ends_with_a_message_and_a_valid_record() {
     let mut s = serve("vanish", 9600, "");
     let out = s.dir.join("out");
     let mut run = rig()
-        .args(["run", "--target", &format!("serial:{}", s.link.display()), "--suite", "readout", "--monotonic-wait", "5", "--out", out.to_str().unwrap()])
+        .args([
+            "run",
+            "--target",
+            &format!("serial:{}", s.link.display()),
+            "--suite",
+            "readout",
+            "--monotonic-wait",
+            "5",
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // after the first cases are recorded, kill the meter: the pty goes away with its link
     wait_for_cases(&out.join("record.json"), 2, Duration::from_secs(30));
-    let _ = std::process::Command::new("kill").arg("-9").arg(s.child.id().to_string()).status();
+    let _ = std::process::Command::new("kill")
+        .arg("-9")
+        .arg(s.child.id().to_string())
+        .status();
     let _ = s.child.wait();
     let _ = std::fs::remove_file(&s.link);
     let t0 = Instant::now();
@@ -168,13 +228,28 @@ fn pulling_the_port_away_mid_run_ends_with_a_message_and_a_valid_record() {
         if let Some(st) = run.try_wait().unwrap() {
             break st;
         }
-        assert!(t0.elapsed() < Duration::from_secs(60), "rig run hung after the port vanished");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "rig run hung after the port vanished"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let o = run.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(matches!(status.code(), Some(1) | Some(2)), "{status:?} {text}");
-    assert!(text.contains(s.link.to_str().unwrap()) || text.contains("/dev/pts"), "message names the port: {text}");
-    let rec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("record.json")).unwrap()).expect("record.json still parses");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        matches!(status.code(), Some(1) | Some(2)),
+        "{status:?} {text}"
+    );
+    assert!(
+        text.contains(s.link.to_str().unwrap()) || text.contains("/dev/pts"),
+        "message names the port: {text}"
+    );
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("record.json")).unwrap())
+            .expect("record.json still parses");
     assert!(rec["cases"].as_array().unwrap().len() >= 2);
 }
