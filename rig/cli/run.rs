@@ -53,7 +53,7 @@ pub struct RunArgs {
 fn secs(name: &str, v: Option<f64>) -> anyhow::Result<Option<std::time::Duration>> {
     match v {
         None => Ok(None),
-        Some(x) if x.is_finite() && x >= 0.0 && x < 1e7 => {
+        Some(x) if (0.0..1e7).contains(&x) => {
             Ok(Some(std::time::Duration::from_secs_f64(x)))
         }
         Some(x) => bail!("--{name} {x}: expected seconds ≥ 0"),
