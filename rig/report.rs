@@ -94,6 +94,31 @@ pub struct Record {
     pub cases: Vec<CaseResult>,
 }
 
+impl Record {
+    /// A record for a run that starts now against `target`, testing a meter described by `meter`.
+    pub fn start(
+        target: String,
+        capabilities: crate::target::Capabilities,
+        meter: serde_json::Value,
+    ) -> Record {
+        Record {
+            record_version: 1,
+            rig_version: env!("CARGO_PKG_VERSION").into(),
+            target,
+            capabilities,
+            meter,
+            started: utc_now(),
+            ended: None,
+            complete: false,
+            aborted: None,
+            target_time_s: 0.0,
+            wall_time_s: 0.0,
+            summary: Summary::default(),
+            cases: vec![],
+        }
+    }
+}
+
 /// Writes the three records into a directory as cases finish.
 #[derive(Debug)]
 pub struct Reporter {

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use meter_rig::meter::config::MeterSpec;
-use meter_rig::report::{self, Record, Reporter, Summary};
+use meter_rig::report::{self, Record, Reporter};
 use meter_rig::sim::SimTarget;
 use meter_rig::suite::{self, RunOptions};
 use meter_rig::target::Target;
@@ -53,9 +53,7 @@ pub struct RunArgs {
 fn secs(name: &str, v: Option<f64>) -> anyhow::Result<Option<std::time::Duration>> {
     match v {
         None => Ok(None),
-        Some(x) if (0.0..1e7).contains(&x) => {
-            Ok(Some(std::time::Duration::from_secs_f64(x)))
-        }
+        Some(x) if (0.0..1e7).contains(&x) => Ok(Some(std::time::Duration::from_secs_f64(x))),
         Some(x) => bail!("--{name} {x}: expected seconds ≥ 0"),
     }
 }
@@ -111,21 +109,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         opts.max_constant_window = d;
     }
     let meter_json = serde_json::to_value(&spec).context("serialising the meter configuration")?;
-    let record = Record {
-        record_version: 1,
-        rig_version: env!("CARGO_PKG_VERSION").into(),
-        target: target.describe(),
-        capabilities: caps.clone(),
-        meter: meter_json,
-        started: report::utc_now(),
-        ended: None,
-        complete: false,
-        aborted: None,
-        target_time_s: 0.0,
-        wall_time_s: 0.0,
-        summary: Summary::default(),
-        cases: vec![],
-    };
+    let record = Record::start(target.describe(), caps.clone(), meter_json);
     let progress = args.progress || (!caps.virtual_time && std::io::stderr().is_terminal());
     let mut reporter = Reporter::create(&args.out, record, progress)
         .with_context(|| format!("cannot write records to {}", args.out.display()))?;

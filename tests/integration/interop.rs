@@ -4,7 +4,6 @@
 //! returns without a verdict; with `METER_RIG_REQUIRE_PEERS=1` (set by `.ci/run`) it fails instead.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 fn peers_available() -> bool {
     let ok = Command::new("python3")
@@ -33,15 +32,7 @@ fn python_iec62056_21_reads_the_software_meter_over_a_pty() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start rig sim");
-    let t0 = Instant::now();
-    while !link.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "rig sim did not create {}",
-            link.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::util::wait_for_path(&link);
     let out = Command::new("python3")
         .arg(crate::util::path("tests/interop/iec62056_21_read.py"))
         .arg(&link)

@@ -4,7 +4,7 @@
 use std::fs;
 
 use meter_rig::meter::config::MeterSpec;
-use meter_rig::report::{Record, Reporter, Summary};
+use meter_rig::report::{Record, Reporter};
 use meter_rig::sim::SimTarget;
 use meter_rig::suite::{self, CaseResult, CaseSink, RunOptions};
 use meter_rig::target::Target;
@@ -124,21 +124,7 @@ fn records_of_finished_cases_stay_valid_when_the_run_is_cut_short() {
     let spec = MeterSpec::builtin_default();
     let mut t = SimTarget::new(spec.clone());
     let opts = RunOptions::for_target(&t.capabilities());
-    let record = Record {
-        record_version: 1,
-        rig_version: "test".into(),
-        target: t.describe(),
-        capabilities: t.capabilities(),
-        meter: serde_json::Value::Null,
-        started: meter_rig::report::utc_now(),
-        ended: None,
-        complete: false,
-        aborted: None,
-        target_time_s: 0.0,
-        wall_time_s: 0.0,
-        summary: Summary::default(),
-        cases: vec![],
-    };
+    let record = Record::start(t.describe(), t.capabilities(), serde_json::Value::Null);
     let mut sink = DieAfter {
         inner: Reporter::create(&out, record, false).unwrap(),
         n: 4,

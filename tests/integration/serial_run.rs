@@ -49,14 +49,7 @@ fn serve(name: &str, baud: u32, faults: &str) -> Served {
         .stderr(Stdio::null())
         .spawn()
         .expect("start rig sim");
-    let t0 = Instant::now();
-    while !link.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "rig sim did not create its link"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::util::wait_for_path(&link);
     Served { child, link, dir }
 }
 

@@ -30,3 +30,16 @@ pub fn run_rig(args: &[&str]) -> Output {
 pub fn code(o: &Output) -> i32 {
     o.status.code().expect("rig exited by signal")
 }
+
+/// Waits until `path` exists (a pty link created by `rig sim`), failing after 10 s.
+pub fn wait_for_path(path: &std::path::Path) {
+    let t0 = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "{} did not appear",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
