@@ -18,7 +18,12 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Wiring files: check one.
+    Wiring(cli::wiring::WiringArgs),
+    /// Measure optocoupler delays over the wiring file's loopbacks and write them back.
+    Calibrate(cli::calibrate::CalibrateArgs),
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -39,5 +44,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {}
+    match cli.command {
+        Command::Wiring(a) => cli::wiring::run(a),
+        Command::Calibrate(a) => cli::calibrate::run(a),
+    }
 }

@@ -1,2 +1,5 @@
 //! Subcommand implementations. Each module owns its clap `Args` and a `run` returning the exit
 //! code; errors that reach `main` are setup errors (exit 2).
+
+pub mod calibrate;
+pub mod wiring;
