@@ -209,26 +209,36 @@ impl GpioBus {
                 call: call.into(),
                 detail: e.to_string(),
             };
+            // Read raw events in bulk and parse every one (gpiocdev 0.8's read_edge_event with
+            // only uapi_v2 reads up to 8 events into its buffer and returns the first).
+            let size = c.req.edge_event_u64_size();
+            let mut buf = vec![0u64; size * 64];
             while c
                 .req
                 .has_edge_event()
                 .map_err(|e| io("has_edge_event", e))?
             {
-                let ev = c
+                let n = c
                     .req
-                    .read_edge_event()
-                    .map_err(|e| io("read_edge_event", e))?;
-                let Some(&signal) = c.inputs.get(&ev.offset) else {
-                    continue;
-                };
-                out.push(PinEdge {
-                    signal,
-                    t: Timestamp(ev.timestamp_ns),
-                    level: ev.kind == EdgeKind::Rising,
-                    stream: i as u16,
-                    seqno: ev.seqno,
-                    line_seqno: ev.line_seqno,
-                });
+                    .read_edge_events_into_slice(&mut buf)
+                    .map_err(|e| io("read edge events", e))?;
+                for chunk in buf[..n].chunks_exact(size) {
+                    let ev = c
+                        .req
+                        .edge_event_from_slice(chunk)
+                        .map_err(|e| io("parse edge event", e))?;
+                    let Some(&signal) = c.inputs.get(&ev.offset) else {
+                        continue;
+                    };
+                    out.push(PinEdge {
+                        signal,
+                        t: Timestamp(ev.timestamp_ns),
+                        level: ev.kind == EdgeKind::Rising,
+                        stream: i as u16,
+                        seqno: ev.seqno,
+                        line_seqno: ev.line_seqno,
+                    });
+                }
             }
         }
         Ok(())

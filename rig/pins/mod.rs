@@ -139,7 +139,9 @@ pub struct BusConfig {
     pub inputs: Vec<InputSpec>,
     /// Outputs, set inactive at open.
     pub outputs: Vec<OutputSpec>,
-    /// Kernel event buffer size per request (`None`: the kernel's default, 16 per line).
+    /// Kernel event buffer size per request (`None`: the kernel's default, 16 per line, which
+    /// overflows after 1.6 characters of unread data-out edges; [`BusConfig::from_wiring`] asks
+    /// for [`EVENT_BUFFER`]).
     pub event_buffer: Option<u32>,
     /// Consumer label shown by `gpioinfo`.
     pub consumer: String,
@@ -152,6 +154,7 @@ impl BusConfig {
     pub fn from_wiring(w: &Wiring) -> BusConfig {
         let mut c = BusConfig {
             consumer: "meter-rig".into(),
+            event_buffer: Some(EVENT_BUFFER),
             ..BusConfig::default()
         };
         if let Some(t) = w.data_out.as_ref().and_then(|d| d.tap.clone()) {
@@ -444,6 +447,10 @@ impl LineConv {
         }
     }
 }
+
+/// Kernel event buffer requested per line request: the uAPI maximum (16 × 64 lines). At 300 baud
+/// a character has at most 10 edges, so this holds ~3 s of continuous data-out traffic.
+pub const EVENT_BUFFER: u32 = 1024;
 
 /// The interrupt-latency allowance added to every kernel edge timestamp's uncertainty, ns.
 pub const EDGE_LATENCY_NS: u64 = 20_000;

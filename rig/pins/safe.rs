@@ -59,40 +59,48 @@ pub fn run_all() {
     }
 }
 
-/// Starts (once per process) the thread that puts outputs in safe state on SIGINT, SIGTERM and
-/// SIGHUP, then exits with 128 + signal. Called by every bus at open.
+/// Starts (once per process) the threads that put outputs in safe state on SIGINT, SIGTERM and
+/// SIGHUP, then exit with 128 + signal. Called by every bus at open.
+///
+/// Each signal writes to its own pipe (self-pipe, `signal_hook::low_level::pipe`; no UNIX
+/// sockets needed, so it also works in the minimal CI kernel); a thread per signal blocks on the
+/// read end and does the work outside signal context.
 pub fn install_signal_handler() -> Result<(), PinError> {
     let mut result = Ok(());
     SIGNALS.call_once(|| {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
-            Ok(mut signals) => {
-                let spawned = std::thread::Builder::new()
-                    .name("pins-safe-state".into())
-                    .spawn(move || {
-                        if let Some(sig) = signals.forever().next() {
-                            run_all();
-                            std::process::exit(128 + sig);
-                        }
-                    });
-                if let Err(e) = spawned {
-                    result = Err(PinError::Io {
-                        device: "process".into(),
-                        call: "spawn safe-state signal thread".into(),
-                        detail: e.to_string(),
-                    });
-                }
-            }
-            Err(e) => {
-                result = Err(PinError::Io {
-                    device: "process".into(),
-                    call: "signal_hook::iterator::Signals::new".into(),
-                    detail: e.to_string(),
-                })
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            if let Err(e) = watch(sig) {
+                result = Err(e);
+                return;
             }
         }
     });
     result
+}
+
+fn watch(sig: i32) -> Result<(), PinError> {
+    use std::io::Read;
+    let err = |call: &str, detail: String| PinError::Io {
+        device: "process".into(),
+        call: call.into(),
+        detail,
+    };
+    let (r, w) = rustix::pipe::pipe().map_err(|e| err("pipe", e.to_string()))?;
+    signal_hook::low_level::pipe::register(sig, w)
+        .map_err(|e| err(&format!("register signal {sig}"), e.to_string()))?;
+    let mut r = std::fs::File::from(r);
+    std::thread::Builder::new()
+        .name(format!("pins-safe-state-{sig}"))
+        .spawn(move || {
+            let mut b = [0u8; 1];
+            if r.read(&mut b).is_ok() {
+                run_all();
+                std::process::exit(128 + sig);
+            }
+        })
+        .map_err(|e| err("spawn safe-state signal thread", e.to_string()))?;
+    Ok(())
 }
 
 /// One output with its active level.

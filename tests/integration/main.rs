@@ -1,4 +1,5 @@
 //! The integration-test binary: one binary, one module per area, shared helpers in `util`.
 
+mod gpio_sim;
 mod util;
 mod wiring;
