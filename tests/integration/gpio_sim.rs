@@ -506,3 +506,55 @@ fn safe_state_on_sigterm_panic_and_exit() {
         println!("safe state {mode}: exit {got:?}, line levels {seen:?}");
     }
 }
+
+#[test]
+fn calibration_over_a_mirrored_loopback() {
+    let Some(sim) = Sim::get("calibration_over_a_mirrored_loopback") else {
+        return;
+    };
+    // The "optocoupler" is a thread copying output line 6 to input line 7's pull, so the measured
+    // delay is that thread's reaction time: positive, below the hold, from kernel timestamps.
+    let c = &sim.chip;
+    let text = format!(
+        r#"
+backend = "gpio"
+[port1]
+role = "tariff_in"
+gpio = {{ chip = "{c}", line = 6 }}
+opto = {{ inverting = true }}
+[[loopback]]
+entry = "port1"
+sense = {{ chip = "{c}", line = 7 }}
+"#
+    );
+    let w = Wiring::parse("mirror", &text).unwrap();
+    sim.pull(7, false);
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let sim2 = sim.clone();
+    let mirror = std::thread::spawn(move || {
+        let mut last = false;
+        while !s2.load(Ordering::Relaxed) {
+            let v = sim2.value(6);
+            if v != last {
+                sim2.pull(7, v);
+                last = v;
+            }
+        }
+    });
+    let r = meter_rig::pins::calibrate::calibrate_loopback(&w, 0, 10, Duration::from_millis(20));
+    stop.store(true, Ordering::Relaxed);
+    mirror.join().unwrap();
+    let r = r.expect("calibrate over the mirror");
+    println!("calibration over mirror: {r}");
+    assert_eq!((r.rise.n, r.fall.n), (10, 10));
+    for d in [r.rise, r.fall] {
+        assert!(d.median_ns > 0 && d.median_ns < 20_000_000, "{r}");
+        assert!(d.spread_ns > 0, "spread includes the write window: {r}");
+    }
+    // the results go back into the file, the rest kept
+    let out = meter_rig::pins::calibrate::write_back(&text, "port1", &r).unwrap();
+    let w2 = Wiring::parse("mirror", &out).unwrap();
+    assert_eq!(w2.port1.unwrap().opto.rise_delay_ns, Some(r.rise.median_ns));
+    assert_eq!(w2.loopback, w.loopback);
+}
