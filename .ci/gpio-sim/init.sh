@@ -11,7 +11,7 @@ cfg=/sys/kernel/config/gpio-sim/rig
 mkdir -p "$cfg/bank0"
 echo 8 > "$cfg/bank0/num_lines"
 echo 1 > "$cfg/live"
-echo "guest: kernel $(uname -r), gpio-sim $(cat $cfg/dev_name)/$(cat $cfg/bank0/chip_name), $(ls /dev/gpiochip*)"
+echo "guest: kernel $(uname -r), gpio-sim $(cat $cfg/dev_name)/$(cat $cfg/bank0/chip_name), $(ls /dev/gpiochip*), clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 export METER_RIG_GPIO_SIM=1 METER_RIG_GPIO_SIM_CONFIG=$cfg RUST_BACKTRACE=1
 /tests gpio_sim:: --test-threads=1 --nocapture > /test.log 2>&1
 rc=$?

@@ -114,6 +114,7 @@ impl GpioBus {
     /// Opens the lines of `cfg`: one request per chip, outputs inactive from the start.
     pub fn open(cfg: &BusConfig) -> Result<Self, PinError> {
         let inv = ChipInventory::scan();
+        super::check_clock()?;
         let split = |g: &GpioRef| -> Result<(PathBuf, Offset), PinError> {
             match (&g.chip, g.line, g.bcm) {
                 (Some(c), Some(l), None) => Ok((chip_path(c, &inv)?, l)),

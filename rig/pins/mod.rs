@@ -234,6 +234,14 @@ pub enum PinError {
         /// What the OS said.
         detail: String,
     },
+    /// CLOCK_MONOTONIC is too coarse for edge timing.
+    #[error("clock_getres(CLOCK_MONOTONIC) = {resolution_ns} ns (clocksource {clocksource}): edge times would be quantised; the rig needs a high-resolution clocksource (tsc, arch_sys_counter, hpet)")]
+    CoarseClock {
+        /// Resolution reported by the kernel.
+        resolution_ns: u64,
+        /// `/sys/devices/system/clocksource/clocksource0/current_clocksource`.
+        clocksource: String,
+    },
     /// `set_output` on a signal that is not an output.
     #[error("{0} is not an output of this bus")]
     NotAnOutput(Signal),
@@ -286,6 +294,34 @@ pub trait PinBus {
 pub fn monotonic_now() -> Timestamp {
     let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     Timestamp(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// Resolution of CLOCK_MONOTONIC, ns (1 with a high-resolution clocksource).
+pub fn monotonic_resolution_ns() -> u64 {
+    let r = rustix::time::clock_getres(rustix::time::ClockId::Monotonic);
+    r.tv_sec as u64 * 1_000_000_000 + r.tv_nsec as u64
+}
+
+/// The coarsest CLOCK_MONOTONIC resolution the buses accept. A tick-based clock (clocksource
+/// `jiffies`, 1–10 ms) would quantise every edge timestamp and make the 20 ms reaction-time limit
+/// unmeasurable; seen under qemu when the TSC cannot be calibrated.
+pub const MAX_CLOCK_RESOLUTION_NS: u64 = 1_000;
+
+/// Refuses a coarse CLOCK_MONOTONIC (see [`MAX_CLOCK_RESOLUTION_NS`]).
+pub fn check_clock() -> Result<(), PinError> {
+    let res = monotonic_resolution_ns();
+    if res > MAX_CLOCK_RESOLUTION_NS {
+        let cs = std::fs::read_to_string(
+            "/sys/devices/system/clocksource/clocksource0/current_clocksource",
+        )
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+        return Err(PinError::CoarseClock {
+            resolution_ns: res,
+            clocksource: cs,
+        });
+    }
+    Ok(())
 }
 
 /// Something wrong with the captured edge stream.
@@ -462,6 +498,10 @@ pub const EVENT_BUFFER: u32 = 1024;
 
 /// The interrupt-latency allowance added to every kernel edge timestamp's uncertainty, ns.
 pub const EDGE_LATENCY_NS: u64 = 20_000;
+/// How long after its timestamp an edge may still be on its way into the kernel's event queue
+/// (threaded interrupt handler; ~0.5 ms seen under qemu). The UART decoder is only told that time
+/// has passed up to `now` minus this margin.
+pub const QUEUE_LATENCY_NS: u64 = 2_000_000;
 /// Default glitch filter for data lines at 300 baud: far below a bit (3.33 ms), far above opto
 /// ringing.
 pub const DATA_GLITCH_NS: u64 = 100_000;
@@ -545,8 +585,10 @@ impl<B: PinBus> PinTarget<B> {
     /// Reads edges until `deadline` (returns as soon as some arrive), routes them, and returns an
     /// error if edges were lost since the last call.
     fn pump(&mut self, deadline: Timestamp) -> Result<(), TargetError> {
-        let edges = self.bus.read_edges(deadline)?;
+        // `now` before reading: every edge stamped before it has been queued by the time of the
+        // read, up to the kernel's queueing latency (QUEUE_LATENCY_NS below)
         let now = self.bus.now()?;
+        let edges = self.bus.read_edges(deadline)?;
         let mut chars = Vec::new();
         for e in &edges {
             if !self.checker.check(e, &mut self.findings) {
@@ -575,9 +617,13 @@ impl<B: PinBus> PinTarget<B> {
             }
             self.route(s, passed, &mut chars);
         }
-        // no edge can still arrive before horizon - glitch window
+        // no edge can still arrive before horizon - glitch window - queueing latency
         self.rx.advance(
-            Timestamp(horizon.as_ns().saturating_sub(DATA_GLITCH_NS)),
+            Timestamp(
+                horizon
+                    .as_ns()
+                    .saturating_sub(DATA_GLITCH_NS + QUEUE_LATENCY_NS),
+            ),
             &mut chars,
         );
         self.chars.extend(chars);

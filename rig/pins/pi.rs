@@ -53,6 +53,7 @@ impl PiBus {
                 .map(|n| n as u8)
                 .ok_or_else(|| PinError::Wiring(format!("{g}: the pi backend needs `bcm = N`")))
         };
+        super::check_clock()?;
         let gpio = Gpio::new().map_err(|e| rppal_err("Gpio::new", e))?;
         let mut outs = Vec::new();
         for o in &cfg.outputs {

@@ -97,3 +97,41 @@ fn unknown_chip_is_an_error_where_chips_exist_and_a_note_where_none_do() {
         );
     }
 }
+
+#[test]
+fn calibrate_refuses_cleanly_without_loopbacks_or_hardware() {
+    // no loopbacks: nothing to calibrate
+    let dir = std::env::temp_dir().join(format!("meter-rig-cal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("no-loopback.toml");
+    std::fs::write(
+        &f,
+        "backend = \"pi\"\n[port1]\nrole = \"tariff_in\"\ngpio = { bcm = 17 }\nopto = { inverting = true }\n",
+    )
+    .unwrap();
+    let o = run_rig(&["calibrate", "--wiring", f.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no [[loopback]] entries"));
+    // the default Pi wiring on a machine that is not a Pi: rppal says so, the file is untouched
+    let before = std::fs::read_to_string(crate::util::path("wiring/raspberry-pi.toml")).unwrap();
+    let o = run_rig(&[
+        "calibrate",
+        "--wiring",
+        "wiring/raspberry-pi.toml",
+        "--count",
+        "2",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    if meter_rig::pins::pi::PiBus::open(&meter_rig::pins::BusConfig::default()).is_err() {
+        assert_eq!(code(&o), 2, "{err}");
+        assert!(
+            err.contains("loopback[0] (port1)") && err.contains("rppal: Gpio::new failed"),
+            "{err}"
+        );
+        let after = std::fs::read_to_string(crate::util::path("wiring/raspberry-pi.toml")).unwrap();
+        assert_eq!(before, after);
+    } else {
+        println!("SKIPPED: running on a Raspberry Pi; see pi_hardware tests");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
