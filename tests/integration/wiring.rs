@@ -46,7 +46,7 @@ fn default_pi_wiring_is_sound() {
 #[case::missing_polarity("missing-polarity.toml", "entry port1: optocoupler polarity missing")]
 #[case::malformed(
     "malformed.toml",
-    "malformed.toml:18:7: malformed wiring file: invalid table header"
+    "malformed.toml:19:7: malformed wiring file: invalid table header"
 )]
 #[case::unknown_line(
     "unknown-line.toml",
