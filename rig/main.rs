@@ -27,6 +27,10 @@ enum Command {
     Sim(cli::sim::SimArgs),
     /// Decode a captured mode A answer (identification, data sets, BCC, findings).
     Decode(cli::decode::DecodeArgs),
+    /// Wiring files: check one.
+    Wiring(cli::wiring::WiringArgs),
+    /// Measure optocoupler delays over the wiring file's loopbacks and write them back.
+    Calibrate(cli::calibrate::CalibrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,5 +57,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(a) => cli::run::run(a),
         Command::Sim(a) => cli::sim::run(a),
         Command::Decode(args) => cli::decode::run(args),
+        Command::Wiring(a) => cli::wiring::run(a),
+        Command::Calibrate(a) => cli::calibrate::run(a),
     }
 }

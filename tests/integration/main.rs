@@ -1,7 +1,10 @@
 //! The integration-test binary: one binary, one module per area, shared helpers in `util`.
 
 mod decode;
+mod gpio_sim;
 mod interop;
+#[cfg(feature = "pi-hardware")]
+mod pi_hardware;
 mod read;
 mod run;
 mod serial;
@@ -9,3 +12,4 @@ mod serial_run;
 mod sim;
 mod suites;
 mod util;
+mod wiring;

@@ -1,0 +1,901 @@
+//! Wiring files: what each module-interface pin is connected to on the rig.
+//!
+//! A wiring file is TOML with one table per module pin, named after the pin's function
+//! (`gnd` = pin 1, `data_out` = pin 2, `port2` = pin 3, `port1` = pin 4, `data_in` = pin 5,
+//! `supply` = pin 6; 004_d1f80f13afa7763c.txt, "Module interface"), plus `[[loopback]]` entries
+//! used by `rig calibrate`. See `wiring/README.md` for the circuits and `wiring/raspberry-pi.toml`
+//! for a complete example.
+//!
+//! Every optocoupler path must state `inverting = true|false`; a missing polarity is an error,
+//! never a default. Calibrated delays (`rise_delay_ns`, `fall_delay_ns`, with spreads) are written
+//! by `rig calibrate`. "Rise" and "fall" always name the level change **at the module pin**.
+//!
+//! [`Wiring::parse`] checks syntax and shape; [`Wiring::check`] checks consistency (a line used
+//! twice, a tap on the UART's own pin, roles against a KK configuration, line numbers against the
+//! chips present on this machine).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::target::Port;
+
+/// The Raspberry Pi's primary UART pins (BCM numbering): TXD0/TXD1 and RXD0/RXD1.
+pub const PI_UART_TX_BCM: u32 = 14;
+/// See [`PI_UART_TX_BCM`].
+pub const PI_UART_RX_BCM: u32 = 15;
+/// The BCM GPIO count of the 40-pin header SoCs (lines 0..=53 on BCM2835..2711; 0..=27 on the
+/// header).
+pub const PI_BCM_LINES: u32 = 54;
+
+/// Which backend drives the wiring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// Any Linux board through the GPIO character device (`chip` + `line`).
+    #[default]
+    Gpio,
+    /// Raspberry Pi through rppal (`bcm` numbers).
+    Pi,
+}
+
+/// A GPIO line: `{ chip = "gpiochip0", line = 17 }` (character device), or `{ bcm = 17 }` (Pi).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioRef {
+    /// Chip name (`gpiochip0`), path (`/dev/gpiochip0`), or label (`gpio-sim.0-node0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chip: Option<String>,
+    /// Line offset on `chip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// BCM GPIO number (Raspberry Pi).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bcm: Option<u32>,
+}
+
+impl GpioRef {
+    /// A character-device line.
+    pub fn cdev(chip: &str, line: u32) -> Self {
+        GpioRef {
+            chip: Some(chip.to_string()),
+            line: Some(line),
+            bcm: None,
+        }
+    }
+    /// A BCM-numbered Pi line.
+    pub fn bcm(n: u32) -> Self {
+        GpioRef {
+            chip: None,
+            line: None,
+            bcm: Some(n),
+        }
+    }
+    /// The line as (chip, offset) once resolved: BCM numbers are lines of the Pi's `gpiochip0`.
+    pub fn chip_line(&self) -> Option<(String, u32)> {
+        match (&self.chip, self.line, self.bcm) {
+            (Some(c), Some(l), None) => Some((c.clone(), l)),
+            (None, None, Some(b)) => Some(("bcm".to_string(), b)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for GpioRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.chip, self.line, self.bcm) {
+            (Some(c), Some(l), None) => write!(f, "{c} line {l}"),
+            (None, None, Some(b)) => write!(f, "BCM {b}"),
+            _ => write!(f, "(malformed gpio reference)"),
+        }
+    }
+}
+
+/// The optocoupler between a module pin and the rig.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Opto {
+    /// Whether the rig-side level is the inverse of the module-pin level. Required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inverting: Option<bool>,
+    /// Calibrated delay (median) of a rising edge at the module pin, ns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rise_delay_ns: Option<u64>,
+    /// Calibrated delay (median) of a falling edge at the module pin, ns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fall_delay_ns: Option<u64>,
+    /// Spread (max − min over the calibration run, plus write-time uncertainty) of the rise delay, ns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rise_spread_ns: Option<u64>,
+    /// Spread of the fall delay, ns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fall_spread_ns: Option<u64>,
+    /// Part number, for the record (`PC817`, `6N137`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<String>,
+}
+
+impl Opto {
+    /// Polarity (panics never: unchecked wiring returns `false`; [`Wiring::check`] rejects it).
+    pub fn is_inverting(&self) -> bool {
+        self.inverting.unwrap_or(false)
+    }
+    /// Module-pin level from a rig-side level.
+    pub fn pin_level(&self, rig_level: bool) -> bool {
+        rig_level ^ self.is_inverting()
+    }
+    /// Calibrated delay for an edge to `pin_level` at the module pin, and its one-sided
+    /// uncertainty (half the spread), both ns; zeros when uncalibrated.
+    pub fn delay_for(&self, pin_level: bool) -> (u64, u64) {
+        if pin_level {
+            (
+                self.rise_delay_ns.unwrap_or(0),
+                self.rise_spread_ns.unwrap_or(0).div_ceil(2),
+            )
+        } else {
+            (
+                self.fall_delay_ns.unwrap_or(0),
+                self.fall_spread_ns.unwrap_or(0).div_ceil(2),
+            )
+        }
+    }
+}
+
+/// A data line (pin 2 data out, pin 5 data in).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DataEntry {
+    /// The rig's UART device: its RX for `data_out`, its TX for `data_in`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uart: Option<String>,
+    /// The GPIO the UART's own pin is on (for the tap check). Defaults on the Pi to BCM 15 (RX)
+    /// and BCM 14 (TX) for `/dev/serial0`, `/dev/ttyAMA0` and `/dev/ttyS0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uart_pin: Option<GpioRef>,
+    /// The edge-capture tap: a GPIO input wired in parallel with the UART line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tap: Option<GpioRef>,
+    /// The optocoupler between the module pin and the rig.
+    #[serde(default)]
+    pub opto: Opto,
+}
+
+/// What the meter's configuration makes a port (KK table, 000_c06f58957f887af9.txt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Tariff input: the rig drives it.
+    TariffIn,
+    /// Pulse input (counted in 96.50.1): the rig drives it.
+    PulseIn,
+    /// Pulse output (A+ / R+ out): the rig captures it.
+    PulseOut,
+    /// Max (peak power) reset input: the rig drives it.
+    MaxReset,
+    /// Alarm input: the rig drives it.
+    AlarmIn,
+    /// Not connected to anything on the rig.
+    Unused,
+}
+
+impl Role {
+    /// Whether the rig drives this port (a meter input).
+    pub fn rig_drives(self) -> bool {
+        matches!(
+            self,
+            Role::TariffIn | Role::PulseIn | Role::MaxReset | Role::AlarmIn
+        )
+    }
+    /// snake_case name as in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::TariffIn => "tariff_in",
+            Role::PulseIn => "pulse_in",
+            Role::PulseOut => "pulse_out",
+            Role::MaxReset => "max_reset",
+            Role::AlarmIn => "alarm_in",
+            Role::Unused => "unused",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The roles (port 1, port 2) a KK code gives, `None` for "no function" on that port; `None`
+/// overall for an unknown code. From the 351 Combi "KK Module i/o" table ("I/O 1 / I/O 2").
+pub fn kk_roles(kk: u8) -> Option<[Option<Role>; 2]> {
+    use Role::*;
+    Some(match kk {
+        0 => [None, None],
+        1 | 2 => [Some(TariffIn), Some(TariffIn)],
+        3 | 4 => [Some(PulseIn), Some(AlarmIn)],
+        5 => [Some(PulseIn), Some(PulseOut)],
+        6 => [Some(PulseOut), Some(PulseOut)],
+        7..=10 => [Some(TariffIn), Some(AlarmIn)],
+        11 | 12 => [Some(TariffIn), Some(PulseOut)],
+        13 | 14 => [Some(PulseIn), Some(TariffIn)],
+        15 | 16 => [Some(MaxReset), Some(TariffIn)],
+        17 => [Some(MaxReset), Some(PulseOut)],
+        18 | 19 => [Some(MaxReset), Some(AlarmIn)],
+        _ => return None,
+    })
+}
+
+/// A pulse/I-O port (pin 4 port 1, pin 3 port 2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortEntry {
+    /// What the meter's configuration makes this port.
+    pub role: Role,
+    /// The rig GPIO: an output for meter inputs, an edge-capture input for `pulse_out`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpio: Option<GpioRef>,
+    /// The optocoupler.
+    #[serde(default)]
+    pub opto: Opto,
+}
+
+/// Pins 1 and 6: documentation only (where ground and the 4.2 V supply go).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PowerEntry {
+    /// Free text: what the pin is connected to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A calibration loopback: rig output → optocoupler → rig input.
+///
+/// For an entry the rig drives (`port1`/`port2` with a driven role, `data_in`), `drive` defaults
+/// to that entry's GPIO and `sense` is a spare input watching the module side. For an entry the
+/// rig captures (`data_out`, `pulse_out` ports), `sense` defaults to the entry's tap/GPIO and
+/// `drive` is a spare output feeding the opto's LED in place of the meter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Loopback {
+    /// The entry whose optocoupler this loopback calibrates (`data_out`, `port1`, …).
+    pub entry: String,
+    /// The rig output that toggles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drive: Option<GpioRef>,
+    /// The rig input that sees the result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sense: Option<GpioRef>,
+    /// Whether the sense line reads the module-pin level inverted (a second opto); default false.
+    #[serde(default)]
+    pub sense_inverting: bool,
+}
+
+/// A whole wiring file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Wiring {
+    /// Free text describing the rig.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Backend: `gpio` (character device) or `pi` (rppal).
+    #[serde(default)]
+    pub backend: BackendKind,
+    /// The meter configuration's KK code, when fixed for this rig.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kk: Option<u8>,
+    /// Pin 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gnd: Option<PowerEntry>,
+    /// Pin 2: the meter's data out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_out: Option<DataEntry>,
+    /// Pin 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port2: Option<PortEntry>,
+    /// Pin 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port1: Option<PortEntry>,
+    /// Pin 5: the meter's data in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_in: Option<DataEntry>,
+    /// Pin 6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supply: Option<PowerEntry>,
+    /// Calibration loopbacks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loopback: Vec<Loopback>,
+}
+
+/// A problem in a wiring file. `entry` names the table (`data_out`, `port1`, `loopback[0]`, …).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WiringError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {detail}")]
+    Read {
+        /// The file.
+        file: String,
+        /// What the OS said.
+        detail: String,
+    },
+    /// Not valid TOML, or the wrong shape.
+    #[error("{file}:{line}:{column}: malformed wiring file: {detail}")]
+    Malformed {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What the parser said.
+        detail: String,
+    },
+    /// An optocoupler without `inverting`.
+    #[error("{file}: entry {entry}: optocoupler polarity missing: set `inverting = true` or `inverting = false` in [{entry}.opto]")]
+    MissingPolarity {
+        /// The file.
+        file: String,
+        /// The table.
+        entry: String,
+    },
+    /// A GPIO reference that is neither `{chip, line}` nor `{bcm}`, or the wrong kind for the
+    /// backend.
+    #[error("{file}: entry {entry}: bad gpio reference: {detail}")]
+    BadGpioRef {
+        /// The file.
+        file: String,
+        /// The table.
+        entry: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The same GPIO line appears in two places.
+    #[error("{file}: entry {entry}: {line} is already used by {first}")]
+    LineUsedTwice {
+        /// The file.
+        file: String,
+        /// The second use.
+        entry: String,
+        /// The line.
+        line: String,
+        /// The first use.
+        first: String,
+    },
+    /// A capture tap on the pin the UART itself uses.
+    #[error("{file}: entry {entry}: capture tap {line} is the UART's own pin; wire the tap to a spare GPIO in parallel with the UART line")]
+    TapOnUartPin {
+        /// The file.
+        file: String,
+        /// The table.
+        entry: String,
+        /// The line.
+        line: String,
+    },
+    /// A chip that does not exist on this machine.
+    #[error("{file}: entry {entry}: unknown GPIO chip {chip} (chips here: {present})")]
+    UnknownChip {
+        /// The file.
+        file: String,
+        /// The table.
+        entry: String,
+        /// The chip as written.
+        chip: String,
+        /// Chips found on this machine.
+        present: String,
+    },
+    /// A line beyond the chip's line count.
+    #[error("{file}: entry {entry}: line {line} does not exist on {chip} ({num_lines} lines)")]
+    UnknownLine {
+        /// The file.
+        file: String,
+        /// The table.
+        entry: String,
+        /// The chip.
+        chip: String,
+        /// The line as written.
+        line: u32,
+        /// Lines the chip has.
+        num_lines: u32,
+    },
+    /// A role the meter configuration cannot have.
+    #[error("{file}: entry {entry}: role {role} is not possible with KK {kk:02} ({expected})")]
+    RoleNotInKk {
+        /// The file.
+        file: String,
+        /// The table.
+        entry: String,
+        /// Role as written.
+        role: Role,
+        /// The KK code.
+        kk: u8,
+        /// What KK gives that port.
+        expected: String,
+    },
+    /// A KK code outside 00–19.
+    #[error("{file}: KK {kk:02} is not a 351 Combi module I/O code (00-19)")]
+    UnknownKk {
+        /// The file.
+        file: String,
+        /// The code.
+        kk: u8,
+    },
+    /// A port with a role other than `unused` but no GPIO.
+    #[error("{file}: entry {entry}: role {role} needs a `gpio`")]
+    MissingGpio {
+        /// The file.
+        file: String,
+        /// The table.
+        entry: String,
+        /// The role.
+        role: Role,
+    },
+    /// A loopback that does not fit its entry.
+    #[error("{file}: entry {entry}: bad loopback: {detail}")]
+    BadLoopback {
+        /// The file.
+        file: String,
+        /// The loopback (`loopback[0]`).
+        entry: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// A note from [`Wiring::check`] that is not an error (e.g. a line not checked on this machine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WiringNote {
+    /// The table.
+    pub entry: String,
+    /// The note.
+    pub text: String,
+}
+
+/// The GPIO chips present on a machine: name → (label, line count). Lookups accept a name
+/// (`gpiochip0`), a path (`/dev/gpiochip0`) or a label.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChipInventory {
+    /// name → (label, num_lines).
+    pub chips: BTreeMap<String, (String, u32)>,
+}
+
+impl ChipInventory {
+    /// The chips of this machine through the character device (empty if there is no GPIO).
+    pub fn scan() -> Self {
+        let mut chips = BTreeMap::new();
+        if let Ok(paths) = gpiocdev::chip::chips() {
+            for p in paths {
+                if let Ok(c) = gpiocdev::chip::Chip::from_path(&p) {
+                    if let Ok(info) = c.info() {
+                        chips.insert(info.name, (info.label, info.num_lines));
+                    }
+                }
+            }
+        }
+        ChipInventory { chips }
+    }
+    /// Finds a chip by name, path or label: (name, num_lines).
+    pub fn find(&self, chip: &str) -> Option<(String, u32)> {
+        let name = chip.strip_prefix("/dev/").unwrap_or(chip);
+        if let Some((_, n)) = self.chips.get(name) {
+            return Some((name.to_string(), *n));
+        }
+        self.chips
+            .iter()
+            .find(|(_, (label, _))| label == chip)
+            .map(|(n, (_, l))| (n.clone(), *l))
+    }
+}
+
+/// Where a TOML span starts, as 1-based line and column.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+impl Wiring {
+    /// Reads and parses a file (shape only; call [`Wiring::check`] for consistency).
+    pub fn load(path: &Path) -> Result<Wiring, WiringError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| WiringError::Read {
+            file: file.clone(),
+            detail: e.to_string(),
+        })?;
+        Wiring::parse(&file, &text)
+    }
+
+    /// Parses TOML text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Wiring, WiringError> {
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
+            WiringError::Malformed {
+                file: file.to_string(),
+                line,
+                column,
+                detail: e.message().to_string(),
+            }
+        })
+    }
+
+    /// The port entry for `port`.
+    pub fn port(&self, port: Port) -> Option<&PortEntry> {
+        match port {
+            Port::Port1 => self.port1.as_ref(),
+            Port::Port2 => self.port2.as_ref(),
+        }
+    }
+
+    /// The entry name and optocoupler of every table that has one.
+    pub fn optos(&self) -> Vec<(&'static str, &Opto)> {
+        let mut v = Vec::new();
+        if let Some(d) = &self.data_out {
+            v.push(("data_out", &d.opto));
+        }
+        if let Some(p) = &self.port2 {
+            if p.role != Role::Unused {
+                v.push(("port2", &p.opto));
+            }
+        }
+        if let Some(p) = &self.port1 {
+            if p.role != Role::Unused {
+                v.push(("port1", &p.opto));
+            }
+        }
+        if let Some(d) = &self.data_in {
+            v.push(("data_in", &d.opto));
+        }
+        v
+    }
+
+    /// Whether the rig drives entry `name` (vs. captures it); `None` for an unknown entry.
+    pub fn entry_is_driven(&self, name: &str) -> Option<bool> {
+        match name {
+            "data_out" => self.data_out.as_ref().map(|_| false),
+            "data_in" => self.data_in.as_ref().map(|_| true),
+            "port1" => self.port1.as_ref().map(|p| p.role.rig_drives()),
+            "port2" => self.port2.as_ref().map(|p| p.role.rig_drives()),
+            _ => None,
+        }
+    }
+
+    /// The GPIO of entry `name`: a port's `gpio`, a data line's `tap`.
+    pub fn entry_gpio(&self, name: &str) -> Option<&GpioRef> {
+        match name {
+            "data_out" => self.data_out.as_ref()?.tap.as_ref(),
+            "data_in" => self.data_in.as_ref()?.tap.as_ref(),
+            "port1" => self.port1.as_ref()?.gpio.as_ref(),
+            "port2" => self.port2.as_ref()?.gpio.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The polarity of entry `name`'s optocoupler (`None` if the entry has none).
+    pub fn opto_inverting(&self, name: &str) -> Option<bool> {
+        self.optos()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, o)| o.is_inverting())
+    }
+
+    /// Mutable optocoupler of entry `name`.
+    pub fn opto_mut(&mut self, name: &str) -> Option<&mut Opto> {
+        match name {
+            "data_out" => Some(&mut self.data_out.as_mut()?.opto),
+            "data_in" => Some(&mut self.data_in.as_mut()?.opto),
+            "port1" => Some(&mut self.port1.as_mut()?.opto),
+            "port2" => Some(&mut self.port2.as_mut()?.opto),
+            _ => None,
+        }
+    }
+
+    /// Checks consistency. `kk` overrides the file's `kk`. `chips` is what exists on this
+    /// machine: lines on chips that exist are checked against the line count; otherwise a note
+    /// says they were only checked syntactically. Returns notes on success, the first error
+    /// otherwise.
+    pub fn check(
+        &self,
+        file: &str,
+        kk: Option<u8>,
+        chips: &ChipInventory,
+    ) -> Result<Vec<WiringNote>, WiringError> {
+        let f = || file.to_string();
+        let mut notes = Vec::new();
+        // 1. polarity
+        for (entry, opto) in self.optos() {
+            if opto.inverting.is_none() {
+                return Err(WiringError::MissingPolarity {
+                    file: f(),
+                    entry: entry.to_string(),
+                });
+            }
+        }
+        // 2. every GPIO reference, in file order
+        let mut refs: Vec<(String, &GpioRef)> = Vec::new();
+        if let Some(d) = &self.data_out {
+            if let Some(g) = &d.tap {
+                refs.push(("data_out.tap".into(), g));
+            }
+        }
+        for (name, p) in [("port2", &self.port2), ("port1", &self.port1)] {
+            if let Some(p) = p {
+                match (&p.gpio, p.role) {
+                    (Some(g), _) => refs.push((format!("{name}.gpio"), g)),
+                    (None, Role::Unused) => {}
+                    (None, role) => {
+                        return Err(WiringError::MissingGpio {
+                            file: f(),
+                            entry: name.to_string(),
+                            role,
+                        })
+                    }
+                }
+            }
+        }
+        if let Some(d) = &self.data_in {
+            if let Some(g) = &d.tap {
+                refs.push(("data_in.tap".into(), g));
+            }
+        }
+        for (i, lb) in self.loopback.iter().enumerate() {
+            if let Some(g) = &lb.drive {
+                refs.push((format!("loopback[{i}].drive"), g));
+            }
+            if let Some(g) = &lb.sense {
+                refs.push((format!("loopback[{i}].sense"), g));
+            }
+        }
+        let mut seen: BTreeMap<(String, u32), String> = BTreeMap::new();
+        for (entry, g) in &refs {
+            let Some((chip, line)) = g.chip_line() else {
+                return Err(WiringError::BadGpioRef {
+                    file: f(),
+                    entry: entry.clone(),
+                    detail: "give either `chip` and `line`, or `bcm`".into(),
+                });
+            };
+            match (self.backend, g.bcm.is_some()) {
+                (BackendKind::Pi, false) => {
+                    return Err(WiringError::BadGpioRef {
+                        file: f(),
+                        entry: entry.clone(),
+                        detail: "backend \"pi\" takes BCM numbers (`bcm = N`)".into(),
+                    })
+                }
+                (BackendKind::Gpio, true) => {
+                    return Err(WiringError::BadGpioRef {
+                        file: f(),
+                        entry: entry.clone(),
+                        detail: "backend \"gpio\" takes `chip` and `line`; use backend = \"pi\" for BCM numbers".into(),
+                    })
+                }
+                _ => {}
+            }
+            // resolve the chip to its canonical name when present, so two spellings collide
+            let canon = if g.bcm.is_some() {
+                if line >= PI_BCM_LINES {
+                    return Err(WiringError::UnknownLine {
+                        file: f(),
+                        entry: entry.clone(),
+                        chip: "the Pi's BCM GPIO".into(),
+                        line,
+                        num_lines: PI_BCM_LINES,
+                    });
+                }
+                chip.clone()
+            } else if let Some((name, n)) = chips.find(&chip) {
+                if line >= n {
+                    return Err(WiringError::UnknownLine {
+                        file: f(),
+                        entry: entry.clone(),
+                        chip: name,
+                        line,
+                        num_lines: n,
+                    });
+                }
+                name
+            } else if chips.chips.is_empty() {
+                notes.push(WiringNote {
+                    entry: entry.clone(),
+                    text: format!("{g}: not checked (no GPIO chips on this machine); syntax only"),
+                });
+                chip.strip_prefix("/dev/").unwrap_or(&chip).to_string()
+            } else {
+                return Err(WiringError::UnknownChip {
+                    file: f(),
+                    entry: entry.clone(),
+                    chip: chip.clone(),
+                    present: chips.chips.keys().cloned().collect::<Vec<_>>().join(", "),
+                });
+            };
+            if let Some(first) = seen.get(&(canon.clone(), line)) {
+                return Err(WiringError::LineUsedTwice {
+                    file: f(),
+                    entry: entry.clone(),
+                    line: g.to_string(),
+                    first: first.clone(),
+                });
+            }
+            seen.insert((canon, line), entry.clone());
+        }
+        // 3. taps on the UART's own pin
+        for (name, d, pi_default) in [
+            ("data_out", &self.data_out, PI_UART_RX_BCM),
+            ("data_in", &self.data_in, PI_UART_TX_BCM),
+        ] {
+            let Some(d) = d else { continue };
+            let own = d.uart_pin.clone().or_else(|| {
+                let pi_uart = matches!(
+                    d.uart.as_deref(),
+                    Some("/dev/serial0" | "/dev/ttyAMA0" | "/dev/ttyS0")
+                );
+                (self.backend == BackendKind::Pi && pi_uart).then(|| GpioRef::bcm(pi_default))
+            });
+            if let (Some(own), Some(tap)) = (own, &d.tap) {
+                if own.chip_line() == tap.chip_line() {
+                    return Err(WiringError::TapOnUartPin {
+                        file: f(),
+                        entry: name.to_string(),
+                        line: tap.to_string(),
+                    });
+                }
+            }
+        }
+        // 4. roles against KK
+        let kk = kk.or(self.kk);
+        if let Some(kk) = kk {
+            let Some(roles) = kk_roles(kk) else {
+                return Err(WiringError::UnknownKk { file: f(), kk });
+            };
+            for (port, idx) in [(Port::Port1, 0), (Port::Port2, 1)] {
+                let Some(p) = self.port(port) else { continue };
+                if p.role == Role::Unused {
+                    continue;
+                }
+                if roles[idx] != Some(p.role) {
+                    let expected = match roles[idx] {
+                        Some(r) => format!("KK {kk:02} makes {port} {r}"),
+                        None => format!("KK {kk:02} gives {port} no function"),
+                    };
+                    return Err(WiringError::RoleNotInKk {
+                        file: f(),
+                        entry: format!("port{}", port.number()),
+                        role: p.role,
+                        kk,
+                        expected,
+                    });
+                }
+            }
+        }
+        // 5. loopbacks
+        for (i, lb) in self.loopback.iter().enumerate() {
+            let entry = format!("loopback[{i}]");
+            let bad = |detail: String| WiringError::BadLoopback {
+                file: f(),
+                entry: entry.clone(),
+                detail,
+            };
+            let Some(driven) = self.entry_is_driven(&lb.entry) else {
+                return Err(bad(format!("entry `{}` is not wired", lb.entry)));
+            };
+            let own = self.entry_gpio(&lb.entry);
+            let (drive, sense) = if driven {
+                (lb.drive.as_ref().or(own), lb.sense.as_ref())
+            } else {
+                (lb.drive.as_ref(), lb.sense.as_ref().or(own))
+            };
+            if drive.is_none() || sense.is_none() {
+                return Err(bad(format!(
+                    "needs both a drive output and a sense input (entry `{}` is {} by the rig)",
+                    lb.entry,
+                    if driven { "driven" } else { "captured" }
+                )));
+            }
+        }
+        Ok(notes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+backend = "gpio"
+[data_out]
+uart = "/dev/ttyUSB0"
+tap = { chip = "gpiochip0", line = 0 }
+opto = { inverting = true }
+[port1]
+role = "pulse_in"
+gpio = { chip = "gpiochip0", line = 1 }
+opto = { inverting = false }
+[port2]
+role = "pulse_out"
+gpio = { chip = "gpiochip0", line = 2 }
+opto = { inverting = true, rise_delay_ns = 15000, fall_delay_ns = 60000, rise_spread_ns = 2000 }
+"#;
+
+    fn chips(n: u32) -> ChipInventory {
+        let mut c = ChipInventory::default();
+        c.chips
+            .insert("gpiochip0".into(), ("gpio-sim.0-node0".into(), n));
+        c
+    }
+
+    #[test]
+    fn good_file_checks_and_kk05_fits() {
+        let w = Wiring::parse("t.toml", GOOD).unwrap();
+        assert_eq!(w.check("t.toml", Some(5), &chips(8)), Ok(vec![]));
+        let notes = w.check("t.toml", None, &ChipInventory::default()).unwrap();
+        assert_eq!(notes.len(), 3);
+        assert!(notes[0].text.contains("not checked"));
+    }
+
+    #[test]
+    fn kk01_has_no_pulse_output() {
+        let w = Wiring::parse("t.toml", GOOD).unwrap();
+        let e = w.check("t.toml", Some(1), &chips(8)).unwrap_err();
+        assert_eq!(
+            e,
+            WiringError::RoleNotInKk {
+                file: "t.toml".into(),
+                entry: "port1".into(),
+                role: Role::PulseIn,
+                kk: 1,
+                expected: "KK 01 makes port 1 (pin 4) tariff_in".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn line_count_is_checked_when_the_chip_exists() {
+        let w = Wiring::parse("t.toml", GOOD).unwrap();
+        let e = w.check("t.toml", None, &chips(2)).unwrap_err();
+        assert!(matches!(
+            e,
+            WiringError::UnknownLine {
+                line: 2,
+                num_lines: 2,
+                ..
+            }
+        ));
+        let mut other = ChipInventory::default();
+        other.chips.insert("gpiochip1".into(), ("x".into(), 8));
+        let e = w.check("t.toml", None, &other).unwrap_err();
+        assert!(matches!(e, WiringError::UnknownChip { .. }));
+        // a label works as well as a name
+        let w2 = Wiring::parse(
+            "t.toml",
+            &GOOD.replace("\"gpiochip0\"", "\"gpio-sim.0-node0\""),
+        )
+        .unwrap();
+        assert_eq!(w2.check("t.toml", None, &chips(8)), Ok(vec![]));
+    }
+
+    #[test]
+    fn malformed_toml_has_line_and_column() {
+        let e = Wiring::parse("t.toml", "backend = \"gpio\"\n[port1\n").unwrap_err();
+        match e {
+            WiringError::Malformed { line, column, .. } => assert_eq!((line, column), (2, 7)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn delays_by_pin_level() {
+        let w = Wiring::parse("t.toml", GOOD).unwrap();
+        let o = &w.port2.as_ref().unwrap().opto;
+        assert_eq!(o.delay_for(true), (15000, 1000));
+        assert_eq!(o.delay_for(false), (60000, 0));
+        assert!(o.pin_level(false));
+    }
+
+    #[test]
+    fn kk_table_covers_00_to_19_only() {
+        assert!((0..=19).all(|k| kk_roles(k).is_some()));
+        assert_eq!(kk_roles(20), None);
+        assert_eq!(kk_roles(6), Some([Some(Role::PulseOut); 2]));
+    }
+}
