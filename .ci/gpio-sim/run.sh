@@ -9,7 +9,7 @@
 # hangs on this machine) with a timeout and require the guest's "METER-RIG-GUEST-RESULT rc=0".
 # Needs: apt-get install -y linux-source-6.1 flex bison bc libelf-dev busybox-static \
 #        qemu-system-x86 cpio
-# Env: QEMU_TIMEOUT (s, default 120), CARGO_TARGET_DIR (respected).
+# Env: QEMU_TIMEOUT (s, default 400), CARGO_TARGET_DIR (respected).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -42,7 +42,7 @@ chmod +x "$work/root/init" "$work/root/tests"
 
 log="$work/guest.log"
 set +e
-timeout "${QEMU_TIMEOUT:-120}" qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -nic none \
+timeout "${QEMU_TIMEOUT:-400}" qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -nic none \
     -kernel "$kernel" -initrd "$work/initramfs.gz" \
     -append 'console=ttyS0 quiet panic=-1 rdinit=/init' > "$log" 2>&1
 qrc=$?
@@ -50,7 +50,7 @@ set -e
 tr -d '\r' < "$log" | sed -n '/guest: kernel/,$p' | sed 's/^.*guest: kernel/guest: kernel/'
 elapsed=$(( $(date +%s) - start ))
 if [ "$qrc" = 124 ]; then
-    echo "run.sh: FAIL: qemu timed out after ${QEMU_TIMEOUT:-120} s (wall ${elapsed} s)" >&2
+    echo "run.sh: FAIL: qemu timed out after ${QEMU_TIMEOUT:-400} s (wall ${elapsed} s)" >&2
     exit 1
 fi
 if tr -d '\r' < "$log" | grep -q '^METER-RIG-GUEST-RESULT rc=0$'; then

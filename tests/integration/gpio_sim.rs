@@ -558,3 +558,272 @@ sense = {{ chip = "{c}", line = 7 }}
     assert_eq!(w2.port1.unwrap().opto.rise_delay_ns, Some(r.rise.median_ns));
     assert_eq!(w2.loopback, w.loopback);
 }
+
+/// The software meter on the simulated chip, in real time: its pulse outputs drive line pulls,
+/// and it samples the lines the rig drives. Its data port is its character link (the guest has no
+/// UART), stamped with the meter's own schedule.
+mod e2e {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use meter_rig::line::CharPeer;
+    use meter_rig::meter::config::MeterSpec;
+    use meter_rig::meter::io::PortRole;
+    use meter_rig::pins::gpio::GpioBus;
+    use meter_rig::pins::wiring::Wiring;
+    use meter_rig::pins::{monotonic_now, BusConfig, PinTarget};
+    use meter_rig::sim::SoftMeter;
+    use meter_rig::suite::{self, CaseResult, CaseSink, RunOptions, Verdict};
+    use meter_rig::target::{Capabilities, Port, RecvEnd, Target, TargetError};
+    use meter_rig::time::Timestamp;
+    use meter_rig::uart::{frame_ns, Edge, RxChar};
+
+    use super::Sim;
+
+    /// gpio-sim lines: port 2 (pin 3) and port 1 (pin 4) for each configuration.
+    fn line(port: Port, role: PortRole) -> u32 {
+        match (port, role.is_output()) {
+            (Port::Port2, true) => 1, // the rig captures it
+            (Port::Port1, false) => 2,
+            (Port::Port2, false) => 6,
+            (Port::Port1, true) => 7,
+        }
+    }
+
+    struct Hybrid {
+        pins: PinTarget<GpioBus>,
+        meter: Arc<Mutex<SoftMeter>>,
+        tx_free: Timestamp,
+        char_ns: u64,
+        pending: Vec<RxChar>,
+    }
+
+    impl Target for Hybrid {
+        fn describe(&self) -> String {
+            format!(
+                "gpio-sim pins ({}) + software meter link",
+                self.pins.describe()
+            )
+        }
+        fn capabilities(&self) -> Capabilities {
+            let mut c = self.pins.capabilities();
+            c.data_uncertainty_ns = 0;
+            c
+        }
+        fn now(&mut self) -> Result<Timestamp, TargetError> {
+            Ok(monotonic_now())
+        }
+        fn wait_until(&mut self, t: Timestamp) -> Result<(), TargetError> {
+            self.pins.wait_until(t)
+        }
+        fn send(&mut self, bytes: &[u8]) -> Result<Timestamp, TargetError> {
+            for &b in bytes {
+                let start = monotonic_now().max(self.tx_free);
+                let end = Timestamp(start.as_ns() + self.char_ns);
+                std::thread::sleep(end.saturating_since(monotonic_now()));
+                self.meter.lock().unwrap().receive(b, end);
+                self.tx_free = end;
+            }
+            Ok(self.tx_free)
+        }
+        fn recv(
+            &mut self,
+            deadline: Timestamp,
+            max_gap: Duration,
+            complete: &mut dyn FnMut(&[RxChar]) -> bool,
+        ) -> Result<(Vec<RxChar>, RecvEnd), TargetError> {
+            let mut got = std::mem::take(&mut self.pending);
+            loop {
+                let now = monotonic_now();
+                let done = Timestamp(now.as_ns().saturating_sub(self.char_ns));
+                for c in self.meter.lock().unwrap().take_transmit(done) {
+                    got.push(RxChar {
+                        byte: c.byte,
+                        start: c.start,
+                        end: c.end,
+                        stop_ok: true,
+                    });
+                    if complete(&got) {
+                        return Ok((got, RecvEnd::Complete));
+                    }
+                }
+                if now >= deadline {
+                    return Ok((got, RecvEnd::Deadline));
+                }
+                if got.last().is_some_and(|c| now >= c.end + max_gap) {
+                    return Ok((got, RecvEnd::Gap));
+                }
+                self.pins.wait_until(now + Duration::from_millis(2))?;
+            }
+        }
+        fn discard_input(&mut self) -> Result<(), TargetError> {
+            self.pending.clear();
+            Ok(())
+        }
+        fn set_input(&mut self, port: Port, active: bool) -> Result<(), TargetError> {
+            self.pins.set_input(port, active)
+        }
+        fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
+            self.pins.take_edges(port)
+        }
+        fn release(&mut self) -> Result<(), TargetError> {
+            self.pins.release()
+        }
+    }
+
+    struct Null;
+    impl CaseSink for Null {
+        fn case_done(&mut self, c: &CaseResult) -> std::io::Result<()> {
+            println!("e2e: {} {}: {}", c.id, c.verdict, c.message);
+            for m in &c.measurements {
+                println!(
+                    "e2e:   {} = {} {} [{}]",
+                    m.name,
+                    m.value,
+                    m.unit,
+                    m.limit_text()
+                );
+            }
+            Ok(())
+        }
+    }
+
+    fn spec(kk: u8) -> MeterSpec {
+        let base = std::fs::read_to_string(crate::util::path("fixtures/meters/default.toml"))
+            .unwrap_or_else(|_| meter_rig::meter::config::DEFAULT_METER.to_string());
+        let text = base
+            .replace("baud = 300", "baud = 9600")
+            .replace("hh = 30 ", "hh = 95 ")
+            .replace("kk = 5 ", &format!("kk = {kk} "))
+            .replace("active_w = 3000.0", "active_w = 4000.0");
+        MeterSpec::from_toml(&text, "e2e", None).unwrap()
+    }
+
+    /// Runs `suites` against the software meter of KK `kk` wired to the gpio-sim chip.
+    fn run_e2e(sim: &Sim, kk: u8, suites: &[&str]) -> Vec<CaseResult> {
+        let spec = spec(kk);
+        let c = &sim.chip;
+        let mut toml = format!("backend = \"gpio\"\nkk = {kk}\n[data_out]\ntap = {{ chip = \"{c}\", line = 0 }}\nopto = {{ inverting = false }}\n");
+        let mut meter_reads = Vec::new();
+        let mut meter_drives = Vec::new();
+        for port in Port::ALL {
+            let role = spec.io.role(port);
+            let (name, wrole) = match role {
+                PortRole::ActiveOut | PortRole::ReactiveOut => ("pulse_out", true),
+                PortRole::PulseIn => ("pulse_in", false),
+                PortRole::TariffIn => ("tariff_in", false),
+                PortRole::MaxReset => ("max_reset", false),
+                _ => continue,
+            };
+            let l = line(port, role);
+            if wrole {
+                meter_drives.push((port, l));
+                sim.pull(l, true);
+            } else {
+                meter_reads.push((port, l));
+            }
+            toml.push_str(&format!(
+                "[port{}]\nrole = \"{name}\"\ngpio = {{ chip = \"{c}\", line = {l} }}\nopto = {{ inverting = false }}\n",
+                port.number()
+            ));
+        }
+        let wiring = Wiring::parse("e2e", &toml).unwrap();
+        let bus = GpioBus::open(&BusConfig::from_wiring(&wiring)).unwrap();
+        let pins = PinTarget::new(bus, wiring, spec.baud);
+        // bring the meter to now without replaying the pulses of the time before the test
+        let mut soft = SoftMeter::new(spec.clone());
+        soft.advance(monotonic_now());
+        for port in Port::ALL {
+            soft.take_port_edges(port, Timestamp(u64::MAX), &mut Vec::new());
+        }
+        let meter = Arc::new(Mutex::new(soft));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, s, simc) = (meter.clone(), stop.clone(), sim.clone());
+        // the meter: real time on CLOCK_MONOTONIC, pulses as line pulls, inputs by sampling
+        let driver = std::thread::spawn(move || {
+            let mut last: Vec<bool> = meter_reads.iter().map(|(_, l)| simc.value(*l)).collect();
+            let mut out = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                let now = monotonic_now();
+                {
+                    let mut mtr = m.lock().unwrap();
+                    mtr.advance(now);
+                    for (i, (port, l)) in meter_reads.iter().enumerate() {
+                        let v = simc.value(*l);
+                        if v != last[i] {
+                            mtr.set_port_level(*port, v, now);
+                            last[i] = v;
+                        }
+                    }
+                    for (port, l) in &meter_drives {
+                        out.clear();
+                        mtr.take_port_edges(*port, now, &mut out);
+                        for e in &out {
+                            simc.pull(*l, e.level);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        let mut target = Hybrid {
+            pins,
+            meter,
+            tx_free: Timestamp::ZERO,
+            char_ns: frame_ns(spec.baud, 1),
+            pending: vec![],
+        };
+        let mut opts = RunOptions::for_target(&target.capabilities());
+        opts.suites = suites.iter().map(|s| s.to_string()).collect();
+        opts.tariff_dwell = Duration::from_secs(5);
+        opts.max_constant_window = Duration::from_secs(20);
+        opts.pulse_in_count = 20;
+        let cases = suite::run(&mut target, &spec, &opts, &mut Null);
+        stop.store(true, Ordering::Relaxed);
+        driver.join().unwrap();
+        cases
+    }
+
+    fn assert_ran(cases: &[CaseResult], ids: &[&str]) {
+        for id in ids {
+            let c = cases
+                .iter()
+                .find(|c| c.id == *id)
+                .unwrap_or_else(|| panic!("{id} not run"));
+            assert_eq!(
+                c.verdict,
+                Verdict::Pass,
+                "{id}: {} {:?}",
+                c.message,
+                c.details
+            );
+        }
+    }
+
+    #[test]
+    fn suites_pulse_out_and_pulse_in_through_kernel_gpio() {
+        let Some(sim) = Sim::get("suites_pulse_out_and_pulse_in_through_kernel_gpio") else {
+            return;
+        };
+        let cases = run_e2e(&sim, 5, &["pulse_out", "pulse_in"]);
+        assert_ran(
+            &cases,
+            &[
+                "pulse_out.width",
+                "pulse_out.pause",
+                "pulse_out.constant",
+                "pulse_in.count",
+            ],
+        );
+    }
+
+    #[test]
+    fn suite_tariff_through_kernel_gpio() {
+        let Some(sim) = Sim::get("suite_tariff_through_kernel_gpio") else {
+            return;
+        };
+        let cases = run_e2e(&sim, 1, &["tariff"]);
+        assert_ran(&cases, &["tariff.table"]);
+    }
+}
