@@ -208,23 +208,20 @@ impl fmt::Display for Role {
 }
 
 /// The roles (port 1, port 2) a KK code gives, `None` for "no function" on that port; `None`
-/// overall for an unknown code. From the 351 Combi "KK Module i/o" table ("I/O 1 / I/O 2").
+/// overall for an unknown code. Derived from the one KK table, [`crate::meter::io::KK_351`] (the
+/// 351 Combi "KK Module i/o", "I/O 1 / I/O 2").
 pub fn kk_roles(kk: u8) -> Option<[Option<Role>; 2]> {
-    use Role::*;
-    Some(match kk {
-        0 => [None, None],
-        1 | 2 => [Some(TariffIn), Some(TariffIn)],
-        3 | 4 => [Some(PulseIn), Some(AlarmIn)],
-        5 => [Some(PulseIn), Some(PulseOut)],
-        6 => [Some(PulseOut), Some(PulseOut)],
-        7..=10 => [Some(TariffIn), Some(AlarmIn)],
-        11 | 12 => [Some(TariffIn), Some(PulseOut)],
-        13 | 14 => [Some(PulseIn), Some(TariffIn)],
-        15 | 16 => [Some(MaxReset), Some(TariffIn)],
-        17 => [Some(MaxReset), Some(PulseOut)],
-        18 | 19 => [Some(MaxReset), Some(AlarmIn)],
-        _ => return None,
-    })
+    use crate::meter::io::PortRole;
+    let map = crate::meter::io::KK_351.get(kk as usize)?;
+    let role = |r: PortRole| match r {
+        PortRole::None | PortRole::ExportOut | PortRole::DebitingStop => None,
+        PortRole::TariffIn => Some(Role::TariffIn),
+        PortRole::PulseIn => Some(Role::PulseIn),
+        PortRole::AlarmIn { .. } => Some(Role::AlarmIn),
+        PortRole::MaxReset => Some(Role::MaxReset),
+        PortRole::ActiveOut | PortRole::ReactiveOut => Some(Role::PulseOut),
+    };
+    Some([role(map.port1), role(map.port2)])
 }
 
 /// A pulse/I-O port (pin 4 port 1, pin 3 port 2).
