@@ -3,6 +3,9 @@
 use anyhow::bail;
 
 use meter_rig::meter::config::MeterSpec;
+use meter_rig::pins::rig_target::RigTarget;
+use meter_rig::pins::wiring::{ChipInventory, Wiring};
+use meter_rig::pins::{open_bus, PinTarget};
 use meter_rig::serial::{Framing, SerialOptions, SerialTarget};
 use meter_rig::target::Target;
 
@@ -34,5 +37,23 @@ pub fn open(
         };
         return Ok(Box::new(SerialTarget::open(rest, opts)?));
     }
-    bail!("--target {kind}:{rest}: this backend is not built into this binary yet")
+    // gpio: or pi: a wiring file; its backend must match the target kind
+    let path = std::path::Path::new(rest);
+    let wiring = Wiring::load(path)?;
+    let kk = spec.codes.kk.or(spec.codes.z3);
+    wiring.check(rest, kk, &ChipInventory::scan())?;
+    let backend = format!("{:?}", wiring.backend).to_lowercase();
+    if backend != kind {
+        bail!("--target {kind}:{rest}: the wiring file is for the {backend} backend; use --target {backend}:{rest}");
+    }
+    let bus = open_bus(&wiring)?;
+    let uart = wiring.data_in.as_ref().and_then(|d| d.uart.clone());
+    let has_tap = wiring.data_in.as_ref().is_some_and(|d| d.tap.is_some());
+    let pins = PinTarget::new(bus, wiring, spec.baud);
+    Ok(Box::new(RigTarget::new(
+        pins,
+        uart.as_deref(),
+        has_tap,
+        spec.baud,
+    )?))
 }

@@ -69,6 +69,7 @@
 pub mod calibrate;
 pub mod gpio;
 pub mod pi;
+pub mod rig_target;
 pub mod safe;
 pub mod wiring;
 

@@ -1,0 +1,168 @@
+//! The whole rig as one [`Target`]: pins and edge-timed reception from a [`PinTarget`], requests
+//! sent through the wiring's UART TX (data in, module pin 5).
+//!
+//! The request's end is taken from the data-in capture tap when the wiring has one (kernel edge
+//! timestamps of the request as it reached the meter, decoded by the same software UART), and
+//! from the serial-only contract otherwise; the answer is always timed from the data-out tap. The
+//! UART's own reception of the answer is a content cross-check: a mismatch with the edge decode is
+//! kept as a finding and printed. I/O only through the two backends it wraps.
+
+use std::time::Duration;
+
+use super::{PinBus, PinTarget};
+use crate::serial::{Framing, SerialOptions, SerialTarget};
+use crate::target::{Capabilities, Port, RecvEnd, Target, TargetError};
+use crate::time::Timestamp;
+use crate::uart::{frame_ns, Edge, RxChar, UartRx};
+
+/// Pins + UART TX.
+#[derive(Debug)]
+pub struct RigTarget<B: PinBus> {
+    pins: PinTarget<B>,
+    tx: Option<SerialTarget>,
+    baud: u32,
+    has_tap: bool,
+    /// Content mismatches between the UART and the edge decode, and fallbacks to serial timing.
+    pub findings: Vec<String>,
+}
+
+impl<B: PinBus> RigTarget<B> {
+    /// Wraps `pins`; opens the wiring's data-in UART (if any) at `baud`, 8N1 (soft 7E1).
+    pub fn new(
+        pins: PinTarget<B>,
+        uart: Option<&str>,
+        has_tap: bool,
+        baud: u32,
+    ) -> Result<Self, TargetError> {
+        let tx = match uart {
+            Some(dev) => Some(SerialTarget::open(
+                dev,
+                SerialOptions {
+                    baud,
+                    framing: Framing::Soft7e1,
+                    kind: None,
+                },
+            )?),
+            None => None,
+        };
+        Ok(RigTarget {
+            pins,
+            tx,
+            baud,
+            has_tap,
+            findings: Vec::new(),
+        })
+    }
+
+    /// The end of the request's last stop bit from the data-in tap, when it captured every byte.
+    fn tapped_end(&mut self, n: usize) -> Option<Timestamp> {
+        let edges: Vec<Edge> = self.pins.take_data_in_edges();
+        let mut rx = UartRx::new(self.baud);
+        let mut chars = Vec::new();
+        for e in edges {
+            rx.push(e, &mut chars);
+        }
+        let last = chars.last().map(|c| c.end)?;
+        rx.advance(Timestamp(last.as_ns() + 1_000_000_000), &mut chars);
+        (chars.len() >= n).then(|| chars[chars.len() - 1].end)
+    }
+}
+
+impl<B: PinBus> Target for RigTarget<B> {
+    fn describe(&self) -> String {
+        match &self.tx {
+            Some(t) => format!("{} + {}", self.pins.describe(), t.device()),
+            None => self.pins.describe(),
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.pins.capabilities()
+    }
+
+    fn now(&mut self) -> Result<Timestamp, TargetError> {
+        self.pins.now()
+    }
+
+    fn wait_until(&mut self, t: Timestamp) -> Result<(), TargetError> {
+        self.pins.wait_until(t)
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<Timestamp, TargetError> {
+        let Some(tx) = self.tx.as_mut() else {
+            return Err(TargetError::Unsupported(format!(
+                "{}: the wiring's data_in has no uart: add `uart = \"/dev/serial0\"` (or the adapter) under [data_in]",
+                self.pins.describe()
+            )));
+        };
+        self.pins.take_data_in_edges();
+        let serial_end = tx.send(bytes)?;
+        if !self.has_tap {
+            return Ok(serial_end);
+        }
+        // let the tap see the whole request (plus a character of slack), then take its edges
+        let settle = serial_end + Duration::from_nanos(2 * frame_ns(self.baud, 1));
+        self.pins.wait_until(settle)?;
+        match self.tapped_end(bytes.len()) {
+            Some(t) => Ok(t),
+            None => {
+                self.findings.push(format!("data_in tap did not capture all {} request bytes; request end from the serial contract", bytes.len()));
+                Ok(serial_end)
+            }
+        }
+    }
+
+    fn recv(
+        &mut self,
+        deadline: Timestamp,
+        max_gap: Duration,
+        complete: &mut dyn FnMut(&[RxChar]) -> bool,
+    ) -> Result<(Vec<RxChar>, RecvEnd), TargetError> {
+        let (chars, end) = self.pins.recv(deadline, max_gap, complete)?;
+        if let Some(tx) = self.tx.as_mut() {
+            // the UART received the same answer: compare content
+            let now = self.pins.now()?;
+            let (uart, _) = tx.recv(
+                now + Duration::from_millis(50),
+                Duration::from_millis(20),
+                &mut |c: &[RxChar]| c.len() >= chars.len(),
+            )?;
+            let a: Vec<u8> = chars.iter().map(|c| c.byte).collect();
+            let b: Vec<u8> = uart.iter().map(|c| c.byte).collect();
+            if !b.is_empty() && a != b {
+                let at = a
+                    .iter()
+                    .zip(&b)
+                    .position(|(x, y)| x != y)
+                    .unwrap_or(a.len().min(b.len()));
+                let msg = format!(
+                    "UART read differs from the edge decode at byte {at} ({} vs {} bytes)",
+                    b.len(),
+                    a.len()
+                );
+                eprintln!("rig: cross-check: {msg}");
+                self.findings.push(msg);
+            }
+        }
+        Ok((chars, end))
+    }
+
+    fn discard_input(&mut self) -> Result<(), TargetError> {
+        if let Some(tx) = self.tx.as_mut() {
+            tx.discard_input()?;
+        }
+        self.pins.discard_input()
+    }
+
+    fn set_input(&mut self, port: Port, active: bool) -> Result<(), TargetError> {
+        self.pins.set_input(port, active)
+    }
+
+    fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
+        self.pins.take_edges(port)
+    }
+
+    fn release(&mut self) -> Result<(), TargetError> {
+        self.pins.release()
+    }
+}
