@@ -701,7 +701,7 @@ mod e2e {
     }
 
     /// Runs `suites` against the software meter of KK `kk` wired to the gpio-sim chip.
-    fn run_e2e(sim: &Sim, kk: u8, suites: &[&str]) -> Vec<CaseResult> {
+    fn run_e2e(sim: &Sim, kk: u8, suites: &[&str]) -> (Vec<CaseResult>, u64) {
         let spec = spec(kk);
         let c = &sim.chip;
         let mut toml = format!("backend = \"gpio\"\nkk = {kk}\n[data_out]\ntap = {{ chip = \"{c}\", line = 0 }}\nopto = {{ inverting = false }}\n");
@@ -740,6 +740,9 @@ mod e2e {
         let meter = Arc::new(Mutex::new(soft));
         let stop = Arc::new(AtomicBool::new(false));
         let (m, s, simc) = (meter.clone(), stop.clone(), sim.clone());
+        // how late the emulated meter wrote its latest-written edge (a vCPU stall under TCG)
+        let late = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let late_w = late.clone();
         // the meter: real time on CLOCK_MONOTONIC, pulses as line pulls, inputs by sampling
         let driver = std::thread::spawn(move || {
             let mut last: Vec<bool> = meter_reads.iter().map(|(_, l)| simc.value(*l)).collect();
@@ -760,7 +763,11 @@ mod e2e {
                         out.clear();
                         mtr.take_port_edges(*port, now, &mut out);
                         for e in &out {
-                            simc.pull(*l, e.level);
+                            let (before, _) = simc.pull(*l, e.level);
+                            late_w.fetch_max(
+                                before.as_ns().saturating_sub(e.t.as_ns()),
+                                Ordering::Relaxed,
+                            );
                         }
                     }
                 }
@@ -779,10 +786,50 @@ mod e2e {
         opts.tariff_dwell = Duration::from_secs(5);
         opts.max_constant_window = Duration::from_secs(20);
         opts.pulse_in_count = 20;
+        // warm-up: thread start, first sysfs opens and page faults happen before anything is judged
+        target
+            .wait_until(monotonic_now() + Duration::from_secs(1))
+            .unwrap();
+        for port in Port::ALL {
+            let _ = target.take_edges(port);
+        }
+        late.store(0, Ordering::Relaxed);
         let cases = suite::run(&mut target, &spec, &opts, &mut Null);
         stop.store(true, Ordering::Relaxed);
         driver.join().unwrap();
-        cases
+        (cases, late.load(Ordering::Relaxed))
+    }
+
+    /// The emulated meter's own timing is only as good as the guest's scheduling: when its driver
+    /// wrote an edge more than 1.5 ms late, the line really carried a distorted pulse and a timing
+    /// verdict of fail is the rig telling the truth. Such a run is reported and repeated (at most
+    /// three times); a failure without a stall is a failure.
+    fn run_until_clean(sim: &Sim, kk: u8, suites: &[&str], ids: &[&str]) {
+        for attempt in 1..=3 {
+            let (cases, late_ns) = run_e2e(sim, kk, suites);
+            println!(
+                "e2e: attempt {attempt}: latest meter edge written {} µs after its time",
+                late_ns / 1000
+            );
+            let failed: Vec<&CaseResult> = ids
+                .iter()
+                .map(|id| {
+                    cases
+                        .iter()
+                        .find(|c| c.id == *id)
+                        .unwrap_or_else(|| panic!("{id} not run"))
+                })
+                .filter(|c| c.verdict != Verdict::Pass)
+                .collect();
+            if failed.is_empty() {
+                return;
+            }
+            let stalled = late_ns > 1_500_000;
+            println!("e2e: attempt {attempt}: {} case(s) not passed; meter driver wrote an edge {} µs late", failed.len(), late_ns / 1000);
+            if !stalled || attempt == 3 {
+                assert_ran(&cases, ids);
+            }
+        }
     }
 
     fn assert_ran(cases: &[CaseResult], ids: &[&str]) {
@@ -806,9 +853,10 @@ mod e2e {
         let Some(sim) = Sim::get("suites_pulse_out_and_pulse_in_through_kernel_gpio") else {
             return;
         };
-        let cases = run_e2e(&sim, 5, &["pulse_out", "pulse_in"]);
-        assert_ran(
-            &cases,
+        run_until_clean(
+            &sim,
+            5,
+            &["pulse_out", "pulse_in"],
             &[
                 "pulse_out.width",
                 "pulse_out.pause",
@@ -823,7 +871,6 @@ mod e2e {
         let Some(sim) = Sim::get("suite_tariff_through_kernel_gpio") else {
             return;
         };
-        let cases = run_e2e(&sim, 1, &["tariff"]);
-        assert_ran(&cases, &["tariff.table"]);
+        run_until_clean(&sim, 1, &["tariff"], &["tariff.table"]);
     }
 }
