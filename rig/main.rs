@@ -11,7 +11,15 @@ use clap::{Parser, Subcommand};
 
 /// Hardware-in-the-loop test rig and module emulator for Kamstrup 351 Combi meters.
 #[derive(Debug, Parser)]
-#[command(name = "rig", version, about, long_about = None)]
+#[command(
+    name = "rig",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 success (nothing failed, telegram valid); 1 a case failed or errored, or the \
+                  telegram is invalid or missing; 2 usage or setup error (bad meter or wiring file, port \
+                  missing, permission denied), with a message naming the cause and the fix."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
