@@ -98,16 +98,29 @@ pub fn summarize(samples: &[Sample]) -> Option<CalResult> {
     })
 }
 
+/// Why calibration results could not be written into a wiring file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteBackError {
+    /// The file is not valid TOML.
+    #[error("not valid TOML: {0}")]
+    Toml(String),
+    /// The entry has no `opto` table to write into.
+    #[error("no [{0}.opto] table to write the delays into")]
+    NoOpto(String),
+}
+
 /// Writes `r` into `[entry.opto]` (inline or standard table) of the TOML `text`, keeping
 /// everything else (comments, order, formatting) as it was.
-pub fn write_back(text: &str, entry: &str, r: &CalResult) -> Result<String, String> {
-    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("{e}"))?;
+pub fn write_back(text: &str, entry: &str, r: &CalResult) -> Result<String, WriteBackError> {
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e| WriteBackError::Toml(format!("{e}")))?;
     let opto = doc
         .get_mut(entry)
         .and_then(|e| e.as_table_like_mut())
         .and_then(|t| t.get_mut("opto"))
         .and_then(|o| o.as_table_like_mut())
-        .ok_or_else(|| format!("no [{entry}.opto] table"))?;
+        .ok_or_else(|| WriteBackError::NoOpto(entry.to_string()))?;
     for (k, v) in [
         ("rise_delay_ns", r.rise.median_ns),
         ("fall_delay_ns", r.fall.median_ns),
@@ -292,6 +305,9 @@ mod tests {
         );
         let w = Wiring::parse("t", &out).unwrap();
         assert_eq!(w.port1.unwrap().opto.fall_spread_ns, Some(4));
-        assert!(write_back(text, "port2", &r).is_err());
+        assert_eq!(
+            write_back(text, "port2", &r),
+            Err(WriteBackError::NoOpto("port2".into()))
+        );
     }
 }
