@@ -27,6 +27,9 @@ pub struct RunArgs {
     /// Run only this suite (repeatable): readout, pulse_out, tariff, pulse_in, max_reset.
     #[arg(long = "suite")]
     pub suites: Vec<String>,
+    /// Run only this case (repeatable), e.g. readout.bcc.
+    #[arg(long = "case")]
+    pub cases: Vec<String>,
     /// Directory for record.json, junit.xml and measurements.csv.
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
@@ -94,10 +97,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    for c in &args.cases {
+        if !suite::case_ids().contains(&c.as_str()) {
+            bail!(
+                "unknown case {c:?}: expected one of {}",
+                suite::case_ids().join(", ")
+            );
+        }
+    }
     let mut target = open_target(&args.target, &spec, &args)?;
     let caps = target.capabilities();
     let mut opts = RunOptions::for_target(&caps);
     opts.suites = args.suites.clone();
+    opts.cases = args.cases.clone();
     opts.check_type_number = caps.virtual_time || args.meter.is_some();
     if let Some(d) = secs("monotonic-wait", args.monotonic_wait)? {
         opts.monotonic_wait = d;

@@ -196,6 +196,8 @@ impl Readout {
 pub struct RunOptions {
     /// Suites to run (empty: all).
     pub suites: Vec<String>,
+    /// Cases to run (empty: every case of the selected suites).
+    pub cases: Vec<String>,
     /// Time between the two readouts of `readout.monotonic`.
     pub monotonic_wait: Duration,
     /// Longest window `pulse_out.constant` may take.
@@ -215,6 +217,7 @@ impl RunOptions {
         if caps.virtual_time {
             RunOptions {
                 suites: vec![],
+                cases: vec![],
                 monotonic_wait: Duration::from_secs(3600),
                 max_constant_window: Duration::from_secs(48 * 3600),
                 tariff_dwell: Duration::from_secs(600),
@@ -224,6 +227,7 @@ impl RunOptions {
         } else {
             RunOptions {
                 suites: vec![],
+                cases: vec![],
                 monotonic_wait: Duration::from_secs(60),
                 max_constant_window: Duration::from_secs(2 * 3600),
                 tariff_dwell: Duration::from_secs(120),
@@ -425,6 +429,14 @@ pub const SUITES: &[(&str, &[CaseDef])] = &[
     ),
 ];
 
+/// Every case id, in run order.
+pub fn case_ids() -> Vec<&'static str> {
+    SUITES
+        .iter()
+        .flat_map(|(_, cases)| cases.iter().map(|c| c.id))
+        .collect()
+}
+
 /// Names of all suites.
 pub fn suite_names() -> Vec<&'static str> {
     SUITES.iter().map(|(n, _)| *n).collect()
@@ -560,6 +572,9 @@ pub fn run(
             continue;
         }
         for def in cases.iter() {
+            if !opts.cases.is_empty() && !opts.cases.iter().any(|c| c == def.id) {
+                continue;
+            }
             sink.case_started(def.id);
             let wall = std::time::Instant::now();
             let t0 = ctx

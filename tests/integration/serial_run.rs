@@ -54,20 +54,31 @@ fn serve(name: &str, baud: u32, faults: &str) -> Served {
 }
 
 fn run_readout(s: &Served) -> (i32, serde_json::Value, String) {
+    run_readout_cases(s, &[])
+}
+
+/// `rig run --suite readout` over the served pty, only `cases` when given.
+fn run_readout_cases(s: &Served, cases: &[&str]) -> (i32, serde_json::Value, String) {
     let out = s.dir.join("out");
-    let o = run_rig(&[
+    let target = format!("serial:{}", s.link.display());
+    let meter = s.dir.join("meter.toml");
+    let mut args = vec![
         "run",
         "--target",
-        &format!("serial:{}", s.link.display()),
+        &target,
         "--meter",
-        s.dir.join("meter.toml").to_str().unwrap(),
+        meter.to_str().unwrap(),
         "--suite",
         "readout",
         "--monotonic-wait",
         "1",
         "--out",
         out.to_str().unwrap(),
-    ]);
+    ];
+    for c in cases {
+        args.extend(["--case", c]);
+    }
+    let o = run_rig(&args);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -126,17 +137,26 @@ fn healthy_meter_passes_the_readout_suite_at_300_baud() {
 #[case::tariff_sum("tariff_sum_offset_kwh = 5.0", "readout.tariff_sum", 1)]
 #[case::step_back("energy_step_back_kwh = 3.0", "readout.monotonic", 1)]
 #[case::deaf("deaf_after_noise_ms = 3000.0", "readout.recovery", 1)]
-fn readout_faults_over_a_pty_at_9600_baud(
+fn readout_faults_over_a_pty(
     #[case] faults: &str,
     #[case] case_id: &str,
     #[case] exit: i32,
+    #[values(300, 9600)] baud: u32,
 ) {
-    let s = serve(
-        &format!("f{}", faults.len() * 31 + case_id.len()),
-        9600,
-        faults,
-    );
-    let (c, rec, text) = run_readout(&s);
+    // a distinct directory per case: FNV-1a over the knob text and the case id
+    let key = faults
+        .bytes()
+        .chain(case_id.bytes())
+        .fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        });
+    let s = serve(&format!("f{baud}-{key:016x}"), baud, faults);
+    // at 9600 baud the whole readout suite runs; at 300 baud (12 s a readout) the named case
+    let (c, rec, text) = match (baud, case_id) {
+        (9600, _) => run_readout(&s),
+        (_, "") => run_readout_cases(&s, &["readout.bcc"]),
+        (_, id) => run_readout_cases(&s, &[id]),
+    };
     assert_eq!(c, exit, "{text}");
     if !case_id.is_empty() {
         assert_eq!(verdict(&rec, case_id), "fail", "{text}");
@@ -245,4 +265,39 @@ fn pulling_the_port_away_mid_run_ends_with_a_message_and_a_valid_record() {
         serde_json::from_str(&std::fs::read_to_string(out.join("record.json")).unwrap())
             .expect("record.json still parses");
     assert!(rec["cases"].as_array().unwrap().len() >= 2);
+}
+
+#[rstest]
+#[case::healthy("", 0, "valid")]
+#[case::bcc_sum("bcc = \"sum\"\ntariff_sum_offset_kwh = 1.0", 1, "sum rule")]
+#[case::parity("parity_error_at = 12", 1, "arity")]
+#[case::silent("silent = true", 1, "no answer")]
+#[case::truncated("truncate_after = 150", 1, "truncated")]
+fn rig_read_judges_the_telegram(
+    #[case] faults: &str,
+    #[case] exit: i32,
+    #[case] says: &str,
+    #[values(300, 9600)] baud: u32,
+) {
+    let key = faults.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
+    let s = serve(&format!("read{baud}-{key:016x}"), baud, faults);
+    let o = run_rig(&[
+        "read",
+        "--port",
+        s.link.to_str().unwrap(),
+        "--baud",
+        &baud.to_string(),
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(code(&o), exit, "{text}");
+    assert!(
+        text.to_lowercase().contains(&says.to_lowercase()),
+        "expected {says:?} in: {text}"
+    );
 }
