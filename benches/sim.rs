@@ -56,6 +56,13 @@ fn day_with_readouts() -> (Duration, usize, u64) {
     (start.elapsed(), ok, chars)
 }
 
+/// Peak resident set size of this process, from /proc (Linux), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn main() {
     let runs = 5;
     let mut best = Duration::MAX;
@@ -90,4 +97,10 @@ fn main() {
         best.as_secs_f64() * 1e3,
         sim_s
     );
+    if let Some(kib) = peak_rss_kib() {
+        println!(
+            "sim/peak_rss: {:.1} MiB for the whole bench process",
+            kib as f64 / 1024.0
+        );
+    }
 }
