@@ -183,14 +183,17 @@ fn rig_read_prints_the_17_registers_and_a_response_within_2_ms() {
             spec.address
         );
     }
-    let ms = v["response_time"]["ms"]
-        .as_f64()
-        .expect("response time in the JSON");
     assert_eq!(v["response_time"]["source"], "serial");
-    assert!(
-        (ms - 150.0).abs() <= 2.0,
-        "response {ms} ms, configured 150 ms"
-    );
+    // two more readouts: accuracy is judged on the median of three
+    let mut times = vec![v["response_time"]["ms"]
+        .as_f64()
+        .expect("response time in the JSON")];
+    times.extend(crate::util::read_response_times(
+        s.link.to_str().unwrap(),
+        300,
+        2,
+    ));
+    crate::util::assert_response_accuracy(&times, 150.0, 2.0);
 }
 
 fn wait_for_cases(path: &Path, n: usize, limit: Duration) {

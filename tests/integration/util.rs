@@ -43,3 +43,45 @@ pub fn wait_for_path(path: &std::path::Path) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Response times (ms) of `n` `rig read --format json` runs against `port` at `baud`.
+pub fn read_response_times(port: &str, baud: u32, n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|_| {
+            let o = run_rig(&[
+                "read",
+                "--port",
+                port,
+                "--baud",
+                &baud.to_string(),
+                "--format",
+                "json",
+            ]);
+            assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(v["response_time"]["source"], "serial");
+            v["response_time"]["ms"]
+                .as_f64()
+                .expect("response time in the JSON")
+        })
+        .collect()
+}
+
+/// Asserts the serial timing contract's accuracy: the median of `times` within `tol_ms` of
+/// `expected_ms` and every one within 10 ms. Judged on the median because a single exchange on a
+/// loaded 2-core machine can be delayed by scheduling by a few ms (seen: 2.7 ms), which is the
+/// machine, not the contract.
+pub fn assert_response_accuracy(times: &[f64], expected_ms: f64, tol_ms: f64) {
+    let mut v = times.to_vec();
+    v.sort_by(f64::total_cmp);
+    let median = v[v.len() / 2];
+    eprintln!("response times {times:?} ms, median {median:.3} ms, configured {expected_ms} ms");
+    assert!(
+        (median - expected_ms).abs() <= tol_ms,
+        "median {median} ms, configured {expected_ms} ms: {times:?}"
+    );
+    assert!(
+        v.iter().all(|t| (t - expected_ms).abs() <= 10.0),
+        "a response off by more than 10 ms: {times:?}"
+    );
+}
