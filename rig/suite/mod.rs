@@ -268,9 +268,9 @@ impl Ctx<'_> {
     }
 
     /// Sends a request (soft 7E1) and receives the answer until its BCC, judging nothing.
-    /// The answer must start within a second of the response window's end, and characters may
-    /// be at most twice the standard's inter-character limit apart (so a slow meter is measured,
-    /// not cut off).
+    /// Receiving allows a second past the response window for the first character, the line time
+    /// of 400 characters, and gaps of up to twice the standard's inter-character limit (so a slow
+    /// meter is measured, not cut off).
     pub fn readout_with(&mut self, request: &Request) -> Result<Readout, TargetError> {
         self.target.discard_input()?;
         let bytes = parity::encode(&request.encode());
@@ -280,17 +280,12 @@ impl Ctx<'_> {
         // whole answer: 359 characters at the line rate, plus gaps
         let whole =
             first_deadline + Duration::from_nanos(self.char_ns() * 400) + INTER_CHAR_LIMIT * 2;
-        let mut seen_first = false;
         let (chars, end) =
             self.target
                 .recv(whole, INTER_CHAR_LIMIT * 2, &mut |c: &[RxChar]| {
-                    if !seen_first && !c.is_empty() {
-                        seen_first = true;
-                    }
                     let n = c.len();
                     n >= 2 && c[n - 2].byte & 0x7F == crate::iec62056::ETX
                 })?;
-        let _ = first_deadline;
         let parity_mode = if self.caps.parity_checked {
             ParityMode::Even
         } else {

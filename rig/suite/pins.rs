@@ -547,8 +547,8 @@ fn max_reset(
             ));
         }
     }
-    let (last, acc, resets) = match (get(&a, "1.6.0.1"), get(&a, "1.2.0"), get(&a, "0.1")) {
-        (Ok(l), Ok(c), Ok(r)) => (l, c, r),
+    let (acc, resets) = match (get(&a, "1.6.0.1"), get(&a, "1.2.0"), get(&a, "0.1")) {
+        (Ok(_), Ok(c), Ok(r)) => (c, r),
         _ => {
             return Ok(Judgement::error(
                 clause,
@@ -606,7 +606,6 @@ fn max_reset(
         ),
         Measurement::info("peak_after", peak2, "kW", TimeSource::Register, 0.1),
     ];
-    let _ = last;
     Ok(Judgement::from_measurements(
         clause,
         ms,

@@ -6,19 +6,11 @@
 use std::process::{Command, Stdio};
 
 fn peers_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import iec62056_21, serial"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("METER_RIG_REQUIRE_PEERS").is_none(),
-            "METER_RIG_REQUIRE_PEERS is set but python3 cannot import iec62056_21 and serial"
-        );
-        eprintln!("SKIPPED: python3 with iec62056-21 and pyserial not installed (pip install iec62056-21 pyserial)");
-    }
-    ok
+    crate::util::peer_available(
+        &["python3", "-c", "import iec62056_21, serial"],
+        "python3 with iec62056-21 and pyserial",
+        "pip install iec62056-21 pyserial",
+    )
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! a verdict; with `METER_RIG_REQUIRE_PEERS=1` (set by `.ci/run`) it fails instead.
 
 use std::fmt::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use meter_rig::iec62056::decoder::{decode, DecodeOptions, FindingKind, ParityMode};
 use meter_rig::iec62056::{parity, BccRule, Request};
@@ -16,20 +16,11 @@ use meter_rig::time::Timestamp;
 use meter_rig::uart::{frame_edges, Edge, UartRx};
 
 fn sigrok_available() -> bool {
-    let ok = Command::new("sigrok-cli")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("METER_RIG_REQUIRE_PEERS").is_none(),
-            "METER_RIG_REQUIRE_PEERS is set but sigrok-cli is missing"
-        );
-        eprintln!("SKIPPED: sigrok-cli not installed (apt-get install sigrok-cli)");
-    }
-    ok
+    crate::util::peer_available(
+        &["sigrok-cli", "--version"],
+        "sigrok-cli",
+        "apt-get install sigrok-cli",
+    )
 }
 
 /// The meter's answer to one request, as data-out edges (the path `SimTarget` puts on its wire).

@@ -10,18 +10,25 @@ use meter_rig::target::{Port, RecvEnd, Target};
 use meter_rig::time::Timestamp;
 use meter_rig::uart::RxChar;
 
+/// The default meter file with `extra` appended (it ends with `[faults]`, so knobs go there).
 pub fn meter(extra: &str) -> MeterSpec {
-    let mut base =
-        std::fs::read_to_string(crate::util::path("fixtures/meters/default.toml")).unwrap();
+    let mut base = default_text();
     if extra.contains("response_delay_ms") {
         base = base.replace("response_delay_ms = 150.0", "");
     }
     MeterSpec::from_toml(&format!("{base}\n{extra}"), "test", None).unwrap()
 }
 
-/// Meter file text with `[faults]` entries appended (the default file ends with `[faults]`).
-pub fn with_faults(faults: &str) -> MeterSpec {
-    meter(faults)
+fn default_text() -> String {
+    std::fs::read_to_string(crate::util::path("fixtures/meters/default.toml")).unwrap()
+}
+
+/// The default meter file with each `(from, to)` replaced once more.
+fn replaced(pairs: &[(&str, &str)]) -> MeterSpec {
+    let text = pairs
+        .iter()
+        .fold(default_text(), |t, (a, b)| t.replace(a, b));
+    MeterSpec::from_toml(&text, "test", None).unwrap()
 }
 
 pub fn read_once(t: &mut SimTarget) -> (Timestamp, Vec<RxChar>, RecvEnd) {
@@ -171,7 +178,7 @@ fn tariff_inputs_select_the_sheets_register(
     #[case] tariff: usize,
 ) {
     // 000 "Tariff control": inputs are port 1 (input 1) and port 2 (input 2); "1" pulls the pin low
-    let mut t = SimTarget::new(meter("").tap_kk(kk));
+    let mut t = SimTarget::new(replaced(&[("kk = 5 ", &format!("kk = {kk} "))]));
     t.set_input(Port::Port1, in1).unwrap();
     t.set_input(Port::Port2, in2).unwrap();
     let before = t.meter().registers();
@@ -189,26 +196,9 @@ fn tariff_inputs_select_the_sheets_register(
     assert_eq!(after.active_tariff as usize, tariff);
 }
 
-trait TapKk {
-    fn tap_kk(self, kk: u8) -> MeterSpec;
-}
-impl TapKk for MeterSpec {
-    fn tap_kk(self, kk: u8) -> MeterSpec {
-        let base =
-            std::fs::read_to_string(crate::util::path("fixtures/meters/default.toml")).unwrap();
-        MeterSpec::from_toml(
-            &base.replace("kk = 5 ", &format!("kk = {kk} ")),
-            "test",
-            None,
-        )
-        .unwrap()
-    }
-}
-
 #[test]
 fn pulse_input_counts_and_max_reset_resets() {
-    let base = std::fs::read_to_string(crate::util::path("fixtures/meters/default.toml")).unwrap();
-    let spec = MeterSpec::from_toml(&base.replace("kk = 5 ", "kk = 15 "), "t", None).unwrap();
+    let spec = replaced(&[("kk = 5 ", "kk = 15 ")]);
     let mut t = SimTarget::new(spec);
     let r0 = t.meter().registers();
     assert_eq!(
@@ -244,11 +234,10 @@ fn pulse_input_counts_and_max_reset_resets() {
 #[test]
 fn pulse_constants_and_lengths_follow_the_configuration() {
     // P = 2: true energy at a configured constant (1–100,000 imp/kWh); MM 02: 80 ms pulses
-    let base = std::fs::read_to_string(crate::util::path("fixtures/meters/default.toml")).unwrap();
-    let text = base
-        .replace("p = 1 ", "p = 2\npulse_constant = 50 ")
-        .replace("mm = 1 ", "mm = 2 ");
-    let mut t = SimTarget::new(MeterSpec::from_toml(&text, "t", None).unwrap());
+    let mut t = SimTarget::new(replaced(&[
+        ("p = 1 ", "p = 2\npulse_constant = 50 "),
+        ("mm = 1 ", "mm = 2 "),
+    ]));
     // 3 kW × 80 = 240 kW true for 60 s = 4 kWh = 200 pulses at 50 imp/kWh
     t.wait_until(Timestamp::from_ms(60_000)).unwrap();
     let e = t.take_edges(Port::Port2).unwrap();
@@ -274,7 +263,7 @@ fn each_fault_knob_changes_only_what_it_names(#[case] knob: &str, #[case] what: 
         chars.iter().map(|c| c.byte).collect::<Vec<u8>>()
     };
     let healthy = read(meter(""));
-    let faulty = read(with_faults(knob));
+    let faulty = read(meter(knob));
     let h7: Vec<u8> = healthy.iter().map(|b| b & 0x7F).collect();
     let f7: Vec<u8> = faulty.iter().map(|b| b & 0x7F).collect();
     match what {
@@ -316,16 +305,16 @@ fn each_fault_knob_changes_only_what_it_names(#[case] knob: &str, #[case] what: 
 
 #[test]
 fn timing_knobs_move_exactly_the_named_time() {
-    let mut t = SimTarget::new(with_faults("char_gap_ms = 5.0"));
+    let mut t = SimTarget::new(meter("char_gap_ms = 5.0"));
     let (end, chars, _) = read_once(&mut t);
     assert_eq!(chars[0].start.0 - end.0, 150_000_000);
     assert!(chars
         .windows(2)
         .all(|w| w[1].start.0 - w[0].end.0 == 5_000_000));
-    let mut t = SimTarget::new(with_faults("response_delay_ms = 19.9"));
+    let mut t = SimTarget::new(meter("response_delay_ms = 19.9"));
     let (end, chars, _) = read_once(&mut t);
     assert_eq!(chars[0].start.0 - end.0, 19_900_000);
-    let mut t = SimTarget::new(with_faults("silent = true"));
+    let mut t = SimTarget::new(meter("silent = true"));
     let (_, chars, how) = read_once(&mut t);
     assert!(chars.is_empty());
     assert_eq!(how, RecvEnd::Deadline);
