@@ -6,6 +6,7 @@
 //! - [`uart`]: the software UART between characters and timed edges.
 //! - [`iec62056`]: the sans-I/O protocol codec (request, identification, data message, BCC).
 //! - [`meter`]: the readout model, order codes and profiles shared by the simulator and suites.
+//! - [`service`]: the module loop and run scheduling of `rig serve`.
 
 pub mod iec62056;
 pub mod line;
@@ -13,6 +14,7 @@ pub mod meter;
 pub mod pins;
 pub mod report;
 pub mod serial;
+pub mod service;
 pub mod sim;
 pub mod suite;
 pub mod target;

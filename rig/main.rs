@@ -31,6 +31,8 @@ enum Command {
     Read(cli::read::ReadArgs),
     /// Run conformance suites against a meter (default: the built-in software meter).
     Run(cli::run::RunArgs),
+    /// Play the module around the clock and run suites on request over HTTP (the Pi service).
+    Serve(cli::serve::ServeArgs),
     /// Serve the software meter in real time on a pseudo-terminal linked at PATH.
     Sim(cli::sim::SimArgs),
     /// Decode a captured mode A answer (identification, data sets, BCC, findings).
@@ -63,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Read(args) => cli::read::run(args),
         Command::Run(a) => cli::run::run(a),
+        Command::Serve(a) => cli::serve::run(a),
         Command::Sim(a) => cli::sim::run(a),
         Command::Decode(args) => cli::decode::run(args),
         Command::Wiring(a) => cli::wiring::run(a),

@@ -5,6 +5,7 @@ pub mod calibrate;
 pub mod decode;
 pub mod read;
 pub mod run;
+pub mod serve;
 pub mod sim;
 pub mod targets;
 pub mod wiring;

@@ -65,7 +65,7 @@ fn secs(name: &str, v: Option<f64>) -> anyhow::Result<Option<std::time::Duration
 pub fn open_target(
     target: &str,
     spec: &MeterSpec,
-    args: &RunArgs,
+    framing: &str,
 ) -> anyhow::Result<Box<dyn Target>> {
     let (kind, rest) = target.split_once(':').unwrap_or((target, ""));
     match kind {
@@ -75,7 +75,7 @@ pub fn open_target(
             }
             Ok(Box::new(SimTarget::new(spec.clone())))
         }
-        "serial" | "gpio" | "pi" => super::targets::open(kind, rest, spec, args),
+        "serial" | "gpio" | "pi" => super::targets::open(kind, rest, spec, framing),
         other => bail!("unknown target kind {other:?}: expected sim, serial:PATH, gpio:WIRING.toml or pi:WIRING.toml"),
     }
 }
@@ -105,7 +105,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let mut target = open_target(&args.target, &spec, &args)?;
+    let mut target = open_target(&args.target, &spec, &args.framing)?;
     let caps = target.capabilities();
     let mut opts = RunOptions::for_target(&caps);
     opts.suites = args.suites.clone();

@@ -9,27 +9,21 @@ use meter_rig::pins::{open_bus, PinTarget};
 use meter_rig::serial::{Framing, SerialOptions, SerialTarget};
 use meter_rig::target::Target;
 
-use super::run::RunArgs;
-
 /// Opens a `serial:`, `gpio:` or `pi:` target.
 pub fn open(
     kind: &str,
     rest: &str,
     spec: &MeterSpec,
-    args: &RunArgs,
+    framing: &str,
 ) -> anyhow::Result<Box<dyn Target>> {
     if rest.is_empty() {
         bail!("--target {kind}: needs a path, e.g. {kind}:/dev/ttyUSB0 or {kind}:wiring/raspberry-pi.toml");
     }
     if kind == "serial" {
         // at the meter file's (or --baud's) line rate; times per the serial-only contract
-        let framing =
-            <Framing as clap::ValueEnum>::from_str(&args.framing, true).map_err(|_| {
-                anyhow::anyhow!(
-                    "--framing {:?}: expected soft7e1, uart or seven-bit",
-                    args.framing
-                )
-            })?;
+        let framing = <Framing as clap::ValueEnum>::from_str(framing, true).map_err(|_| {
+            anyhow::anyhow!("--framing {framing:?}: expected soft7e1, uart or seven-bit")
+        })?;
         let opts = SerialOptions {
             baud: spec.baud,
             framing,

@@ -29,6 +29,14 @@ type Action = Arc<dyn Fn() + Send + Sync>;
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static REGISTRY: Mutex<BTreeMap<u64, Action>> = Mutex::new(BTreeMap::new());
 static SIGNALS: Once = Once::new();
+static GRACEFUL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Hands the first SIGINT/SIGTERM/SIGHUP to the caller instead of exiting at once: `rig serve`
+/// finishes the row or case in hand and releases its pins itself. A second signal still puts
+/// every output in safe state and exits at once (an operator who insists).
+pub fn set_graceful_signals(on: bool) {
+    GRACEFUL.store(on, Ordering::SeqCst);
+}
 
 fn register(a: Action) -> u64 {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -94,7 +102,12 @@ fn watch(sig: i32) -> Result<(), PinError> {
         .name(format!("pins-safe-state-{sig}"))
         .spawn(move || {
             let mut b = [0u8; 1];
-            if r.read(&mut b).is_ok() {
+            let mut seen = 0;
+            while r.read(&mut b).is_ok() {
+                seen += 1;
+                if GRACEFUL.load(Ordering::SeqCst) && seen == 1 {
+                    continue;
+                }
                 run_all();
                 std::process::exit(128 + sig);
             }

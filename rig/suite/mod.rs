@@ -147,6 +147,11 @@ pub trait CaseSink {
     fn case_done(&mut self, case: &CaseResult) -> std::io::Result<()>;
     /// A case is starting (progress display).
     fn case_started(&mut self, _id: &str) {}
+    /// Asked before each case: `true` ends the run there (the cases not started are not
+    /// recorded). `rig serve` says so on SIGTERM, so the case in hand finishes and no other starts.
+    fn should_stop(&mut self) -> bool {
+        false
+    }
 }
 
 /// Everything about the readout suite's reading of the meter.
@@ -562,13 +567,16 @@ pub fn run(
     let mut shared = Shared::default();
     let mut results = Vec::new();
     let mut vanished: Option<String> = None;
-    for (suite, cases) in SUITES {
+    'suites: for (suite, cases) in SUITES {
         if !opts.suites.is_empty() && !opts.suites.iter().any(|s| s == suite) {
             continue;
         }
         for def in cases.iter() {
             if !opts.cases.is_empty() && !opts.cases.iter().any(|c| c == def.id) {
                 continue;
+            }
+            if sink.should_stop() {
+                break 'suites;
             }
             sink.case_started(def.id);
             let wall = std::time::Instant::now();

@@ -1,0 +1,346 @@
+//! The service's data directory: what `rig serve` keeps across restarts and kill -9.
+//!
+//! ```text
+//! DATA/
+//!   readings/YYYY-MM-DD.csv   one row per readout (UTC date of the row), fsynced per row
+//!   state.json                pulse totals and loop counters, rewritten atomically
+//!   runs/ID/                  record.json, junit.xml, measurements.csv of each run (as `rig run`)
+//! ```
+//!
+//! Every write is either an appended, fsynced CSV row or a whole-file rewrite through a temporary
+//! file and a rename, so a power cut or kill -9 leaves the last complete row and the last complete
+//! state. A torn last line (killed mid-write) is detected on restart and cut off before appending.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A readout taken by the module loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    /// Wall-clock time the row was written (UTC, RFC 3339); a record, not a measurement.
+    pub time_utc: String,
+    /// The target's clock at the end of the request, seconds.
+    pub target_time_s: f64,
+    /// Response time (first start bit minus end of request), ms, if the meter answered.
+    pub response_ms: Option<f64>,
+    /// Where `response_ms` came from (edge, serial, virtual) and its uncertainty, ms.
+    pub timing: String,
+    /// The answer conforms (strict decode: identification, BCC, no violation).
+    pub valid: bool,
+    /// Why the readout failed or what did not conform (empty when valid).
+    pub problem: String,
+    /// Register values as sent (`value*unit`), by address.
+    pub registers: BTreeMap<String, String>,
+}
+
+/// Persistent counters of the module loop.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopState {
+    /// Pulses counted per output port (`port1`, `port2`) since the data directory was created.
+    pub pulses: BTreeMap<String, u64>,
+    /// Readouts taken.
+    pub readouts: u64,
+    /// Readouts that failed (no answer, invalid answer, device error).
+    pub readout_failures: u64,
+    /// Conformance runs started.
+    pub runs: u64,
+}
+
+/// Errors of the data directory. They name the path.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file or directory operation failed.
+    #[error("{path}: {call} failed: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The operation.
+        call: &'static str,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// state.json is not ours or is damaged.
+    #[error(
+        "{path}: not a meter-rig state file ({detail}); move it away to start the totals from zero"
+    )]
+    State {
+        /// The path.
+        path: String,
+        /// The parse error.
+        detail: String,
+    },
+}
+
+fn io_err<'a>(path: &'a Path, call: &'static str) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        path: path.display().to_string(),
+        call,
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file, fsync and rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_data()?;
+    }
+    fs::rename(&tmp, path)
+}
+
+/// Whether `id` is a run id this service could have made (letters, digits, `-`; no paths).
+pub fn valid_run_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Directory of run `id` under data directory `root`.
+pub fn run_dir(root: &Path, id: &str) -> PathBuf {
+    root.join("runs").join(id)
+}
+
+/// Run ids under data directory `root`, oldest first.
+pub fn run_ids(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(root.join("runs"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| valid_run_id(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A new run id from the UTC time `utc` (`2026-11-21T10:15:30.123Z` → `20261121T101530Z`),
+/// unique under `root` (`-2`, `-3` … within one second).
+pub fn new_run_id(root: &Path, utc: &str) -> String {
+    let base: String = utc
+        .chars()
+        .take(19)
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        + "Z";
+    let mut id = base.clone();
+    let mut n = 2;
+    while run_dir(root, &id).exists() {
+        id = format!("{base}-{n}");
+        n += 1;
+    }
+    id
+}
+
+/// The data directory.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    /// Open readings file: (date, header, file).
+    readings: Option<(String, Vec<String>, File)>,
+}
+
+impl Store {
+    /// Opens (creating) the data directory.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        for d in [root.to_path_buf(), root.join("readings"), root.join("runs")] {
+            fs::create_dir_all(&d).map_err(io_err(&d, "create directory"))?;
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+            readings: None,
+        })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Directory of run `id`.
+    pub fn run_dir(&self, id: &str) -> PathBuf {
+        run_dir(&self.root, id)
+    }
+
+    /// Run ids on disk, oldest first.
+    pub fn run_ids(&self) -> Vec<String> {
+        run_ids(&self.root)
+    }
+
+    /// A new run id (see [`new_run_id`]).
+    pub fn new_run_id(&self, utc: &str) -> String {
+        new_run_id(&self.root, utc)
+    }
+
+    /// Loads state.json (default when absent).
+    pub fn load_state(&self) -> Result<LoopState, StoreError> {
+        let p = self.root.join("state.json");
+        match fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| StoreError::State {
+                path: p.display().to_string(),
+                detail: e.to_string(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(LoopState::default()),
+            Err(e) => Err(io_err(&p, "read")(e)),
+        }
+    }
+
+    /// Rewrites state.json atomically.
+    pub fn save_state(&self, s: &LoopState) -> Result<(), StoreError> {
+        let p = self.root.join("state.json");
+        let json = serde_json::to_vec_pretty(s).expect("state serialises");
+        write_atomic(&p, &json).map_err(io_err(&p, "write"))
+    }
+
+    /// Appends `r` to `readings/DATE.csv` (DATE from `r.time_utc`) and fsyncs it. The header is
+    /// the fixed columns plus the register addresses of the first row written to that file; a
+    /// register the header lacks is dropped from the row and one it has but the reading lacks
+    /// is left empty. Returns the file written.
+    pub fn append_reading(&mut self, r: &Reading) -> Result<PathBuf, StoreError> {
+        let date: String = r.time_utc.chars().take(10).collect();
+        let path = self.root.join("readings").join(format!("{date}.csv"));
+        if self
+            .readings
+            .as_ref()
+            .map(|(d, _, _)| d != &date)
+            .unwrap_or(true)
+        {
+            self.readings = None;
+            let (header, file) = open_readings(&path, r)?;
+            self.readings = Some((date, header, file));
+        }
+        let (_, header, file) = self.readings.as_mut().expect("opened above");
+        let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+        let mut row = vec![
+            r.time_utc.clone(),
+            r.target_time_s.to_string(),
+            r.response_ms.map(|x| format!("{x:.3}")).unwrap_or_default(),
+            r.timing.clone(),
+            r.valid.to_string(),
+            r.problem.clone(),
+        ];
+        for a in header.iter().skip(FIXED.len()) {
+            row.push(r.registers.get(a).cloned().unwrap_or_default());
+        }
+        w.write_record(&row).expect("csv into memory");
+        let bytes = w.into_inner().expect("csv into memory");
+        file.write_all(&bytes).map_err(io_err(&path, "append"))?;
+        file.sync_data().map_err(io_err(&path, "fsync"))?;
+        Ok(path)
+    }
+}
+
+const FIXED: [&str; 6] = [
+    "time_utc",
+    "target_time_s",
+    "response_ms",
+    "timing",
+    "valid",
+    "problem",
+];
+
+/// Opens a readings file for appending: reads its header if it exists (cutting a torn last line
+/// left by a kill mid-write), or creates it with a header from `first`.
+fn open_readings(path: &Path, first: &Reading) -> Result<(Vec<String>, File), StoreError> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(io_err(path, "open"))?;
+    let mut text = Vec::new();
+    f.read_to_end(&mut text).map_err(io_err(path, "read"))?;
+    if !text.is_empty() {
+        if !text.ends_with(b"\n") {
+            let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            f.set_len(keep as u64)
+                .map_err(io_err(path, "truncate torn row"))?;
+            f.seek(SeekFrom::End(0)).map_err(io_err(path, "seek"))?;
+            text.truncate(keep);
+        }
+        let mut rd = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(text.as_slice());
+        if let Some(Ok(h)) = rd.records().next() {
+            let header: Vec<String> = h.iter().map(str::to_string).collect();
+            if header.iter().take(FIXED.len()).eq(FIXED.iter()) {
+                return Ok((header, f));
+            }
+        }
+        // not our header (or only a torn header): keep the file, start a fresh header line so
+        // the rows below it are still readable as their own table
+    }
+    let mut header: Vec<String> = FIXED.iter().map(|s| s.to_string()).collect();
+    header.extend(first.registers.keys().cloned());
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+    w.write_record(&header).expect("csv into memory");
+    let bytes = w.into_inner().expect("csv into memory");
+    f.write_all(&bytes).map_err(io_err(path, "write header"))?;
+    f.sync_data().map_err(io_err(path, "fsync"))?;
+    Ok((header, f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(t: &str, v: &str) -> Reading {
+        Reading {
+            time_utc: t.into(),
+            target_time_s: 1.5,
+            response_ms: Some(150.0),
+            timing: "virtual ±0 ms".into(),
+            valid: true,
+            problem: String::new(),
+            registers: [("1.8.0".to_string(), v.to_string())].into(),
+        }
+    }
+
+    #[test]
+    fn rows_survive_a_torn_write_and_reopen() {
+        let dir = std::env::temp_dir().join(format!("rig-store-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let mut s = Store::open(&dir).unwrap();
+        let p = s
+            .append_reading(&reading("2026-11-21T10:00:00.000Z", "1*kWh"))
+            .unwrap();
+        drop(s);
+        // a kill mid-row leaves half a line
+        OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"2026-11-21T10:15")
+            .unwrap();
+        let mut s = Store::open(&dir).unwrap();
+        s.append_reading(&reading("2026-11-21T10:30:00.000Z", "2*kWh"))
+            .unwrap();
+        let mut rd = csv::Reader::from_path(&p).unwrap();
+        let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(&rows[1][6], "2*kWh");
+        // another day, another file
+        let p2 = s
+            .append_reading(&reading("2026-11-22T00:00:00.000Z", "3*kWh"))
+            .unwrap();
+        assert_ne!(p, p2);
+        let st = LoopState {
+            pulses: [("port1".into(), 7)].into(),
+            ..Default::default()
+        };
+        s.save_state(&st).unwrap();
+        assert_eq!(s.load_state().unwrap(), st);
+        assert_eq!(s.new_run_id("2026-11-21T10:00:00.000Z"), "20261121T100000Z");
+        fs::create_dir_all(s.run_dir("20261121T100000Z")).unwrap();
+        assert_eq!(
+            s.new_run_id("2026-11-21T10:00:00.000Z"),
+            "20261121T100000Z-2"
+        );
+        assert!(!valid_run_id("../etc"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,638 @@
+//! The hardware side of `rig serve`: one thread owns the target and alternates between the module
+//! loop and conformance runs.
+//!
+//! The module loop reads the meter every interval, counts its output pulses and drives its tariff
+//! inputs from a schedule, all on the target's clock. A run request pauses the loop, runs the
+//! suites with the target to itself (writing the same records as `rig run`), then the loop
+//! resumes and re-applies the schedule. Pulses the meter emits during a run are still counted:
+//! the run sees the target through [`Tap`], which counts the edges the suites take.
+//!
+//! The HTTP side never touches the target: it reads [`Shared::status`] and sends [`Command`]s.
+//! Stopping ([`Shared::stop`]) is honoured between rows and between cases: the readout in hand or
+//! the case in hand finishes and is recorded, then the thread releases the target (safe pin
+//! state) and returns.
+//!
+//! Wall-clock use here is limited to records (`time_utc`) and to throttling state writes; every
+//! time that is judged or reported as a measurement comes from the target.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::meter::config::MeterSpec;
+use crate::report::{utc_now, Record, Reporter, Summary};
+use crate::suite::{self, CaseResult, CaseSink, Ctx, RunOptions};
+use crate::target::{Capabilities, Port, RecvEnd, Target, TargetError};
+use crate::time::Timestamp;
+use crate::uart::{Edge, RxChar};
+
+use super::pulses::PulseCounter;
+use super::schedule::Schedule;
+use super::store::{LoopState, Reading, Store};
+
+/// How the module loop is configured.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// The meter (software meter's build, or a real meter's expected configuration).
+    pub spec: MeterSpec,
+    /// Whether the meter file was given (the type number is then checked in runs).
+    pub meter_given: bool,
+    /// Time between readouts, on the target's clock.
+    pub interval: Duration,
+    /// Longest wait between two looks at commands and pulse edges, on the target's clock.
+    pub poll: Duration,
+    /// The tariff schedule, if any.
+    pub schedule: Option<Schedule>,
+    /// UTC seconds at target time zero: the meter's clock (for the schedule's times of day).
+    pub epoch_s: i64,
+}
+
+/// What the loop is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoopPhase {
+    /// Opening the target.
+    Starting,
+    /// Reading, counting, switching tariffs.
+    Running,
+    /// Paused while a run owns the target.
+    PausedForRun,
+    /// Finishing the row or case in hand before exiting.
+    Stopping,
+    /// Stopped; the target is released.
+    Stopped,
+}
+
+/// The last run's outcome, for `/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunBrief {
+    /// Run id.
+    pub id: String,
+    /// `done`, `stopped` (SIGTERM) or `aborted` (device vanished, records not writable).
+    pub state: String,
+    /// Verdict counts.
+    pub summary: Summary,
+}
+
+/// What `/status` and `/metrics` show; updated by the hardware thread.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Target description.
+    pub target: String,
+    /// Meter profile and type number.
+    pub meter: String,
+    /// What the loop is doing.
+    pub loop_state: LoopPhase,
+    /// Readout interval, seconds of target time.
+    pub interval_s: f64,
+    /// The target's clock, seconds.
+    pub target_time_s: f64,
+    /// Whether time is virtual (the software meter).
+    pub virtual_time: bool,
+    /// Counters kept across restarts (pulses per port, readouts, failures, runs).
+    pub counters: LoopState,
+    /// The last readout.
+    pub last_readout: Option<Reading>,
+    /// The tariff the schedule selects now.
+    pub tariff: Option<u8>,
+    /// Id of the run in progress.
+    pub current_run: Option<String>,
+    /// Cases finished in the run in progress.
+    pub current_run_cases: usize,
+    /// The last finished run.
+    pub last_run: Option<RunBrief>,
+    /// The last device or storage error the loop met (it keeps going).
+    pub last_error: Option<String>,
+    /// When the service started (UTC).
+    pub started_utc: String,
+}
+
+/// State shared between the hardware thread and the HTTP side.
+#[derive(Debug)]
+pub struct Shared {
+    /// What `/status` shows.
+    pub status: Mutex<Status>,
+    /// Set to stop: the row or case in hand finishes, then the thread releases the target.
+    pub stop: AtomicBool,
+}
+
+impl Shared {
+    /// Shared state for a service about to open `target`.
+    pub fn new(target: String, meter: String, interval: Duration, virtual_time: bool) -> Self {
+        Shared {
+            status: Mutex::new(Status {
+                target,
+                meter,
+                loop_state: LoopPhase::Starting,
+                interval_s: interval.as_secs_f64(),
+                target_time_s: 0.0,
+                virtual_time,
+                counters: LoopState::default(),
+                last_readout: None,
+                tariff: None,
+                current_run: None,
+                current_run_cases: 0,
+                last_run: None,
+                last_error: None,
+                started_utc: utc_now(),
+            }),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// A copy of the status.
+    pub fn snapshot(&self) -> Status {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks run `id` as accepted if no run is active; returns the active run's id otherwise.
+    /// The HTTP side calls this before sending [`Command::Run`], so a second request conflicts
+    /// even before the hardware thread picks the first one up.
+    pub fn claim_run(&self, id: &str) -> Result<(), String> {
+        let mut s = self.lock();
+        if let Some(cur) = &s.current_run {
+            return Err(cur.clone());
+        }
+        s.current_run = Some(id.to_string());
+        s.current_run_cases = 0;
+        Ok(())
+    }
+
+    /// Undoes [`Shared::claim_run`] when the command could not be delivered.
+    pub fn release_claim(&self, id: &str) {
+        let mut s = self.lock();
+        if s.current_run.as_deref() == Some(id) {
+            s.current_run = None;
+        }
+    }
+}
+
+/// A conformance run to execute.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// Run id (directory name under `runs/`), claimed with [`Shared::claim_run`].
+    pub id: String,
+    /// Suites (empty: all).
+    pub suites: Vec<String>,
+    /// Cases (empty: every case of the suites).
+    pub cases: Vec<String>,
+    /// Keep the software meter paced at the service's speed during the run (instead of virtual
+    /// time), to watch a run or to interrupt it. No effect on real targets.
+    pub paced: bool,
+}
+
+/// Commands from the HTTP side.
+#[derive(Debug)]
+pub enum Command {
+    /// Run suites now.
+    Run(RunRequest),
+}
+
+/// A run's state from its record on disk: `running` (the active run), `done` (finished),
+/// `stopped` (ended early on purpose or by a vanished device) or `interrupted` (the service died
+/// mid-run; the cases recorded are intact).
+pub fn run_state(record: &serde_json::Value, active: bool) -> &'static str {
+    if active {
+        "running"
+    } else if record["complete"] == serde_json::Value::Bool(true) {
+        "done"
+    } else if record["aborted"].is_string() {
+        "stopped"
+    } else {
+        "interrupted"
+    }
+}
+
+/// A target seen through a pulse counter: every edge taken from an output port is also counted.
+#[derive(Debug)]
+pub struct Tap<'a> {
+    inner: &'a mut dyn Target,
+    counters: &'a mut BTreeMap<Port, PulseCounter>,
+}
+
+impl std::fmt::Debug for dyn Target + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Target({})", self.describe())
+    }
+}
+
+impl Target for Tap<'_> {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn now(&mut self) -> Result<Timestamp, TargetError> {
+        self.inner.now()
+    }
+    fn wait_until(&mut self, t: Timestamp) -> Result<(), TargetError> {
+        self.inner.wait_until(t)
+    }
+    fn send(&mut self, bytes: &[u8]) -> Result<Timestamp, TargetError> {
+        self.inner.send(bytes)
+    }
+    fn recv(
+        &mut self,
+        deadline: Timestamp,
+        max_gap: Duration,
+        complete: &mut dyn FnMut(&[RxChar]) -> bool,
+    ) -> Result<(Vec<RxChar>, RecvEnd), TargetError> {
+        self.inner.recv(deadline, max_gap, complete)
+    }
+    fn discard_input(&mut self) -> Result<(), TargetError> {
+        self.inner.discard_input()
+    }
+    fn set_input(&mut self, port: Port, active: bool) -> Result<(), TargetError> {
+        self.inner.set_input(port, active)
+    }
+    fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
+        let edges = self.inner.take_edges(port)?;
+        if let Some(c) = self.counters.get_mut(&port) {
+            c.push(&edges);
+        }
+        Ok(edges)
+    }
+    fn release(&mut self) -> Result<(), TargetError> {
+        self.inner.release()
+    }
+}
+
+struct RunSink<'a> {
+    reporter: Reporter,
+    shared: &'a Shared,
+    stopped: bool,
+}
+
+impl CaseSink for RunSink<'_> {
+    fn case_done(&mut self, case: &CaseResult) -> std::io::Result<()> {
+        let r = self.reporter.case_done(case);
+        self.shared.lock().current_run_cases += 1;
+        r
+    }
+    fn should_stop(&mut self) -> bool {
+        self.stopped = self.shared.stop.load(Ordering::Relaxed);
+        self.stopped
+    }
+}
+
+fn port_key(p: Port) -> String {
+    format!("port{}", p.number())
+}
+
+/// The hardware thread's state.
+#[derive(Debug)]
+pub struct Worker<'a> {
+    target: &'a mut dyn Target,
+    cfg: LoopConfig,
+    store: Store,
+    shared: &'a Shared,
+    pacing: Option<Arc<AtomicBool>>,
+    state: LoopState,
+    counters: BTreeMap<Port, PulseCounter>,
+    applied: Option<u8>,
+    next_readout: Timestamp,
+    state_dirty: bool,
+    last_save: Instant,
+}
+
+impl<'a> Worker<'a> {
+    /// A worker over an opened target. `pacing` is the software meter's pacing switch (see
+    /// [`super::paced::Paced`]), `None` for real targets.
+    pub fn new(
+        target: &'a mut dyn Target,
+        cfg: LoopConfig,
+        store: Store,
+        shared: &'a Shared,
+        pacing: Option<Arc<AtomicBool>>,
+    ) -> Result<Self, super::store::StoreError> {
+        let state = store.load_state()?;
+        let counters = Port::ALL
+            .into_iter()
+            .filter(|p| cfg.spec.io.role(*p).is_output())
+            .map(|p| {
+                let total = state.pulses.get(&port_key(p)).copied().unwrap_or(0);
+                (p, PulseCounter::continuing(total))
+            })
+            .collect();
+        shared.lock().counters = state.clone();
+        Ok(Worker {
+            target,
+            cfg,
+            store,
+            shared,
+            pacing,
+            state,
+            counters,
+            applied: None,
+            next_readout: Timestamp::ZERO,
+            state_dirty: false,
+            last_save: Instant::now(),
+        })
+    }
+
+    fn note_error(&self, e: impl std::fmt::Display) {
+        self.shared.lock().last_error = Some(format!("{} {e}", utc_now()));
+    }
+
+    /// Runs the module loop until [`Shared::stop`] is set, executing runs as they are requested.
+    /// Releases the target (safe state) and saves the counters before returning.
+    pub fn run(mut self, commands: &Receiver<Command>) {
+        match self.target.now() {
+            Ok(t) => self.next_readout = t,
+            Err(e) => self.note_error(e),
+        }
+        self.shared.lock().loop_state = LoopPhase::Running;
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            match commands.try_recv() {
+                Ok(Command::Run(req)) => {
+                    self.conformance_run(req);
+                    continue;
+                }
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => {}
+            }
+            if let Err(e) = self.step() {
+                self.note_error(&e);
+                // a failing device must not spin the loop
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        self.shared.lock().loop_state = LoopPhase::Stopping;
+        self.drain_pulses();
+        self.save_state();
+        if let Err(e) = self.target.release() {
+            self.note_error(format!("releasing the target: {e}"));
+        }
+        self.shared.lock().loop_state = LoopPhase::Stopped;
+    }
+
+    fn now(&mut self) -> Result<Timestamp, TargetError> {
+        let t = self.target.now()?;
+        self.shared.lock().target_time_s = t.as_secs_f64();
+        Ok(t)
+    }
+
+    /// One pass of the module loop: readout if due, tariff inputs, pulse edges, then a wait.
+    fn step(&mut self) -> Result<(), TargetError> {
+        let now = self.now()?;
+        if now >= self.next_readout {
+            self.readout();
+            let iv = self.cfg.interval;
+            self.next_readout = self.next_readout + iv;
+            let now = self.now()?;
+            if self.next_readout <= now {
+                // a readout longer than the interval (300 baud, short interval): no backlog
+                self.next_readout = now + iv;
+            }
+        }
+        let next_switch = self.apply_schedule(now)?;
+        self.drain_pulses();
+        if self.state_dirty && self.last_save.elapsed() >= Duration::from_secs(1) {
+            self.save_state();
+        }
+        let mut wake = (now + self.cfg.poll).min(self.next_readout);
+        if let Some(s) = next_switch {
+            wake = wake.min(s);
+        }
+        self.target.wait_until(wake)
+    }
+
+    /// Drives the tariff inputs for the switch in force; returns when the next switch is due.
+    fn apply_schedule(&mut self, now: Timestamp) -> Result<Option<Timestamp>, TargetError> {
+        let Some(s) = &self.cfg.schedule else {
+            return Ok(None);
+        };
+        let meter_s = self.cfg.epoch_s + (now.0 / 1_000_000_000) as i64;
+        let tod = meter_s.rem_euclid(86_400) as u32;
+        let sw = *s.active(tod);
+        let levels = s.levels(&sw);
+        let until = s.until_next(tod);
+        if self.applied != Some(sw.tariff) {
+            for (port, level) in levels {
+                self.target.set_input(port, level)?;
+            }
+            self.applied = Some(sw.tariff);
+            self.shared.lock().tariff = Some(sw.tariff);
+        }
+        // the switch is due at the start of that second of the meter's clock
+        let into_second = now.0 % 1_000_000_000;
+        Ok(Some(Timestamp(
+            now.0 - into_second + until as u64 * 1_000_000_000,
+        )))
+    }
+
+    fn drain_pulses(&mut self) {
+        let ports: Vec<Port> = self.counters.keys().copied().collect();
+        for p in ports {
+            match self.target.take_edges(p) {
+                Ok(edges) => {
+                    let c = self.counters.get_mut(&p).expect("port has a counter");
+                    if c.push(&edges) > 0 {
+                        self.state_dirty = true;
+                    }
+                }
+                Err(TargetError::Unsupported(_)) => {
+                    // a serial-only target cannot see the pulse ports
+                    self.counters.remove(&p);
+                }
+                Err(e) => self.note_error(format!("pulse edges on {p}: {e}")),
+            }
+        }
+        self.sync_counters();
+    }
+
+    fn sync_counters(&mut self) {
+        for (p, c) in &self.counters {
+            self.state.pulses.insert(port_key(*p), c.total);
+        }
+        self.shared.lock().counters = self.state.clone();
+    }
+
+    fn save_state(&mut self) {
+        self.sync_counters();
+        match self.store.save_state(&self.state) {
+            Ok(()) => {
+                self.state_dirty = false;
+                self.last_save = Instant::now();
+            }
+            Err(e) => self.note_error(e),
+        }
+    }
+
+    /// One readout of the module loop, recorded as a row whatever happens.
+    fn readout(&mut self) {
+        let caps = self.target.capabilities();
+        let opts = RunOptions::for_target(&caps);
+        let mut ctx = Ctx {
+            target: &mut *self.target,
+            spec: &self.cfg.spec,
+            opts: &opts,
+            caps: caps.clone(),
+        };
+        let result = ctx.readout();
+        let timing = format!(
+            "{}{} ±{} ms",
+            caps.data_timing,
+            if caps.virtual_time { " (virtual)" } else { "" },
+            caps.data_uncertainty_ns as f64 / 1e6
+        );
+        let reading = match result {
+            Ok(r) => {
+                let registers = r
+                    .tolerant
+                    .data_sets
+                    .iter()
+                    .map(|d| {
+                        let v: Vec<String> = d
+                            .values
+                            .iter()
+                            .map(|v| match &v.unit {
+                                Some(u) => format!("{}*{u}", v.raw),
+                                None => v.raw.clone(),
+                            })
+                            .collect();
+                        (d.address.clone(), v.join(")("))
+                    })
+                    .collect();
+                let problem = if r.chars.is_empty() {
+                    "no answer".to_string()
+                } else if r.strict.valid {
+                    String::new()
+                } else {
+                    r.strict
+                        .findings
+                        .iter()
+                        .find(|f| f.severity == crate::iec62056::decoder::Severity::Violation)
+                        .map(|f| f.message.clone())
+                        .unwrap_or_else(|| match r.end {
+                            RecvEnd::Complete => "answer does not conform".into(),
+                            _ => "answer incomplete".into(),
+                        })
+                };
+                Reading {
+                    time_utc: utc_now(),
+                    target_time_s: r.request_end.as_secs_f64(),
+                    response_ms: r.response_ns().map(|ns| ns as f64 / 1e6),
+                    timing,
+                    valid: r.strict.valid,
+                    problem,
+                    registers,
+                }
+            }
+            Err(e) => Reading {
+                time_utc: utc_now(),
+                target_time_s: self
+                    .target
+                    .now()
+                    .map(|t| t.as_secs_f64())
+                    .unwrap_or(f64::NAN),
+                response_ms: None,
+                timing,
+                valid: false,
+                problem: e.to_string(),
+                registers: BTreeMap::new(),
+            },
+        };
+        self.state.readouts += 1;
+        if !reading.valid {
+            self.state.readout_failures += 1;
+        }
+        if let Err(e) = self.store.append_reading(&reading) {
+            self.note_error(e);
+        }
+        self.shared.lock().last_readout = Some(reading);
+        self.save_state();
+    }
+
+    /// A conformance run with the target to itself; the loop resumes afterwards.
+    fn conformance_run(&mut self, req: RunRequest) {
+        {
+            let mut s = self.shared.lock();
+            s.loop_state = LoopPhase::PausedForRun;
+            s.current_run = Some(req.id.clone());
+        }
+        let paced_before = self
+            .pacing
+            .as_ref()
+            .map(|p| p.swap(req.paced, Ordering::Relaxed));
+        self.state.runs += 1;
+        self.save_state();
+        let brief = self.execute(&req);
+        if let (Some(p), Some(before)) = (&self.pacing, paced_before) {
+            p.store(before, Ordering::Relaxed);
+        }
+        // the suites left the inputs inactive; the schedule takes them back
+        self.applied = None;
+        self.drain_pulses();
+        self.save_state();
+        let mut s = self.shared.lock();
+        s.last_run = Some(brief);
+        s.current_run = None;
+        s.loop_state = LoopPhase::Running;
+    }
+
+    fn execute(&mut self, req: &RunRequest) -> RunBrief {
+        let dir = self.store.run_dir(&req.id);
+        let caps = self.target.capabilities();
+        let mut opts = RunOptions::for_target(&caps);
+        opts.suites = req.suites.clone();
+        opts.cases = req.cases.clone();
+        opts.check_type_number = caps.virtual_time || self.cfg.meter_given;
+        let meter_json = serde_json::to_value(&self.cfg.spec).unwrap_or_default();
+        let record = Record::start(self.target.describe(), caps, meter_json);
+        let reporter = match Reporter::create(&dir, record, false) {
+            Ok(r) => r,
+            Err(e) => {
+                self.note_error(format!(
+                    "run {}: cannot write {}: {e}",
+                    req.id,
+                    dir.display()
+                ));
+                return RunBrief {
+                    id: req.id.clone(),
+                    state: "aborted".into(),
+                    summary: Summary::default(),
+                };
+            }
+        };
+        let mut sink = RunSink {
+            reporter,
+            shared: self.shared,
+            stopped: false,
+        };
+        let mut tap = Tap {
+            inner: &mut *self.target,
+            counters: &mut self.counters,
+        };
+        let cases = suite::run(&mut tap, &self.cfg.spec, &opts, &mut sink);
+        let t_end = tap.now().map(|t| t.as_secs_f64()).unwrap_or(f64::NAN);
+        let aborted = if sink.stopped {
+            Some("stopped: rig serve is shutting down; the case in hand finished".to_string())
+        } else {
+            cases
+                .iter()
+                .find(|c| c.message.contains("vanished"))
+                .map(|c| c.message.clone())
+        };
+        let state = if aborted.is_some() { "stopped" } else { "done" };
+        if let Err(e) = sink.reporter.finish(t_end, aborted) {
+            self.note_error(format!(
+                "run {}: cannot write the final record: {e}",
+                req.id
+            ));
+        }
+        RunBrief {
+            id: req.id.clone(),
+            state: state.into(),
+            summary: sink.reporter.record().summary.clone(),
+        }
+    }
+}
