@@ -15,6 +15,7 @@
 //! Wall-clock use here is limited to records (`time_utc`) and to throttling state writes; every
 //! time that is judged or reported as a measurement comes from the target.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -215,7 +216,7 @@ pub fn run_state(record: &serde_json::Value, active: bool) -> &'static str {
 #[derive(Debug)]
 pub struct Tap<'a> {
     inner: &'a mut dyn Target,
-    counters: &'a mut BTreeMap<Port, PulseCounter>,
+    counters: &'a RefCell<BTreeMap<Port, PulseCounter>>,
 }
 
 impl std::fmt::Debug for dyn Target + '_ {
@@ -256,7 +257,7 @@ impl Target for Tap<'_> {
     }
     fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
         let edges = self.inner.take_edges(port)?;
-        if let Some(c) = self.counters.get_mut(&port) {
+        if let Some(c) = self.counters.borrow_mut().get_mut(&port) {
             c.push(&edges);
         }
         Ok(edges)
@@ -266,9 +267,25 @@ impl Target for Tap<'_> {
     }
 }
 
+fn sync_counters(
+    counters: &RefCell<BTreeMap<Port, PulseCounter>>,
+    state: &mut LoopState,
+    shared: &Shared,
+) {
+    for (p, c) in counters.borrow().iter() {
+        state.pulses.insert(port_key(*p), c.total);
+    }
+    shared.lock().counters = state.clone();
+}
+
+/// Records each case of a service run and, with it, the pulse totals counted so far, so a kill
+/// mid-run loses neither.
 struct RunSink<'a> {
     reporter: Reporter,
     shared: &'a Shared,
+    store: &'a Store,
+    state: &'a mut LoopState,
+    counters: &'a RefCell<BTreeMap<Port, PulseCounter>>,
     stopped: bool,
 }
 
@@ -276,6 +293,10 @@ impl CaseSink for RunSink<'_> {
     fn case_done(&mut self, case: &CaseResult) -> std::io::Result<()> {
         let r = self.reporter.case_done(case);
         self.shared.lock().current_run_cases += 1;
+        sync_counters(self.counters, self.state, self.shared);
+        if let Err(e) = self.store.save_state(self.state) {
+            self.shared.lock().last_error = Some(format!("{} {e}", utc_now()));
+        }
         r
     }
     fn should_stop(&mut self) -> bool {
@@ -297,7 +318,7 @@ pub struct Worker<'a> {
     shared: &'a Shared,
     pacing: Option<Arc<AtomicBool>>,
     state: LoopState,
-    counters: BTreeMap<Port, PulseCounter>,
+    counters: RefCell<BTreeMap<Port, PulseCounter>>,
     applied: Option<u8>,
     next_readout: Timestamp,
     state_dirty: bool,
@@ -331,7 +352,7 @@ impl<'a> Worker<'a> {
             shared,
             pacing,
             state,
-            counters,
+            counters: RefCell::new(counters),
             applied: None,
             next_readout: Timestamp::ZERO,
             state_dirty: false,
@@ -383,6 +404,8 @@ impl<'a> Worker<'a> {
     /// One pass of the module loop: readout if due, tariff inputs, pulse edges, then a wait.
     fn step(&mut self) -> Result<(), TargetError> {
         let now = self.now()?;
+        // switch first: a readout due at a switch time reads the registers after the switch
+        let next_switch = self.apply_schedule(now)?;
         if now >= self.next_readout {
             self.readout();
             let iv = self.cfg.interval;
@@ -393,7 +416,6 @@ impl<'a> Worker<'a> {
                 self.next_readout = now + iv;
             }
         }
-        let next_switch = self.apply_schedule(now)?;
         self.drain_pulses();
         if self.state_dirty && self.last_save.elapsed() >= Duration::from_secs(1) {
             self.save_state();
@@ -430,18 +452,19 @@ impl<'a> Worker<'a> {
     }
 
     fn drain_pulses(&mut self) {
-        let ports: Vec<Port> = self.counters.keys().copied().collect();
+        let ports: Vec<Port> = self.counters.borrow().keys().copied().collect();
         for p in ports {
             match self.target.take_edges(p) {
                 Ok(edges) => {
-                    let c = self.counters.get_mut(&p).expect("port has a counter");
+                    let mut counters = self.counters.borrow_mut();
+                    let c = counters.get_mut(&p).expect("port has a counter");
                     if c.push(&edges) > 0 {
                         self.state_dirty = true;
                     }
                 }
                 Err(TargetError::Unsupported(_)) => {
                     // a serial-only target cannot see the pulse ports
-                    self.counters.remove(&p);
+                    self.counters.borrow_mut().remove(&p);
                 }
                 Err(e) => self.note_error(format!("pulse edges on {p}: {e}")),
             }
@@ -450,10 +473,7 @@ impl<'a> Worker<'a> {
     }
 
     fn sync_counters(&mut self) {
-        for (p, c) in &self.counters {
-            self.state.pulses.insert(port_key(*p), c.total);
-        }
-        self.shared.lock().counters = self.state.clone();
+        sync_counters(&self.counters, &mut self.state, self.shared);
     }
 
     fn save_state(&mut self) {
@@ -606,11 +626,14 @@ impl<'a> Worker<'a> {
         let mut sink = RunSink {
             reporter,
             shared: self.shared,
+            store: &self.store,
+            state: &mut self.state,
+            counters: &self.counters,
             stopped: false,
         };
         let mut tap = Tap {
             inner: &mut *self.target,
-            counters: &mut self.counters,
+            counters: &self.counters,
         };
         let cases = suite::run(&mut tap, &self.cfg.spec, &opts, &mut sink);
         let t_end = tap.now().map(|t| t.as_secs_f64()).unwrap_or(f64::NAN);
@@ -623,7 +646,10 @@ impl<'a> Worker<'a> {
                 .map(|c| c.message.clone())
         };
         let state = if aborted.is_some() { "stopped" } else { "done" };
-        if let Err(e) = sink.reporter.finish(t_end, aborted) {
+        let finished = sink.reporter.finish(t_end, aborted);
+        let summary = sink.reporter.record().summary.clone();
+        drop(sink);
+        if let Err(e) = finished {
             self.note_error(format!(
                 "run {}: cannot write the final record: {e}",
                 req.id
@@ -632,7 +658,7 @@ impl<'a> Worker<'a> {
         RunBrief {
             id: req.id.clone(),
             state: state.into(),
-            summary: sink.reporter.record().summary.clone(),
+            summary,
         }
     }
 }

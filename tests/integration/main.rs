@@ -9,6 +9,7 @@ mod read;
 mod run;
 mod serial;
 mod serial_run;
+mod serve;
 mod sigrok;
 mod sim;
 mod suites;

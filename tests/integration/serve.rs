@@ -1,0 +1,619 @@
+//! `rig serve`: the module loop in virtual time (library), and the service as a process against
+//! the software meter: every endpoint, 400/401/404/409, a run to completion, SIGTERM mid-run, and
+//! kill -9 mid-run followed by a restart.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rstest::rstest;
+use serde_json::Value;
+
+use meter_rig::meter::config::MeterSpec;
+use meter_rig::service::schedule::Schedule;
+use meter_rig::service::store::Store;
+use meter_rig::service::worker::{Command, LoopConfig, RunRequest, Shared, Worker};
+use meter_rig::sim::SimTarget;
+use meter_rig::target::Port;
+
+use crate::util;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rig-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The default meter with `kk` replaced.
+fn meter_text(kk: u8) -> String {
+    std::fs::read_to_string(util::path("fixtures/meters/default.toml"))
+        .unwrap()
+        .replace("kk = 5 ", &format!("kk = {kk} "))
+}
+
+/// Runs the module loop over `spec` in virtual time (no pacing) until `hours` of meter time have
+/// passed, sending `commands` first. Returns the shared state and the software meter.
+fn run_loop(
+    spec: MeterSpec,
+    schedule: Option<Schedule>,
+    data: &Path,
+    hours: f64,
+    commands: Vec<Command>,
+) -> (Shared, SimTarget) {
+    let mut sim = SimTarget::new(spec.clone());
+    let shared = Shared::new("sim".into(), "test".into(), Duration::from_secs(900), true);
+    let cfg = LoopConfig {
+        spec,
+        meter_given: true,
+        interval: Duration::from_secs(900),
+        poll: Duration::from_secs(60),
+        schedule,
+        epoch_s: 0, // the meter clock starts at midnight
+    };
+    let (tx, rx) = mpsc::channel();
+    for c in commands {
+        if let Command::Run(r) = &c {
+            shared.claim_run(&r.id).unwrap();
+        }
+        tx.send(c).unwrap();
+    }
+    std::thread::scope(|s| {
+        let sim = &mut sim;
+        let (cfg, shared) = (cfg, &shared);
+        s.spawn(move || {
+            let w = Worker::new(sim, cfg, Store::open(data).unwrap(), shared, None).unwrap();
+            w.run(&rx);
+        });
+        let limit = hours * 3600.0;
+        let t0 = Instant::now();
+        while shared.snapshot().target_time_s < limit {
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "the loop did not reach {hours} h"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        shared.stop.store(true, Ordering::SeqCst);
+    });
+    (shared, sim)
+}
+
+fn rows(data: &Path) -> Vec<csv::StringRecord> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("readings"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut v = Vec::new();
+    for f in files {
+        let mut rd = csv::Reader::from_path(&f).unwrap();
+        for r in rd.records() {
+            v.push(r.unwrap_or_else(|e| panic!("{}: {e}", f.display())));
+        }
+    }
+    v
+}
+
+fn header(data: &Path) -> csv::StringRecord {
+    let f = std::fs::read_dir(data.join("readings"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    csv::Reader::from_path(f)
+        .unwrap()
+        .headers()
+        .unwrap()
+        .clone()
+}
+
+#[rstest]
+#[case::normal_table(1)]
+#[case::inverted_table(2)]
+fn module_loop_drives_the_tariff_schedule(#[case] kk: u8) {
+    let data = tmp(&format!("tariff-{kk}"));
+    let spec = MeterSpec::from_toml(&meter_text(kk), "test", None).unwrap();
+    let text = "[[switch]]\nat = \"06:00\"\ntariff = 3\n[[switch]]\nat = \"22:00\"\ntariff = 1\n";
+    let sched = Schedule::parse("test", text, &spec.io.tariff).unwrap();
+    let (shared, _) = run_loop(spec, Some(sched), &data, 24.5, vec![]);
+    let h = header(&data);
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap();
+    let regs = ["1.8.1", "1.8.2", "1.8.3", "1.8.4"].map(col);
+    let t = col("target_time_s");
+    let rows = rows(&data);
+    assert!(rows.len() >= 96, "{} rows", rows.len());
+    for w in rows.windows(2) {
+        let start_h = w[0][t].parse::<f64>().unwrap() / 3600.0 % 24.0;
+        let expected = if (6.0..22.0).contains(&start_h.floor()) {
+            3
+        } else {
+            1
+        };
+        for (k, &c) in regs.iter().enumerate() {
+            let d = w[1][c].trim_end_matches("*kWh").parse::<i64>().unwrap()
+                - w[0][c].trim_end_matches("*kWh").parse::<i64>().unwrap();
+            if k + 1 == expected {
+                // 3 kW × ratio 80 for 15 minutes: 60 kWh
+                assert!(
+                    (59..=61).contains(&d),
+                    "tariff {expected} at {start_h:.2} h: +{d}"
+                );
+            } else {
+                assert!(d <= 1, "tariff {} grew by {d} at {start_h:.2} h", k + 1);
+            }
+        }
+    }
+    assert_eq!(shared.snapshot().tariff, Some(1));
+}
+
+#[test]
+fn module_loop_counts_every_pulse_including_during_a_run() {
+    let data = tmp("pulses");
+    let spec = MeterSpec::builtin_default();
+    let run = Command::Run(RunRequest {
+        id: "r1".into(),
+        suites: vec!["readout".into(), "pulse_out".into()],
+        cases: vec![],
+        paced: false,
+    });
+    let (shared, sim) = run_loop(spec, None, &data, 6.0, vec![run]);
+    let s = shared.snapshot();
+    let emitted = sim.meter().pulses_emitted(Port::Port2);
+    let counted = s.counters.pulses["port2"];
+    assert!(emitted > 10_000, "{emitted}");
+    assert_eq!(counted, emitted, "counted vs emitted by the software meter");
+    let saved = Store::open(&data).unwrap().load_state().unwrap();
+    assert_eq!(saved.pulses["port2"], counted);
+    let run = s.last_run.expect("the run finished");
+    assert_eq!(run.state, "done");
+    assert!(
+        run.summary.pass > 5 && run.summary.fail == 0,
+        "{:?}",
+        run.summary
+    );
+    assert!(data.join("runs/r1/junit.xml").exists());
+    // rows continue after the run; the failures counter is honest
+    assert_eq!(s.counters.readout_failures, 0);
+    // (the run took hours of meter time; the loop read before and after it)
+    assert!(s.counters.readouts >= 8, "{}", s.counters.readouts);
+    assert_eq!(rows(&data).len() as u64, s.counters.readouts);
+}
+
+// ---- the service as a process -------------------------------------------------------------
+
+struct Serve {
+    child: Child,
+    addr: String,
+    log: mpsc::Receiver<String>,
+}
+
+impl Serve {
+    fn start(data: &Path, extra: &[&str]) -> Serve {
+        let mut child = util::rig()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, log) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let t0 = Instant::now();
+        loop {
+            let line = log
+                .recv_timeout(Duration::from_secs(60).saturating_sub(t0.elapsed()))
+                .unwrap_or_else(|_| panic!("rig serve did not start: {:?}", child.try_wait()));
+            if let Some(a) = line.split("listening on http://").nth(1) {
+                return Serve {
+                    child,
+                    addr: a.trim().to_string(),
+                    log,
+                };
+            }
+        }
+    }
+
+    fn req(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        http(&self.addr, method, path, body, None)
+    }
+
+    fn json(&self, path: &str) -> Value {
+        let (code, body) = self.req("GET", path, None);
+        assert_eq!(code, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn wait_for(&self, what: &str, mut pred: impl FnMut(&Serve) -> bool) {
+        let t0 = Instant::now();
+        while !pred(self) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&mut self, sig: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, sig).unwrap();
+    }
+
+    /// Waits for the exit code; returns it with the rest of stderr.
+    fn exit(mut self) -> (Option<i32>, String) {
+        let st = self.child.wait().unwrap();
+        let mut rest = String::new();
+        while let Ok(l) = self.log.recv_timeout(Duration::from_secs(2)) {
+            rest.push_str(&l);
+            rest.push('\n');
+        }
+        (st.code(), rest)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 client (one request per connection).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = body.unwrap_or("");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut r = rest;
+        while let Some((len, tail)) = r.split_once("\r\n") {
+            let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            r = &tail[n + 2..];
+        }
+        out
+    } else {
+        rest.to_string()
+    };
+    (code, body)
+}
+
+fn run_state(s: &Serve, id: &str) -> String {
+    s.json(&format!("/runs/{id}"))["state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn serve_answers_every_endpoint_and_runs_a_suite_to_completion() {
+    let data = tmp("endpoints");
+    let mut s = Serve::start(&data, &["--sim-speed", "3600", "--interval", "15m"]);
+    s.wait_for("the first readout", |s| {
+        s.req("GET", "/readings/latest", None).0 == 200
+    });
+    let latest = s.json("/readings/latest");
+    assert_eq!(latest["valid"], true, "{latest}");
+    assert_eq!(latest["response_ms"], 150.0);
+    assert!(latest["registers"]["1.8.0"]
+        .as_str()
+        .unwrap()
+        .ends_with("*kWh"));
+    let st = s.json("/status");
+    assert_eq!(st["loop_state"], "running");
+    assert_eq!(st["target"], "sim:Kamstrup 351 Combi");
+    assert!(st["current_run"].is_null());
+
+    // a run to completion, records as rig run writes them
+    let (code, body) = s.req(
+        "POST",
+        "/runs",
+        Some(r#"{"suites": ["readout", "pulse_out"]}"#),
+    );
+    assert_eq!(code, 202, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_for("the run", |s| run_state(s, &id) == "done");
+    let rec = s.json(&format!("/runs/{id}"));
+    assert_eq!(rec["complete"], true);
+    assert_eq!(rec["summary"]["fail"], 0, "{}", rec["summary"]);
+    assert!(
+        rec["summary"]["pass"].as_u64().unwrap() >= 10,
+        "{}",
+        rec["summary"]
+    );
+    let (code, xml) = s.req("GET", &format!("/runs/{id}/junit.xml"), None);
+    assert_eq!(code, 200);
+    assert!(
+        xml.contains("<testsuites") && xml.contains("readout.bcc"),
+        "{xml}"
+    );
+    let list = s.json("/runs");
+    assert_eq!(list["runs"][0]["id"], id.as_str());
+    assert!(data
+        .join("runs")
+        .join(&id)
+        .join("measurements.csv")
+        .exists());
+
+    // one run at a time: a paced run lasts long enough to be in the way
+    let (code, body) = s.req(
+        "POST",
+        "/runs",
+        Some(r#"{"cases": ["readout.monotonic"], "paced": true}"#),
+    );
+    assert_eq!(code, 202, "{body}");
+    let paced = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, body) = s.req("POST", "/runs", Some(r#"{"suites": ["readout"]}"#));
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains(&paced), "{body}");
+    assert_eq!(run_state(&s, &paced), "running");
+    s.wait_for("the loop to pause", |s| {
+        s.json("/status")["loop_state"] == "paused_for_run"
+    });
+    s.wait_for("the paced run", |s| run_state(s, &paced) == "done");
+
+    // bad requests: 400 with a message naming the problem
+    for (body, needle) in [
+        ("{\"suites\": [\"readout\"", "malformed"),
+        ("", "empty body"),
+        ("{\"suites\": [\"speed\"]}", "unknown suite \\\"speed\\\""),
+        ("{\"cases\": [\"readout.nope\"]}", "unknown case"),
+        ("{\"suite\": [\"readout\"]}", "unknown field"),
+        ("[1, 2]", "malformed"),
+    ] {
+        let (code, resp) = s.req("POST", "/runs", Some(body));
+        assert_eq!(code, 400, "{body}: {resp}");
+        assert!(resp.contains(needle), "{body}: {resp}");
+    }
+    // unknown ids and paths: 404
+    for p in [
+        "/runs/20990101T000000Z",
+        "/runs/..%2F..%2Fetc",
+        "/runs/20990101T000000Z/junit.xml",
+        "/nope",
+    ] {
+        assert_eq!(s.req("GET", p, None).0, 404, "{p}");
+    }
+
+    let m = s.req("GET", "/metrics", None).1;
+    for needle in [
+        "meter_rig_readouts_total ",
+        "meter_rig_readout_failures_total 0",
+        "meter_rig_pulses_total{port=\"2\"} ",
+        "meter_rig_last_response_seconds 0.15",
+        "meter_rig_runs_total 2",
+        "meter_rig_run_active 0",
+    ] {
+        assert!(m.contains(needle), "{needle} in\n{m}");
+    }
+
+    s.signal(rustix::process::Signal::TERM);
+    let (code, log) = s.exit();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("stopped;"), "{log}");
+    let state = Store::open(&data).unwrap().load_state().unwrap();
+    assert!(state.pulses["port2"] > 0 && state.readouts > 0, "{state:?}");
+}
+
+#[test]
+fn serve_beyond_loopback_needs_a_token_on_every_request() {
+    let data = tmp("token");
+    let o = util::run_rig(&[
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(util::code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--token-file"));
+
+    let tok = data.join("token");
+    std::fs::write(&tok, "short\n").unwrap();
+    let o = util::run_rig(&[
+        "serve",
+        "--data",
+        data.to_str().unwrap(),
+        "--token-file",
+        tok.to_str().unwrap(),
+    ]);
+    assert_eq!(util::code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("at least 16"));
+
+    std::fs::write(&tok, "0123456789abcdef-token\n").unwrap();
+    let s = Serve::start(
+        &data,
+        &["--token-file", tok.to_str().unwrap(), "--sim-speed", "60"],
+    );
+    let port = s.addr.rsplit(':').next().unwrap().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    for path in ["/status", "/metrics", "/runs", "/nope"] {
+        assert_eq!(http(&addr, "GET", path, None, None).0, 401, "{path}");
+        assert_eq!(
+            http(&addr, "GET", path, None, Some("0123456789abcdef-tokex")).0,
+            401,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        http(&addr, "POST", "/runs", Some("{}"), None).0,
+        401,
+        "a run without the token"
+    );
+    assert_eq!(
+        http(
+            &addr,
+            "GET",
+            "/status",
+            None,
+            Some("0123456789abcdef-token")
+        )
+        .0,
+        200
+    );
+}
+
+#[test]
+fn serve_refuses_a_schedule_the_meter_cannot_follow() {
+    let data = tmp("sched");
+    let f = data.join("s.toml");
+    std::fs::write(&f, "[[switch]]\nat = \"06:00\"\ntariff = 2\n").unwrap();
+    // the default meter (KK 05) has no tariff inputs
+    let o = util::run_rig(&[
+        "serve",
+        "--data",
+        data.to_str().unwrap(),
+        "--tariff-schedule",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(util::code(&o), 2);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("controlled by communication"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn start_slow_run(s: &Serve) -> String {
+    // paced at 100× the readout suite takes over 36 s (readout.monotonic waits an hour)
+    let (code, body) = s.req(
+        "POST",
+        "/runs",
+        Some(r#"{"suites": ["readout", "pulse_out"], "paced": true}"#),
+    );
+    assert_eq!(code, 202, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_for("two finished cases", |s| {
+        s.json(&format!("/runs/{id}"))["cases"]
+            .as_array()
+            .is_some_and(|c| c.len() >= 2)
+    });
+    id
+}
+
+#[test]
+fn serve_sigterm_mid_run_finishes_the_case_in_hand_and_exits_0() {
+    let data = tmp("sigterm");
+    let mut s = Serve::start(&data, &["--sim-speed", "100", "--interval", "1m"]);
+    let id = start_slow_run(&s);
+    s.signal(rustix::process::Signal::TERM);
+    let (code, log) = s.exit();
+    assert_eq!(code, Some(0), "{log}");
+    let rec: Value = serde_json::from_slice(
+        &std::fs::read(data.join("runs").join(&id).join("record.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["complete"], false);
+    assert!(
+        rec["aborted"].as_str().unwrap().contains("shutting down"),
+        "{rec}"
+    );
+    let n = rec["cases"].as_array().unwrap().len();
+    assert!((2..17).contains(&n), "{n} cases");
+    // after a restart the run shows as stopped, with its cases
+    let s = Serve::start(&data, &["--sim-speed", "100", "--interval", "1m"]);
+    let view = s.json(&format!("/runs/{id}"));
+    assert_eq!(view["state"], "stopped");
+    assert_eq!(view["cases"].as_array().unwrap().len(), n);
+}
+
+#[test]
+fn serve_killed_mid_run_keeps_readings_cases_and_pulse_totals() {
+    let data = tmp("kill9");
+    let args = ["--sim-speed", "100", "--interval", "1m"];
+    let mut s = Serve::start(&data, &args);
+    s.wait_for("three readouts", |s| {
+        s.json("/status")["counters"]["readouts"].as_u64().unwrap() >= 3
+    });
+    let id = start_slow_run(&s);
+    s.signal(rustix::process::Signal::KILL);
+    let _ = s.exit();
+
+    // what the killed service left: whole rows, whole records, saved totals
+    let rows_before = rows(&data);
+    assert!(rows_before.len() >= 3, "{} rows", rows_before.len());
+    for r in &rows_before {
+        assert_eq!(r[4].to_string(), "true", "{r:?}");
+    }
+    let rec: Value = serde_json::from_slice(
+        &std::fs::read(data.join("runs").join(&id).join("record.json")).unwrap(),
+    )
+    .unwrap();
+    let cases_before = rec["cases"].as_array().unwrap().clone();
+    assert!(cases_before.len() >= 2);
+    assert_eq!(rec["complete"], false);
+    let saved = Store::open(&data).unwrap().load_state().unwrap();
+    let pulses_before = saved.pulses["port2"];
+    assert!(pulses_before > 0);
+
+    let s = Serve::start(&data, &args);
+    let view = s.json(&format!("/runs/{id}"));
+    assert_eq!(view["state"], "interrupted");
+    assert_eq!(view["cases"].as_array().unwrap(), &cases_before);
+    let (code, xml) = s.req("GET", &format!("/runs/{id}/junit.xml"), None);
+    assert_eq!(code, 200);
+    assert!(xml.contains("readout."), "{xml}");
+    // totals continue from what was saved, and keep counting
+    let st = s.json("/status");
+    assert!(st["counters"]["pulses"]["port2"].as_u64().unwrap() >= pulses_before);
+    s.wait_for("more pulses and rows", |s| {
+        let st = s.json("/status");
+        st["counters"]["pulses"]["port2"].as_u64().unwrap() > pulses_before
+            && st["counters"]["readouts"].as_u64().unwrap() > saved.readouts
+    });
+    let rows_after = rows(&data);
+    assert!(rows_after.len() > rows_before.len());
+    for (a, b) in rows_before.iter().zip(&rows_after) {
+        assert_eq!(a, b, "a row written before the kill changed");
+    }
+    // a new run is accepted: the interrupted one does not block the service
+    let (code, body) = s.req("POST", "/runs", Some(r#"{"cases": ["readout.bcc"]}"#));
+    assert_eq!(code, 202, "{body}");
+}
