@@ -57,9 +57,8 @@ fn run_loop(
     };
     let (tx, rx) = mpsc::channel();
     for c in commands {
-        if let Command::Run(r) = &c {
-            shared.claim_run(&r.id).unwrap();
-        }
+        let Command::Run(r) = &c;
+        shared.claim_run(&r.id).unwrap();
         tx.send(c).unwrap();
     }
     std::thread::scope(|s| {
