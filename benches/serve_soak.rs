@@ -53,7 +53,10 @@ fn main() {
     let pid = child.id();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
-        let l = lines.next().expect("rig serve printed its address").unwrap();
+        let l = lines
+            .next()
+            .expect("rig serve printed its address")
+            .unwrap();
         if let Some(a) = l.split("listening on http://").nth(1) {
             break a.trim().to_string();
         }
@@ -62,10 +65,15 @@ fn main() {
     println!(
         "machine: {} cores, {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
     println!("rig serve --sim-speed {speed} --interval 15m (pid {pid}) for {hours} simulated hours; sampling /proc/{pid}/status");
-    println!("{:>10} {:>9} {:>11} {:>10}", "sim time h", "readouts", "pulses", "VmRSS KiB");
+    println!(
+        "{:>10} {:>9} {:>11} {:>10}",
+        "sim time h", "readouts", "pulses", "VmRSS KiB"
+    );
     let wall = Instant::now();
     let (mut t0, mut rss0) = (None, 0);
     let mut next_h = 0.0;
@@ -92,11 +100,16 @@ fn main() {
                 break status;
             }
         }
-        assert!(wall.elapsed() < Duration::from_secs(600), "the soak did not finish");
+        assert!(
+            wall.elapsed() < Duration::from_secs(600),
+            "the soak did not finish"
+        );
         std::thread::sleep(Duration::from_millis(250));
     };
     let hwm = proc_kib(pid, "VmHWM:");
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     let st = child.wait().unwrap();
     let readouts = status["counters"]["readouts"].as_u64().unwrap_or(0);
     let failures = status["counters"]["readout_failures"].as_u64().unwrap_or(1);

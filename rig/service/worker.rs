@@ -463,8 +463,13 @@ impl<'a> Worker<'a> {
                     }
                 }
                 Err(TargetError::Unsupported(_)) => {
-                    // a serial-only target cannot see the pulse ports
-                    self.counters.borrow_mut().remove(&p);
+                    // a serial-only target cannot see the pulse ports: no counter (totals an
+                    // earlier pin target saved stay in state.json untouched)
+                    if let Some(c) = self.counters.borrow_mut().remove(&p) {
+                        if c.total == 0 {
+                            self.state.pulses.remove(&port_key(p));
+                        }
+                    }
                 }
                 Err(e) => self.note_error(format!("pulse edges on {p}: {e}")),
             }

@@ -616,3 +616,90 @@ fn serve_killed_mid_run_keeps_readings_cases_and_pulse_totals() {
     let (code, body) = s.req("POST", "/runs", Some(r#"{"cases": ["readout.bcc"]}"#));
     assert_eq!(code, 202, "{body}");
 }
+
+#[test]
+fn serve_reads_a_meter_over_a_pty_and_survives_the_port_vanishing() {
+    let data = tmp("pty");
+    let meter = data.join("meter.toml");
+    std::fs::write(
+        &meter,
+        std::fs::read_to_string(util::path("fixtures/meters/default.toml"))
+            .unwrap()
+            .replace("baud = 300", "baud = 9600"),
+    )
+    .unwrap();
+    let link = data.join("tty");
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut sim = Killed(
+        util::rig()
+            .args(["sim", "--link", link.to_str().unwrap(), "--meter"])
+            .arg(&meter)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    util::wait_for_path(&link);
+    let target = format!("serial:{}", link.display());
+    let s = Serve::start(
+        &data,
+        &[
+            "--target",
+            &target,
+            "--meter",
+            meter.to_str().unwrap(),
+            "--interval",
+            "2s",
+        ],
+    );
+    s.wait_for("two readouts", |s| {
+        s.json("/status")["counters"]["readouts"].as_u64().unwrap() >= 2
+    });
+    let r = s.json("/readings/latest");
+    assert_eq!(r["valid"], true, "{r}");
+    assert!(r["timing"].as_str().unwrap().starts_with("serial"), "{r}");
+    let ms = r["response_ms"].as_f64().unwrap();
+    assert!((140.0..175.0).contains(&ms), "{ms} ms for a configured 150");
+    // no pins on a serial port: no pulse counters, and the pin suites skip
+    assert_eq!(
+        s.json("/status")["counters"]["pulses"],
+        serde_json::json!({})
+    );
+    let (code, body) = s.req(
+        "POST",
+        "/runs",
+        Some(r#"{"cases": ["readout.bcc", "pulse_out.width"]}"#),
+    );
+    assert_eq!(code, 202, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_for("the run", |s| run_state(s, &id) == "done");
+    let rec = s.json(&format!("/runs/{id}"));
+    assert_eq!(rec["summary"]["pass"], 1, "{}", rec["summary"]);
+    assert_eq!(rec["summary"]["skip"], 1, "{}", rec["summary"]);
+
+    // the meter goes away: rows say why, the service keeps serving
+    let before = s.json("/status")["counters"]["readout_failures"]
+        .as_u64()
+        .unwrap();
+    let _ = sim.0.kill();
+    let _ = sim.0.wait();
+    s.wait_for("a failed readout", |s| {
+        s.json("/status")["counters"]["readout_failures"]
+            .as_u64()
+            .unwrap()
+            > before
+    });
+    let r = s.json("/readings/latest");
+    assert_eq!(r["valid"], false);
+    assert!(!r["problem"].as_str().unwrap().is_empty(), "{r}");
+    assert_eq!(s.req("GET", "/metrics", None).0, 200);
+}
