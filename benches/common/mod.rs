@@ -205,7 +205,12 @@ pub struct SimChild {
 impl SimChild {
     /// Starts `rig sim --link LINK` with `extra` arguments and waits for the link.
     pub fn start(link: &Path, extra: &[&str]) -> SimChild {
-        let child = Command::new(RIG)
+        SimChild::start_under(&[], link, extra)
+    }
+
+    /// [`SimChild::start`] run under a wrapper command (`wrap`, e.g. `["chrt", "-f", "10"]`).
+    pub fn start_under(wrap: &[&str], link: &Path, extra: &[&str]) -> SimChild {
+        let child = command(wrap)
             .arg("sim")
             .arg("--link")
             .arg(link)
@@ -252,11 +257,28 @@ impl Drop for SimChild {
     }
 }
 
+/// `rig`, or `rig` run by the wrapper command `wrap` when it is not empty.
+pub fn command(wrap: &[&str]) -> Command {
+    match wrap {
+        [] => Command::new(RIG),
+        [w, rest @ ..] => {
+            let mut c = Command::new(w);
+            c.args(rest).arg(RIG);
+            c
+        }
+    }
+}
+
 /// One `rig read --format json` as a user runs it: the wall time from spawning the process to its
 /// exit, and the JSON report. Panics unless the readout was valid.
 pub fn rig_read(port: &Path, baud: u32) -> (Duration, serde_json::Value) {
+    rig_read_under(&[], port, baud)
+}
+
+/// [`rig_read`] run under a wrapper command (`wrap`, e.g. `["chrt", "-f", "10"]`).
+pub fn rig_read_under(wrap: &[&str], port: &Path, baud: u32) -> (Duration, serde_json::Value) {
     let t0 = Instant::now();
-    let o = Command::new(RIG)
+    let o = command(wrap)
         .arg("read")
         .arg("--port")
         .arg(port)
