@@ -16,6 +16,9 @@
 //!   file: 20 runs at 9600 baud (`METER_RIG_BENCH_PTY_RUNS`) and 3 at 300 baud. Pulse widths
 //!   cannot cross a pty: it carries characters only, no pins.
 //!
+//! `METER_RIG_BENCH_BUSY=N` spins N threads during the pty runs, to see the kernel's scheduling
+//! under CPU contention (the other tenants of a shared machine, made reproducible).
+//!
 //! Random values come from a seeded generator; the seed is printed (`METER_RIG_BENCH_SEED` repeats
 //! a run). Asserts only correctness: every readout decoded and every case produced its measurement.
 
@@ -221,6 +224,12 @@ fn main() {
         "  ({:.1} s for the in-process part)",
         t0.elapsed().as_secs_f64()
     );
+    // optional CPU contention for the pty part: spinning threads competing for the cores
+    let busy_n = env_count("METER_RIG_BENCH_BUSY", 0);
+    let _busy = common::Busy::start(busy_n);
+    if busy_n > 0 {
+        println!("(METER_RIG_BENCH_BUSY={busy_n}: {busy_n} threads of this process spin on the {} cores during the pty runs)", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    }
     println!("over a pty (rig read against rig sim --link; response time only: a pty has no pins for pulses):");
     let pty_runs = env_count("METER_RIG_BENCH_PTY_RUNS", 20);
     let a = over_pty(&mut rng, &[], 9600, pty_runs);

@@ -16,6 +16,8 @@
 //! the limit. Three repetitions at 300 baud (`METER_RIG_BENCH_REPS`), then five at 9600 baud
 //! for information (the same fixed overhead against a 24× shorter limit).
 //!
+//! `METER_RIG_BENCH_BUSY=N` spins N threads throughout, to see the figures under CPU contention.
+//!
 //! Asserts only that every readout decoded a valid telegram.
 
 #[path = "common/mod.rs"]
@@ -58,6 +60,15 @@ fn main() {
     let delay = spec.response_delay_ms();
     let dir = common::scratch("realtime");
     let reps = env_count("METER_RIG_BENCH_REPS", 3);
+    // optional CPU contention: spinning threads competing for the cores
+    let busy_n = env_count("METER_RIG_BENCH_BUSY", 0);
+    let _busy = common::Busy::start(busy_n);
+    if busy_n > 0 {
+        println!(
+            "(METER_RIG_BENCH_BUSY={busy_n}: {busy_n} threads of this process spin on the {} cores throughout)",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+    }
 
     // the fixed cost of starting and ending the process, for scale
     let mut start_ms = Vec::new();

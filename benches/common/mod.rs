@@ -309,3 +309,38 @@ pub fn min_med_max(v: &[f64]) -> (f64, f64, f64) {
     s.sort_by(f64::total_cmp);
     (s[0], s[s.len() / 2], s[s.len() - 1])
 }
+
+/// `n` threads spinning in this process until dropped: CPU contention on demand, to see what the
+/// kernel's scheduling does to real-time figures (`METER_RIG_BENCH_BUSY`).
+pub struct Busy {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Busy {
+    /// Starts `n` spinning threads (none for 0).
+    pub fn start(n: usize) -> Busy {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_add(1));
+                    }
+                })
+            })
+            .collect();
+        Busy { stop, threads }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
