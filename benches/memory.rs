@@ -104,8 +104,6 @@ fn rig_sim() {
     let dir = common::scratch("memory-sim");
     let n = env_count("METER_RIG_BENCH_READOUTS", 50);
     let sim = SimChild::start(&dir.join("meter"), &["--baud", "9600"]);
-    // let it finish starting (the link appears before the serve loop runs)
-    std::thread::sleep(std::time::Duration::from_millis(100));
     let pid = sim.pid();
     let (h0, r0) = status_kib(pid);
     println!("`rig sim --link` at 9600 baud (/proc/{{pid}}/status):");

@@ -181,36 +181,33 @@ pub fn env_count(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Waits until `path` exists, panicking after 10 s.
-pub fn wait_for_path(path: &Path) {
-    let t0 = Instant::now();
-    while !path.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "{} did not appear",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// A `rig sim --link` child: the software meter in real time on a pty. Stopped with SIGTERM (so
 /// it removes its link) when dropped.
 pub struct SimChild {
     child: Option<Child>,
+    stderr: Option<std::io::BufReader<std::process::ChildStderr>>,
+    /// The line `rig sim` printed when it started serving.
+    pub banner: String,
     /// The link clients open.
     pub link: PathBuf,
 }
 
+/// How long a started `rig sim` is given after its banner before anyone talks to it: the link
+/// appears before the serve loop runs, and a request written before the server first reads would
+/// be stamped when it is read, late (a start-up race of the bench, not a property of the rig).
+const SETTLE: Duration = Duration::from_millis(100);
+
 impl SimChild {
-    /// Starts `rig sim --link LINK` with `extra` arguments and waits for the link.
+    /// Starts `rig sim --link LINK` with `extra` arguments, waits for its banner and the link, and
+    /// lets it settle.
     pub fn start(link: &Path, extra: &[&str]) -> SimChild {
         SimChild::start_under(&[], link, extra)
     }
 
     /// [`SimChild::start`] run under a wrapper command (`wrap`, e.g. `["chrt", "-f", "10"]`).
     pub fn start_under(wrap: &[&str], link: &Path, extra: &[&str]) -> SimChild {
-        let child = command(wrap)
+        use std::io::BufRead;
+        let mut child = command(wrap)
             .arg("sim")
             .arg("--link")
             .arg(link)
@@ -221,9 +218,18 @@ impl SimChild {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn rig sim");
-        wait_for_path(link);
+        let mut stderr = std::io::BufReader::new(child.stderr.take().expect("piped stderr"));
+        let mut banner = String::new();
+        let _ = stderr.read_line(&mut banner);
+        assert!(
+            banner.starts_with("rig sim:") && link.exists(),
+            "rig sim did not start: {banner}"
+        );
+        std::thread::sleep(SETTLE);
         SimChild {
             child: Some(child),
+            stderr: Some(stderr),
+            banner,
             link: link.to_path_buf(),
         }
     }
@@ -233,27 +239,31 @@ impl SimChild {
         self.child.as_ref().map_or(0, |c| c.id())
     }
 
-    /// Stops the server with SIGTERM and returns its exit status and what it wrote on stderr.
+    /// Stops the server with SIGTERM and returns its exit status and what it wrote on stderr
+    /// after its banner.
     pub fn stop(mut self) -> (ExitStatus, String) {
-        let child = self.child.take().expect("running");
-        terminate(child)
+        self.terminate().expect("running")
     }
-}
 
-fn terminate(child: Child) -> (ExitStatus, String) {
-    let _ = rustix::process::kill_process(
-        rustix::process::Pid::from_child(&child),
-        rustix::process::Signal::TERM,
-    );
-    let o = child.wait_with_output().expect("wait for rig sim");
-    (o.status, String::from_utf8_lossy(&o.stderr).into_owned())
+    fn terminate(&mut self) -> Option<(ExitStatus, String)> {
+        use std::io::Read;
+        let mut child = self.child.take()?;
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::TERM,
+        );
+        let mut rest = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            let _ = e.read_to_string(&mut rest);
+        }
+        let status = child.wait().expect("wait for rig sim");
+        Some((status, rest))
+    }
 }
 
 impl Drop for SimChild {
     fn drop(&mut self) {
-        if let Some(c) = self.child.take() {
-            terminate(c);
-        }
+        self.terminate();
     }
 }
 
