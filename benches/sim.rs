@@ -4,6 +4,11 @@
 //! - a simulated 24 h of the default meter with a readout every 15 minutes (96 readouts, every
 //!   answer decoded), reporting wall time and the virtual/real speed-up;
 //! - the default `rig run` suite set in-process, reporting wall and simulated time.
+//!
+//! It starts with the machine it ran on (`benches/common`).
+
+#[path = "common/mod.rs"]
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -64,6 +69,7 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 fn main() {
+    common::print_machine("sim");
     let runs = 5;
     let mut best = Duration::MAX;
     let mut ok = 0;

@@ -57,6 +57,8 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         framing.name()
     );
     let mut meter = SoftMeter::new(spec);
+    // a pty carries characters only: nothing can take the pulse-output edges
+    meter.set_keep_port_edges(false);
     let end = server.serve(&mut meter)?;
     eprintln!(
         "rig sim: stopped after {} characters in, {} out, {} answers",

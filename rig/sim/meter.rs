@@ -109,6 +109,7 @@ pub struct SoftMeter {
     alarm: bool,
     // pulse outputs
     outs: Vec<PulseOut>,
+    keep_edges: bool,
     // link
     rx_uart: UartRx,
     rx_line: Vec<u8>,
@@ -200,6 +201,7 @@ impl SoftMeter {
             deaf_until: Timestamp::ZERO,
             tx: VecDeque::new(),
             readouts: 0,
+            keep_edges: true,
             spec,
         }
     }
@@ -217,6 +219,20 @@ impl SoftMeter {
     /// Number of answers started so far.
     pub fn readouts(&self) -> u32 {
         self.readouts
+    }
+
+    /// Whether pulse-output edges are kept for [`SoftMeter::take_port_edges`] (the default). A
+    /// meter served where nothing can read its pins — `rig sim --link`, whose pty carries
+    /// characters only — turns this off, so it does not pile up edges nobody takes (1.44 million a
+    /// day, 22 MiB, at the default load, up to 4 million per port). Pulses are still timed and
+    /// counted ([`SoftMeter::pulses_emitted`]).
+    pub fn set_keep_port_edges(&mut self, keep: bool) {
+        self.keep_edges = keep;
+        if !keep {
+            for o in &mut self.outs {
+                o.edges = VecDeque::new();
+            }
+        }
     }
 
     /// Pulses emitted on `port` so far.
@@ -378,6 +394,9 @@ impl SoftMeter {
         let end = Timestamp(start.0 + o.width_ns);
         o.free_at = Timestamp(end.0 + o.pause_ns);
         o.emitted += 1;
+        if !self.keep_edges {
+            return;
+        }
         for e in [
             Edge {
                 t: start,

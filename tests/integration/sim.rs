@@ -125,6 +125,26 @@ fn verified_pulses_are_10000_per_kwh_secondary() {
 }
 
 #[test]
+fn a_meter_without_pins_keeps_no_edges_but_the_same_pulses() {
+    // rig sim --link: a pty has no pins, so the meter times and counts pulses but keeps no edges
+    let mut kept = SoftMeter::new(meter(""));
+    let mut dropped = SoftMeter::new(meter(""));
+    dropped.set_keep_port_edges(false);
+    for m in [&mut kept, &mut dropped] {
+        m.advance(Timestamp::from_ms(60_000));
+    }
+    assert_eq!(kept.pulses_emitted(Port::Port2), 500);
+    assert_eq!(dropped.pulses_emitted(Port::Port2), 500);
+    let mut edges = Vec::new();
+    kept.take_port_edges(Port::Port2, Timestamp(u64::MAX), &mut edges);
+    assert_eq!(edges.len(), 1000);
+    edges.clear();
+    dropped.take_port_edges(Port::Port2, Timestamp(u64::MAX), &mut edges);
+    assert!(edges.is_empty());
+    assert_eq!(dropped.dropped_edges(Port::Port2), 0, "not an overflow");
+}
+
+#[test]
 fn load_schedule_integrates_exactly_and_repeats() {
     let spec = MeterSpec::from_file(&crate::util::path("fixtures/meters/office-day.toml")).unwrap();
     assert_eq!(spec.ratio, 40);
