@@ -13,7 +13,8 @@
 //!   addresses, the layout of `iec62056`'s own Kamstrup sample): the only kind `iec62056` reads.
 //!
 //! and, for the rig alone (the peers have no parity handling), the soft-7E1 captures of the first
-//! two. A stream is decoded the way a reader does: one decoder, a new one after each BCC.
+//! two, and the 351 stream once more with the events collected. A stream is decoded the way a
+//! reader does: one decoder, a new one after each BCC.
 //!
 //! Figures are medians of rounds of at least `ROUND` each (min and max shown too); nothing here
 //! asserts a speed. It does assert that the rig decoded every corpus as expected, and it leaves a
@@ -93,14 +94,19 @@ fn stream_multical(n: usize) -> Vec<u8> {
     v
 }
 
-/// Decodes a stream the way a reader does: a new decoder after each complete telegram. Calls
-/// `each` with every telegram's summary.
-fn decode_stream(bytes: &[u8], opts: DecodeOptions, mut each: impl FnMut(Decoded)) {
+/// Decodes a stream the way a reader does (`rig read`): a new decoder after each complete
+/// telegram, each byte fed with [`Decoder::feed`], or, with `events`, with [`Decoder::push`]
+/// collecting the events (cleared after each byte). Calls `each` with every telegram's summary.
+fn decode_stream(bytes: &[u8], opts: DecodeOptions, events: bool, mut each: impl FnMut(Decoded)) {
     let mut d = Decoder::new(opts);
     let mut out = Vec::new();
     for (i, &b) in bytes.iter().enumerate() {
-        d.push(b, Timestamp(i as u64), &mut out);
-        out.clear();
+        if events {
+            d.push(b, Timestamp(i as u64), &mut out);
+            out.clear();
+        } else {
+            d.feed(b, Timestamp(i as u64));
+        }
         if d.is_complete() {
             each(std::mem::replace(&mut d, Decoder::new(opts)).finish());
         }
@@ -112,11 +118,11 @@ fn decode_stream(bytes: &[u8], opts: DecodeOptions, mut each: impl FnMut(Decoded
 
 /// Decodes a corpus: one-shot for a single telegram, as a stream otherwise.
 fn decode_corpus(c: &Corpus, opts: DecodeOptions, each: impl FnMut(Decoded)) {
-    if c.telegrams == 1 {
+    if c.telegrams == 1 && !c.events {
         let mut each = each;
         each(decode(&c.bytes, opts));
     } else {
-        decode_stream(&c.bytes, opts, each);
+        decode_stream(&c.bytes, opts, c.events, each);
     }
 }
 
@@ -145,7 +151,7 @@ fn read_rig(c: &Corpus, opts: DecodeOptions) -> Read {
             }
         }
         if let Some(ds) = d.data_sets.last() {
-            r.last = Some((ds.address.clone(), ds.values[0].clone()));
+            r.last = ds.values.first().map(|v| (ds.address.clone(), v.clone()));
         }
     });
     r
@@ -204,6 +210,15 @@ struct Corpus {
     telegrams: usize,
     data_sets: usize,
     parity: ParityMode,
+    /// Rig only: push with events collected instead of feed.
+    events: bool,
+}
+
+impl Corpus {
+    /// Whether the peers get this corpus too (7-bit, the rig's plain reading path).
+    fn shared(&self) -> bool {
+        self.parity == ParityMode::None && !self.events
+    }
 }
 
 /// The rig's figures for one corpus.
@@ -344,6 +359,7 @@ fn main() {
             telegrams: 1,
             data_sets: 17,
             parity: ParityMode::None,
+            events: false,
         },
         Corpus {
             key: "stream351",
@@ -352,6 +368,7 @@ fn main() {
             telegrams: 2000,
             data_sets: 2000 * 17,
             parity: ParityMode::None,
+            events: false,
         },
         Corpus {
             key: "multical",
@@ -360,6 +377,7 @@ fn main() {
             telegrams: 200,
             data_sets: 200 * 4,
             parity: ParityMode::None,
+            events: false,
         },
         Corpus {
             key: "worked7e1",
@@ -368,6 +386,7 @@ fn main() {
             telegrams: 1,
             data_sets: 17,
             parity: ParityMode::Even,
+            events: false,
         },
         Corpus {
             key: "stream351e",
@@ -376,6 +395,16 @@ fn main() {
             telegrams: 2000,
             data_sets: 2000 * 17,
             parity: ParityMode::Even,
+            events: false,
+        },
+        Corpus {
+            key: "stream351ev",
+            label: "2000 × 351 answers, events collected (rig only)".into(),
+            bytes: s351.clone(),
+            telegrams: 2000,
+            data_sets: 2000 * 17,
+            parity: ParityMode::None,
+            events: true,
         },
     ];
 
@@ -413,10 +442,7 @@ fn main() {
     let peers = std::fs::create_dir_all(&dir)
         .map_err(|e| format!("creating {}: {e}", dir.display()))
         .and_then(|()| {
-            let shared: Vec<&Corpus> = corpora
-                .iter()
-                .filter(|c| c.parity == ParityMode::None)
-                .collect();
+            let shared: Vec<&Corpus> = corpora.iter().filter(|c| c.shared()).collect();
             run_peers(&dir, &shared)
         });
     let _ = std::fs::remove_dir_all(&dir);
@@ -454,7 +480,7 @@ fn main() {
         let mut cells = Vec::new();
         let mut best: Option<(f64, &str)> = None;
         for (peer, _) in PEERS {
-            if c.parity != ParityMode::None {
+            if !c.shared() {
                 cells.push("n/a".to_string());
                 continue;
             }
@@ -512,7 +538,7 @@ fn main() {
             val.raw,
             val.unit.map(|u| format!("*{u}")).unwrap_or_default()
         );
-        if let (Ok(j), ParityMode::None) = (&peers, c.parity) {
+        if let (Ok(j), true) = (&peers, c.shared()) {
             for (peer, _) in PEERS {
                 let x = &j["peers"][peer]["corpora"][c.key];
                 if x["ok"] == Json::Bool(true) {
