@@ -1628,9 +1628,11 @@ impl Decoder {
         };
         self.addr.clear();
         if self.data_sets.capacity() == 0 {
-            // a readout has a handful to a few dozen data sets (the 351: 17)
-            self.data_sets.reserve(16);
-            self.timing.data_sets.reserve(16);
+            // Room for 20 data sets (the 351 sends 17) in 960 bytes. Staying under 1 KiB
+            // matters with glibc: growing to 32 (1536 bytes) made it consolidate its fast bins
+            // once per telegram, about a tenth of the decode time in `cargo bench --bench decode`.
+            self.data_sets.reserve(20);
+            self.timing.data_sets.reserve(20);
         }
         let index = self.data_sets.len();
         self.timing.data_sets.push(Span {
