@@ -158,8 +158,8 @@ def json_value(v):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--round-secs", type=float, default=0.4)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--round-secs", type=float, default=0.3)
     ap.add_argument("corpora", nargs="+", metavar="NAME=FILE")
     args = ap.parse_args()
     corpora = []
