@@ -16,20 +16,21 @@
 //! two, and the 351 stream once more with the events collected. A stream is decoded the way a
 //! reader does: one decoder, a new one after each BCC.
 //!
-//! Each parser runs `ROUNDS` rounds of at least `ROUND` each; the table shows the best round
-//! and, in parentheses, the median. The ratios divide best by best: the machine is shared, other
-//! work only ever slows a round down, and the rig and the peers do not run at the same moment, so
-//! the best rounds are the figures least disturbed by load that came and went between them (the
-//! practice of Python's `timeit`). Nothing here asserts a speed. It does assert that the rig decoded every corpus as expected, and it leaves a
-//! peer out of the comparison (saying why) when the peer is missing, rejects a corpus or read
-//! something other than the rig did. `harness = false`; no criterion.
+//! Rounds interleave: every corpus through the rig in both modes (at least `ROUND` each), then
+//! one round of the peers in a fresh Python process (its own check pass, then at least `ROUND`
+//! per peer and corpus), `ROUNDS` times, so the rig and the peers meet the same load on this
+//! shared machine. The table shows the best round and, in parentheses, the median; the ratios
+//! divide best by best, since other work only ever slows a round down (the practice of Python's
+//! `timeit`). Nothing here asserts a speed. It does assert that the rig decoded every corpus as
+//! expected, and it leaves a peer out of the comparison (saying why) when the peer is missing,
+//! rejects a corpus or read something other than the rig did. `harness = false`; no criterion.
 
 use std::hint::black_box;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use meter_rig::iec62056::decoder::{decode, DecodeOptions, Decoded, Decoder, ParityMode};
+use meter_rig::iec62056::decoder::{decode, DecodeOptions, Decoded, Decoder, Mode, ParityMode};
 use meter_rig::iec62056::{parity, BccRule, DataSet, Identification, Telegram, Value};
 use meter_rig::time::Timestamp;
 use serde_json::Value as Json;
@@ -160,22 +161,16 @@ fn read_rig(c: &Corpus, opts: DecodeOptions) -> Read {
     r
 }
 
-/// Throughput of `f` over `bytes` bytes: MB/s of each round.
-fn measure(bytes: usize, mut f: impl FnMut() -> usize) -> Vec<f64> {
-    for _ in 0..3 {
+/// One timing round: runs `f` (which decodes `bytes` bytes) until at least `ROUND` has passed;
+/// MB/s.
+fn round(bytes: usize, mut f: impl FnMut() -> usize) -> f64 {
+    let start = Instant::now();
+    let mut iters = 0u64;
+    while iters == 0 || start.elapsed() < ROUND {
         black_box(f());
+        iters += 1;
     }
-    (0..ROUNDS)
-        .map(|_| {
-            let start = Instant::now();
-            let mut iters = 0u64;
-            while iters == 0 || start.elapsed() < ROUND {
-                black_box(f());
-                iters += 1;
-            }
-            bytes as f64 * iters as f64 / start.elapsed().as_secs_f64() / 1e6
-        })
-        .collect()
+    bytes as f64 * iters as f64 / start.elapsed().as_secs_f64() / 1e6
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -269,22 +264,32 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Runs the peer script on the corpora; `Err` says why no peer figures are available.
-fn run_peers(dir: &Path, corpora: &[&Corpus]) -> Result<Json, String> {
+/// Writes the corpora the peers get; returns the script's `NAME=FILE` arguments.
+fn write_corpora(dir: &Path, corpora: &[&Corpus]) -> Result<Vec<String>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    corpora
+        .iter()
+        .map(|c| {
+            let file = dir.join(format!("{}.bin", c.key));
+            std::fs::write(&file, &c.bytes)
+                .map_err(|e| format!("writing {}: {e}", file.display()))?;
+            Ok(format!("{}={}", c.key, file.display()))
+        })
+        .collect()
+}
+
+/// Runs one round of the peer script in a fresh Python process (its own check pass, then one
+/// timed round per peer and corpus); `Err` says why no peer figures are available.
+fn run_peers(corpus_args: &[String]) -> Result<Json, String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/decode_peers.py");
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let mut cmd = Command::new(&python);
-    cmd.arg(&script)
+    let out = Command::new(&python)
+        .arg(&script)
         .arg("--rounds")
-        .arg(ROUNDS.to_string())
+        .arg("1")
         .arg("--round-secs")
-        .arg(ROUND.as_secs_f64().to_string());
-    for c in corpora {
-        let file = dir.join(format!("{}.bin", c.key));
-        std::fs::write(&file, &c.bytes).map_err(|e| format!("writing {}: {e}", file.display()))?;
-        cmd.arg(format!("{}={}", c.key, file.display()));
-    }
-    let out = cmd
+        .arg(ROUND.as_secs_f64().to_string())
+        .args(corpus_args)
         .output()
         .map_err(|e| format!("could not run {python} {}: {e}", script.display()))?;
     if !out.status.success() {
@@ -296,6 +301,21 @@ fn run_peers(dir: &Path, corpora: &[&Corpus]) -> Result<Json, String> {
         ));
     }
     serde_json::from_slice(&out.stdout).map_err(|e| format!("peer script printed no JSON: {e}"))
+}
+
+/// A peer's rounds on one corpus over all runs of the script, or why it is not compared.
+fn peer_rounds(
+    runs: &[Result<Json, String>],
+    peer: &str,
+    corpus: &Corpus,
+    rig: &Read,
+) -> Result<Vec<f64>, String> {
+    let mut all = Vec::new();
+    for run in runs {
+        let j = run.as_ref().map_err(|_| "not run".to_string())?;
+        all.extend(peer_result(j, peer, corpus, rig)?);
+    }
+    Ok(all)
 }
 
 /// A peer's result on one corpus: its per-round MB/s, or why it is not in the comparison.
@@ -413,7 +433,7 @@ fn main() {
         },
     ];
 
-    // the rig: check what it reads, then time it
+    // the rig: check what it reads
     let mut rig = Vec::new();
     for c in &corpora {
         let strict = DecodeOptions::strict(BccRule::Xor, c.parity);
@@ -427,34 +447,62 @@ fn main() {
             (c.telegrams, c.data_sets)
         );
         assert_eq!(read.value_sum, read_t.value_sum);
-        let time = |opts| {
-            measure(c.bytes.len(), || {
-                let mut n = 0;
-                decode_corpus(c, opts, |d| n += black_box(d).data_sets.len());
-                n
-            })
-        };
         rig.push(RigRow {
-            strict: time(strict),
-            tolerant: time(tolerant),
+            strict: Vec::new(),
+            tolerant: Vec::new(),
             read,
         });
     }
-    let load_mid = load_average();
-
-    // the peers, on the same bytes
     let dir = std::env::temp_dir().join(format!("meter-rig-decode-bench-{}", std::process::id()));
-    let peers = std::fs::create_dir_all(&dir)
-        .map_err(|e| format!("creating {}: {e}", dir.display()))
-        .and_then(|()| {
-            let shared: Vec<&Corpus> = corpora.iter().filter(|c| c.shared()).collect();
-            run_peers(&dir, &shared)
-        });
+    let shared: Vec<&Corpus> = corpora.iter().filter(|c| c.shared()).collect();
+    let corpus_args = write_corpora(&dir, &shared);
+
+    // rounds, interleaved so that the rig and the peers meet the same load: every corpus through
+    // the rig in both modes, then one round of the peers on the same bytes, ROUNDS times
+    let mut peer_runs = Vec::new();
+    let mut load_1min = Vec::new();
+    for _ in 0..ROUNDS {
+        for (c, r) in corpora.iter().zip(rig.iter_mut()) {
+            for (mode, out) in [
+                (Mode::Strict, &mut r.strict),
+                (Mode::Tolerant, &mut r.tolerant),
+            ] {
+                let opts = DecodeOptions {
+                    mode,
+                    bcc_rule: BccRule::Xor,
+                    parity: c.parity,
+                };
+                let f = || {
+                    let mut n = 0;
+                    decode_corpus(c, opts, |d| n += black_box(d).data_sets.len());
+                    n
+                };
+                if out.is_empty() {
+                    for _ in 0..3 {
+                        black_box(f()); // warm up
+                    }
+                }
+                out.push(round(c.bytes.len(), f));
+            }
+        }
+        peer_runs.push(
+            corpus_args
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|a| run_peers(a)),
+        );
+        load_1min.push(load_average().split(' ').next().unwrap_or("?").to_string());
+    }
     let _ = std::fs::remove_dir_all(&dir);
     let load_after = load_average();
+    // versions and checks from the first run that answered; the first error otherwise
+    let peers: Result<&Json, &String> = peer_runs
+        .iter()
+        .find_map(|r| r.as_ref().ok())
+        .ok_or_else(|| peer_runs[0].as_ref().err().unwrap());
 
     println!(
-        "# Decoder throughput against the Python peers (MB/s: best of {ROUNDS} rounds of ≥ {} ms, (median))",
+        "# Decoder throughput against the Python peers (MB/s: best of {ROUNDS} rounds of ≥ {} ms, interleaved rig / peers; (median))",
         ROUND.as_millis()
     );
     println!();
@@ -479,7 +527,10 @@ fn main() {
         ),
         Err(e) => println!("- Python peers not run: {e}"),
     }
-    println!("- load average (1, 5, 15 min): {load_before} at start, {load_mid} after the rig, {load_after} after the peers");
+    println!(
+        "- load average (1, 5, 15 min): {load_before} at start, {load_after} at the end; 1 min after each round: {}",
+        load_1min.join(", ")
+    );
     println!();
     println!("| corpus | bytes | rig strict | rig tolerant | iec62056-21 | iec62056 | strict ÷ faster peer | tolerant ÷ faster peer |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
@@ -492,11 +543,7 @@ fn main() {
                 cells.push("n/a".to_string());
                 continue;
             }
-            match peers
-                .as_ref()
-                .map_err(|_| "not run".to_string())
-                .and_then(|j| peer_result(j, peer, c, &r.read))
-            {
+            match peer_rounds(&peer_runs, peer, c, &r.read) {
                 Ok(v) => {
                     let m = best(&v);
                     if faster.is_none_or(|(b, _)| m > b) {
