@@ -165,9 +165,8 @@ fn receive(
     }
     // a decoder fed as characters arrive says when the BCC is in
     let mut dec = Decoder::new(opts);
-    let mut events = Vec::new();
     for c in &chars {
-        dec.push(c.byte, c.start, &mut events);
+        dec.feed(c.byte, c.start);
     }
     if dec.is_complete() {
         return Ok((chars, RecvEnd::Complete));
@@ -175,10 +174,9 @@ fn receive(
     let mut fed = 0;
     let (rest, end) = target.recv(deadline, MAX_GAP, &mut |cs| {
         for c in &cs[fed..] {
-            dec.push(c.byte, c.start, &mut events);
+            dec.feed(c.byte, c.start);
         }
         fed = cs.len();
-        events.clear();
         dec.is_complete()
     })?;
     chars.extend(rest);
@@ -188,9 +186,8 @@ fn receive(
 /// The decode step: the received bytes, each stamped with the start of its start bit.
 fn decode(chars: &[RxChar], opts: DecodeOptions) -> Decoded {
     let mut dec = Decoder::new(opts);
-    let mut events = Vec::new();
     for c in chars {
-        dec.push(c.byte, c.start, &mut events);
+        dec.feed(c.byte, c.start);
     }
     dec.finish()
 }

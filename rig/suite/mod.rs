@@ -303,14 +303,13 @@ impl Ctx<'_> {
                 bcc_rule: rule,
                 parity: parity_mode,
             });
-            let mut ev = Vec::new();
             for c in &chars {
                 let b = if self.caps.parity_checked {
                     c.byte
                 } else {
                     c.byte & 0x7F
                 };
-                d.push(b, c.start, &mut ev);
+                d.feed(b, c.start);
             }
             d.finish()
         };
