@@ -48,7 +48,8 @@ pub struct RunArgs {
     /// Seconds each input state is held in tariff.table (default: 600 simulated, 120 real).
     #[arg(long, value_name = "S")]
     pub tariff_dwell: Option<f64>,
-    /// Longest window pulse_out.constant may take, seconds (default: 48 h simulated, 2 h real).
+    /// Longest window pulse_out.constant may take, and tariff.table may wait per input state for
+    /// energy to register, seconds (default: 48 h simulated, 2 h real).
     #[arg(long, value_name = "S")]
     pub max_constant_window: Option<f64>,
 }

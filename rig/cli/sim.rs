@@ -47,6 +47,11 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     };
     let name = spec.profile.name;
     let baud = spec.baud;
+    // everything the server needs is built before the link appears: a client that opens the link
+    // at once must find the server reading, or its request would be stamped late
+    let mut meter = SoftMeter::new(spec);
+    // a pty carries characters only: nothing can take the pulse-output edges
+    meter.set_keep_port_edges(false);
     let mut server = PtyServer::open(&args.link, framing)
         .with_context(|| format!("cannot serve on {}", args.link.display()))?;
     server.install_signal_handlers()?;
@@ -56,9 +61,6 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         server.slave_name(),
         framing.name()
     );
-    let mut meter = SoftMeter::new(spec);
-    // a pty carries characters only: nothing can take the pulse-output edges
-    meter.set_keep_port_edges(false);
     let end = server.serve(&mut meter)?;
     eprintln!(
         "rig sim: stopped after {} characters in, {} out, {} answers",

@@ -205,7 +205,8 @@ pub struct RunOptions {
     pub cases: Vec<String>,
     /// Time between the two readouts of `readout.monotonic`.
     pub monotonic_wait: Duration,
-    /// Longest window `pulse_out.constant` may take.
+    /// Longest window `pulse_out.constant` may take, and the longest `tariff.table` waits per
+    /// input state for 1.8.0 to grow by 2 kWh.
     pub max_constant_window: Duration,
     /// Dwell per input state in `tariff.table`.
     pub tariff_dwell: Duration,

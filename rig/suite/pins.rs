@@ -394,9 +394,23 @@ fn tariff_table(
         set_state(ctx, &tc, state)?;
         ctx.wait(Duration::from_secs(1))?;
         let a = ctx.readout()?;
-        ctx.wait(ctx.opts.tariff_dwell)?;
-        let b = ctx.readout()?;
-        let (na, nb) = (a.numbers(), b.numbers());
+        let na = a.numbers();
+        // dwell until 1.8.0 has grown by at least 2 kWh (the registers count whole kWh, so less
+        // cannot tell the selected register from the others), up to the longest window a case
+        // may take: a lightly loaded direct meter needs hours, not the default 10 minutes
+        let started = ctx.target.now()?;
+        let nb = loop {
+            ctx.wait(ctx.opts.tariff_dwell)?;
+            let nb = ctx.readout()?.numbers();
+            let grown = match (na.get("1.8.0"), nb.get("1.8.0")) {
+                (Some(x), Some(y)) => y - x,
+                _ => break nb,
+            };
+            let waited = ctx.target.now()?.saturating_since(started);
+            if grown >= 2.0 || waited + ctx.opts.tariff_dwell > ctx.opts.max_constant_window {
+                break nb;
+            }
+        };
         let label = if tariffs == 2 {
             format!("in={}", state & 1)
         } else {
@@ -412,8 +426,9 @@ fn tariff_table(
             return Ok(Judgement::error(
                 clause,
                 format!(
-                    "{label}: no energy registered in {} s: is the meter loaded?",
-                    ctx.opts.tariff_dwell.as_secs()
+                    "{label}: no energy registered within {} s: is the meter loaded? \
+                     (--max-constant-window sets how long the case may wait)",
+                    ctx.opts.max_constant_window.as_secs()
                 ),
             ));
         }
