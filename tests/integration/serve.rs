@@ -441,27 +441,14 @@ fn serve_answers_every_endpoint_and_runs_a_suite_to_completion() {
 #[test]
 fn serve_beyond_loopback_needs_a_token_on_every_request() {
     let data = tmp("token");
-    let o = util::run_rig(&[
-        "serve",
-        "--listen",
-        "0.0.0.0:0",
-        "--data",
-        data.to_str().unwrap(),
-    ]);
-    assert_eq!(util::code(&o), 2);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--token-file"));
-
+    refused(&data, &["--listen", "0.0.0.0:0"], "--token-file");
     let tok = data.join("token");
     std::fs::write(&tok, "short\n").unwrap();
-    let o = util::run_rig(&[
-        "serve",
-        "--data",
-        data.to_str().unwrap(),
-        "--token-file",
-        tok.to_str().unwrap(),
-    ]);
-    assert_eq!(util::code(&o), 2);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("at least 16"));
+    refused(
+        &data,
+        &["--token-file", tok.to_str().unwrap()],
+        "at least 16",
+    );
 
     std::fs::write(&tok, "0123456789abcdef-token\n").unwrap();
     let s = Serve::start(
@@ -502,19 +489,24 @@ fn serve_refuses_a_schedule_the_meter_cannot_follow() {
     let f = data.join("s.toml");
     std::fs::write(&f, "[[switch]]\nat = \"06:00\"\ntariff = 2\n").unwrap();
     // the default meter (KK 05) has no tariff inputs
-    let o = util::run_rig(&[
-        "serve",
-        "--data",
-        data.to_str().unwrap(),
-        "--tariff-schedule",
-        f.to_str().unwrap(),
-    ]);
-    assert_eq!(util::code(&o), 2);
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("controlled by communication"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    refused(
+        &data,
+        &["--tariff-schedule", f.to_str().unwrap()],
+        "controlled by communication",
     );
+    refused(&data, &["--wiring", "wiring/raspberry-pi.toml"], "--wiring is for");
+    refused(&data, &["--interval", "15 parsecs"], "unknown unit");
+    refused(&data, &["--sim-speed", "0"], "expected a number > 0");
+}
+
+/// `rig serve --data DATA ARGS` must refuse to start: exit 2, `needle` in the message.
+fn refused(data: &Path, args: &[&str], needle: &str) {
+    let mut all = vec!["serve", "--data", data.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let o = util::run_rig(&all);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(util::code(&o), 2, "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err}");
 }
 
 fn start_slow_run(s: &Serve) -> String {
