@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use meter_rig::iec62056::decoder::{
-    decode, DecodeOptions, Decoder, Event, Mode, ParityMode, Severity, MAX_DATA_SETS,
-    MAX_FINDINGS,
+    decode, decode_state_machine, DecodeOptions, Decoder, Event, Mode, ParityMode, Severity,
+    MAX_DATA_SETS, MAX_FINDINGS,
 };
 use meter_rig::iec62056::BccRule;
 use meter_rig::time::Timestamp;
@@ -17,6 +17,9 @@ fuzz_target!(|data: &[u8]| {
             let tolerant = DecodeOptions { mode: Mode::Tolerant, bcc_rule, parity };
             let s = decode(data, strict);
             let t = decode(data, tolerant);
+            // the slice fast path of decode() gives exactly what the state machine gives
+            assert_eq!(s, decode_state_machine(data, strict));
+            assert_eq!(t, decode_state_machine(data, tolerant));
             for d in [&s, &t] {
                 assert_eq!(d.bytes, data.len());
                 assert!(d.findings.len() <= MAX_FINDINGS + 2);
