@@ -34,9 +34,14 @@
 //!
 //! Feeding: [`Decoder::push`] appends [`Event`]s as elements complete; [`Decoder::feed`] decodes
 //! the same way without events, for callers that only want the [`Decoded`] summary or
-//! [`Decoder::is_complete`] ([`decode`], `rig read`, the suites), so nothing is cloned for them.
+//! [`Decoder::is_complete`] (`rig read`, the suites), so nothing is cloned for them.
 //! An ordinary character inside an address, value or unit takes a short path (BCC, append);
 //! every other byte goes through the full state machine, and a unit test holds the two equal.
+//!
+//! [`decode`] (a whole input at once) first tries a slice fast path that only accepts a
+//! conforming telegram it can read without a single finding, and otherwise feeds the bytes
+//! through the state machine from the start; unit tests, a proptest and the fuzz target hold its
+//! result equal to the state machine's.
 
 use serde::Serialize;
 
@@ -1800,12 +1805,227 @@ impl Decoder {
 }
 
 /// Decodes a whole input in one go; the timestamps are the byte indexes (in nanoseconds).
+///
+/// A conforming telegram (`/XXXZ` + text CR LF, STX, one-value data sets each ended by CR LF or
+/// followed straight by the next one, `!` CR LF ETX and a matching BCC, nothing before or after,
+/// good parity) is read by a slice fast path; anything else, or anything the fast path would
+/// have to report, is decoded by the byte-by-byte state machine from the start
+/// ([`decode_state_machine`]). Both give the same [`Decoded`]; a unit test, a proptest and the
+/// fuzz target hold them equal.
 pub fn decode(bytes: &[u8], opts: DecodeOptions) -> Decoded {
+    match decode_fast(bytes, opts) {
+        Some(d) => d,
+        None => decode_state_machine(bytes, opts),
+    }
+}
+
+/// Decodes a whole input byte by byte through [`Decoder::feed`], without the slice fast path of
+/// [`decode`]: the reference the fast path is compared with (tests, fuzz target).
+#[doc(hidden)]
+pub fn decode_state_machine(bytes: &[u8], opts: DecodeOptions) -> Decoded {
     let mut d = Decoder::new(opts);
     for (i, &b) in bytes.iter().enumerate() {
         d.feed(b, Timestamp(i as u64));
     }
     d.finish()
+}
+
+/// Byte classes of the slice fast path ([`decode_fast`]): an address character the state
+/// machine accepts without a finding (printable except `(`, `)`, `/`, `!`), a value or unit
+/// character (printable except `(`, `)`, `*`, `&`, `/`, `!`; also what may start a data set
+/// straight after `)`), and an identification character from the fifth on (printable except
+/// `/`, `!`).
+const F_ADDR: u8 = 1;
+const F_VALUE: u8 = 2;
+const F_IDENT: u8 = 4;
+const FAST_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0x20;
+    while c <= 0x7E {
+        t[c] = match c as u8 {
+            b'(' | b')' | b'/' | b'!' => 0,
+            b'*' | b'&' => F_ADDR | F_IDENT,
+            _ => F_ADDR | F_VALUE | F_IDENT,
+        };
+        c += 1;
+    }
+    t
+};
+
+fn all_class(field: &[u8], class: u8) -> bool {
+    field.iter().all(|&c| FAST_CLASS[c as usize] & class != 0)
+}
+
+/// The ASCII bytes (already checked against [`FAST_CLASS`]) as an owned string.
+fn owned(field: &[u8]) -> Option<String> {
+    std::str::from_utf8(field).ok().map(String::from)
+}
+
+/// The slice fast path of [`decode`]: `Some` only for an input the state machine decodes without
+/// any finding, and then exactly what the state machine gives (mode does not matter then: strict
+/// and tolerant differ only in how they react to findings). `None` means "not sure": the caller
+/// runs the state machine.
+fn decode_fast(bytes: &[u8], opts: DecodeOptions) -> Option<Decoded> {
+    let n = bytes.len();
+    // the shortest: "/XXXZ" CR LF STX "a(1)" "!" CR LF ETX BCC
+    if n < 17 {
+        return None;
+    }
+    let masked;
+    let s: &[u8] = match opts.parity {
+        ParityMode::None => {
+            if bytes.iter().fold(0u8, |a, &b| a | b) & 0x80 != 0 {
+                return None;
+            }
+            bytes
+        }
+        ParityMode::Even => {
+            if !bytes.iter().all(|&b| EVEN[b as usize]) {
+                return None;
+            }
+            masked = bytes.iter().map(|&b| b & 0x7F).collect::<Vec<u8>>();
+            &masked
+        }
+    };
+    // the end: '!' CR LF ETX BCC, nothing after
+    let bang = n - 5;
+    let etx = n - 2;
+    if s[bang..n - 1] != [b'!', CR, LF, ETX] {
+        return None;
+    }
+    // identification: '/', three letters (the third upper case), baud character, at most
+    // STD_IDENT_TEXT characters of text, CR LF, STX
+    if s[0] != b'/' {
+        return None;
+    }
+    let cr = 1 + s[1..(STD_IDENT_TEXT + 6).min(bang)]
+        .iter()
+        .position(|&c| c == CR || c == LF)?;
+    let ident = &s[1..cr];
+    if ident.len() < 4
+        || !ident[..3].iter().all(u8::is_ascii_alphabetic)
+        || !ident[2].is_ascii_uppercase()
+        || !all_class(&ident[3..], F_IDENT)
+        || s[cr] != CR
+        || s[cr + 1] != LF
+        || s[cr + 2] != STX
+    {
+        return None;
+    }
+    let stx = cr + 2;
+    let identification = Identification {
+        manufacturer: owned(&ident[..3])?,
+        mode_char: ident[3] as char,
+        text: owned(&ident[4..])?,
+    };
+    // data sets: ADDRESS(VALUE[*UNIT]), then CR LF, the next data set, or the final '!'
+    let mut data_sets: Vec<DataSet> = Vec::with_capacity(20);
+    let mut spans: Vec<Span> = Vec::with_capacity(20);
+    let mut i = stx + 1;
+    let mut straight_after_value = false;
+    loop {
+        if data_sets.len() >= MAX_DATA_SETS {
+            return None;
+        }
+        let ds_start = i;
+        let p = i + s[i..(i + STD_ADDRESS + 1).min(bang)]
+            .iter()
+            .position(|&c| c == b'(')?;
+        let addr = &s[i..p];
+        if addr.is_empty()
+            || !all_class(addr, F_ADDR)
+            || (straight_after_value && FAST_CLASS[addr[0] as usize] & F_VALUE == 0)
+        {
+            return None;
+        }
+        let v = p + 1;
+        let q = v + s[v..(v + STD_VALUE + STD_UNIT + 2).min(bang)]
+            .iter()
+            .position(|&c| c == b')')?;
+        let inner = &s[v..q];
+        let (raw, unit) = match inner.iter().position(|&c| c == b'*') {
+            Some(k) => (&inner[..k], Some(&inner[k + 1..])),
+            None => (inner, None),
+        };
+        if raw.is_empty()
+            || raw.len() > STD_VALUE
+            || !all_class(raw, F_VALUE)
+            || raw[0] == b' '
+            || raw[raw.len() - 1] == b' '
+        {
+            return None;
+        }
+        let raw = owned(raw)?;
+        if raw.contains(',') && is_comma_decimal(&raw) {
+            return None;
+        }
+        let unit = match unit {
+            Some(u) if !u.is_empty() && u.len() <= STD_UNIT && all_class(u, F_VALUE) => {
+                Some(owned(u)?)
+            }
+            Some(_) => return None,
+            None => None,
+        };
+        data_sets.push(DataSet {
+            address: owned(addr)?,
+            values: vec![Value { raw, unit }],
+        });
+        spans.push(Span {
+            start: Timestamp(ds_start as u64),
+            end: Timestamp(q as u64),
+        });
+        i = q + 1;
+        if i == bang {
+            break;
+        }
+        if s[i] == CR {
+            if s[i + 1] != LF {
+                return None;
+            }
+            i += 2;
+            straight_after_value = false;
+        } else {
+            straight_after_value = true;
+        }
+    }
+    // the BCC: after STX up to and including ETX
+    let block = &s[stx + 1..=etx];
+    let xor = block.iter().fold(0u8, |a, &c| a ^ c);
+    let sum = block.iter().fold(0u8, |a, &c| a.wrapping_add(c)) & 0x7F;
+    let received = s[n - 1];
+    let expected = match opts.bcc_rule {
+        BccRule::Xor => xor,
+        BccRule::Sum => sum,
+    };
+    if received != expected {
+        return None;
+    }
+    let t = |o: usize| Some(Timestamp(o as u64));
+    Some(Decoded {
+        identification: Some(identification),
+        readable: !data_sets.is_empty(),
+        data_sets,
+        bcc: BccReport {
+            received: Some(received),
+            xor,
+            sum,
+            rule: opts.bcc_rule,
+            ok: true,
+        },
+        findings: Vec::new(),
+        valid: true,
+        complete: true,
+        bytes: n,
+        timing: Timing {
+            identification_start: t(0),
+            identification_end: t(cr + 1),
+            stx: t(stx),
+            data_sets: spans,
+            end: t(bang),
+            etx: t(etx),
+            bcc: t(n - 1),
+        },
+    })
 }
 
 /// Picks the parity mode for an input of unknown origin (`--parity auto`): [`ParityMode::Even`]
@@ -2057,6 +2277,186 @@ mod tests {
                         assert_eq!(decode(&v, o), decode_without_fast_path(&v, o), "{i} {s}");
                     }
                 }
+            }
+        }
+    }
+
+    /// The fixtures: every `.txt` and `.bin` file, and the soft-7E1 encoding of every `.txt`.
+    fn fixture_inputs() -> Vec<Vec<u8>> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/telegrams");
+        let mut inputs = Vec::new();
+        for p in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()) {
+            let ext = p.extension().and_then(|x| x.to_str()).unwrap_or("");
+            if ext == "txt" || ext == "bin" {
+                let b = std::fs::read(&p).unwrap();
+                if ext == "txt" {
+                    inputs.push(parity::encode(&b));
+                }
+                inputs.push(b);
+            }
+        }
+        inputs
+    }
+
+    /// Whether the slice fast path of `decode` takes `input`; if it does, its result must be
+    /// exactly the state machine's.
+    fn check_fast(input: &[u8], o: DecodeOptions) -> bool {
+        match decode_fast(input, o) {
+            Some(fast) => {
+                let slow = decode_state_machine(input, o);
+                assert_eq!(fast, slow, "{o:?} {:?}", String::from_utf8_lossy(input));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `decode` (slice fast path) equals the state machine on every fixture, in both modes,
+    /// under both BCC rules, with parity none and even; and the fast path is taken where it
+    /// should be.
+    #[test]
+    fn slice_fast_path_equals_state_machine_on_fixtures() {
+        let mut inputs = fixture_inputs();
+        assert!(inputs.len() >= 30);
+        // fields at, and one past, the standard's length limits; '*' and '&' in an address;
+        // data sets straight after one another; the identification text at its limit
+        for (a, v, u, id) in [
+            (15, 31, 15, 15),
+            (16, 32, 16, 16),
+            (17, 32, 16, 16),
+            (16, 33, 16, 16),
+            (16, 32, 17, 16),
+            (16, 32, 16, 17),
+        ] {
+            for sep in ["\r\n", ""] {
+                let t = format!(
+                    "/KAM {}\r\n\x02{}(1){sep}A&*({}){sep}C(1*{}){sep}0.1(2)!\r\n\x03?",
+                    "x".repeat(id),
+                    "7".repeat(a),
+                    "7".repeat(v),
+                    "h".repeat(u),
+                );
+                let t = with_xor_bcc(t.as_bytes(), false);
+                let conforming = a <= 16 && v <= 32 && u <= 16 && id <= 16;
+                assert_eq!(check_fast(&t, strict()), conforming, "{a} {v} {u} {id}");
+                inputs.push(parity::encode(&t));
+                inputs.push(t);
+            }
+        }
+        for input in &inputs {
+            for o in all_options() {
+                assert_eq!(decode(input, o), decode_state_machine(input, o));
+                check_fast(input, o);
+            }
+        }
+        for (input, parity) in [
+            (WORKED.to_vec(), ParityMode::None),
+            (parity::encode(WORKED), ParityMode::Even),
+        ] {
+            for mode in [Mode::Strict, Mode::Tolerant] {
+                for rule in [BccRule::Xor, BccRule::Sum] {
+                    let o = DecodeOptions {
+                        mode,
+                        bcc_rule: rule,
+                        parity,
+                    };
+                    assert!(check_fast(&input, o), "fast path not taken: {o:?}");
+                }
+            }
+        }
+        let multical = include_bytes!("../../fixtures/telegrams/multical-sum-bcc.txt");
+        assert!(check_fast(
+            multical,
+            DecodeOptions::strict(BccRule::Sum, ParityMode::None)
+        ));
+        assert!(!check_fast(multical, strict()));
+    }
+
+    /// The last byte replaced by the XOR of everything after the first STX (with even parity
+    /// for 7E1 input), so that a mutation inside the data block still gets past the BCC.
+    fn with_xor_bcc(v: &[u8], even: bool) -> Vec<u8> {
+        let mut v = v.to_vec();
+        if let (Some(stx), Some(last)) = (
+            v.iter().position(|&b| b & 0x7F == STX),
+            v.len().checked_sub(1),
+        ) {
+            if stx < last {
+                let x = v[stx + 1..last].iter().fold(0u8, |a, &b| a ^ (b & 0x7F));
+                v[last] = if even { parity::add_even(x) } else { x };
+            }
+        }
+        v
+    }
+
+    /// Every single-byte replacement, single-bit flip and truncation of the worked example
+    /// (7-bit and 7E1), each also with the BCC recomputed: wherever the fast path is taken, it
+    /// equals the state machine.
+    #[test]
+    fn slice_fast_path_equals_state_machine_on_mutations() {
+        let opts = all_options();
+        let mut taken = 0usize;
+        for (base, even) in [(WORKED.to_vec(), false), (parity::encode(WORKED), true)] {
+            let mut check = |v: &[u8]| {
+                for w in [v.to_vec(), with_xor_bcc(v, even)] {
+                    for &o in &opts {
+                        taken += usize::from(check_fast(&w, o));
+                    }
+                }
+            };
+            for i in 0..base.len() {
+                let mut v = base.clone();
+                for b in 0..=255u8 {
+                    v[i] = b;
+                    check(&v);
+                }
+                for bit in 0..8 {
+                    let mut v = base.clone();
+                    v[i] ^= 1 << bit;
+                    check(&v);
+                }
+                check(&base[..i]);
+            }
+        }
+        // the mutations that keep the telegram conforming do take the fast path
+        assert!(taken > 10_000, "{taken}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Random mutations (replacements, insertions, deletions) of the worked example and of
+        /// the MULTICAL fixture, with and without the BCC recomputed: `decode` equals the state
+        /// machine under every option.
+        #[test]
+        fn slice_fast_path_equals_state_machine_on_random_mutations(
+            which in 0..2usize,
+            even in proptest::bool::ANY,
+            fix_bcc in proptest::bool::ANY,
+            edits in proptest::collection::vec((0..4u8, 0..400usize, proptest::num::u8::ANY), 0..6),
+        ) {
+            let multical: &[u8] = include_bytes!("../../fixtures/telegrams/multical-sum-bcc.txt");
+            let base = [WORKED, multical][which];
+            let mut v = if even { parity::encode(base) } else { base.to_vec() };
+            for (op, at, b) in edits {
+                let at = at % (v.len() + 1);
+                let b = match b % 4 {
+                    // a structural character half the time
+                    0 | 1 => [b'(', b')', b'*', b'&', b'/', b'!', CR, LF, STX, ETX, b' ', b',', b'A', b'0'][b as usize % 14],
+                    _ => b,
+                };
+                let b = if even { parity::add_even(b) } else { b };
+                match op {
+                    0 if at < v.len() => v[at] = b,
+                    1 => v.insert(at, b),
+                    2 if at < v.len() => { v.remove(at); }
+                    _ if at < v.len() => v[at] ^= 1 << (b % 8),
+                    _ => {}
+                }
+            }
+            if fix_bcc {
+                v = with_xor_bcc(&v, even);
+            }
+            for o in all_options() {
+                proptest::prop_assert_eq!(decode(&v, o), decode_state_machine(&v, o));
             }
         }
     }
