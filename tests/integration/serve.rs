@@ -228,6 +228,23 @@ impl Serve {
         http(&self.addr, method, path, body, None)
     }
 
+    /// POSTs a run request that must be accepted; returns the run id.
+    fn start_run(&self, body: &str) -> String {
+        let (code, resp) = self.req("POST", "/runs", Some(body));
+        assert_eq!(code, 202, "{body}: {resp}");
+        serde_json::from_str::<Value>(&resp).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Starts a run, waits for it to finish, and returns its record.
+    fn finished_run(&self, body: &str) -> Value {
+        let id = self.start_run(body);
+        self.wait_for("the run", |s| run_state(s, &id) == "done");
+        self.json(&format!("/runs/{id}"))
+    }
+
     fn json(&self, path: &str) -> Value {
         let (code, body) = self.req("GET", path, None);
         assert_eq!(code, 200, "GET {path}: {body}");
@@ -342,18 +359,8 @@ fn serve_answers_every_endpoint_and_runs_a_suite_to_completion() {
     assert!(st["current_run"].is_null());
 
     // a run to completion, records as rig run writes them
-    let (code, body) = s.req(
-        "POST",
-        "/runs",
-        Some(r#"{"suites": ["readout", "pulse_out"]}"#),
-    );
-    assert_eq!(code, 202, "{body}");
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    s.wait_for("the run", |s| run_state(s, &id) == "done");
-    let rec = s.json(&format!("/runs/{id}"));
+    let rec = s.finished_run(r#"{"suites": ["readout", "pulse_out"]}"#);
+    let id = rec["id"].as_str().unwrap().to_string();
     assert_eq!(rec["complete"], true);
     assert_eq!(rec["summary"]["fail"], 0, "{}", rec["summary"]);
     assert!(
@@ -376,16 +383,7 @@ fn serve_answers_every_endpoint_and_runs_a_suite_to_completion() {
         .exists());
 
     // one run at a time: a paced run lasts long enough to be in the way
-    let (code, body) = s.req(
-        "POST",
-        "/runs",
-        Some(r#"{"cases": ["readout.monotonic"], "paced": true}"#),
-    );
-    assert_eq!(code, 202, "{body}");
-    let paced = serde_json::from_str::<Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let paced = s.start_run(r#"{"cases": ["readout.monotonic"], "paced": true}"#);
     let (code, body) = s.req("POST", "/runs", Some(r#"{"suites": ["readout"]}"#));
     assert_eq!(code, 409, "{body}");
     assert!(body.contains(&paced), "{body}");
@@ -494,7 +492,11 @@ fn serve_refuses_a_schedule_the_meter_cannot_follow() {
         &["--tariff-schedule", f.to_str().unwrap()],
         "controlled by communication",
     );
-    refused(&data, &["--wiring", "wiring/raspberry-pi.toml"], "--wiring is for");
+    refused(
+        &data,
+        &["--wiring", "wiring/raspberry-pi.toml"],
+        "--wiring is for",
+    );
     refused(&data, &["--interval", "15 parsecs"], "unknown unit");
     refused(&data, &["--sim-speed", "0"], "expected a number > 0");
 }
@@ -511,16 +513,7 @@ fn refused(data: &Path, args: &[&str], needle: &str) {
 
 fn start_slow_run(s: &Serve) -> String {
     // paced at 100× the readout suite takes over 36 s (readout.monotonic waits an hour)
-    let (code, body) = s.req(
-        "POST",
-        "/runs",
-        Some(r#"{"suites": ["readout", "pulse_out"], "paced": true}"#),
-    );
-    assert_eq!(code, 202, "{body}");
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = s.start_run(r#"{"suites": ["readout", "pulse_out"], "paced": true}"#);
     s.wait_for("two finished cases", |s| {
         s.json(&format!("/runs/{id}"))["cases"]
             .as_array()
@@ -605,8 +598,8 @@ fn serve_killed_mid_run_keeps_readings_cases_and_pulse_totals() {
         assert_eq!(a, b, "a row written before the kill changed");
     }
     // a new run is accepted: the interrupted one does not block the service
-    let (code, body) = s.req("POST", "/runs", Some(r#"{"cases": ["readout.bcc"]}"#));
-    assert_eq!(code, 202, "{body}");
+    let rec = s.finished_run(r#"{"cases": ["readout.bcc"]}"#);
+    assert_eq!(rec["summary"]["pass"], 1, "{}", rec["summary"]);
 }
 
 #[test]
@@ -663,18 +656,7 @@ fn serve_reads_a_meter_over_a_pty_and_survives_the_port_vanishing() {
         s.json("/status")["counters"]["pulses"],
         serde_json::json!({})
     );
-    let (code, body) = s.req(
-        "POST",
-        "/runs",
-        Some(r#"{"cases": ["readout.bcc", "pulse_out.width"]}"#),
-    );
-    assert_eq!(code, 202, "{body}");
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    s.wait_for("the run", |s| run_state(s, &id) == "done");
-    let rec = s.json(&format!("/runs/{id}"));
+    let rec = s.finished_run(r#"{"cases": ["readout.bcc", "pulse_out.width"]}"#);
     assert_eq!(rec["summary"]["pass"], 1, "{}", rec["summary"]);
     assert_eq!(rec["summary"]["skip"], 1, "{}", rec["summary"]);
 
