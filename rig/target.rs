@@ -165,3 +165,9 @@ pub trait Target {
         Ok(())
     }
 }
+
+impl std::fmt::Debug for dyn Target + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Target({})", self.describe())
+    }
+}

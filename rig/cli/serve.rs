@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -394,8 +394,7 @@ async fn metrics(State(app): State<App>) -> Response {
         .into_response()
 }
 
-async fn not_found(headers: HeaderMap) -> Response {
-    let _ = headers;
+async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "no such endpoint: GET /status, /readings/latest, /runs, /runs/{id}, /runs/{id}/junit.xml, /metrics; POST /runs",
@@ -487,7 +486,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(&args.data)
         .with_context(|| format!("cannot use --data {}", args.data.display()))?;
     let root = store.root().to_path_buf();
-    // runs left "running" by a killed service are shown as interrupted from their records
     let poll = if is_sim {
         Duration::from_secs_f64((0.1 * args.sim_speed).min(3600.0))
     } else {

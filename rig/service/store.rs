@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::report::write_atomic;
+
 /// A readout taken by the module loop.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reading {
@@ -81,17 +83,6 @@ fn io_err<'a>(path: &'a Path, call: &'static str) -> impl FnOnce(io::Error) -> S
         call,
         source,
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file, fsync and rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_data()?;
-    }
-    fs::rename(&tmp, path)
 }
 
 /// Whether `id` is a run id this service could have made (letters, digits, `-`; no paths).

@@ -219,12 +219,6 @@ pub struct Tap<'a> {
     counters: &'a RefCell<BTreeMap<Port, PulseCounter>>,
 }
 
-impl std::fmt::Debug for dyn Target + '_ {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Target({})", self.describe())
-    }
-}
-
 impl Target for Tap<'_> {
     fn describe(&self) -> String {
         self.inner.describe()
