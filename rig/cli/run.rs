@@ -83,13 +83,7 @@ pub fn open_target(
 
 /// Runs `rig run`.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let mut spec = match &args.meter {
-        Some(p) => MeterSpec::from_file(p)?,
-        None => MeterSpec::builtin_default(),
-    };
-    if let Some(b) = args.baud {
-        spec.baud = b;
-    }
+    let spec = super::meter_spec(args.meter.as_deref(), args.baud)?;
     for s in &args.suites {
         if !suite::suite_names().contains(&s.as_str()) {
             bail!(

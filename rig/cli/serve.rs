@@ -446,13 +446,7 @@ fn epoch_for(is_sim: bool, spec: &MeterSpec) -> i64 {
 
 /// Runs `rig serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut spec = match &args.meter {
-        Some(p) => MeterSpec::from_file(p)?,
-        None => MeterSpec::builtin_default(),
-    };
-    if let Some(b) = args.baud {
-        spec.baud = b;
-    }
+    let spec = super::meter_spec(args.meter.as_deref(), args.baud)?;
     let listen: SocketAddr = args.listen.parse().with_context(|| {
         format!(
             "--listen {:?}: expected ADDRESS:PORT, e.g. 127.0.0.1:8061",

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use meter_rig::meter::config::MeterSpec;
 use meter_rig::serial::{Framing, PtyServer};
 use meter_rig::sim::SoftMeter;
 
@@ -30,16 +29,12 @@ pub struct SimArgs {
 
 /// Runs `rig sim`.
 pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
-    let mut spec = match &args.meter {
-        Some(p) => MeterSpec::from_file(p)?,
-        None => MeterSpec::builtin_default(),
-    };
     if let Some(b) = args.baud {
         if !(50..=115_200).contains(&b) {
             bail!("--baud {b}: outside 50–115200");
         }
-        spec.baud = b;
     }
+    let spec = super::meter_spec(args.meter.as_deref(), args.baud)?;
     let framing = match args.framing.as_str() {
         "soft7e1" => Framing::Soft7e1,
         "7bit" | "seven-bit" => Framing::SevenBit,

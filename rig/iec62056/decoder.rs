@@ -527,25 +527,6 @@ impl Sink for Discard {
     fn emit(&mut self, _: Event) {}
 }
 
-/// Character classes for the fast path in [`Decoder::push_with`]: an ordinary character of an
-/// address (printable except `(`, `)`, `/`, `!`) or of a value or unit (printable except `(`,
-/// `)`, `*`, `&`, `/`, `!`), which the state machine would only append to the field.
-const PLAIN_ADDRESS: u8 = 1;
-const PLAIN_VALUE: u8 = 2;
-const CLASS: [u8; 128] = {
-    let mut t = [0u8; 128];
-    let mut c = 0x20;
-    while c <= 0x7E {
-        t[c] = match c as u8 {
-            b'(' | b')' | b'/' | b'!' => 0,
-            b'*' | b'&' => PLAIN_ADDRESS,
-            _ => PLAIN_ADDRESS | PLAIN_VALUE,
-        };
-        c += 1;
-    }
-    t
-};
-
 /// Even parity of every 8-bit byte (soft 7E1), as a table: the baseline x86-64 target has no
 /// `popcnt`, and this is looked up for every byte.
 const EVEN: [bool; 256] = {
@@ -690,15 +671,15 @@ impl Decoder {
         };
         if framed {
             let c = byte & 0x7F;
-            let class = CLASS[c as usize];
+            let class = FAST_CLASS[c as usize];
             let field = match self.state {
-                State::Address if class & PLAIN_ADDRESS != 0 && self.addr.len() < STD_ADDRESS => {
+                State::Address if class & F_ADDR != 0 && self.addr.len() < STD_ADDRESS => {
                     Some(&mut self.addr)
                 }
-                State::Value if class & PLAIN_VALUE != 0 && self.raw.len() < STD_VALUE => {
+                State::Value if class & F_VALUE != 0 && self.raw.len() < STD_VALUE => {
                     Some(&mut self.raw)
                 }
-                State::Unit if class & PLAIN_VALUE != 0 && self.unit.len() < STD_UNIT => {
+                State::Unit if class & F_VALUE != 0 && self.unit.len() < STD_UNIT => {
                     Some(&mut self.unit)
                 }
                 _ => None,
@@ -1830,7 +1811,8 @@ pub fn decode_state_machine(bytes: &[u8], opts: DecodeOptions) -> Decoded {
     d.finish()
 }
 
-/// Byte classes of the slice fast path ([`decode_fast`]): an address character the state
+/// Byte classes of both fast paths (the per-byte one in [`Decoder::push_with`] and the slice
+/// one, [`decode_fast`]): an address character the state
 /// machine accepts without a finding (printable except `(`, `)`, `/`, `!`), a value or unit
 /// character (printable except `(`, `)`, `*`, `&`, `/`, `!`; also what may start a data set
 /// straight after `)`), and an identification character from the fifth on (printable except
