@@ -38,11 +38,6 @@ impl<T: Target> Paced<T> {
         }
     }
 
-    /// The target inside.
-    pub fn inner(&self) -> &T {
-        &self.inner
-    }
-
     fn pace(&mut self) -> Result<(), TargetError> {
         if !self.enabled.load(Ordering::Relaxed) {
             self.anchor = None;

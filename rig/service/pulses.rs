@@ -5,44 +5,21 @@
 //! idles high and a pulse pulls it low (000, "Module interface"). A pulse is counted at its
 //! leading (falling) edge, so a pulse in progress when the counts are read is already counted.
 
-use crate::time::Timestamp;
 use crate::uart::Edge;
 
 /// Pulse count of one output port.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PulseCounter {
     /// Pulses counted (leading edges), including those from earlier runs of the service.
     pub total: u64,
     /// Level after the last edge seen (`true` = idle high).
-    #[serde(skip, default = "idle")]
     level: bool,
-    /// Time of the last leading edge.
-    #[serde(skip)]
-    pub last_pulse: Option<Timestamp>,
-    /// Width of the last completed pulse, ns.
-    #[serde(skip)]
-    pub last_width_ns: Option<u64>,
-}
-
-fn idle() -> bool {
-    true
-}
-
-impl Default for PulseCounter {
-    fn default() -> Self {
-        PulseCounter::continuing(0)
-    }
 }
 
 impl PulseCounter {
     /// A counter that continues from `total` (persisted by an earlier run of the service).
     pub fn continuing(total: u64) -> Self {
-        PulseCounter {
-            total,
-            level: true,
-            last_pulse: None,
-            last_width_ns: None,
-        }
+        PulseCounter { total, level: true }
     }
 
     /// Feeds edges in time order; returns how many pulses they started.
@@ -56,9 +33,6 @@ impl PulseCounter {
             }
             if !e.level {
                 self.total += 1;
-                self.last_pulse = Some(e.t);
-            } else if let Some(lead) = self.last_pulse {
-                self.last_width_ns = Some(e.t.0.saturating_sub(lead.0));
             }
             self.level = e.level;
         }
@@ -69,6 +43,7 @@ impl PulseCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::Timestamp;
 
     fn e(ms: u64, level: bool) -> Edge {
         Edge {
@@ -78,14 +53,12 @@ mod tests {
     }
 
     #[test]
-    fn counts_leading_edges_and_measures_widths() {
+    fn counts_leading_edges_once() {
         let mut c = PulseCounter::continuing(10);
         assert_eq!(c.push(&[e(0, false), e(30, true), e(100, false)]), 2);
         assert_eq!(c.total, 12);
-        assert_eq!(c.last_width_ns, Some(30_000_000));
         // the pulse in progress ends in the next batch; no double count
         assert_eq!(c.push(&[e(180, true)]), 0);
-        assert_eq!(c.last_width_ns, Some(80_000_000));
         // repeated levels are not pulses
         assert_eq!(c.push(&[e(200, true), e(210, true)]), 0);
         assert_eq!(c.total, 12);

@@ -157,16 +157,6 @@ impl Store {
         run_dir(&self.root, id)
     }
 
-    /// Run ids on disk, oldest first.
-    pub fn run_ids(&self) -> Vec<String> {
-        run_ids(&self.root)
-    }
-
-    /// A new run id (see [`new_run_id`]).
-    pub fn new_run_id(&self, utc: &str) -> String {
-        new_run_id(&self.root, utc)
-    }
-
     /// Loads state.json (default when absent).
     pub fn load_state(&self) -> Result<LoopState, StoreError> {
         let p = self.root.join("state.json");
@@ -325,10 +315,13 @@ mod tests {
         };
         s.save_state(&st).unwrap();
         assert_eq!(s.load_state().unwrap(), st);
-        assert_eq!(s.new_run_id("2026-11-21T10:00:00.000Z"), "20261121T100000Z");
+        assert_eq!(
+            new_run_id(&dir, "2026-11-21T10:00:00.000Z"),
+            "20261121T100000Z"
+        );
         fs::create_dir_all(s.run_dir("20261121T100000Z")).unwrap();
         assert_eq!(
-            s.new_run_id("2026-11-21T10:00:00.000Z"),
+            new_run_id(&dir, "2026-11-21T10:00:00.000Z"),
             "20261121T100000Z-2"
         );
         assert!(!valid_run_id("../etc"));
