@@ -175,7 +175,7 @@ fn matrix() -> bool {
     let start = Instant::now();
     let mut configs = 0;
     let mut cases_total = 0;
-    let mut counts = [0usize; 4];
+    let mut counts = [0usize; 5];
     let mut sim_total = 0.0;
     let mut slowest = (Duration::ZERO, String::new());
     let mut bad = Vec::new();
@@ -212,10 +212,13 @@ fn matrix() -> bool {
                         Verdict::Fail => 1,
                         Verdict::Skip => 2,
                         Verdict::Error => 3,
+                        Verdict::Inconclusive => 4,
                     }] += 1;
                     let skip_without_reason = c.verdict == Verdict::Skip
                         && !c.message.contains(&format!("{io_name} {io:02}"));
-                    if c.verdict == Verdict::Fail || skip_without_reason {
+                    if matches!(c.verdict, Verdict::Fail | Verdict::Inconclusive)
+                        || skip_without_reason
+                    {
                         bad.push(format!("{name}: {} {}: {}", c.id, c.verdict, c.message));
                     }
                 }
@@ -228,8 +231,8 @@ fn matrix() -> bool {
     }
     let wall = start.elapsed().as_secs_f64();
     println!(
-        "configuration matrix: {configs} configurations, {cases_total} cases: {} pass, {} fail, {} skip, {} error",
-        counts[0], counts[1], counts[2], counts[3]
+        "configuration matrix: {configs} configurations, {cases_total} cases: {} pass, {} fail, {} skip, {} error, {} inconclusive",
+        counts[0], counts[1], counts[2], counts[3], counts[4]
     );
     println!(
         "  total wall {wall:.2} s (one thread, meter specs built in-process; target < 60 s); simulated {:.0} s ({:.1} days), {:.0}x",

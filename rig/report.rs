@@ -43,6 +43,8 @@ pub struct Summary {
     pub fail: usize,
     /// Skipped.
     pub skip: usize,
+    /// Inconclusive: the observation could not decide.
+    pub inconclusive: usize,
     /// Errors.
     pub error: usize,
 }
@@ -56,10 +58,16 @@ impl Summary {
                 Verdict::Pass => s.pass += 1,
                 Verdict::Fail => s.fail += 1,
                 Verdict::Skip => s.skip += 1,
+                Verdict::Inconclusive => s.inconclusive += 1,
                 Verdict::Error => s.error += 1,
             }
         }
         s
+    }
+
+    /// Whether the run did not pass: a failure, an inconclusive case or an error (exit 1).
+    pub fn not_passed(&self) -> bool {
+        self.fail + self.inconclusive + self.error > 0
     }
 }
 
@@ -255,14 +263,20 @@ pub fn junit(r: &Record) -> Result<String, quick_junit::SerializeError> {
                 s.set_message(c.message.clone());
                 s
             }
-            Verdict::Fail | Verdict::Error => {
+            Verdict::Fail | Verdict::Error | Verdict::Inconclusive => {
                 let kind = if c.verdict == Verdict::Fail {
                     NonSuccessKind::Failure
                 } else {
                     NonSuccessKind::Error
                 };
                 let mut s = TestCaseStatus::non_success(kind);
-                s.set_message(c.message.clone());
+                // JUnit has no "inconclusive": an error whose type and message say so
+                if c.verdict == Verdict::Inconclusive {
+                    s.set_type("inconclusive");
+                    s.set_message(format!("inconclusive: {}", c.message));
+                } else {
+                    s.set_message(c.message.clone());
+                }
                 let mut text = format!("{}\nclause: {}\n", c.message, c.clause);
                 for m in c.measurements.iter().filter(|m| m.verdict == Verdict::Fail) {
                     text.push_str(&format!(

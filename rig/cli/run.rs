@@ -139,9 +139,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     print!("{}", report::summary_table(&cases));
     let s = &rec.summary;
     println!(
-        "{} passed, {} failed, {} skipped, {} errors — {:.3} s wall, {:.1} s {} time",
+        "{} passed, {} failed, {} inconclusive, {} skipped, {} errors — {:.3} s wall, {:.1} s {} time",
         s.pass,
         s.fail,
+        s.inconclusive,
         s.skip,
         s.error,
         rec.wall_time_s,
@@ -156,5 +157,5 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("rig: run aborted: {a}");
         return Ok(ExitCode::from(2));
     }
-    Ok(ExitCode::from(if s.fail + s.error > 0 { 1 } else { 0 }))
+    Ok(ExitCode::from(if s.not_passed() { 1 } else { 0 }))
 }

@@ -367,6 +367,7 @@ fn metrics_text(s: &worker::Status) -> String {
                 ("pass", r.summary.pass),
                 ("fail", r.summary.fail),
                 ("skip", r.summary.skip),
+                ("inconclusive", r.summary.inconclusive),
                 ("error", r.summary.error),
             ]
             .iter()

@@ -33,6 +33,10 @@ pub enum Verdict {
     Fail,
     /// Not applicable (the reason says why).
     Skip,
+    /// The observation could not decide (too little energy in the window, a rig-side limit
+    /// ended a receive): the meter is neither blamed nor cleared. Exits 1 like a failure, but
+    /// records, JUnit and the summary say which.
+    Inconclusive,
     /// Could not be judged (I/O failure, no data).
     Error,
 }
@@ -43,6 +47,7 @@ impl std::fmt::Display for Verdict {
             Verdict::Pass => "pass",
             Verdict::Fail => "fail",
             Verdict::Skip => "skip",
+            Verdict::Inconclusive => "inconclusive",
             Verdict::Error => "error",
         })
     }
@@ -478,6 +483,17 @@ impl Judgement {
         Judgement {
             clause,
             verdict: Verdict::Skip,
+            message: reason.into(),
+            measurements: vec![],
+            details: vec![],
+        }
+    }
+    /// Inconclusive: the observation could not decide; `reason` says why and what would decide
+    /// it (a longer window, a higher load, the option that raises a rig-side limit).
+    pub fn inconclusive(clause: Clause, reason: impl Into<String>) -> Self {
+        Judgement {
+            clause,
+            verdict: Verdict::Inconclusive,
             message: reason.into(),
             measurements: vec![],
             details: vec![],
