@@ -95,13 +95,7 @@ fn in_process(rng: &mut Rng, runs: usize) {
             rng.next_u64() % 3_600_000_000_000,
         ))
         .unwrap();
-        let caps = t.capabilities();
-        let mut ctx = Ctx {
-            target: &mut t,
-            spec: &spec,
-            opts: &opts,
-            caps,
-        };
+        let mut ctx = Ctx::new(&mut t, &spec, &opts);
         let r = ctx.readout().unwrap();
         assert!(r.strict.valid, "the readout must decode");
         let truth_ns = (delay_ms * 1e6).round() as i64;

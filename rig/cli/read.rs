@@ -1,10 +1,14 @@
 //! `rig read`: one mode A readout over a serial port or pty, printed as a table, JSON or CSV.
 //!
-//! Sends the request, receives until the BCC (or silence), decodes tolerantly and reports the
-//! identification, the data sets with their meaning, the BCC, the measured response time (end of
-//! the request's stop bit → start of `/`, on the serial-only contract with its uncertainty) and
-//! every finding. Exit 0 on a valid telegram, 1 on an invalid or missing answer, 2 on setup errors
-//! (the port missing, not permitted, busy: the message names the port and the fix).
+//! One exchange (`meter_rig::suite::exchange`, the same as `rig run` and `rig serve` use): sends
+//! the request, listens while the meter keeps sending within the inter-character limit until the
+//! BCC, and reports the identification, the data sets with their meaning, the BCC, the response
+//! time (end of the request's stop bit → start of the identification's `/`, on the serial-only
+//! contract with its uncertainty), every finding, and the judgement under the profile's rules
+//! (`--meter`, default the 351 Combi). Exit 0 when the exchange conforms, 1 when it does not or
+//! cannot be decided (a missing answer, an invalid telegram, a late answer, a receive the rig's own
+//! limit ended), 2 on setup errors (the port missing, not permitted, busy: the message names the
+//! port and the fix).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,18 +16,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use meter_rig::iec62056::decoder::{self, DecodeOptions, Decoded, Decoder, ParityMode};
-use meter_rig::iec62056::{parity, BccRule, Identification, Request};
+use meter_rig::iec62056::decoder;
+use meter_rig::iec62056::exchange::{AnswerEnd, AnswerRules, Conformance, Exchange, Listening};
+use meter_rig::iec62056::{BccRule, Identification, Request};
 use meter_rig::meter::readout;
 use meter_rig::serial::{Framing, PortKind, SerialOptions, SerialTarget};
-use meter_rig::target::{RecvEnd, Target};
-use meter_rig::time::{TimeSource, Timestamp};
-use meter_rig::uart::RxChar;
-
-/// The 351 Combi's answer to `/?!` is 359 characters from `/` to the BCC (NOTES §1).
-pub const EXPECTED_ANSWER_LEN: u64 = 359;
-/// IEC 62056-21's limit for the reaction time and between characters.
-pub const MAX_GAP: Duration = Duration::from_millis(1500);
+use meter_rig::suite;
+use meter_rig::target::Target;
+use meter_rig::time::TimeSource;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,13 +54,20 @@ pub struct ReadArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
-    /// Overall limit for the answer, from the end of the request (default: the 351's 359
-    /// characters at the line rate plus 1500 ms).
-    #[arg(long)]
+    /// The rig's limit for the whole answer, ms from the end of the request (default: long
+    /// enough for every conforming answer: twice the 351's 359 characters, each followed by the
+    /// 1500 ms the standard allows between characters). A receive this limit ends is reported
+    /// as undecided, never as the meter's fault.
+    #[arg(long, visible_alias = "answer-limit-ms")]
     pub timeout_ms: Option<u64>,
-    /// The BCC rule to check (the other is reported when it matches instead).
-    #[arg(long, default_value_t = BccRule::Xor)]
-    pub bcc: BccRule,
+    /// The BCC rule to check (default: the profile's; the other is reported when it matches
+    /// instead).
+    #[arg(long)]
+    pub bcc: Option<BccRule>,
+    /// Meter file whose profile gives the rules the answer is judged by (response window, BCC
+    /// rule); default: the 351 Combi's.
+    #[arg(long)]
+    pub meter: Option<PathBuf>,
     /// Overrides the port kind detected from the path (sets the timing uncertainty).
     #[arg(long, value_enum)]
     pub port_kind: Option<PortKind>,
@@ -81,6 +88,8 @@ struct ResponseTime {
     ms: f64,
     source: TimeSource,
     uncertainty_ms: f64,
+    /// The profile's window, ms.
+    limit_ms: (f64, f64),
 }
 
 /// Everything `rig read` reports.
@@ -96,7 +105,12 @@ struct Report {
     response_time: Option<ResponseTime>,
     findings: Vec<decoder::Finding>,
     received_bytes: usize,
-    receive_end: RecvEnd,
+    receive_end: AnswerEnd,
+    /// The judgement under the profile's rules: the same as `rig run` and `rig serve` give.
+    conformance: Conformance,
+    /// Each broken rule (or why the exchange is undecided).
+    problems: Vec<String>,
+    /// The strict decoder found nothing wrong with the telegram itself.
     valid: bool,
     readable: bool,
     complete: bool,
@@ -113,6 +127,7 @@ pub fn run(args: ReadArgs) -> anyhow::Result<ExitCode> {
     if args.baud == 0 {
         anyhow::bail!("--baud must be positive");
     }
+    let spec = super::meter_spec(args.meter.as_deref(), Some(args.baud))?;
     let mut target = SerialTarget::open(
         &args.port,
         SerialOptions {
@@ -122,85 +137,26 @@ pub fn run(args: ReadArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     let caps = target.capabilities();
-    let opts = DecodeOptions::tolerant(
-        args.bcc,
-        if caps.parity_checked {
-            ParityMode::Even
-        } else {
-            ParityMode::None
-        },
-    );
-
-    let t_req = target.send(&parity::encode(&req_chars))?;
-    let uncertainty = Duration::from_nanos(caps.data_uncertainty_ns);
-    let deadline = match args.timeout_ms {
-        Some(ms) => t_req + Duration::from_millis(ms),
-        None => {
-            t_req
-                + Duration::from_nanos(EXPECTED_ANSWER_LEN * target.char_ns())
-                + MAX_GAP
-                + uncertainty
-        }
-    };
-    let (chars, end) = receive(&mut target, t_req, deadline, uncertainty, opts)?;
-    let decoded = decode(&chars, opts);
-    let report = build_report(&args, &request, &decoded, &chars, end, t_req, &caps);
+    let mut rules = AnswerRules::from_profile(spec.profile);
+    rules.bcc_rule = args.bcc.unwrap_or(rules.bcc_rule);
+    let mut listen = Listening::conforming(&rules, target.char_ns(), caps.data_uncertainty_ns);
+    if let Some(ms) = args.timeout_ms {
+        listen = listen.with_total(Duration::from_millis(ms));
+    }
+    let ex = suite::exchange(&mut target, &request, &rules, &listen)?;
+    let report = build_report(&args, &ex, &rules);
     print(&report, args.format)?;
-    Ok(ExitCode::from(if report.valid { 0 } else { 1 }))
+    Ok(ExitCode::from(
+        if report.conformance == Conformance::Conforms {
+            0
+        } else {
+            1
+        },
+    ))
 }
 
-/// Receives the answer: the first character within the reaction-time limit (1500 ms plus the
-/// port's uncertainty), then until the decoder has seen the BCC, the deadline or 1500 ms of silence.
-fn receive(
-    target: &mut SerialTarget,
-    t_req: Timestamp,
-    deadline: Timestamp,
-    uncertainty: Duration,
-    opts: DecodeOptions,
-) -> anyhow::Result<(Vec<RxChar>, RecvEnd)> {
-    let first_deadline = deadline.min(t_req + MAX_GAP + uncertainty);
-    let (mut chars, end) = target.recv(first_deadline, MAX_GAP, &mut |cs| !cs.is_empty())?;
-    if chars.is_empty() {
-        return Ok((chars, end));
-    }
-    // a decoder fed as characters arrive says when the BCC is in
-    let mut dec = Decoder::new(opts);
-    for c in &chars {
-        dec.feed(c.byte, c.start);
-    }
-    if dec.is_complete() {
-        return Ok((chars, RecvEnd::Complete));
-    }
-    let mut fed = 0;
-    let (rest, end) = target.recv(deadline, MAX_GAP, &mut |cs| {
-        for c in &cs[fed..] {
-            dec.feed(c.byte, c.start);
-        }
-        fed = cs.len();
-        dec.is_complete()
-    })?;
-    chars.extend(rest);
-    Ok((chars, end))
-}
-
-/// The decode step: the received bytes, each stamped with the start of its start bit.
-fn decode(chars: &[RxChar], opts: DecodeOptions) -> Decoded {
-    let mut dec = Decoder::new(opts);
-    for c in chars {
-        dec.feed(c.byte, c.start);
-    }
-    dec.finish()
-}
-
-fn build_report(
-    args: &ReadArgs,
-    request: &Request,
-    d: &Decoded,
-    chars: &[RxChar],
-    end: RecvEnd,
-    t_req: Timestamp,
-    caps: &meter_rig::target::Capabilities,
-) -> Report {
+fn build_report(args: &ReadArgs, ex: &Exchange, rules: &AnswerRules) -> Report {
+    let d = &ex.tolerant;
     let data_sets = d
         .data_sets
         .iter()
@@ -216,26 +172,28 @@ fn build_report(
             meaning: readout::spec(&ds.address).map(|s| s.meaning),
         })
         .collect();
-    let response_time = d.timing.identification_start.map(|t| ResponseTime {
-        ms: t.diff_ms(t_req),
-        source: caps.data_timing,
-        uncertainty_ms: caps.data_uncertainty_ns as f64 / 1e6,
+    let a = ex.assess(rules);
+    let response_time = a.response_ms.map(|ms| ResponseTime {
+        ms,
+        source: ex.timing.source,
+        uncertainty_ms: ex.response_uncertainty_ms(),
+        limit_ms: (rules.response_min_ms, rules.response_max_ms),
     });
     Report {
         port: args.port.display().to_string(),
         baud: args.baud,
         framing: args.framing,
-        request: String::from_utf8_lossy(&request.encode())
-            .trim_end()
-            .to_string(),
+        request: ex.request.clone(),
         identification: d.identification.clone(),
         data_sets,
-        bcc: d.bcc,
+        bcc: ex.strict.bcc,
         response_time,
-        findings: d.findings.clone(),
-        received_bytes: chars.len(),
-        receive_end: end,
-        valid: d.valid && d.readable,
+        findings: ex.strict.findings.clone(),
+        received_bytes: ex.chars.len(),
+        receive_end: ex.end,
+        conformance: a.conformance,
+        problems: a.problems,
+        valid: ex.strict.valid,
         readable: d.readable,
         complete: d.complete,
     }
@@ -299,8 +257,8 @@ fn summary_lines(r: &Report) -> Vec<(String, String)> {
         "response time".into(),
         match &r.response_time {
             Some(t) => format!(
-                "{:.1} ms ± {:.1} ms (source {}; end of request stop bit → start of '/')",
-                t.ms, t.uncertainty_ms, t.source
+                "{:.1} ms ± {:.1} ms (limit {}–{} ms; source {}; end of request stop bit → start of '/')",
+                t.ms, t.uncertainty_ms, t.limit_ms.0, t.limit_ms.1, t.source
             ),
             None => "no '/' received".into(),
         },
@@ -312,14 +270,10 @@ fn summary_lines(r: &Report) -> Vec<(String, String)> {
     ));
     v.push((
         "verdict".into(),
-        if r.valid {
-            "valid".into()
-        } else if r.received_bytes == 0 {
-            "no answer".into()
-        } else if r.readable {
-            "readable but not valid".into()
-        } else {
-            "invalid".into()
+        match r.conformance {
+            Conformance::Conforms => "conforms".into(),
+            Conformance::Violates => format!("does not conform: {}", r.problems.join("; ")),
+            Conformance::Undecided => r.problems.join("; "),
         },
     ));
     v

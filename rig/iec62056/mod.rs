@@ -9,6 +9,7 @@
 //! they say otherwise; [`parity`] moves between 7-bit characters and 8-bit "soft 7E1" bytes.
 
 pub mod decoder;
+pub mod exchange;
 
 use std::fmt;
 

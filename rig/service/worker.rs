@@ -24,9 +24,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::iec62056::exchange::{AnswerRules, Conformance, Exchange, Listening};
+use crate::iec62056::Request;
 use crate::meter::config::MeterSpec;
 use crate::report::{utc_now, Record, Reporter, Summary};
-use crate::suite::{self, CaseResult, CaseSink, Ctx, RunOptions};
+use crate::suite::{self, CaseResult, CaseSink, RunOptions};
 use crate::target::{Capabilities, Port, RecvEnd, Target, TargetError};
 use crate::time::Timestamp;
 use crate::uart::{Edge, RxChar};
@@ -486,17 +488,18 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// One readout of the module loop, recorded as a row whatever happens.
+    /// One readout of the module loop, recorded as a row whatever happens. The answer is judged
+    /// by the same exchange rules as `rig run` and `rig read` ([`Exchange::assess`]).
     fn readout(&mut self) {
         let caps = self.target.capabilities();
-        let opts = RunOptions::for_target(&caps);
-        let mut ctx = Ctx {
-            target: &mut *self.target,
-            spec: &self.cfg.spec,
-            opts: &opts,
-            caps: caps.clone(),
-        };
-        let result = ctx.readout();
+        let spec = &self.cfg.spec;
+        let rules = AnswerRules::from_profile(spec.profile);
+        let listen = Listening::conforming(
+            &rules,
+            crate::uart::frame_ns(spec.baud, 1),
+            caps.data_uncertainty_ns,
+        );
+        let result = suite::exchange(&mut *self.target, &Request::general(), &rules, &listen);
         let timing = format!(
             "{}{} ±{} ms",
             caps.data_timing,
@@ -504,48 +507,7 @@ impl<'a> Worker<'a> {
             caps.data_uncertainty_ns as f64 / 1e6
         );
         let reading = match result {
-            Ok(r) => {
-                let registers = r
-                    .tolerant
-                    .data_sets
-                    .iter()
-                    .map(|d| {
-                        let v: Vec<String> = d
-                            .values
-                            .iter()
-                            .map(|v| match &v.unit {
-                                Some(u) => format!("{}*{u}", v.raw),
-                                None => v.raw.clone(),
-                            })
-                            .collect();
-                        (d.address.clone(), v.join(")("))
-                    })
-                    .collect();
-                let problem = if r.chars.is_empty() {
-                    "no answer".to_string()
-                } else if r.strict.valid {
-                    String::new()
-                } else {
-                    r.strict
-                        .findings
-                        .iter()
-                        .find(|f| f.severity == crate::iec62056::decoder::Severity::Violation)
-                        .map(|f| f.message.clone())
-                        .unwrap_or_else(|| match r.end {
-                            RecvEnd::Complete => "answer does not conform".into(),
-                            _ => "answer incomplete".into(),
-                        })
-                };
-                Reading {
-                    time_utc: utc_now(),
-                    target_time_s: r.request_end.as_secs_f64(),
-                    response_ms: r.response_ns().map(|ns| ns as f64 / 1e6),
-                    timing,
-                    valid: r.strict.valid,
-                    problem,
-                    registers,
-                }
-            }
+            Ok(ex) => reading_of(&ex, &rules, timing),
             Err(e) => Reading {
                 time_utc: utc_now(),
                 target_time_s: self
@@ -659,5 +621,35 @@ impl<'a> Worker<'a> {
             state: state.into(),
             summary,
         }
+    }
+}
+
+/// The row of one module-loop readout: conforming only when the exchange keeps every rule.
+fn reading_of(ex: &Exchange, rules: &AnswerRules, timing: String) -> Reading {
+    let registers = ex
+        .tolerant
+        .data_sets
+        .iter()
+        .map(|d| {
+            let v: Vec<String> = d
+                .values
+                .iter()
+                .map(|v| match &v.unit {
+                    Some(u) => format!("{}*{u}", v.raw),
+                    None => v.raw.clone(),
+                })
+                .collect();
+            (d.address.clone(), v.join(")("))
+        })
+        .collect();
+    let a = ex.assess(rules);
+    Reading {
+        time_utc: utc_now(),
+        target_time_s: ex.request_end.as_secs_f64(),
+        response_ms: a.response_ms,
+        timing,
+        valid: a.conformance == Conformance::Conforms,
+        problem: a.reason().to_string(),
+        registers,
     }
 }

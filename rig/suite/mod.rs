@@ -10,12 +10,13 @@
 pub mod pins;
 pub mod readout;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::iec62056::decoder::{self, DecodeOptions, Decoded, Mode, ParityMode};
+use crate::iec62056::exchange::{
+    AnswerEnd, AnswerRules, Assessment, Exchange, Listening, Receiver, RigLimit, TimingQuality,
+};
 use crate::iec62056::{parity, Request};
 use crate::meter::config::MeterSpec;
 use crate::meter::profile::Clause;
@@ -159,46 +160,86 @@ pub trait CaseSink {
     }
 }
 
-/// Everything about the readout suite's reading of the meter.
-#[derive(Debug, Clone)]
-pub struct Readout {
-    /// End of the request's last stop bit.
-    pub request_end: Timestamp,
-    /// The characters received, as on the wire.
-    pub chars: Vec<RxChar>,
-    /// Why receiving stopped.
-    pub end: RecvEnd,
-    /// Strict decode (conformance findings).
-    pub strict: Decoded,
-    /// Tolerant decode (content).
-    pub tolerant: Decoded,
-}
+/// One readout as the suites see it: the exchange of [`crate::iec62056::exchange`].
+pub type Readout = Exchange;
 
-impl Readout {
-    /// Response time in ns: start bit of the first character minus the request's end.
-    pub fn response_ns(&self) -> Option<i64> {
-        self.chars
-            .first()
-            .map(|c| c.start.diff_ns(self.request_end))
+/// Sends `request` and listens for the answer as [`Listening`] allows, the one receive loop
+/// behind every path (`rig run`'s cases, `rig read`, `rig serve`'s module loop).
+///
+/// First it waits up to [`Listening::first_wait`] for a character, then goes on while characters
+/// keep coming within [`Listening::silence`] until the decoder has the BCC, the total limit or the
+/// character limit. Input left over from an earlier exchange is dropped first.
+///
+/// # Errors
+/// The target's, unchanged (a vanished port, an I/O failure).
+pub fn exchange(
+    target: &mut dyn Target,
+    request: &Request,
+    rules: &AnswerRules,
+    listen: &Listening,
+) -> Result<Exchange, TargetError> {
+    let caps = target.capabilities();
+    let timing = TimingQuality {
+        source: caps.data_timing,
+        uncertainty_ns: caps.data_uncertainty_ns,
+        parity_checked: caps.parity_checked,
+    };
+    target.discard_input()?;
+    let req = request.encode();
+    let request_end = target.send(&parity::encode(&req))?;
+    let mut rx = Receiver::new(request_end, rules.bcc_rule, timing);
+    let (first, end) = target.recv(
+        request_end + listen.first_wait,
+        listen.silence,
+        &mut |c: &[RxChar]| !c.is_empty(),
+    )?;
+    let waited_ms = |t: Timestamp| t.diff_ms(request_end);
+    if first.is_empty() {
+        let now = target.now()?;
+        let _ = end;
+        return Ok(rx.finish(
+            &req,
+            AnswerEnd::NoAnswer {
+                waited_ms: waited_ms(now),
+            },
+        ));
     }
-    /// Register values by address (tolerant decode), as numbers.
-    pub fn numbers(&self) -> BTreeMap<String, f64> {
-        self.tolerant
-            .data_sets
-            .iter()
-            .filter_map(|d| {
-                d.values
-                    .first()
-                    .and_then(|v| v.number())
-                    .map(|n| (d.address.clone(), n))
-            })
-            .collect()
+    first.into_iter().for_each(|c| rx.push(c));
+    let total = request_end + listen.total;
+    let mut end = RecvEnd::Complete;
+    if !rx.is_complete() && rx.len() < listen.max_chars {
+        let mut fed = 0;
+        let (_, e) = target.recv(total, listen.silence, &mut |c: &[RxChar]| {
+            for ch in &c[fed..] {
+                rx.push(*ch);
+            }
+            fed = c.len();
+            rx.is_complete() || rx.len() >= listen.max_chars
+        })?;
+        end = e;
     }
-    /// When the meter took its register snapshot: the end of the request (the 351 builds the
-    /// answer from the registers at the moment of the request).
-    pub fn snapshot_time(&self) -> Timestamp {
-        self.request_end
-    }
+    let answer_end = if rx.is_complete() {
+        AnswerEnd::Complete
+    } else if end == RecvEnd::Complete {
+        AnswerEnd::RigLimit {
+            limit: RigLimit::Characters { count: rx.len() },
+        }
+    } else if end == RecvEnd::Deadline {
+        AnswerEnd::RigLimit {
+            limit: RigLimit::Time {
+                seconds: listen.total.as_secs_f64(),
+            },
+        }
+    } else if rx.identification_seen() {
+        AnswerEnd::Silence {
+            after_ms: listen.silence.as_secs_f64() * 1e3,
+        }
+    } else {
+        AnswerEnd::NoAnswer {
+            waited_ms: waited_ms(target.now()?),
+        }
+    };
+    Ok(rx.finish(&req, answer_end))
 }
 
 /// Options of a run.
@@ -220,6 +261,9 @@ pub struct RunOptions {
     /// Whether the identification's type number must equal the meter file's (true for the
     /// software meter and when a meter file was given).
     pub check_type_number: bool,
+    /// The rig-side limit for one whole answer, from the end of the request (`--answer-limit`;
+    /// default: long enough for every conforming answer, [`Listening::conforming`]).
+    pub answer_limit: Option<Duration>,
 }
 
 impl RunOptions {
@@ -234,6 +278,7 @@ impl RunOptions {
                 tariff_dwell: Duration::from_secs(600),
                 pulse_in_count: 50,
                 check_type_number: true,
+                answer_limit: None,
             }
         } else {
             RunOptions {
@@ -244,6 +289,7 @@ impl RunOptions {
                 tariff_dwell: Duration::from_secs(120),
                 pulse_in_count: 20,
                 check_type_number: false,
+                answer_limit: None,
             }
         }
     }
@@ -259,6 +305,27 @@ pub struct Ctx<'a> {
     pub opts: &'a RunOptions,
     /// Capabilities of the target.
     pub caps: Capabilities,
+    /// Every exchange of the run so far, judged.
+    pub log: Vec<ExchangeNote>,
+}
+
+/// What the run keeps of each exchange: when, the response time and the judgement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExchangeNote {
+    /// The request's end on the target's clock.
+    pub request_end: Timestamp,
+    /// The judgement under the profile's rules.
+    pub assessment: Assessment,
+}
+
+impl ExchangeNote {
+    /// The note of `ex` judged under `rules`.
+    pub fn of(ex: &Exchange, rules: &AnswerRules) -> Self {
+        ExchangeNote {
+            request_end: ex.request_end,
+            assessment: ex.assess(rules),
+        }
+    }
 }
 
 impl std::fmt::Debug for Ctx<'_> {
@@ -269,65 +336,52 @@ impl std::fmt::Debug for Ctx<'_> {
     }
 }
 
-/// The standard's limit between characters (IEC 62056-21, referenced by 004 as IEC 61107).
-pub const INTER_CHAR_LIMIT: Duration = Duration::from_millis(1500);
+pub use crate::iec62056::exchange::INTER_CHAR_LIMIT;
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A context over `target` with an empty exchange log.
+    pub fn new(target: &'a mut dyn Target, spec: &'a MeterSpec, opts: &'a RunOptions) -> Self {
+        let caps = target.capabilities();
+        Ctx {
+            target,
+            spec,
+            opts,
+            caps,
+            log: Vec::new(),
+        }
+    }
+
     /// One character time on this meter's line, ns.
     pub fn char_ns(&self) -> u64 {
         crate::uart::frame_ns(self.spec.baud, 1)
     }
 
-    /// Sends a request (soft 7E1) and receives the answer until its BCC, judging nothing.
-    /// Receiving allows a second past the response window for the first character, the line time
-    /// of 400 characters, and gaps of up to twice the standard's inter-character limit (so a slow
-    /// meter is measured, not cut off).
+    /// The rules this meter's answers are judged by (its profile's).
+    pub fn answer_rules(&self) -> AnswerRules {
+        AnswerRules::from_profile(self.spec.profile)
+    }
+
+    /// How long the rig listens for an answer: every conforming answer finishes, and
+    /// `--answer-limit` sets the total.
+    pub fn listening(&self) -> Listening {
+        let l = Listening::conforming(
+            &self.answer_rules(),
+            self.char_ns(),
+            self.caps.data_uncertainty_ns,
+        );
+        match self.opts.answer_limit {
+            Some(t) => l.with_total(t),
+            None => l,
+        }
+    }
+
+    /// Sends a request and receives the answer ([`exchange`]); the exchange is kept in the run's
+    /// log, so cases can judge every exchange of the run.
     pub fn readout_with(&mut self, request: &Request) -> Result<Readout, TargetError> {
-        self.target.discard_input()?;
-        let bytes = parity::encode(&request.encode());
-        let request_end = self.target.send(&bytes)?;
-        let first_deadline =
-            request_end + Duration::from_millis(self.spec.profile.response_max_ms as u64 + 1000);
-        // whole answer: 359 characters at the line rate, plus gaps
-        let whole =
-            first_deadline + Duration::from_nanos(self.char_ns() * 400) + INTER_CHAR_LIMIT * 2;
-        let (chars, end) =
-            self.target
-                .recv(whole, INTER_CHAR_LIMIT * 2, &mut |c: &[RxChar]| {
-                    let n = c.len();
-                    n >= 2 && c[n - 2].byte & 0x7F == crate::iec62056::ETX
-                })?;
-        let parity_mode = if self.caps.parity_checked {
-            ParityMode::Even
-        } else {
-            ParityMode::None
-        };
-        let rule = self.spec.profile.bcc_rule;
-        let run = |mode| {
-            let mut d = decoder::Decoder::new(DecodeOptions {
-                mode,
-                bcc_rule: rule,
-                parity: parity_mode,
-            });
-            for c in &chars {
-                let b = if self.caps.parity_checked {
-                    c.byte
-                } else {
-                    c.byte & 0x7F
-                };
-                d.feed(b, c.start);
-            }
-            d.finish()
-        };
-        let strict = run(Mode::Strict);
-        let tolerant = run(Mode::Tolerant);
-        Ok(Readout {
-            request_end,
-            chars,
-            end,
-            strict,
-            tolerant,
-        })
+        let (rules, listen) = (self.answer_rules(), self.listening());
+        let ex = exchange(self.target, request, &rules, &listen)?;
+        self.log.push(ExchangeNote::of(&ex, &rules));
+        Ok(ex)
     }
 
     /// A general readout.
@@ -573,13 +627,7 @@ pub fn run(
     opts: &RunOptions,
     sink: &mut dyn CaseSink,
 ) -> Vec<CaseResult> {
-    let caps = target.capabilities();
-    let mut ctx = Ctx {
-        target,
-        spec,
-        opts,
-        caps,
-    };
+    let mut ctx = Ctx::new(target, spec, opts);
     let mut shared = Shared::default();
     let mut results = Vec::new();
     let mut vanished: Option<String> = None;

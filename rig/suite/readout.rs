@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use super::{fmt_num, Ctx, Judgement, Measurement, Readout, Shared, Verdict, INTER_CHAR_LIMIT};
 use crate::iec62056::decoder::{FindingKind, Severity};
+use crate::iec62056::exchange::AnswerEnd;
 use crate::iec62056::{parity, ReactionClass, Request};
 use crate::meter::config::MeterSpec;
 use crate::meter::profile::Clause;
 use crate::meter::readout::COMBI_351;
-use crate::target::{RecvEnd, TargetError};
+use crate::target::TargetError;
 use crate::time::TimeSource;
 use crate::uart::RxChar;
 
@@ -41,18 +42,10 @@ fn first(ctx: &mut Ctx<'_>, shared: &mut Shared) -> Result<Readout, TargetError>
     shared.first.clone().expect("set above")
 }
 
-fn no_answer(ctx: &Ctx<'_>, clause: Clause) -> Judgement {
-    Judgement::from_problems(
-        clause,
-        vec![format!(
-            "no answer within {} ms of the request (limit {}–{} ms)",
-            ctx.spec.profile.response_max_ms + 1000.0,
-            ctx.spec.profile.response_min_ms,
-            ctx.spec.profile.response_max_ms
-        )],
-        vec![],
-        "",
-    )
+/// The exchange's own words for a missing answer (one definition for every path).
+fn no_answer(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
+    let a = r.assess(&ctx.answer_rules());
+    Judgement::from_problems(clause, vec![a.reason().to_string()], vec![], "")
 }
 
 /// Runs one readout case.
@@ -64,8 +57,8 @@ pub fn run(ctx: &mut Ctx<'_>, shared: &mut Shared, id: &str) -> Result<Judgement
         _ => {}
     }
     let r = first(ctx, shared)?;
-    if r.chars.is_empty() {
-        return Ok(no_answer(ctx, clause));
+    if let AnswerEnd::NoAnswer { .. } = r.end {
+        return Ok(no_answer(ctx, &r, clause));
     }
     Ok(match id {
         "readout.response_time" => response_time(ctx, &r, clause),
@@ -97,15 +90,28 @@ fn response_measurement(ctx: &Ctx<'_>, name: &str, r: &Readout) -> Option<Measur
 
 fn response_time(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
     let Some(m) = response_measurement(ctx, "response_time", r) else {
-        return no_answer(ctx, clause);
+        return no_answer(ctx, r, clause);
     };
     let msg = format!(
-        "answer started {} ms after the request's last stop bit (limit {}, source {})",
+        "the identification's '/' started {} ms after the request's last stop bit (limit {}, source {})",
         fmt_num(m.value),
         m.limit_text(),
         m.source
     );
-    Judgement::from_problems(clause, vec![], vec![m.clone()], msg)
+    let mut j = Judgement::from_problems(clause, vec![], vec![m.clone()], msg);
+    j.details.extend(line_findings(r));
+    j
+}
+
+/// Echo and noise before the identification: facts about the line, reported, never the start
+/// of the answer.
+fn line_findings(r: &Readout) -> Vec<String> {
+    r.strict
+        .findings
+        .iter()
+        .filter(|f| matches!(f.kind, FindingKind::Echo | FindingKind::Noise))
+        .map(|f| format!("offset {}: {}", f.offset, f.message))
+        .collect()
 }
 
 fn identification(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
@@ -164,86 +170,61 @@ fn identification(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
 
 fn framing(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
     let mut problems = Vec::new();
-    let mut parity_errors = 0usize;
-    let mut stop_errors = 0usize;
-    for (i, c) in r.chars.iter().enumerate() {
-        if ctx.caps.parity_checked && !parity::is_even(c.byte) {
-            parity_errors += 1;
-            problems.push(format!(
-                "character {i} (0x{:02X} {:?}): parity bit wrong (even parity expected)",
-                c.byte & 0x7F,
-                (c.byte & 0x7F) as char
-            ));
-        }
-        if !c.stop_ok {
-            stop_errors += 1;
-            problems.push(format!(
-                "character {i} (0x{:02X}): stop bit low (framing error)",
-                c.byte & 0x7F
-            ));
-        }
+    let (parity_errors, stop_errors) = r.framing_errors();
+    for &i in &parity_errors {
+        let c = r.chars[i];
+        problems.push(format!(
+            "character {i} (0x{:02X} {:?}): parity bit wrong (even parity expected)",
+            c.byte & 0x7F,
+            (c.byte & 0x7F) as char
+        ));
     }
-    let gap = r
-        .chars
-        .windows(2)
-        .map(|w| w[1].start.diff_ns(w[0].end))
-        .max()
-        .unwrap_or(0)
-        .max(0);
-    let u = 2.0 * ctx.caps.data_uncertainty_ns as f64 / 1e6;
+    for &i in &stop_errors {
+        problems.push(format!(
+            "character {i} (0x{:02X}): stop bit low (framing error)",
+            r.chars[i].byte & 0x7F
+        ));
+    }
+    let u = r.response_uncertainty_ms();
+    let src = ctx.caps.data_timing;
+    let count = |name: &str, n: usize| {
+        Measurement::new(name, n as f64, "characters", None, Some(0.0), src, 0.0)
+    };
     let ms = vec![
-        Measurement::new(
-            "parity_errors",
-            parity_errors as f64,
-            "characters",
-            None,
-            Some(0.0),
-            ctx.caps.data_timing,
-            0.0,
-        ),
-        Measurement::new(
-            "stop_bit_errors",
-            stop_errors as f64,
-            "characters",
-            None,
-            Some(0.0),
-            ctx.caps.data_timing,
-            0.0,
-        ),
+        count("parity_errors", parity_errors.len()),
+        count("stop_bit_errors", stop_errors.len()),
         Measurement::new(
             "max_inter_char_gap",
-            gap as f64 / 1e6,
+            r.max_gap_ns() as f64 / 1e6,
             "ms",
             None,
             Some(INTER_CHAR_LIMIT.as_millis() as f64),
-            ctx.caps.data_timing,
+            src,
             u,
         ),
         Measurement::info(
             "characters",
-            r.chars.len() as f64,
+            r.answer().len() as f64,
             "characters",
-            ctx.caps.data_timing,
+            src,
             0.0,
         ),
     ];
-    let mut ok = format!(
-        "{} characters, 7E1 at {} baud, every parity and stop bit correct",
-        r.chars.len(),
-        ctx.spec.baud
-    );
-    if !ctx.caps.parity_checked {
-        ok = format!("{} characters; parity unchecked (the UART's own 7E1 does not report it); stop bits correct", r.chars.len());
-    }
+    let n = r.answer().len();
+    let ok = if ctx.caps.parity_checked {
+        format!(
+            "{n} characters, 7E1 at {} baud, every parity and stop bit correct",
+            ctx.spec.baud
+        )
+    } else {
+        format!("{n} characters; parity unchecked (the UART's own 7E1 does not report it); stop bits correct")
+    };
     Judgement::from_problems(clause, problems, ms, ok)
 }
 
 fn structure(r: &Readout, clause: Clause) -> Judgement {
     let problems: Vec<String> = r
-        .strict
-        .findings
-        .iter()
-        .filter(|f| f.severity == Severity::Violation)
+        .decoder_violations()
         .filter(|f| {
             f.kind.category() == "structure" && f.kind != FindingKind::Identification
                 || f.kind == FindingKind::MissingBcc
@@ -256,9 +237,21 @@ fn structure(r: &Readout, clause: Clause) -> Judgement {
         vec![],
         "identification, STX, CR LF line ends, '!', ETX and BCC in place",
     );
-    if r.end != RecvEnd::Complete && j.verdict == Verdict::Pass {
-        j.verdict = Verdict::Fail;
-        j.message = format!("answer incomplete: receiving ended by {:?}", r.end);
+    match r.end {
+        AnswerEnd::Silence { after_ms } if j.verdict == Verdict::Pass => {
+            j.verdict = Verdict::Fail;
+            j.message = format!(
+                "the answer stopped after {} characters: silent for {} ms before its BCC",
+                r.answer().len(),
+                fmt_num(after_ms)
+            );
+        }
+        AnswerEnd::RigLimit { limit } if j.verdict == Verdict::Pass => {
+            j.verdict = Verdict::Inconclusive;
+            j.message =
+                format!("undecided: {limit}; the meter was still sending within its limits");
+        }
+        _ => {}
     }
     j
 }

@@ -24,7 +24,7 @@ fn rig_read_prints_the_worked_example() {
         "Reactive energy",
         "'7' (0x37) ok (xor)",
         "source serial",
-        "valid",
+        "verdict         conforms",
     ] {
         assert!(text.contains(want), "missing {want:?}");
     }
@@ -62,7 +62,7 @@ fn rig_read_exit_codes_for_no_answer_and_a_missing_port() {
     let port = served.link.display().to_string();
     let o = crate::util::run_rig(&["read", "--port", &port, "--baud", "9600"]);
     assert_eq!(crate::util::code(&o), 1);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("no answer"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no identification within"));
     assert!(
         start.elapsed() < Duration::from_secs(4),
         "no-answer limit is 1.5 s"

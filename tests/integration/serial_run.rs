@@ -271,10 +271,10 @@ fn pulling_the_port_away_mid_run_ends_with_a_message_and_a_valid_record() {
 }
 
 #[rstest]
-#[case::healthy("", 0, "valid")]
+#[case::healthy("", 0, "conforms")]
 #[case::bcc_sum("bcc = \"sum\"\ntariff_sum_offset_kwh = 1.0", 1, "sum rule")]
 #[case::parity("parity_error_at = 12", 1, "arity")]
-#[case::silent("silent = true", 1, "no answer")]
+#[case::silent("silent = true", 1, "no identification")]
 #[case::truncated("truncate_after = 150", 1, "truncated")]
 fn rig_read_judges_the_telegram(
     #[case] faults: &str,

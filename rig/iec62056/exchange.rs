@@ -1,0 +1,721 @@
+//! One mode A exchange: a request, the timed answer, its decoding and its judgement — defined
+//! once, for every path that reads a meter (`rig run`'s cases, `rig read`, `rig serve`'s module
+//! loop).
+//!
+//! What this module fixes, so that no path can disagree with another:
+//! - **Response time** is the start bit of the identification's `/` minus the end of the request's
+//!   last stop bit (004_d1f80f13afa7763c.txt, Note 1). An echo of the request or noise before the
+//!   `/` is a finding of the decoder, never the start of the answer.
+//! - **Completion** comes from the decoder: the answer is over when its BCC has arrived.
+//! - **Listening** goes on while the meter keeps sending within the inter-character limit of
+//!   IEC 62056-21 (1500 ms). A [`Listening::total`] limit of the rig's own bounds a receive; when
+//!   that limit ends it, the outcome is [`Conformance::Undecided`] and names the option that
+//!   raises it — never a violation of the meter.
+//! - **Judgement** ([`Exchange::assess`]) applies the same rules everywhere: the response window
+//!   of the profile, parity and stop bit of every character of the answer, the inter-character
+//!   limit, and the strict decoder's violations.
+//!
+//! Sans-I/O: [`Receiver`] is fed timed characters and says when to stop; [`Exchange`] is the
+//! finished observation. The loop that reads a port or a simulated wire lives with the backends'
+//! users (`crate::suite::exchange`); nothing here reads a clock or a device.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::decoder::{
+    self, DecodeOptions, Decoded, Decoder, Event, FindingKind, Mode, ParityMode, Severity,
+};
+use super::{parity, BccRule};
+use crate::meter::profile::Profile;
+use crate::time::{TimeSource, Timestamp};
+use crate::uart::RxChar;
+
+/// The inter-character limit ta of IEC 62056-21 (referenced by 004 as IEC 61107): at most
+/// 1500 ms between two characters of a message.
+pub const INTER_CHAR_LIMIT: Duration = Duration::from_millis(1500);
+
+/// The longest reaction time tr IEC 62056-21 allows a meter (1500 ms). The rig waits this long
+/// for the identification even where the profile promises less, so a late meter is measured
+/// (and fails the profile's window), not cut off.
+pub const REACTION_LIMIT: Duration = Duration::from_millis(1500);
+
+/// Characters of the 351 Combi's answer to `/?!`, from `/` to the BCC (004's worked example).
+pub const EXPECTED_ANSWER_CHARS: usize = 359;
+
+/// What the meter promises for one answer: the profile's response window, its BCC rule and the
+/// standard's inter-character limit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AnswerRules {
+    /// Earliest start of `/` after the request, ms (004 Note 1: 20 ms).
+    pub response_min_ms: f64,
+    /// Latest start of `/` after the request, ms (004 Note 1: 500 ms).
+    pub response_max_ms: f64,
+    /// The BCC rule of the profile.
+    pub bcc_rule: BccRule,
+    /// Longest silence between two characters of the answer.
+    pub inter_char_limit: Duration,
+}
+
+impl AnswerRules {
+    /// The rules a profile promises.
+    pub fn from_profile(p: &Profile) -> Self {
+        AnswerRules {
+            response_min_ms: p.response_min_ms,
+            response_max_ms: p.response_max_ms,
+            bcc_rule: p.bcc_rule,
+            inter_char_limit: INTER_CHAR_LIMIT,
+        }
+    }
+}
+
+/// How long the rig listens. These are the rig's limits, not the meter's promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Listening {
+    /// Longest wait for the first character after the request.
+    pub first_wait: Duration,
+    /// Silence after which the answer is taken as over (the inter-character limit plus the
+    /// timing uncertainty of both characters, so a conforming gap is never cut).
+    pub silence: Duration,
+    /// The rig-side limit for the whole answer, from the end of the request.
+    pub total: Duration,
+    /// Most characters taken before giving up on a completion (a rig-side limit too).
+    pub max_chars: usize,
+}
+
+impl Listening {
+    /// Limits that let every conforming answer finish: the standard's reaction limit for the first
+    /// character, its inter-character limit between characters, and a total that allows twice
+    /// the 351's answer with the longest allowed silence after every character. `char_ns` is the
+    /// line time of one character; `uncertainty_ns` the backend's one-sided timing uncertainty.
+    pub fn conforming(rules: &AnswerRules, char_ns: u64, uncertainty_ns: u64) -> Self {
+        let u = Duration::from_nanos(2 * uncertainty_ns);
+        let first_wait =
+            REACTION_LIMIT.max(Duration::from_secs_f64(rules.response_max_ms / 1e3)) + u;
+        let silence = rules.inter_char_limit + u;
+        let max_chars = 2 * EXPECTED_ANSWER_CHARS;
+        let per_char = Duration::from_nanos(char_ns) + rules.inter_char_limit;
+        Listening {
+            first_wait,
+            silence,
+            total: first_wait + per_char * max_chars as u32,
+            max_chars,
+        }
+    }
+
+    /// The same, with the total limit set by the user (`--answer-limit`).
+    pub fn with_total(mut self, total: Duration) -> Self {
+        self.total = total;
+        self
+    }
+}
+
+/// Why listening ended.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "end", rename_all = "snake_case")]
+pub enum AnswerEnd {
+    /// The BCC arrived.
+    Complete,
+    /// Nothing that starts an identification arrived: no character within
+    /// [`Listening::first_wait`], or only echo and noise followed by silence.
+    NoAnswer {
+        /// How long the rig listened after the request, ms.
+        waited_ms: f64,
+    },
+    /// The meter fell silent for longer than the inter-character limit before its BCC.
+    Silence {
+        /// Silence the rig waited for, ms.
+        after_ms: f64,
+    },
+    /// The rig's own limit ended listening while the meter was still sending within its limits.
+    RigLimit {
+        /// What the limit was.
+        limit: RigLimit,
+    },
+}
+
+/// Which rig-side limit ended a receive.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RigLimit {
+    /// The total time, seconds after the request.
+    Time {
+        /// Seconds.
+        seconds: f64,
+    },
+    /// The number of characters.
+    Characters {
+        /// Characters.
+        count: usize,
+    },
+}
+
+impl std::fmt::Display for RigLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RigLimit::Time { seconds } => write!(
+                f,
+                "the rig stopped listening {seconds:.1} s after the request (raise it with --answer-limit)"
+            ),
+            RigLimit::Characters { count } => write!(
+                f,
+                "the rig stopped listening after {count} characters without a BCC (raise it with --answer-limit)"
+            ),
+        }
+    }
+}
+
+/// How well the backend timed the characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TimingQuality {
+    /// Where the character times come from.
+    pub source: TimeSource,
+    /// One-sided uncertainty of one character time, ns.
+    pub uncertainty_ns: u64,
+    /// Whether parity bits are seen (false with a UART's own 7E1 that does not report them).
+    pub parity_checked: bool,
+}
+
+/// Fed timed characters as they arrive; says when the answer is complete. Pure.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    request_end: Timestamp,
+    timing: TimingQuality,
+    rule: BccRule,
+    decoder: Decoder,
+    events: Vec<Event>,
+    chars: Vec<RxChar>,
+    identification: Option<usize>,
+}
+
+impl Receiver {
+    /// A receiver for the answer to a request whose last stop bit ended at `request_end`.
+    pub fn new(request_end: Timestamp, rule: BccRule, timing: TimingQuality) -> Self {
+        Receiver {
+            request_end,
+            timing,
+            rule,
+            decoder: Decoder::new(decode_options(Mode::Tolerant, rule, timing.parity_checked)),
+            events: Vec::new(),
+            chars: Vec::new(),
+            identification: None,
+        }
+    }
+
+    /// One received character (all eight bits, with its start and stop times).
+    pub fn push(&mut self, c: RxChar) {
+        let b = if self.timing.parity_checked {
+            c.byte
+        } else {
+            c.byte & 0x7F
+        };
+        self.decoder.push(b, c.start, &mut self.events);
+        for e in self.events.drain(..) {
+            if let Event::IdentificationStart { offset, .. } = e {
+                self.identification.get_or_insert(offset);
+            }
+        }
+        self.chars.push(c);
+    }
+
+    /// Characters received so far.
+    pub fn len(&self) -> usize {
+        self.chars.len()
+    }
+
+    /// Whether nothing has been received.
+    pub fn is_empty(&self) -> bool {
+        self.chars.is_empty()
+    }
+
+    /// Whether the identification's `/` has arrived.
+    pub fn identification_seen(&self) -> bool {
+        self.identification.is_some()
+    }
+
+    /// Whether the BCC has arrived.
+    pub fn is_complete(&self) -> bool {
+        self.decoder.is_complete()
+    }
+
+    /// The finished observation: decodes the characters strictly and tolerantly.
+    pub fn finish(self, request: &[u8], end: AnswerEnd) -> Exchange {
+        Exchange::new(
+            String::from_utf8_lossy(request).trim_end().to_string(),
+            self.request_end,
+            self.chars,
+            end,
+            self.rule,
+            self.timing,
+        )
+    }
+}
+
+fn decode_options(mode: Mode, rule: BccRule, parity_checked: bool) -> DecodeOptions {
+    DecodeOptions {
+        mode,
+        bcc_rule: rule,
+        parity: if parity_checked {
+            ParityMode::Even
+        } else {
+            ParityMode::None
+        },
+    }
+}
+
+/// One finished exchange: what was sent, what came back with its times, and both decodings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Exchange {
+    /// The request, printable (`/?!`).
+    pub request: String,
+    /// End of the request's last stop bit.
+    pub request_end: Timestamp,
+    /// Every character received, as on the wire, echo and noise included.
+    pub chars: Vec<RxChar>,
+    /// Why listening ended.
+    pub end: AnswerEnd,
+    /// Strict decode (conformance findings).
+    pub strict: Decoded,
+    /// Tolerant decode (content).
+    pub tolerant: Decoded,
+    /// How the characters were timed.
+    pub timing: TimingQuality,
+}
+
+/// Whether an exchange kept the meter's promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Conformance {
+    /// Every rule kept.
+    Conforms,
+    /// A rule broken (the problems say which).
+    Violates,
+    /// The observation cannot decide (a rig-side limit ended it).
+    Undecided,
+}
+
+/// The judgement of one exchange under [`AnswerRules`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assessment {
+    /// The outcome.
+    pub conformance: Conformance,
+    /// Each broken rule (or, when undecided, why), one sentence each, most important first.
+    pub problems: Vec<String>,
+    /// The response time, ms, when an identification arrived.
+    pub response_ms: Option<f64>,
+}
+
+impl Assessment {
+    /// The first problem, or an empty string.
+    pub fn reason(&self) -> &str {
+        self.problems.first().map_or("", |s| s.as_str())
+    }
+}
+
+impl Exchange {
+    /// Builds the observation from received characters (decodes them both ways).
+    pub fn new(
+        request: String,
+        request_end: Timestamp,
+        chars: Vec<RxChar>,
+        end: AnswerEnd,
+        rule: BccRule,
+        timing: TimingQuality,
+    ) -> Self {
+        let decode = |mode| {
+            let mut d = Decoder::new(decode_options(mode, rule, timing.parity_checked));
+            for c in &chars {
+                let b = if timing.parity_checked {
+                    c.byte
+                } else {
+                    c.byte & 0x7F
+                };
+                d.feed(b, c.start);
+            }
+            d.finish()
+        };
+        let strict = decode(Mode::Strict);
+        let tolerant = decode(Mode::Tolerant);
+        Exchange {
+            request,
+            request_end,
+            chars,
+            end,
+            strict,
+            tolerant,
+            timing,
+        }
+    }
+
+    /// Index in [`Exchange::chars`] of the identification's `/`, if one arrived.
+    pub fn identification_index(&self) -> Option<usize> {
+        let t = self.tolerant.timing.identification_start?;
+        self.chars.iter().position(|c| c.start == t)
+    }
+
+    /// The answer proper: the characters from the identification's `/` on (empty without one).
+    pub fn answer(&self) -> &[RxChar] {
+        match self.identification_index() {
+            Some(i) => &self.chars[i..],
+            None => &[],
+        }
+    }
+
+    /// Response time in ns: start bit of the identification's `/` minus the request's end.
+    pub fn response_ns(&self) -> Option<i64> {
+        self.tolerant
+            .timing
+            .identification_start
+            .map(|t| t.diff_ns(self.request_end))
+    }
+
+    /// One-sided uncertainty of the response time, ms (both ends carry the backend's).
+    pub fn response_uncertainty_ms(&self) -> f64 {
+        2.0 * self.timing.uncertainty_ns as f64 / 1e6
+    }
+
+    /// Longest silence between two characters of the answer, ns (0 for fewer than two).
+    pub fn max_gap_ns(&self) -> i64 {
+        self.answer()
+            .windows(2)
+            .map(|w| w[1].start.diff_ns(w[0].end))
+            .max()
+            .unwrap_or(0)
+            .max(0)
+    }
+
+    /// Indices (in [`Exchange::chars`]) of answer characters with a wrong parity bit (only when
+    /// parity is seen) and with a low stop bit.
+    pub fn framing_errors(&self) -> (Vec<usize>, Vec<usize>) {
+        let base = self.identification_index().unwrap_or(self.chars.len());
+        let mut parity_errors = Vec::new();
+        let mut stop_errors = Vec::new();
+        for (i, c) in self.answer().iter().enumerate() {
+            if self.timing.parity_checked && !parity::is_even(c.byte) {
+                parity_errors.push(base + i);
+            }
+            if !c.stop_ok {
+                stop_errors.push(base + i);
+            }
+        }
+        (parity_errors, stop_errors)
+    }
+
+    /// Register values by address (tolerant decode), as numbers.
+    pub fn numbers(&self) -> BTreeMap<String, f64> {
+        self.tolerant
+            .data_sets
+            .iter()
+            .filter_map(|d| {
+                d.values
+                    .first()
+                    .and_then(|v| v.number())
+                    .map(|n| (d.address.clone(), n))
+            })
+            .collect()
+    }
+
+    /// When the meter took its register snapshot: the end of the request (the 351 builds the
+    /// answer from the registers at the moment of the request).
+    pub fn snapshot_time(&self) -> Timestamp {
+        self.request_end
+    }
+
+    /// The strict decoder's violations that count against the meter: not the echo or noise
+    /// before `/` (a line or the rig's head may make them), not parity (judged per character
+    /// here), and, when a rig-side limit cut the answer, not the ones that only say it ended.
+    pub fn decoder_violations(&self) -> impl Iterator<Item = &decoder::Finding> {
+        let cut = matches!(self.end, AnswerEnd::RigLimit { .. });
+        self.strict.findings.iter().filter(move |f| {
+            f.severity == Severity::Violation
+                && f.kind.category() != "noise"
+                && !matches!(f.kind, FindingKind::Parity | FindingKind::HighBit)
+                && !(cut
+                    && matches!(
+                        f.kind,
+                        FindingKind::Truncated
+                            | FindingKind::MissingEnd
+                            | FindingKind::MissingEtx
+                            | FindingKind::MissingBcc
+                    ))
+        })
+    }
+
+    /// Judges the exchange under `rules`: the one definition every path uses.
+    pub fn assess(&self, rules: &AnswerRules) -> Assessment {
+        let response_ms = self.response_ns().map(|ns| ns as f64 / 1e6);
+        let mut problems = Vec::new();
+        if let AnswerEnd::NoAnswer { waited_ms } = self.end {
+            let seen = if self.chars.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} characters of echo or noise only)", self.chars.len())
+            };
+            problems.push(format!(
+                "no identification within {} ms of the request{seen} (limit {}–{} ms)",
+                fmt_ms(waited_ms),
+                fmt_ms(rules.response_min_ms),
+                fmt_ms(rules.response_max_ms)
+            ));
+            return Assessment {
+                conformance: Conformance::Violates,
+                problems,
+                response_ms,
+            };
+        }
+        if let Some(ms) = response_ms {
+            if !(rules.response_min_ms..=rules.response_max_ms).contains(&ms) {
+                problems.push(format!(
+                    "answer started {} ms after the request (limit {}–{} ms)",
+                    fmt_ms(ms),
+                    fmt_ms(rules.response_min_ms),
+                    fmt_ms(rules.response_max_ms)
+                ));
+            }
+        }
+        self.framing_problems(rules, &mut problems);
+        for f in self.decoder_violations().take(3) {
+            problems.push(format!("offset {}: {}", f.offset, f.message));
+        }
+        match self.end {
+            AnswerEnd::Silence { after_ms } => problems.push(format!(
+                "the answer stopped after {} characters: silent for {} ms before its BCC (limit {} ms between characters)",
+                self.answer().len(),
+                fmt_ms(after_ms),
+                rules.inter_char_limit.as_millis()
+            )),
+            AnswerEnd::RigLimit { limit } if problems.is_empty() => {
+                return Assessment {
+                    conformance: Conformance::Undecided,
+                    problems: vec![format!(
+                        "undecided: {limit}; the meter was still sending within its limits"
+                    )],
+                    response_ms,
+                };
+            }
+            _ => {}
+        }
+        Assessment {
+            conformance: if problems.is_empty() {
+                Conformance::Conforms
+            } else {
+                Conformance::Violates
+            },
+            problems,
+            response_ms,
+        }
+    }
+
+    fn framing_problems(&self, rules: &AnswerRules, problems: &mut Vec<String>) {
+        let (par, stop) = self.framing_errors();
+        let describe = |what: &str, v: &[usize]| {
+            format!(
+                "{} answer character{} with {what} (first at offset {})",
+                v.len(),
+                if v.len() == 1 { "" } else { "s" },
+                v[0]
+            )
+        };
+        if !par.is_empty() {
+            problems.push(describe("a wrong parity bit (7E1: even parity)", &par));
+        }
+        if !stop.is_empty() {
+            problems.push(describe("a low stop bit (framing error)", &stop));
+        }
+        let gap_ms = self.max_gap_ns() as f64 / 1e6;
+        if gap_ms > rules.inter_char_limit.as_secs_f64() * 1e3 {
+            problems.push(format!(
+                "{} ms of silence inside the answer (limit {} ms between characters)",
+                fmt_ms(gap_ms),
+                rules.inter_char_limit.as_millis()
+            ));
+        }
+    }
+}
+
+fn fmt_ms(x: f64) -> String {
+    let s = format!("{x:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iec62056::{Identification, Telegram};
+    use crate::meter::profile::COMBI_351;
+    use crate::time::bit_ns;
+
+    fn timing() -> TimingQuality {
+        TimingQuality {
+            source: TimeSource::Edge,
+            uncertainty_ns: 0,
+            parity_checked: true,
+        }
+    }
+
+    /// Characters at 300 baud back to back from `start`, with `gap` after each line end.
+    fn chars(bytes: &[u8], start: Timestamp, line_pause: Duration) -> Vec<RxChar> {
+        let frame = 10 * bit_ns(300);
+        let mut t = start;
+        bytes
+            .iter()
+            .map(|&b| {
+                let c = RxChar {
+                    byte: parity::add_even(b),
+                    start: t,
+                    end: Timestamp(t.0 + frame),
+                    stop_ok: true,
+                };
+                t = c.end
+                    + if b == b'\n' {
+                        line_pause
+                    } else {
+                        Duration::ZERO
+                    };
+                c
+            })
+            .collect()
+    }
+
+    fn answer() -> Vec<u8> {
+        let t = Telegram {
+            identification: Identification::kamstrup("351"),
+            data_sets: vec![crate::iec62056::DataSet::single(
+                "1.8.0",
+                crate::iec62056::Value::with_unit("0001234", "kWh"),
+            )],
+        };
+        t.encode(BccRule::Xor).0
+    }
+
+    fn exchange(bytes: &[u8], start_ms: u64, pause: Duration, end: AnswerEnd) -> Exchange {
+        let req_end = Timestamp::from_ms(1000);
+        let cs = chars(bytes, req_end + Duration::from_millis(start_ms), pause);
+        let mut rx = Receiver::new(req_end, BccRule::Xor, timing());
+        for c in cs {
+            rx.push(c);
+        }
+        rx.finish(b"/?!\r\n", end)
+    }
+
+    #[test]
+    fn echo_before_the_answer_is_not_its_start() {
+        let rules = AnswerRules::from_profile(&COMBI_351);
+        // the echo arrives while the request is sent; the '/' of the answer 250 ms after it
+        let req_end = Timestamp::from_ms(1000);
+        let echo = chars(
+            b"/?!\r\n",
+            req_end - Duration::from_nanos(5 * 10 * bit_ns(300)),
+            Duration::ZERO,
+        );
+        let mut rx = Receiver::new(req_end, BccRule::Xor, timing());
+        for c in echo.into_iter().chain(chars(
+            &answer(),
+            req_end + Duration::from_millis(250),
+            Duration::ZERO,
+        )) {
+            rx.push(c);
+        }
+        assert!(rx.is_complete());
+        let ex = rx.finish(b"/?!\r\n", AnswerEnd::Complete);
+        assert_eq!(ex.response_ns(), Some(250_000_000));
+        assert_eq!(ex.identification_index(), Some(5));
+        let a = ex.assess(&rules);
+        assert_eq!(a.conformance, Conformance::Conforms, "{:?}", a.problems);
+        assert_eq!(a.response_ms, Some(250.0));
+    }
+
+    #[test]
+    fn pauses_after_lines_within_the_limit_conform() {
+        let rules = AnswerRules::from_profile(&COMBI_351);
+        let ex = exchange(
+            &answer(),
+            150,
+            Duration::from_millis(1499),
+            AnswerEnd::Complete,
+        );
+        assert_eq!(ex.assess(&rules).conformance, Conformance::Conforms);
+        let ex = exchange(
+            &answer(),
+            150,
+            Duration::from_millis(1501),
+            AnswerEnd::Complete,
+        );
+        let a = ex.assess(&rules);
+        assert_eq!(a.conformance, Conformance::Violates);
+        assert!(a.reason().contains("1501 ms of silence"), "{a:?}");
+    }
+
+    #[test]
+    fn response_window_bounds() {
+        let rules = AnswerRules::from_profile(&COMBI_351);
+        for (ms, ok) in [
+            (19, false),
+            (20, true),
+            (500, true),
+            (501, false),
+            (600, false),
+        ] {
+            let a = exchange(&answer(), ms, Duration::ZERO, AnswerEnd::Complete).assess(&rules);
+            assert_eq!(a.conformance == Conformance::Conforms, ok, "{ms}: {a:?}");
+            assert_eq!(a.response_ms, Some(ms as f64));
+        }
+    }
+
+    #[test]
+    fn a_rig_side_limit_is_undecided_and_silence_is_a_violation() {
+        let rules = AnswerRules::from_profile(&COMBI_351);
+        let b = answer();
+        let cut = &b[..30];
+        let limit = RigLimit::Time { seconds: 2.0 };
+        let a = exchange(cut, 150, Duration::ZERO, AnswerEnd::RigLimit { limit }).assess(&rules);
+        assert_eq!(a.conformance, Conformance::Undecided, "{a:?}");
+        assert!(a.reason().contains("--answer-limit"));
+        let a = exchange(
+            cut,
+            150,
+            Duration::ZERO,
+            AnswerEnd::Silence { after_ms: 1500.0 },
+        )
+        .assess(&rules);
+        assert_eq!(a.conformance, Conformance::Violates);
+        assert!(
+            a.problems.iter().any(|p| p.contains("stopped after 30")),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn no_answer_names_the_wait_and_a_framing_error_is_found() {
+        let rules = AnswerRules::from_profile(&COMBI_351);
+        let a = exchange(
+            b"",
+            0,
+            Duration::ZERO,
+            AnswerEnd::NoAnswer { waited_ms: 1500.0 },
+        )
+        .assess(&rules);
+        assert_eq!(a.conformance, Conformance::Violates);
+        assert!(a.reason().starts_with("no identification within 1500 ms"));
+        let mut ex = exchange(&answer(), 150, Duration::ZERO, AnswerEnd::Complete);
+        ex.chars[7].stop_ok = false;
+        let a = ex.assess(&rules);
+        assert!(
+            a.reason()
+                .contains("low stop bit (framing error) (first at offset 7)"),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn conforming_listening_lets_every_conforming_answer_finish() {
+        let rules = AnswerRules::from_profile(&COMBI_351);
+        let l = Listening::conforming(&rules, 10 * bit_ns(300), 1_000_000);
+        assert_eq!(l.first_wait, Duration::from_millis(1502));
+        assert_eq!(l.silence, Duration::from_millis(1502));
+        // 718 characters with the longest allowed silence after each
+        let worst = Duration::from_nanos(10 * bit_ns(300)) + INTER_CHAR_LIMIT;
+        assert!(l.total >= worst * 718);
+    }
+}
