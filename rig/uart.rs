@@ -36,6 +36,8 @@ pub fn frame_ns(baud: u32, stop_bits: u32) -> u64 {
 pub struct TxFrame {
     /// Drive the (first) stop bit low: a framing error.
     pub bad_stop: bool,
+    /// The sender's own bit rate, when its clock is off the nominal one (a fault).
+    pub baud: Option<u32>,
 }
 
 /// The edges of one frame carrying `byte` (all eight bits), starting with the start bit's falling
@@ -89,6 +91,10 @@ pub struct RxChar {
     pub end: Timestamp,
     /// Whether the stop bit was high at its sampling point.
     pub stop_ok: bool,
+    /// The sender's bit time, ns, measured from this character's own edges (the last edge
+    /// inside the frame, k whole bits after the start bit's edge): only receivers that see edges
+    /// know it; `None` for bytes from a serial port.
+    pub bit_ns: Option<u64>,
 }
 
 impl RxChar {
@@ -103,6 +109,8 @@ struct Frame {
     t0: Timestamp,
     next_sample: u32,
     value: u16,
+    /// The last edge inside the frame after the start bit's.
+    last_edge: Option<Timestamp>,
 }
 
 /// Edge-driven UART receiver sampling at mid-bit, with a start-bit glitch check.
@@ -152,6 +160,15 @@ impl UartRx {
         )
     }
 
+    /// The sender's bit time from the frame's last edge: that edge lies a whole number of the
+    /// sender's bits after the start edge, the nearest whole number of nominal bits.
+    fn measured_bit(&self, f: &Frame) -> Option<u64> {
+        let dt = f.last_edge?.0.checked_sub(f.t0.0)?;
+        let nominal = 1e9 / self.baud as f64;
+        let k = (dt as f64 / nominal).round();
+        (k >= 1.0).then(|| (dt as f64 / k).round() as u64)
+    }
+
     /// Process every sampling point strictly before `t` using the current level.
     fn sample_until(&mut self, t: Timestamp, out: &mut Vec<RxChar>) {
         while let Some(mut f) = self.frame {
@@ -178,6 +195,7 @@ impl UartRx {
                     start: f.t0,
                     end: bit_start(f.t0, 10, self.baud),
                     stop_ok,
+                    bit_ns: self.measured_bit(&f),
                 });
                 self.frame = None;
                 self.wait_idle = !stop_ok;
@@ -198,6 +216,9 @@ impl UartRx {
             return;
         }
         self.level = e.level;
+        if let Some(f) = self.frame.as_mut() {
+            f.last_edge = Some(t);
+        }
         if self.level {
             self.wait_idle = false;
         } else if self.frame.is_none() && !self.wait_idle {
@@ -205,6 +226,7 @@ impl UartRx {
                 t0: t,
                 next_sample: 0,
                 value: 0,
+                last_edge: None,
             });
         }
     }
@@ -275,7 +297,16 @@ mod tests {
     fn bad_stop_bit_is_reported_and_receiver_resyncs() {
         let mut rx = UartRx::new(300);
         let mut out = Vec::new();
-        let (e1, end1) = frame_edges(b'A', Timestamp::ZERO, 300, 1, TxFrame { bad_stop: true });
+        let (e1, end1) = frame_edges(
+            b'A',
+            Timestamp::ZERO,
+            300,
+            1,
+            TxFrame {
+                bad_stop: true,
+                baud: None,
+            },
+        );
         let (e2, _) = frame_edges(
             b'B',
             Timestamp(end1.0 + 10_000_000),

@@ -75,8 +75,9 @@ impl AnswerRules {
 pub struct Listening {
     /// Longest wait for the first character after the request.
     pub first_wait: Duration,
-    /// Silence after which the answer is taken as over (the inter-character limit plus the
-    /// timing uncertainty of both characters, so a conforming gap is never cut).
+    /// Silence after the last character after which the answer is taken as over (the
+    /// inter-character limit, plus one character time for the next character to arrive whole,
+    /// plus the timing uncertainty of both characters, so a conforming gap is never cut).
     pub silence: Duration,
     /// The rig-side limit for the whole answer, from the end of the request.
     pub total: Duration,
@@ -90,7 +91,8 @@ impl Listening {
     /// the 351's answer with the longest allowed silence after every character. `char_ns` is the
     /// line time of one character; `uncertainty_ns` the backend's one-sided timing uncertainty.
     pub fn conforming(rules: &AnswerRules, char_ns: u64, uncertainty_ns: u64) -> Self {
-        let u = Duration::from_nanos(2 * uncertainty_ns);
+        // a character that starts just inside a limit is complete one frame later
+        let u = Duration::from_nanos(2 * uncertainty_ns + char_ns);
         let first_wait =
             REACTION_LIMIT.max(Duration::from_secs_f64(rules.response_max_ms / 1e3)) + u;
         let silence = rules.inter_char_limit + u;
@@ -566,6 +568,7 @@ mod tests {
                     start: t,
                     end: Timestamp(t.0 + frame),
                     stop_ok: true,
+                    bit_ns: None,
                 };
                 t = c.end
                     + if b == b'\n' {
@@ -712,8 +715,9 @@ mod tests {
     fn conforming_listening_lets_every_conforming_answer_finish() {
         let rules = AnswerRules::from_profile(&COMBI_351);
         let l = Listening::conforming(&rules, 10 * bit_ns(300), 1_000_000);
-        assert_eq!(l.first_wait, Duration::from_millis(1502));
-        assert_eq!(l.silence, Duration::from_millis(1502));
+        let frame = Duration::from_nanos(10 * bit_ns(300));
+        assert_eq!(l.first_wait, Duration::from_millis(1502) + frame);
+        assert_eq!(l.silence, Duration::from_millis(1502) + frame);
         // 718 characters with the longest allowed silence after each
         let worst = Duration::from_nanos(10 * bit_ns(300)) + INTER_CHAR_LIMIT;
         assert!(l.total >= worst * 718);

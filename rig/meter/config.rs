@@ -96,6 +96,25 @@ pub struct Faults {
     pub omit_stx: bool,
     /// After noise or a request for another address, ignore requests for this long, ms.
     pub deaf_after_noise_ms: Option<f64>,
+    /// The line echoes every request character back (an optical head): a line fact, not a
+    /// defect of the meter.
+    #[serde(default)]
+    pub echo_request: bool,
+    /// Bytes (8 bits as on the wire) sent right before the identification's `/`, which still
+    /// starts at the response delay: noise on the line.
+    #[serde(default)]
+    pub noise_before_answer: Vec<u8>,
+    /// Idle time after every line end (LF) of the answer, ms (healthy up to the 1500 ms
+    /// inter-character limit).
+    pub line_pause_ms: Option<f64>,
+    /// Every Nth answer (1-based count) starts `late_response_ms` after the request instead.
+    pub late_every: Option<u32>,
+    /// The response delay of the late answers of `late_every`, ms.
+    pub late_response_ms: Option<f64>,
+    /// Stop bits the meter sends (healthy: 1; 2 is 7E2).
+    pub stop_bits: Option<u32>,
+    /// The meter's transmit clock error, percent (+4 = 4 % fast: every bit 1/1.04 long).
+    pub tx_clock_error_pct: Option<f64>,
 }
 
 impl Faults {
@@ -106,6 +125,11 @@ impl Faults {
             ($($f:ident),*) => { $( if self.$f.is_some() { v.push(stringify!($f)); } )* };
         }
         opt!(
+            line_pause_ms,
+            late_every,
+            late_response_ms,
+            stop_bits,
+            tx_clock_error_pct,
             bcc,
             parity_error_at,
             stop_error_at,

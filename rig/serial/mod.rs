@@ -217,6 +217,7 @@ impl BurstStamper {
                 start: Timestamp(end.0.saturating_sub(self.char_ns)),
                 end,
                 stop_ok,
+                bit_ns: None,
             }));
         }
     }

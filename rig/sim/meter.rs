@@ -116,6 +116,8 @@ pub struct SoftMeter {
     rx_noise: bool,
     deaf_until: Timestamp,
     tx: VecDeque<(ScheduledChar, TxFrame)>,
+    /// End of the last character of the answer being sent (requests before it are ignored).
+    busy_until: Timestamp,
     readouts: u32,
 }
 
@@ -200,6 +202,7 @@ impl SoftMeter {
             rx_noise: false,
             deaf_until: Timestamp::ZERO,
             tx: VecDeque::new(),
+            busy_until: Timestamp::ZERO,
             readouts: 0,
             keep_edges: true,
             spec,
@@ -491,6 +494,9 @@ impl SoftMeter {
     }
 
     fn receive_char(&mut self, c: RxChar) {
+        if self.spec.faults.echo_request {
+            self.echo(c);
+        }
         if !c.stop_ok || !parity::is_even(c.byte) {
             self.rx_line.clear();
             self.noise(c.end);
@@ -537,7 +543,7 @@ impl SoftMeter {
                     .is_none_or(|a| a == self.spec.address);
                 if !for_me {
                     self.noise(end);
-                } else if end >= self.deaf_until && self.tx.is_empty() {
+                } else if end >= self.deaf_until && end >= self.busy_until {
                     self.answer(end);
                 }
             }
@@ -681,23 +687,72 @@ impl SoftMeter {
         }
         let chars = self.answer_chars();
         self.readouts += 1;
-        let baud = self.spec.baud;
+        let nominal = self.spec.baud;
+        let tx_baud = f
+            .tx_clock_error_pct
+            .map(|e| (nominal as f64 * (1.0 + e / 100.0)).round().max(1.0) as u32);
+        let baud = tx_baud.unwrap_or(nominal);
+        let bits = 9 + f.stop_bits.unwrap_or(1).max(1);
         let gap = ms_ns(f.char_gap_ms.unwrap_or(0.0));
-        let mut start = Timestamp(request_end.0 + ms_ns(self.spec.response_delay_ms()));
+        let line_pause = ms_ns(f.line_pause_ms.unwrap_or(0.0));
+        let late = f
+            .late_every
+            .is_some_and(|n| n > 0 && self.readouts % n == 0);
+        let delay = match (late, f.late_response_ms) {
+            (true, Some(ms)) => ms,
+            _ => self.spec.response_delay_ms(),
+        };
+        let slash = Timestamp(request_end.0 + ms_ns(delay));
+        // noise ends where the '/' starts
+        let noise_len = f.noise_before_answer.len() as u32;
+        let mut start = Timestamp(
+            slash
+                .0
+                .saturating_sub(bit_start(Timestamp::ZERO, bits * noise_len, baud).0)
+                .max(request_end.0),
+        );
+        let frame = |byte, start, bad_stop| {
+            (
+                ScheduledChar {
+                    byte,
+                    start,
+                    end: bit_start(start, bits, baud),
+                },
+                TxFrame {
+                    bad_stop,
+                    baud: tx_baud,
+                },
+            )
+        };
+        for &b in &f.noise_before_answer {
+            let c = frame(b, start, false);
+            start = c.0.end;
+            self.tx.push_back(c);
+        }
+        start = start.max(slash);
         for (i, &c) in chars.iter().enumerate() {
             let mut byte = parity::add_even(c);
             if f.parity_error_at == Some(i) {
                 byte ^= 0x80;
             }
-            let end = bit_start(start, 10, baud);
-            self.tx.push_back((
-                ScheduledChar { byte, start, end },
-                TxFrame {
-                    bad_stop: f.stop_error_at == Some(i),
-                },
-            ));
-            start = Timestamp(end.0 + gap);
+            let ch = frame(byte, start, f.stop_error_at == Some(i));
+            start = Timestamp(ch.0.end.0 + gap + if c == b'\n' { line_pause } else { 0 });
+            self.tx.push_back(ch);
         }
+        self.busy_until = self.tx.back().map_or(request_end, |(c, _)| c.end);
+    }
+
+    /// The echo of a request character, as an optical head returns it: on the receive line from
+    /// the end of the character, ahead of any answer scheduled later.
+    fn echo(&mut self, c: RxChar) {
+        let frame = bit_start(Timestamp::ZERO, 10, self.spec.baud).0;
+        let ch = ScheduledChar {
+            byte: c.byte,
+            start: c.end,
+            end: Timestamp(c.end.0 + frame),
+        };
+        let at = self.tx.partition_point(|(x, _)| x.start <= ch.start);
+        self.tx.insert(at, (ch, TxFrame::default()));
     }
 
     /// Scheduled characters (with their frame options) whose start bit begins at or before `until`.
@@ -734,6 +789,7 @@ impl CharPeer for SoftMeter {
             start,
             end,
             stop_ok: true,
+            bit_ns: None,
         });
     }
 

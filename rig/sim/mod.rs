@@ -73,7 +73,8 @@ impl SimTarget {
         let mut frames = Vec::new();
         self.meter.take_frames(t, &mut frames);
         for (c, opts) in frames {
-            let (edges, _) = frame_edges(c.byte, c.start, self.baud, 1, opts);
+            let baud = opts.baud.unwrap_or(self.baud);
+            let (edges, _) = frame_edges(c.byte, c.start, baud, 1, opts);
             self.data_out.extend(edges);
         }
         let mut chars = Vec::new();

@@ -22,7 +22,8 @@ pub fn clause_for(id: &str, spec: &MeterSpec) -> Clause {
     let p = spec.profile;
     match id {
         "readout.response_time" | "readout.recovery" => p.response_clause,
-        "readout.framing" => p.framing_clause,
+        "readout.framing" | "readout.character_timing" => p.framing_clause,
+        "readout.every_exchange" => p.response_clause,
         "readout.bcc" => p.bcc_clause,
         "readout.identification" | "readout.structure" | "readout.registers" => p.readout_clause,
         "readout.tariff_sum" | "tariff.table" => p.tariff_clause,
@@ -54,6 +55,8 @@ pub fn run(ctx: &mut Ctx<'_>, shared: &mut Shared, id: &str) -> Result<Judgement
     match id {
         "readout.monotonic" => return monotonic(ctx, shared, clause),
         "readout.recovery" => return recovery(ctx, clause),
+        "readout.character_timing" => return character_timing(ctx, shared, clause),
+        "readout.every_exchange" => return every_exchange(ctx, shared, clause),
         _ => {}
     }
     let r = first(ctx, shared)?;
@@ -187,6 +190,18 @@ fn framing(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
     }
     let u = r.response_uncertainty_ms();
     let src = ctx.caps.data_timing;
+    // an answer that stopped before its BCC: the silence after its last character is a gap too
+    let silence = match r.end {
+        AnswerEnd::Silence { after_ms } => {
+            problems.push(format!(
+                "silent for more than {} ms after character {} before the BCC",
+                INTER_CHAR_LIMIT.as_millis(),
+                r.chars.len().saturating_sub(1)
+            ));
+            after_ms
+        }
+        _ => 0.0,
+    };
     let count = |name: &str, n: usize| {
         Measurement::new(name, n as f64, "characters", None, Some(0.0), src, 0.0)
     };
@@ -195,7 +210,7 @@ fn framing(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
         count("stop_bit_errors", stop_errors.len()),
         Measurement::new(
             "max_inter_char_gap",
-            r.max_gap_ns() as f64 / 1e6,
+            (r.max_gap_ns() as f64 / 1e6).max(silence),
             "ms",
             None,
             Some(INTER_CHAR_LIMIT.as_millis() as f64),
@@ -514,4 +529,170 @@ fn recovery(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError>
         None => problems.push("no answer to a valid request sent right after noise".into()),
     }
     Ok(Judgement::from_problems(clause, problems, ms, "silent for a foreign address; answered the next valid request inside the window after it and after noise"))
+}
+
+/// The bit-rate tolerance the rig holds a meter's transmitter to, percent either way. 004 gives
+/// 300 baud and no tolerance; ±2 % is half of the sampling margin of a 10-bit frame (a receiver
+/// sampling mid-bit tolerates about ±5 % between both ends), the usual budget for one end.
+pub const BAUD_TOLERANCE_PCT: f64 = 2.0;
+
+/// Median of `v` (sorted in place); `None` when empty.
+fn median(v: &mut [f64]) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
+/// `readout.character_timing`: the meter's bit rate, from the edges inside every answer
+/// character, and its stop bits, from the spacing of characters sent back to back (004: 300
+/// baud, 1 stop bit). Needs edge timestamps: over a serial port character times are inferred
+/// from the line rate itself. Cannot see: a second stop bit when every character is followed
+/// by a pause (the idle line looks the same), or a pause of exactly one bit after every
+/// character (it looks like a second stop bit, and is judged as one).
+pub(crate) fn character_timing(
+    ctx: &mut Ctx<'_>,
+    shared: &mut Shared,
+    clause: Clause,
+) -> Result<Judgement, TargetError> {
+    let r = first(ctx, shared)?;
+    let mut bits: Vec<f64> = r
+        .answer()
+        .iter()
+        .filter_map(|c| c.bit_ns)
+        .map(|b| b as f64)
+        .collect();
+    let Some(bit) = median(&mut bits) else {
+        return Ok(Judgement::skip(
+            clause,
+            format!(
+                "{} gives no edge times inside characters (serial-only timing): bit rate and stop bits need edge timestamps (--target gpio:WIRING or pi:WIRING, or the software meter)",
+                ctx.target.describe()
+            ),
+        ));
+    };
+    let src = ctx.caps.data_timing;
+    let nominal = 1e9 / ctx.spec.baud as f64;
+    // the edge sits k ≤ 9 bits after the start edge; both carry the backend's uncertainty
+    let u_pct = 2.0 * ctx.caps.data_uncertainty_ns as f64 / (9.0 * nominal) * 100.0;
+    let err = (nominal / bit - 1.0) * 100.0;
+    let tol = BAUD_TOLERANCE_PCT;
+    let mut ms = vec![Measurement::new(
+        "baud_error",
+        err,
+        "%",
+        Some(-tol),
+        Some(tol),
+        src,
+        u_pct,
+    )];
+    // frames sent back to back: start-to-start is 9 + stop bits of the sender's bits
+    let mut spacing: Vec<f64> = r
+        .answer()
+        .windows(2)
+        .map(|w| w[1].start.diff_ns(w[0].start) as f64 / bit - 9.0)
+        .filter(|s| *s < 3.0)
+        .collect();
+    let mut details = Vec::new();
+    match median(&mut spacing) {
+        Some(s) if (s - 2.0).abs() <= 0.05 => ms.push(Measurement::new(
+            "stop_bits", 2.0, "bits", Some(1.0), Some(1.0), src, 0.0,
+        )),
+        // one stop bit, then a pause of s − 1 bits (allowed); less than one is a short stop bit
+        Some(s) => ms.push(Measurement::new(
+            "stop_bits",
+            if s >= 0.95 { 1.0 } else { s },
+            "bits",
+            Some(1.0),
+            Some(1.0),
+            src,
+            0.0,
+        )),
+        None => details.push(
+            "stop bits not observable: a pause follows every character, and a second stop bit looks like the idle line".into(),
+        ),
+    }
+    let msg = format!(
+        "{} characters: the meter's bit is {} ns ({} baud nominal: {} ns)",
+        bits.len(),
+        fmt_num(bit),
+        ctx.spec.baud,
+        fmt_num(nominal)
+    );
+    let mut j = Judgement::from_measurements(clause, ms, msg);
+    j.details = details;
+    Ok(j)
+}
+
+/// `readout.every_exchange`: every exchange of the run kept the response window and framing,
+/// not only the first (004 Note 1 promises it for every request). Takes readouts of its own
+/// until the run has at least three.
+pub(crate) fn every_exchange(
+    ctx: &mut Ctx<'_>,
+    _shared: &mut Shared,
+    clause: Clause,
+) -> Result<Judgement, TargetError> {
+    while ctx.log.len() < 3 {
+        ctx.readout()?;
+    }
+    let src = ctx.caps.data_timing;
+    let u = 2.0 * ctx.caps.data_uncertainty_ns as f64 / 1e6;
+    let mut problems = Vec::new();
+    for (i, n) in ctx.log.iter().enumerate() {
+        if n.assessment.conformance != crate::iec62056::exchange::Conformance::Conforms {
+            problems.push(format!(
+                "exchange {} (request ending at {}): {}",
+                i + 1,
+                n.request_end,
+                n.assessment.problems.join("; ")
+            ));
+        }
+    }
+    let times: Vec<f64> = ctx
+        .log
+        .iter()
+        .filter_map(|n| n.assessment.response_ms)
+        .collect();
+    let p = ctx.spec.profile;
+    let mut ms = vec![
+        Measurement::info("exchanges", ctx.log.len() as f64, "exchanges", src, 0.0),
+        Measurement::new(
+            "nonconforming",
+            problems.len() as f64,
+            "exchanges",
+            None,
+            Some(0.0),
+            src,
+            0.0,
+        ),
+    ];
+    if let (Some(lo), Some(hi)) = (
+        times.iter().copied().reduce(f64::min),
+        times.iter().copied().reduce(f64::max),
+    ) {
+        let window = (Some(p.response_min_ms), Some(p.response_max_ms));
+        ms.push(Measurement::new(
+            "min_response_time",
+            lo,
+            "ms",
+            window.0,
+            window.1,
+            src,
+            u,
+        ));
+        ms.push(Measurement::new(
+            "max_response_time",
+            hi,
+            "ms",
+            window.0,
+            window.1,
+            src,
+            u,
+        ));
+    }
+    let ok = format!(
+        "all {} exchanges of the run answered inside {}–{} ms with correct framing and a valid telegram",
+        ctx.log.len(),
+        fmt_num(p.response_min_ms),
+        fmt_num(p.response_max_ms)
+    );
+    Ok(Judgement::from_problems(clause, problems, ms, ok))
 }

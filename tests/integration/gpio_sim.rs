@@ -643,6 +643,7 @@ mod e2e {
                         start: c.start,
                         end: c.end,
                         stop_ok: true,
+                        bit_ns: None,
                     });
                     if complete(&got) {
                         return Ok((got, RecvEnd::Complete));

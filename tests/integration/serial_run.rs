@@ -106,7 +106,13 @@ fn healthy_meter_passes_the_readout_suite_at_300_baud() {
     let (c, rec, text) = run_readout(&s);
     assert_eq!(c, 0, "{text}");
     for case in rec["cases"].as_array().unwrap() {
-        assert_eq!(case["verdict"], "pass", "{text}");
+        // bit rate and stop bits need edge times, which a pty has not
+        let want = if case["id"] == "readout.character_timing" {
+            "skip"
+        } else {
+            "pass"
+        };
+        assert_eq!(case["verdict"], want, "{text}");
     }
     let m = &rec["cases"][0]["measurements"][0];
     assert_eq!(m["source"], "serial");

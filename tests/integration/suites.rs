@@ -302,6 +302,61 @@ fn verdict(config: &str, faults: &str, tail: &str, id: &str) -> (Verdict, String
     Verdict::Fail
 )]
 #[case::max_reset_no_peak_yet("max_reset.peak_reset", "kk = 17", "", "", Verdict::Pass)]
+// readout.character_timing: 300 baud ±2 %, 1 stop bit (004)
+#[case::char_timing_healthy("readout.character_timing", "", "", "", Verdict::Pass)]
+#[case::char_timing_7e2("readout.character_timing", "", "stop_bits = 2", "", Verdict::Fail)]
+#[case::char_timing_fast_4pct(
+    "readout.character_timing",
+    "",
+    "tx_clock_error_pct = 4.0",
+    "",
+    Verdict::Fail
+)]
+#[case::char_timing_slow_4pct(
+    "readout.character_timing",
+    "",
+    "tx_clock_error_pct = -4.0",
+    "",
+    Verdict::Fail
+)]
+#[case::char_timing_fast_1_7pct(
+    "readout.character_timing",
+    "",
+    "tx_clock_error_pct = 1.7",
+    "",
+    Verdict::Pass
+)]
+#[case::char_timing_slow_1_7pct(
+    "readout.character_timing",
+    "",
+    "tx_clock_error_pct = -1.7",
+    "",
+    Verdict::Pass
+)]
+#[case::char_timing_pauses("readout.character_timing", "", "char_gap_ms = 5.0", "", Verdict::Pass)]
+// readout.every_exchange: the window on every exchange of the run, not one (004 Note 1)
+#[case::every_exchange_healthy("readout.every_exchange", "", "", "", Verdict::Pass)]
+#[case::every_exchange_third_late(
+    "readout.every_exchange",
+    "",
+    "late_every = 3\nlate_response_ms = 600.0",
+    "",
+    Verdict::Fail
+)]
+#[case::every_exchange_third_at_499(
+    "readout.every_exchange",
+    "",
+    "late_every = 3\nlate_response_ms = 499.0",
+    "",
+    Verdict::Pass
+)]
+#[case::every_exchange_line_pauses(
+    "readout.every_exchange",
+    "",
+    "line_pause_ms = 1400.0",
+    "",
+    Verdict::Pass
+)]
 fn case_against_meter(
     #[case] id: &str,
     #[case] config: &str,
@@ -359,7 +414,7 @@ fn every_kk_code_runs(
     let mut t = SimTarget::new(s.clone());
     let opts = RunOptions::for_target(&t.capabilities());
     let cases = suite::run(&mut t, &s, &opts, &mut Null);
-    assert_eq!(cases.len(), 15);
+    assert_eq!(cases.len(), suite::case_ids().len());
     for c in &cases {
         assert!(
             matches!(c.verdict, Verdict::Pass | Verdict::Skip),
