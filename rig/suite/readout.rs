@@ -4,8 +4,6 @@
 //! identification, framing, structure, BCC, registers, tariff sum); `monotonic` and `recovery`
 //! take their own. Pure judgement over [`Readout`]s; the only I/O is through the target.
 
-use std::time::Duration;
-
 use super::{fmt_num, Ctx, Judgement, Measurement, Readout, Shared, Verdict, INTER_CHAR_LIMIT};
 use crate::iec62056::decoder::{FindingKind, Severity};
 use crate::iec62056::exchange::AnswerEnd;
@@ -15,7 +13,6 @@ use crate::meter::profile::Clause;
 use crate::meter::readout::COMBI_351;
 use crate::target::TargetError;
 use crate::time::TimeSource;
-use crate::uart::RxChar;
 
 /// The clause a case checks, from the meter's profile.
 pub fn clause_for(id: &str, spec: &MeterSpec) -> Clause {
@@ -482,25 +479,14 @@ fn recovery(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError>
     } else {
         "99999998"
     };
-    ctx.target.discard_input()?;
-    let end = ctx
-        .target
-        .send(&parity::encode(&Request::addressed(other).encode()))?;
-    let quiet_until = end + Duration::from_millis(ctx.spec.profile.response_max_ms as u64 + 500);
-    let (chars, _) = ctx.target.recv(
-        quiet_until,
-        Duration::from_millis(200),
-        &mut |_: &[RxChar]| false,
-    )?;
-    if !chars.is_empty() {
-        problems.push(format!("answered a request for address {other} ({} characters); only the addressed meter may answer", chars.len()));
-        // let the unwanted answer finish before going on
-        let now = ctx.target.now()?;
-        let _ = ctx.target.recv(
-            now + Duration::from_secs(30),
-            INTER_CHAR_LIMIT,
-            &mut |c: &[RxChar]| c.len() >= 2 && c[c.len() - 2].byte & 0x7F == 3,
-        )?;
+    // one exchange, so an echo of the request is not taken for an answer
+    let foreign = ctx.readout_with(&Request::addressed(other))?;
+    ctx.log.pop(); // silence is the right answer here: not an exchange to judge
+    if let Some(i) = foreign.identification_index() {
+        problems.push(format!(
+            "answered a request for address {other} ({} characters from its '/'); only the addressed meter may answer",
+            foreign.chars.len() - i
+        ));
     }
     let r = ctx.readout()?;
     match response_measurement(ctx, "response_after_foreign_address", &r) {

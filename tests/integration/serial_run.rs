@@ -125,6 +125,41 @@ fn healthy_meter_passes_the_readout_suite_at_300_baud() {
     assert_eq!(rec["capabilities"]["pins"], false);
 }
 
+/// The field case "pauses between lines": a conforming meter pausing 500 ms after every line
+/// (each gap well under the 1500 ms inter-character limit) is read whole and passes.
+#[test]
+fn a_meter_pausing_after_every_line_passes_the_readout_suite() {
+    let s = serve("linepause", 9600, "line_pause_ms = 500.0");
+    let (c, rec, text) = run_readout(&s);
+    assert_eq!(c, 0, "{text}");
+    for case in rec["cases"].as_array().unwrap() {
+        let want = if case["id"] == "readout.character_timing" {
+            "skip"
+        } else {
+            "pass"
+        };
+        assert_eq!(case["verdict"], want, "{text}");
+    }
+    let framing = rec["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "readout.framing")
+        .unwrap();
+    let gap = framing["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "max_inter_char_gap")
+        .unwrap()["value"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (495.0..520.0).contains(&gap),
+        "longest gap {gap} ms for 500 ms pauses"
+    );
+}
+
 #[rstest]
 #[case::healthy("", "", 0)]
 #[case::too_fast("response_delay_ms = 5.0", "readout.response_time", 1)]

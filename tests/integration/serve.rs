@@ -677,3 +677,142 @@ fn serve_reads_a_meter_over_a_pty_and_survives_the_port_vanishing() {
     assert!(!r["problem"].as_str().unwrap().is_empty(), "{r}");
     assert_eq!(s.req("GET", "/metrics", None).0, 200);
 }
+
+/// A meter file: the default meter at `baud` with `faults` in its `[faults]` table.
+fn faulty_meter(dir: &Path, baud: u32, faults: &str) -> PathBuf {
+    let mut text = std::fs::read_to_string(util::path("fixtures/meters/default.toml"))
+        .unwrap()
+        .replace("baud = 300", &format!("baud = {baud}"));
+    if faults.contains("response_delay_ms") {
+        text = text.replace("response_delay_ms = 150.0", "");
+    }
+    let p = dir.join("meter.toml");
+    std::fs::write(&p, format!("{text}\n{faults}\n")).unwrap();
+    p
+}
+
+/// The field cases "echo" and "noise before '/'" (shared/field-cases/README.md): `rig run`,
+/// `rig read` and `rig serve` give the same response time — to the identification's `/` — and
+/// every path judges the exchange conforming.
+#[rstest]
+#[case::echo("response_delay_ms = 250.0\necho_request = true", 250.0)]
+#[case::noise("response_delay_ms = 150.0\nnoise_before_answer = [0x7F]", 150.0)]
+fn every_path_times_the_answer_from_its_slash(#[case] faults: &str, #[case] want_ms: f64) {
+    let data = tmp(&format!("paths-{}", want_ms as u32));
+    let meter = faulty_meter(&data, 9600, faults);
+
+    // rig run on the software meter: exact, in virtual time
+    let out = data.join("out");
+    let o = util::run_rig(&[
+        "run",
+        "--meter",
+        meter.to_str().unwrap(),
+        "--suite",
+        "readout",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let rec: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("record.json")).unwrap()).unwrap();
+    assert_eq!(util::code(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
+    let m = &rec["cases"][0]["measurements"][0];
+    assert_eq!(rec["cases"][0]["id"], "readout.response_time");
+    assert_eq!(m["value"].as_f64().unwrap(), want_ms, "{m}");
+
+    // rig serve's module loop on the software meter: the same number, exactly
+    let serve_sim = Serve::start(
+        &data.join("sim-data"),
+        &[
+            "--meter",
+            meter.to_str().unwrap(),
+            "--interval",
+            "15m",
+            "--sim-speed",
+            "3600",
+        ],
+    );
+    serve_sim.wait_for("a readout", |s| {
+        s.req("GET", "/readings/latest", None).0 == 200
+    });
+    let r = serve_sim.json("/readings/latest");
+    assert_eq!(r["valid"], true, "{r}");
+    assert_eq!(r["response_ms"].as_f64().unwrap(), want_ms, "{r}");
+    drop(serve_sim);
+
+    // over a pty: rig read and rig serve, within the serial contract's uncertainty
+    let link = data.join("tty");
+    let mut sim = util::rig()
+        .args(["sim", "--link", link.to_str().unwrap(), "--meter"])
+        .arg(&meter)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    util::wait_for_path(&link);
+    let port = link.display().to_string();
+    let times = util::read_response_times(&port, 9600, 3);
+    util::assert_response_accuracy(&times, want_ms, 2.0);
+    let target = format!("serial:{port}");
+    let s = Serve::start(
+        &data.join("pty-data"),
+        &[
+            "--target",
+            &target,
+            "--meter",
+            meter.to_str().unwrap(),
+            "--interval",
+            "2s",
+        ],
+    );
+    s.wait_for("a readout", |s| {
+        s.req("GET", "/readings/latest", None).0 == 200
+    });
+    let r = s.json("/readings/latest");
+    assert_eq!(r["valid"], true, "{r}");
+    let ms = r["response_ms"].as_f64().unwrap();
+    assert!((ms - want_ms).abs() < 10.0, "{ms} ms for {want_ms}");
+    drop(s);
+    let _ = sim.kill();
+    let _ = sim.wait();
+}
+
+/// A meter answering 600 ms after the request (004 Note 1: at most 500 ms): the module loop
+/// records every readout as not conforming, says why, and counts it in `/metrics`.
+#[test]
+fn serve_counts_late_answers_as_readout_failures() {
+    let data = tmp("late");
+    let meter = faulty_meter(&data, 300, "response_delay_ms = 600.0");
+    let s = Serve::start(
+        &data.join("data"),
+        &[
+            "--meter",
+            meter.to_str().unwrap(),
+            "--interval",
+            "15m",
+            "--sim-speed",
+            "3600",
+        ],
+    );
+    s.wait_for("two readouts", |s| {
+        s.json("/status")["counters"]["readouts"].as_u64().unwrap() >= 2
+    });
+    let r = s.json("/readings/latest");
+    assert_eq!(r["valid"], false, "{r}");
+    assert_eq!(r["response_ms"].as_f64().unwrap(), 600.0, "{r}");
+    assert!(
+        r["problem"]
+            .as_str()
+            .unwrap()
+            .contains("600 ms after the request (limit 20–500 ms)"),
+        "{r}"
+    );
+    let (_, metrics) = s.req("GET", "/metrics", None);
+    let failures: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("meter_rig_readout_failures_total "))
+        .unwrap_or_else(|| panic!("no failure counter in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(failures >= 2, "{metrics}");
+}
