@@ -52,6 +52,10 @@ pub struct RunArgs {
     /// energy to register, seconds (default: 48 h simulated, 2 h real).
     #[arg(long, value_name = "S")]
     pub max_constant_window: Option<f64>,
+    /// The rig's limit for one whole answer, seconds after the request (default: long enough for
+    /// every conforming answer). An answer this limit cuts is inconclusive, never a failure.
+    #[arg(long, value_name = "S")]
+    pub answer_limit: Option<f64>,
 }
 
 fn secs(name: &str, v: Option<f64>) -> anyhow::Result<Option<std::time::Duration>> {
@@ -115,6 +119,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(d) = secs("max-constant-window", args.max_constant_window)? {
         opts.max_constant_window = d;
     }
+    opts.answer_limit = secs("answer-limit", args.answer_limit)?;
     let meter_json = serde_json::to_value(&spec).context("serialising the meter configuration")?;
     let record = Record::start(target.describe(), caps.clone(), meter_json);
     let progress = args.progress || (!caps.virtual_time && std::io::stderr().is_terminal());

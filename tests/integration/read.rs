@@ -101,3 +101,58 @@ fn rig_read_reports_a_bcc_by_the_other_rule_and_exits_1() {
     assert!(text.contains("matches the sum rule"), "{text}");
     assert!(text.contains("(not in the 351 readout)"), "{text}");
 }
+
+/// The field case "a slow long answer": a 674-character answer is read whole and judged; a
+/// receive the rig's own limit ends is undecided, names the option, and never blames the meter.
+#[test]
+fn rig_read_takes_a_long_answer_whole_and_owns_its_own_limit() {
+    use meter_rig::iec62056::{parity, BccRule, DataSet, Identification, Telegram, Value};
+    let t = Telegram {
+        identification: Identification::kamstrup("685351A300100"),
+        data_sets: (0..32)
+            .map(|i| DataSet::single(format!("1.8.{i}"), Value::with_unit("0012658", "kWh")))
+            .collect(),
+    };
+    let (chars, _) = t.encode(BccRule::Xor);
+    assert!(
+        (674..700).contains(&chars.len()),
+        "about the field case's 674 characters: {}",
+        chars.len()
+    );
+    let served = Served::start(
+        "read-long",
+        Framing::Soft7e1,
+        FakeMeter::new(9600, Duration::from_millis(150), parity::encode(&chars)),
+    );
+    let port = served.link.display().to_string();
+    let o = crate::util::run_rig(&[
+        "read", "--port", &port, "--baud", "9600", "--format", "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(crate::util::code(&o), 0, "{v}");
+    assert_eq!(v["conformance"], "conforms");
+    assert_eq!(v["received_bytes"], chars.len());
+    assert_eq!(v["data_sets"].as_array().unwrap().len(), 32);
+
+    // about 700 ms on the line at 9600 baud: a 400 ms limit of the rig's cuts them
+    let o = crate::util::run_rig(&[
+        "read",
+        "--port",
+        &port,
+        "--baud",
+        "9600",
+        "--timeout-ms",
+        "400",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(crate::util::code(&o), 1, "{v}");
+    assert_eq!(v["conformance"], "undecided", "{v}");
+    assert_eq!(v["receive_end"]["end"], "rig_limit", "{v}");
+    let why = v["problems"][0].as_str().unwrap();
+    assert!(
+        why.contains("--answer-limit") && why.contains("still sending"),
+        "{why}"
+    );
+}
