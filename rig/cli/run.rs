@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// Print one line per case on stderr even in virtual time.
     #[arg(long)]
     pub progress: bool,
+    /// Print the selected cases with their clause, needs and the limits this meter file
+    /// resolves, without running anything.
+    #[arg(long)]
+    pub list: bool,
     /// Seconds between the readouts of readout.monotonic (default: 3600 simulated, 60 real).
     #[arg(long, value_name = "S")]
     pub monotonic_wait: Option<f64>,
@@ -104,6 +108,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    let selection = RunOptions {
+        suites: args.suites.clone(),
+        cases: args.cases.clone(),
+        ..RunOptions::for_target(&SimTarget::new(spec.clone()).capabilities())
+    };
+    if suite::selected(&selection).is_empty() {
+        bail!(
+            "--suite {} with --case {} selects no case: a case runs only when its suite is selected too",
+            args.suites.join(","),
+            args.cases.join(",")
+        );
+    }
+    if args.list {
+        print!("{}", list(&spec, &selection));
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut target = open_target(&args.target, &spec, &args.framing)?;
     let caps = target.capabilities();
     let mut opts = RunOptions::for_target(&caps);
@@ -163,4 +183,39 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::from(if s.not_passed() { 1 } else { 0 }))
+}
+
+/// `rig run --list`: every selected case with its clause, needs and declared measurements, the
+/// limits resolved for `spec`.
+fn list(spec: &MeterSpec, opts: &RunOptions) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "{} cases for {} ({}):\n",
+        suite::selected(opts).len(),
+        spec.profile.name,
+        spec.type_number
+    );
+    for c in suite::selected(opts) {
+        let needs = if c.needs.is_empty() {
+            "the data line".to_string()
+        } else {
+            c.needs
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(out, "\n{}  ({})\n  checks: {}", c.id, needs, c.title);
+        let _ = writeln!(out, "  clause: {}", (c.clause)(spec.profile));
+        for m in (c.measures)(spec) {
+            let limit = match (m.low, m.high) {
+                (Some(l), Some(h)) => format!("{}–{}", suite::fmt_num(l), suite::fmt_num(h)),
+                (Some(l), None) => format!("≥ {}", suite::fmt_num(l)),
+                (None, Some(h)) => format!("≤ {}", suite::fmt_num(h)),
+                (None, None) => "recorded".into(),
+            };
+            let _ = writeln!(out, "  {:<36} {:<14} {}", m.name, m.unit.as_str(), limit);
+        }
+    }
+    out
 }

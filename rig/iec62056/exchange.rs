@@ -429,18 +429,20 @@ impl Exchange {
     /// here), and, when a rig-side limit cut the answer, not the ones that only say it ended.
     pub fn decoder_violations(&self) -> impl Iterator<Item = &decoder::Finding> {
         let cut = matches!(self.end, AnswerEnd::RigLimit { .. });
+        let n = self.chars.len();
         self.strict.findings.iter().filter(move |f| {
             f.severity == Severity::Violation
                 && f.kind.category() != "noise"
                 && !matches!(f.kind, FindingKind::Parity | FindingKind::HighBit)
                 && !(cut
-                    && matches!(
-                        f.kind,
-                        FindingKind::Truncated
-                            | FindingKind::MissingEnd
-                            | FindingKind::MissingEtx
-                            | FindingKind::MissingBcc
-                    ))
+                    && (f.offset >= n
+                        || matches!(
+                            f.kind,
+                            FindingKind::Truncated
+                                | FindingKind::MissingEnd
+                                | FindingKind::MissingEtx
+                                | FindingKind::MissingBcc
+                        )))
         })
     }
 

@@ -9,6 +9,9 @@
 
 pub mod pins;
 pub mod readout;
+pub mod registry;
+
+pub use registry::{CaseDef, Declared, Need, Unit, CASES};
 
 use std::time::Duration;
 
@@ -396,127 +399,29 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// A case's definition.
-#[derive(Debug, Clone, Copy)]
-pub struct CaseDef {
-    /// Id.
-    pub id: &'static str,
-    /// What it checks.
-    pub title: &'static str,
-}
-
-/// Every case, by suite, in run order. The ids are an interface.
-pub const SUITES: &[(&str, &[CaseDef])] = &[
-    (
-        "readout",
-        &[
-            CaseDef {
-                id: "readout.response_time",
-                title: "Answer starts 20–500 ms after the request",
-            },
-            CaseDef {
-                id: "readout.identification",
-                title: "Identification /KAM, mode character, type number",
-            },
-            CaseDef {
-                id: "readout.framing",
-                title: "Parity and stop bit of every character; inter-character time",
-            },
-            CaseDef {
-                id: "readout.structure",
-                title: "STX, CR LF line ends, '!', ETX and BCC present",
-            },
-            CaseDef {
-                id: "readout.bcc",
-                title: "BCC under the profile's rule",
-            },
-            CaseDef {
-                id: "readout.registers",
-                title: "All 17 data sets in order with their digits, decimals and units",
-            },
-            CaseDef {
-                id: "readout.tariff_sum",
-                title: "1.8.0 equals the sum of 1.8.1–1.8.4 within whole-kWh rounding",
-            },
-            CaseDef {
-                id: "readout.monotonic",
-                title: "Energy and hour counters never go back across readouts",
-            },
-            CaseDef {
-                id: "readout.recovery",
-                title: "Answers a valid request after a foreign address and after noise",
-            },
-            CaseDef {
-                id: "readout.character_timing",
-                title:
-                    "Bit rate within ±2 % and one stop bit, from the characters' start-bit edges",
-            },
-        ],
-    ),
-    (
-        "pulse_out",
-        &[
-            CaseDef {
-                id: "pulse_out.width",
-                title: "Pulse length 30 or 80 ms per MM, ±10 %",
-            },
-            CaseDef {
-                id: "pulse_out.pause",
-                title: "Pause between pulses",
-            },
-            CaseDef {
-                id: "pulse_out.constant",
-                title: "Pulses against the energy register, within the accuracy class",
-            },
-        ],
-    ),
-    (
-        "tariff",
-        &[CaseDef {
-            id: "tariff.table",
-            title: "Every input state feeds only its tariff register",
-        }],
-    ),
-    (
-        "pulse_in",
-        &[CaseDef {
-            id: "pulse_in.count",
-            title: "96.50.1 grows by exactly the pulses generated",
-        }],
-    ),
-    (
-        "max_reset",
-        &[CaseDef {
-            id: "max_reset.peak_reset",
-            title: "A max-reset input moves the peak to last month and counts the reset",
-        }],
-    ),
-    (
-        "readout",
-        &[CaseDef {
-            id: "readout.every_exchange",
-            title: "Every exchange of the run inside the response window, framed and valid",
-        }],
-    ),
-];
-
 /// Every case id, in run order.
 pub fn case_ids() -> Vec<&'static str> {
-    SUITES
-        .iter()
-        .flat_map(|(_, cases)| cases.iter().map(|c| c.id))
-        .collect()
+    CASES.iter().map(|c| c.id).collect()
 }
 
-/// Names of all suites.
+/// Names of all suites, in run order.
 pub fn suite_names() -> Vec<&'static str> {
     let mut v: Vec<&'static str> = Vec::new();
-    for (n, _) in SUITES {
-        if !v.contains(n) {
-            v.push(n);
+    for c in CASES {
+        if !v.contains(&c.suite) {
+            v.push(c.suite);
         }
     }
     v
+}
+
+/// The cases `opts` selects, in run order.
+pub fn selected(opts: &RunOptions) -> Vec<&'static CaseDef> {
+    CASES
+        .iter()
+        .filter(|c| opts.suites.is_empty() || opts.suites.iter().any(|s| s == c.suite))
+        .filter(|c| opts.cases.is_empty() || opts.cases.iter().any(|i| i == c.id))
+        .collect()
 }
 
 /// A case's judgement before the runner stamps ids and times on it.
@@ -638,7 +543,8 @@ pub struct Shared {
 
 /// Runs the selected suites against `target`, handing each case to `sink` as soon as it is
 /// judged. Returns all cases. A target error inside a case makes that case an error and the run
-/// goes on; a vanished device ends the run after recording the case.
+/// goes on; a vanished device ([`TargetError::Vanished`]) ends the run after recording the case:
+/// the cases after it are recorded as errors saying they were not run.
 pub fn run(
     target: &mut dyn Target,
     spec: &MeterSpec,
@@ -649,74 +555,59 @@ pub fn run(
     let mut shared = Shared::default();
     let mut results = Vec::new();
     let mut vanished: Option<String> = None;
-    'suites: for (suite, cases) in SUITES {
-        if !opts.suites.is_empty() && !opts.suites.iter().any(|s| s == suite) {
-            continue;
+    for def in selected(opts) {
+        if sink.should_stop() {
+            break;
         }
-        for def in cases.iter() {
-            if !opts.cases.is_empty() && !opts.cases.iter().any(|c| c == def.id) {
-                continue;
-            }
-            if sink.should_stop() {
-                break 'suites;
-            }
-            sink.case_started(def.id);
-            let wall = std::time::Instant::now();
-            let t0 = ctx
-                .target
-                .now()
-                .map(|t| t.as_secs_f64())
-                .unwrap_or(f64::NAN);
-            let j = match &vanished {
-                Some(v) => {
-                    Judgement::error(readout::clause_for(def.id, spec), format!("not run: {v}"))
+        sink.case_started(def.id);
+        let wall = std::time::Instant::now();
+        let t0 = target_secs(&mut ctx);
+        let clause = (def.clause)(spec.profile);
+        let j = match (&vanished, def.unmet(&ctx.caps)) {
+            (Some(v), _) => Judgement::error(clause, format!("not run: {v}")),
+            (None, Some(need)) => Judgement::skip(clause, need.missing(&ctx.target.describe())),
+            (None, None) => match (def.run)(&mut ctx, &mut shared, clause) {
+                Ok(j) => j,
+                Err(e) => {
+                    if matches!(e, TargetError::Vanished { .. }) {
+                        vanished = Some(e.to_string());
+                    }
+                    Judgement::error(clause, e.to_string())
                 }
-                None => run_case(&mut ctx, &mut shared, def.id),
-            };
-            if j.verdict == Verdict::Error && j.message.contains("vanished") && vanished.is_none() {
-                vanished = Some(j.message.clone());
-            }
-            let t1 = ctx
-                .target
-                .now()
-                .map(|t| t.as_secs_f64())
-                .unwrap_or(f64::NAN);
-            let verdict = if j.verdict == Verdict::Pass
-                && j.measurements.iter().any(|m| m.verdict == Verdict::Fail)
-            {
-                Verdict::Fail
-            } else {
-                j.verdict
-            };
-            let r = CaseResult {
-                id: def.id.into(),
-                suite: (*suite).into(),
-                title: def.title.into(),
-                clause: j.clause,
-                verdict,
-                message: j.message,
-                measurements: j.measurements,
-                details: j.details,
-                target_time_s: (t0, t1),
-                wall_time_s: wall.elapsed().as_secs_f64(),
-            };
-            if let Err(e) = sink.case_done(&r) {
-                eprintln!("rig: warning: could not write the result of {}: {e}", r.id);
-            }
-            results.push(r);
+            },
+        };
+        let t1 = target_secs(&mut ctx);
+        let verdict = if j.verdict == Verdict::Pass
+            && j.measurements.iter().any(|m| m.verdict == Verdict::Fail)
+        {
+            Verdict::Fail
+        } else {
+            j.verdict
+        };
+        let r = CaseResult {
+            id: def.id.into(),
+            suite: def.suite.into(),
+            title: def.title.into(),
+            clause: j.clause,
+            verdict,
+            message: j.message,
+            measurements: j.measurements,
+            details: j.details,
+            target_time_s: (t0, t1),
+            wall_time_s: wall.elapsed().as_secs_f64(),
+        };
+        if let Err(e) = sink.case_done(&r) {
+            eprintln!("rig: warning: could not write the result of {}: {e}", r.id);
         }
+        results.push(r);
     }
     let _ = ctx.target.release();
     results
 }
 
-fn run_case(ctx: &mut Ctx<'_>, shared: &mut Shared, id: &str) -> Judgement {
-    let r = match id.split('.').next() {
-        Some("readout") => readout::run(ctx, shared, id),
-        _ => pins::run(ctx, id),
-    };
-    match r {
-        Ok(j) => j,
-        Err(e) => Judgement::error(readout::clause_for(id, ctx.spec), e.to_string()),
-    }
+fn target_secs(ctx: &mut Ctx<'_>) -> f64 {
+    ctx.target
+        .now()
+        .map(|t| t.as_secs_f64())
+        .unwrap_or(f64::NAN)
 }

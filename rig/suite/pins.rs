@@ -6,33 +6,13 @@
 
 use std::time::Duration;
 
-use super::readout::clause_for;
-use super::{fmt_num, Ctx, Judgement, Measurement, Readout};
+use super::{fmt_num, Ctx, Judgement, Measurement, Readout, Shared};
 use crate::meter::config::PulseBasis;
 use crate::meter::io::{PortRole, TariffControl};
+use crate::meter::profile::Clause;
 use crate::target::{Port, TargetError};
 use crate::time::{TimeSource, Timestamp};
 use crate::uart::Edge;
-
-/// Runs one pin case.
-pub fn run(ctx: &mut Ctx<'_>, id: &str) -> Result<Judgement, TargetError> {
-    let clause = clause_for(id, ctx.spec);
-    if !ctx.caps.pins {
-        return Ok(Judgement::skip(
-            clause,
-            format!("{} has no pins: this case needs the module's ports (use --target gpio:WIRING or pi:WIRING, or the software meter)", ctx.target.describe()),
-        ));
-    }
-    match id {
-        "pulse_out.width" => pulse_width(ctx, clause),
-        "pulse_out.pause" => pulse_pause(ctx, clause),
-        "pulse_out.constant" => pulse_constant(ctx, clause),
-        "tariff.table" => tariff_table(ctx, clause),
-        "pulse_in.count" => pulse_in(ctx, clause),
-        "max_reset.peak_reset" => max_reset(ctx, clause),
-        other => Ok(Judgement::error(clause, format!("unknown case {other}"))),
-    }
-}
 
 fn io_text(ctx: &Ctx<'_>) -> String {
     let code = match ctx.spec.profile.io_table {
@@ -97,16 +77,17 @@ fn collect_wait(ctx: &Ctx<'_>) -> Duration {
     Duration::from_secs(if ctx.caps.virtual_time { 3600 } else { 300 })
 }
 
-fn no_outputs(ctx: &Ctx<'_>, clause: crate::meter::profile::Clause) -> Judgement {
+fn no_outputs(ctx: &Ctx<'_>, clause: Clause) -> Judgement {
     Judgement::skip(
         clause,
         format!("{} has no pulse output on the module ports", io_text(ctx)),
     )
 }
 
-fn pulse_width(
+pub(crate) fn pulse_width(
     ctx: &mut Ctx<'_>,
-    clause: crate::meter::profile::Clause,
+    _shared: &mut Shared,
+    clause: Clause,
 ) -> Result<Judgement, TargetError> {
     let outs = output_ports(ctx);
     if outs.is_empty() {
@@ -179,9 +160,10 @@ fn pulse_width(
     ))
 }
 
-fn pulse_pause(
+pub(crate) fn pulse_pause(
     ctx: &mut Ctx<'_>,
-    clause: crate::meter::profile::Clause,
+    _shared: &mut Shared,
+    clause: Clause,
 ) -> Result<Judgement, TargetError> {
     let outs = output_ports(ctx);
     if outs.is_empty() {
@@ -239,9 +221,10 @@ fn register(r: &Readout, addr: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("{addr} missing from the readout"))
 }
 
-fn pulse_constant(
+pub(crate) fn pulse_constant(
     ctx: &mut Ctx<'_>,
-    clause: crate::meter::profile::Clause,
+    _shared: &mut Shared,
+    clause: Clause,
 ) -> Result<Judgement, TargetError> {
     let outs = output_ports(ctx);
     if outs.is_empty() {
@@ -370,9 +353,10 @@ fn set_state(ctx: &mut Ctx<'_>, tc: &TariffControl, state: u8) -> Result<(), Tar
     Ok(())
 }
 
-fn tariff_table(
+pub(crate) fn tariff_table(
     ctx: &mut Ctx<'_>,
-    clause: crate::meter::profile::Clause,
+    _shared: &mut Shared,
+    clause: Clause,
 ) -> Result<Judgement, TargetError> {
     let tc = ctx.spec.io.tariff;
     let TariffControl::Module {
@@ -483,9 +467,10 @@ fn tariff_table(
     ))
 }
 
-fn pulse_in(
+pub(crate) fn pulse_in(
     ctx: &mut Ctx<'_>,
-    clause: crate::meter::profile::Clause,
+    _shared: &mut Shared,
+    clause: Clause,
 ) -> Result<Judgement, TargetError> {
     let Some(port) = ctx.spec.io.find(|r| r == PortRole::PulseIn) else {
         return Ok(Judgement::skip(
@@ -528,9 +513,10 @@ fn pulse_in(
     ))
 }
 
-fn max_reset(
+pub(crate) fn max_reset(
     ctx: &mut Ctx<'_>,
-    clause: crate::meter::profile::Clause,
+    _shared: &mut Shared,
+    clause: Clause,
 ) -> Result<Judgement, TargetError> {
     let Some(port) = ctx
         .spec

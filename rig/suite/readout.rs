@@ -8,30 +8,10 @@ use super::{fmt_num, Ctx, Judgement, Measurement, Readout, Shared, Verdict, INTE
 use crate::iec62056::decoder::{FindingKind, Severity};
 use crate::iec62056::exchange::AnswerEnd;
 use crate::iec62056::{parity, ReactionClass, Request};
-use crate::meter::config::MeterSpec;
 use crate::meter::profile::Clause;
 use crate::meter::readout::COMBI_351;
 use crate::target::TargetError;
 use crate::time::TimeSource;
-
-/// The clause a case checks, from the meter's profile.
-pub fn clause_for(id: &str, spec: &MeterSpec) -> Clause {
-    let p = spec.profile;
-    match id {
-        "readout.response_time" | "readout.recovery" => p.response_clause,
-        "readout.framing" | "readout.character_timing" => p.framing_clause,
-        "readout.every_exchange" => p.response_clause,
-        "readout.bcc" => p.bcc_clause,
-        "readout.identification" | "readout.structure" | "readout.registers" => p.readout_clause,
-        "readout.tariff_sum" | "tariff.table" => p.tariff_clause,
-        "readout.monotonic" => p.registers_clause,
-        "pulse_out.width" => p.pulse_width_clause,
-        "pulse_out.pause" => p.pause_clause,
-        "pulse_out.constant" => p.pulse_constant_clause,
-        "pulse_in.count" | "max_reset.peak_reset" => p.io_clause,
-        _ => p.readout_clause,
-    }
-}
 
 fn first(ctx: &mut Ctx<'_>, shared: &mut Shared) -> Result<Readout, TargetError> {
     if shared.first.is_none() {
@@ -46,30 +26,41 @@ fn no_answer(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
     Judgement::from_problems(clause, vec![a.reason().to_string()], vec![], "")
 }
 
-/// Runs one readout case.
-pub fn run(ctx: &mut Ctx<'_>, shared: &mut Shared, id: &str) -> Result<Judgement, TargetError> {
-    let clause = clause_for(id, ctx.spec);
-    match id {
-        "readout.monotonic" => return monotonic(ctx, shared, clause),
-        "readout.recovery" => return recovery(ctx, clause),
-        "readout.character_timing" => return character_timing(ctx, shared, clause),
-        "readout.every_exchange" => return every_exchange(ctx, shared, clause),
-        _ => {}
-    }
-    let r = first(ctx, shared)?;
-    if let AnswerEnd::NoAnswer { .. } = r.end {
-        return Ok(no_answer(ctx, &r, clause));
-    }
-    Ok(match id {
-        "readout.response_time" => response_time(ctx, &r, clause),
-        "readout.identification" => identification(ctx, &r, clause),
-        "readout.framing" => framing(ctx, &r, clause),
-        "readout.structure" => structure(&r, clause),
-        "readout.bcc" => bcc(&r, clause),
-        "readout.registers" => registers(&r, clause),
-        "readout.tariff_sum" => tariff_sum(&r, clause),
-        other => Judgement::error(clause, format!("unknown case {other}")),
-    })
+/// Wraps a judgement of the run's first answer as a case: one readout serves them all, and a
+/// missing answer is judged by the exchange's own words.
+macro_rules! on_first_answer {
+    ($(#[$doc:meta] $name:ident => $judge:ident($($ctx:ident)?);)*) => {$(
+        #[$doc]
+        pub(crate) fn $name(
+            ctx: &mut Ctx<'_>,
+            shared: &mut Shared,
+            clause: Clause,
+        ) -> Result<Judgement, TargetError> {
+            let r = first(ctx, shared)?;
+            if let AnswerEnd::NoAnswer { .. } = r.end {
+                return Ok(no_answer(ctx, &r, clause));
+            }
+            Ok($judge($(on_first_answer!(@ctx $ctx, ctx),)? &r, clause))
+        }
+    )*};
+    (@ctx $x:ident, $ctx:ident) => { $ctx };
+}
+
+on_first_answer! {
+    /// `readout.response_time`.
+    response_time => judge_response_time(ctx);
+    /// `readout.identification`.
+    identification => judge_identification(ctx);
+    /// `readout.framing`.
+    framing => judge_framing(ctx);
+    /// `readout.structure`.
+    structure => judge_structure();
+    /// `readout.bcc`.
+    bcc => judge_bcc();
+    /// `readout.registers`.
+    registers => judge_registers();
+    /// `readout.tariff_sum`.
+    tariff_sum => judge_tariff_sum();
 }
 
 fn response_measurement(ctx: &Ctx<'_>, name: &str, r: &Readout) -> Option<Measurement> {
@@ -88,7 +79,7 @@ fn response_measurement(ctx: &Ctx<'_>, name: &str, r: &Readout) -> Option<Measur
     ))
 }
 
-fn response_time(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
+fn judge_response_time(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
     let Some(m) = response_measurement(ctx, "response_time", r) else {
         return no_answer(ctx, r, clause);
     };
@@ -114,7 +105,7 @@ fn line_findings(r: &Readout) -> Vec<String> {
         .collect()
 }
 
-fn identification(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
+fn judge_identification(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
     let mut problems = Vec::new();
     let mut details = Vec::new();
     for f in r.strict.findings.iter().filter(|f| {
@@ -168,7 +159,7 @@ fn identification(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
     j
 }
 
-fn framing(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
+fn judge_framing(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
     let mut problems = Vec::new();
     let (parity_errors, stop_errors) = r.framing_errors();
     for &i in &parity_errors {
@@ -234,7 +225,7 @@ fn framing(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
     Judgement::from_problems(clause, problems, ms, ok)
 }
 
-fn structure(r: &Readout, clause: Clause) -> Judgement {
+fn judge_structure(r: &Readout, clause: Clause) -> Judgement {
     let problems: Vec<String> = r
         .decoder_violations()
         .filter(|f| {
@@ -268,7 +259,7 @@ fn structure(r: &Readout, clause: Clause) -> Judgement {
     j
 }
 
-fn bcc(r: &Readout, clause: Clause) -> Judgement {
+fn judge_bcc(r: &Readout, clause: Clause) -> Judgement {
     let b = &r.strict.bcc;
     let show = |x: u8| format!("0x{x:02X} {:?}", x as char);
     match b.received {
@@ -316,7 +307,7 @@ fn bcc(r: &Readout, clause: Clause) -> Judgement {
     }
 }
 
-fn registers(r: &Readout, clause: Clause) -> Judgement {
+fn judge_registers(r: &Readout, clause: Clause) -> Judgement {
     let mut problems = Vec::new();
     let mut details = Vec::new();
     let got = &r.tolerant.data_sets;
@@ -373,7 +364,7 @@ fn registers(r: &Readout, clause: Clause) -> Judgement {
     j
 }
 
-fn tariff_sum(r: &Readout, clause: Clause) -> Judgement {
+fn judge_tariff_sum(r: &Readout, clause: Clause) -> Judgement {
     let n = r.numbers();
     let addrs = ["1.8.0", "1.8.1", "1.8.2", "1.8.3", "1.8.4"];
     let missing: Vec<&str> = addrs
@@ -412,7 +403,8 @@ fn tariff_sum(r: &Readout, clause: Clause) -> Judgement {
     Judgement::from_measurements(clause, vec![m], msg)
 }
 
-fn monotonic(
+/// `readout.monotonic`: three readouts, counters never go back.
+pub(crate) fn monotonic(
     ctx: &mut Ctx<'_>,
     shared: &mut Shared,
     clause: Clause,
@@ -470,7 +462,12 @@ fn monotonic(
     ))
 }
 
-fn recovery(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
+/// `readout.recovery`: silent for a foreign address, answers after it and after noise.
+pub(crate) fn recovery(
+    ctx: &mut Ctx<'_>,
+    _shared: &mut Shared,
+    clause: Clause,
+) -> Result<Judgement, TargetError> {
     let mut problems = Vec::new();
     let mut ms = Vec::new();
     // (a) a request for another address: the meter must stay silent, then answer a valid request

@@ -149,3 +149,23 @@ fn records_of_finished_cases_stay_valid_when_the_run_is_cut_short() {
         .count();
     assert!(rows >= 4);
 }
+
+/// `rig run --list` prints every case with its clause and the limits each fixture meter file
+/// resolves, without running anything; a selection that selects nothing is a usage error.
+#[test]
+fn list_prints_every_case_with_its_limits_for_each_fixture_meter() {
+    for f in std::fs::read_dir(crate::util::path("fixtures/meters")).unwrap() {
+        let f = f.unwrap().path();
+        let o = crate::util::run_rig(&["run", "--list", "--meter", f.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(crate::util::code(&o), 0, "{}: {text}", f.display());
+        for id in meter_rig::suite::case_ids() {
+            assert!(text.contains(id), "{}: {id} missing", f.display());
+        }
+        assert!(text.contains("clause: 004_d1f80f13afa7763c.txt"), "{text}");
+        assert!(text.contains("response_time                        ms             20–500"));
+    }
+    let o = crate::util::run_rig(&["run", "--case", "readout.bcc", "--suite", "pulse_out"]);
+    assert_eq!(crate::util::code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("selects no case"));
+}

@@ -1,0 +1,422 @@
+//! The typed case registry: every conformance case, in run order, with what it checks, the clause
+//! it comes from, what it needs from the target, the measurements it declares and the function
+//! that runs it.
+//!
+//! **Adding a case is one entry in [`CASES`] plus one function** (`fn(&mut Ctx, &mut Shared,
+//! Clause) -> Result<Judgement, TargetError>`) and its failing and passing tests in
+//! `tests/integration/suites.rs` (a test there checks that every id has both). The runner skips a
+//! case whose needs the target does not meet, with the reason; `rig run --list` prints every
+//! entry with the limits the given meter file resolves. Pure data; no I/O.
+
+use serde::Serialize;
+
+use super::{pins, readout, Ctx, Judgement, Shared};
+use crate::meter::config::MeterSpec;
+use crate::meter::profile::{Clause, Profile};
+use crate::target::{Capabilities, TargetError};
+
+/// Runs a case.
+pub type CaseFn = fn(&mut Ctx<'_>, &mut Shared, Clause) -> Result<Judgement, TargetError>;
+
+/// What a case needs from the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Need {
+    /// The module ports: drive the meter's inputs, capture its pulse outputs.
+    ModulePorts,
+}
+
+impl Need {
+    /// Whether `caps` meets the need.
+    pub fn met_by(self, caps: &Capabilities) -> bool {
+        match self {
+            Need::ModulePorts => caps.pins,
+        }
+    }
+
+    /// Why a target without it cannot run the case, and what would.
+    pub fn missing(self, target: &str) -> String {
+        match self {
+            Need::ModulePorts => format!(
+                "{target} has no pins: this case needs the module's ports (use --target gpio:WIRING or pi:WIRING, or the software meter)"
+            ),
+        }
+    }
+}
+
+/// Units of declared measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// Milliseconds.
+    Ms,
+    /// Percent.
+    Percent,
+    /// Characters on the line.
+    Characters,
+    /// Stop bits.
+    Bits,
+    /// Exchanges (request and answer).
+    Exchanges,
+    /// Data sets of a readout.
+    DataSets,
+    /// Kilowatt-hours.
+    Kwh,
+    /// Kilowatts.
+    Kw,
+    /// Pulses.
+    Pulses,
+    /// Register units (kWh, kvarh, h or counts: the register's own).
+    RegisterUnits,
+    /// Resets.
+    Resets,
+}
+
+impl Unit {
+    /// The unit as written in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Ms => "ms",
+            Unit::Percent => "%",
+            Unit::Characters => "characters",
+            Unit::Bits => "bits",
+            Unit::Exchanges => "exchanges",
+            Unit::DataSets => "data sets",
+            Unit::Kwh => "kWh",
+            Unit::Kw => "kW",
+            Unit::Pulses => "pulses",
+            Unit::RegisterUnits => "register units",
+            Unit::Resets => "resets",
+        }
+    }
+}
+
+/// A measurement a case declares before it runs: name (a `port{n}.` prefix per output port where
+/// the case measures each), unit and the limits the meter's configuration resolves.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Declared {
+    /// Name (`*` stands for a port number or a register address).
+    pub name: &'static str,
+    /// Unit.
+    pub unit: Unit,
+    /// Lower limit, inclusive.
+    pub low: Option<f64>,
+    /// Upper limit, inclusive.
+    pub high: Option<f64>,
+}
+
+const fn d(name: &'static str, unit: Unit, low: Option<f64>, high: Option<f64>) -> Declared {
+    Declared {
+        name,
+        unit,
+        low,
+        high,
+    }
+}
+
+/// One case.
+#[derive(Debug, Clone, Copy)]
+pub struct CaseDef {
+    /// Id (`readout.response_time`): an interface, never renamed.
+    pub id: &'static str,
+    /// The suite it belongs to.
+    pub suite: &'static str,
+    /// What it checks.
+    pub title: &'static str,
+    /// The clause it checks, from the meter's profile.
+    pub clause: fn(&Profile) -> Clause,
+    /// What it needs from the target.
+    pub needs: &'static [Need],
+    /// The measurements it takes, with limits from the meter's configuration.
+    pub measures: fn(&MeterSpec) -> Vec<Declared>,
+    /// Runs it.
+    pub run: CaseFn,
+}
+
+impl CaseDef {
+    /// The first need `caps` does not meet.
+    pub fn unmet(&self, caps: &Capabilities) -> Option<Need> {
+        self.needs.iter().copied().find(|n| !n.met_by(caps))
+    }
+}
+
+fn window(s: &MeterSpec) -> (Option<f64>, Option<f64>) {
+    (
+        Some(s.profile.response_min_ms),
+        Some(s.profile.response_max_ms),
+    )
+}
+
+fn width(s: &MeterSpec) -> (Option<f64>, Option<f64>) {
+    let tol = s.profile.pulse_width_tolerance_pct / 100.0;
+    (
+        Some(s.pulse_width_ms * (1.0 - tol)),
+        Some(s.pulse_width_ms * (1.0 + tol)),
+    )
+}
+
+const GAP: f64 = 1500.0;
+const PORTS: &[Need] = &[Need::ModulePorts];
+
+/// Every case, in run order.
+pub static CASES: &[CaseDef] = &[
+    CaseDef {
+        id: "readout.response_time",
+        suite: "readout",
+        title: "Answer starts 20–500 ms after the request",
+        clause: |p| p.response_clause,
+        needs: &[],
+        measures: |s| {
+            let (lo, hi) = window(s);
+            vec![d("response_time", Unit::Ms, lo, hi)]
+        },
+        run: readout::response_time,
+    },
+    CaseDef {
+        id: "readout.identification",
+        suite: "readout",
+        title: "Identification /KAM, mode character, type number",
+        clause: |p| p.readout_clause,
+        needs: &[],
+        measures: |_| vec![],
+        run: readout::identification,
+    },
+    CaseDef {
+        id: "readout.framing",
+        suite: "readout",
+        title: "Parity and stop bit of every character; inter-character time",
+        clause: |p| p.framing_clause,
+        needs: &[],
+        measures: |_| {
+            vec![
+                d("parity_errors", Unit::Characters, None, Some(0.0)),
+                d("stop_bit_errors", Unit::Characters, None, Some(0.0)),
+                d("max_inter_char_gap", Unit::Ms, None, Some(GAP)),
+                d("characters", Unit::Characters, None, None),
+            ]
+        },
+        run: readout::framing,
+    },
+    CaseDef {
+        id: "readout.structure",
+        suite: "readout",
+        title: "STX, CR LF line ends, '!', ETX and BCC present",
+        clause: |p| p.readout_clause,
+        needs: &[],
+        measures: |_| vec![],
+        run: readout::structure,
+    },
+    CaseDef {
+        id: "readout.bcc",
+        suite: "readout",
+        title: "BCC under the profile's rule",
+        clause: |p| p.bcc_clause,
+        needs: &[],
+        measures: |_| vec![],
+        run: readout::bcc,
+    },
+    CaseDef {
+        id: "readout.registers",
+        suite: "readout",
+        title: "All 17 data sets in order with their digits, decimals and units",
+        clause: |p| p.readout_clause,
+        needs: &[],
+        measures: |_| vec![d("data_sets", Unit::DataSets, Some(17.0), Some(17.0))],
+        run: readout::registers,
+    },
+    CaseDef {
+        id: "readout.tariff_sum",
+        suite: "readout",
+        title: "1.8.0 equals the sum of 1.8.1–1.8.4 within whole-kWh rounding",
+        clause: |p| p.tariff_clause,
+        needs: &[],
+        measures: |_| vec![d("total_minus_tariff_sum", Unit::Kwh, Some(0.0), Some(3.0))],
+        run: readout::tariff_sum,
+    },
+    CaseDef {
+        id: "readout.monotonic",
+        suite: "readout",
+        title: "Energy and hour counters never go back across readouts",
+        clause: |p| p.registers_clause,
+        needs: &[],
+        measures: |_| vec![d("*.min_step", Unit::RegisterUnits, Some(0.0), None)],
+        run: readout::monotonic,
+    },
+    CaseDef {
+        id: "readout.recovery",
+        suite: "readout",
+        title: "Answers a valid request after a foreign address and after noise",
+        clause: |p| p.response_clause,
+        needs: &[],
+        measures: |s| {
+            let (lo, hi) = window(s);
+            vec![
+                d("response_after_foreign_address", Unit::Ms, lo, hi),
+                d("response_after_noise", Unit::Ms, lo, hi),
+            ]
+        },
+        run: readout::recovery,
+    },
+    CaseDef {
+        id: "readout.character_timing",
+        suite: "readout",
+        title: "Bit rate within ±2 % and one stop bit, from the characters' edges",
+        clause: |p| p.framing_clause,
+        needs: &[],
+        measures: |_| {
+            let t = readout::BAUD_TOLERANCE_PCT;
+            vec![
+                d("baud_error", Unit::Percent, Some(-t), Some(t)),
+                d("stop_bits", Unit::Bits, Some(1.0), Some(1.0)),
+            ]
+        },
+        run: readout::character_timing,
+    },
+    CaseDef {
+        id: "pulse_out.width",
+        suite: "pulse_out",
+        title: "Pulse length 30 or 80 ms per MM, ±10 %",
+        clause: |p| p.pulse_width_clause,
+        needs: PORTS,
+        measures: |s| {
+            let (lo, hi) = width(s);
+            vec![
+                d("port*.min_width", Unit::Ms, lo, hi),
+                d("port*.max_width", Unit::Ms, lo, hi),
+                d("port*.pulses", Unit::Pulses, None, None),
+            ]
+        },
+        run: pins::pulse_width,
+    },
+    CaseDef {
+        id: "pulse_out.pause",
+        suite: "pulse_out",
+        title: "Pause between pulses",
+        clause: |p| p.pause_clause,
+        needs: PORTS,
+        measures: |s| {
+            vec![d(
+                "port*.min_pause",
+                Unit::Ms,
+                Some(s.profile.min_pause_ms),
+                None,
+            )]
+        },
+        run: pins::pulse_pause,
+    },
+    CaseDef {
+        id: "pulse_out.constant",
+        suite: "pulse_out",
+        title: "Pulses against the energy register, within the accuracy class",
+        clause: |p| p.pulse_constant_clause,
+        needs: PORTS,
+        measures: |_| {
+            vec![
+                d("port*.pulses", Unit::Pulses, None, None),
+                d("port*.rate_error", Unit::Percent, None, None),
+                d("port*.register_growth", Unit::Kwh, None, None),
+            ]
+        },
+        run: pins::pulse_constant,
+    },
+    CaseDef {
+        id: "tariff.table",
+        suite: "tariff",
+        title: "Every input state feeds only its tariff register",
+        clause: |p| p.tariff_clause,
+        needs: PORTS,
+        measures: |_| {
+            vec![
+                d("state*.T*_growth", Unit::Kwh, Some(1.0), None),
+                d("state*.other_growth", Unit::Kwh, None, Some(0.0)),
+            ]
+        },
+        run: pins::tariff_table,
+    },
+    CaseDef {
+        id: "pulse_in.count",
+        suite: "pulse_in",
+        title: "96.50.1 grows by exactly the pulses generated",
+        clause: |p| p.io_clause,
+        needs: PORTS,
+        measures: |_| vec![d("counted", Unit::Pulses, None, None)],
+        run: pins::pulse_in,
+    },
+    CaseDef {
+        id: "max_reset.peak_reset",
+        suite: "max_reset",
+        title: "A max-reset input moves the peak to last month and counts the reset",
+        clause: |p| p.io_clause,
+        needs: PORTS,
+        measures: |_| {
+            vec![
+                d("reset_counter_step", Unit::Resets, Some(1.0), Some(1.0)),
+                d(
+                    "last_month_peak_minus_peak_before",
+                    Unit::Kw,
+                    Some(0.0),
+                    Some(0.0),
+                ),
+                d(
+                    "accumulated_step_minus_peak",
+                    Unit::Kw,
+                    Some(-0.1001),
+                    Some(0.1001),
+                ),
+                d("peak_after", Unit::Kw, None, None),
+            ]
+        },
+        run: pins::max_reset,
+    },
+    // last: it judges every exchange the run made
+    CaseDef {
+        id: "readout.every_exchange",
+        suite: "readout",
+        title: "Every exchange of the run inside the response window, framed and valid",
+        clause: |p| p.response_clause,
+        needs: &[],
+        measures: |s| {
+            let (lo, hi) = window(s);
+            vec![
+                d("exchanges", Unit::Exchanges, None, None),
+                d("nonconforming", Unit::Exchanges, None, Some(0.0)),
+                d("min_response_time", Unit::Ms, lo, hi),
+                d("max_response_time", Unit::Ms, lo, hi),
+            ]
+        },
+        run: readout::every_exchange,
+    },
+];
+
+/// The case with `id`.
+pub fn find(id: &str) -> Option<&'static CaseDef> {
+    CASES.iter().find(|c| c.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_prefixed_by_their_suite() {
+        for (i, c) in CASES.iter().enumerate() {
+            assert!(c.id.starts_with(&format!("{}.", c.suite)), "{}", c.id);
+            assert!(CASES[..i].iter().all(|o| o.id != c.id), "{} twice", c.id);
+        }
+    }
+
+    #[test]
+    fn every_declared_limit_is_ordered_for_every_profile() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/meters");
+        for f in std::fs::read_dir(dir).unwrap() {
+            let spec = MeterSpec::from_file(&f.unwrap().path()).unwrap();
+            for c in CASES {
+                for m in (c.measures)(&spec) {
+                    if let (Some(l), Some(h)) = (m.low, m.high) {
+                        assert!(l <= h, "{} {}: {l} > {h}", c.id, m.name);
+                    }
+                }
+            }
+        }
+    }
+}
