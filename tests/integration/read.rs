@@ -9,6 +9,7 @@ use crate::serial::{serve_worked_example, FakeMeter, Served};
 
 #[test]
 fn rig_read_prints_the_worked_example() {
+    let _serial = crate::util::realtime();
     let (link, stop, th) = serve_worked_example("read-table");
     let port = link.display().to_string();
     let o = crate::util::run_rig(&["read", "--port", &port, "--baud", "9600"]);

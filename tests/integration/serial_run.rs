@@ -102,6 +102,7 @@ fn verdict(rec: &serde_json::Value, id: &str) -> String {
 
 #[test]
 fn healthy_meter_passes_the_readout_suite_at_300_baud() {
+    let _serial = crate::util::realtime();
     let s = serve("healthy300", 300, "");
     let (c, rec, text) = run_readout(&s);
     assert_eq!(c, 0, "{text}");
@@ -116,11 +117,18 @@ fn healthy_meter_passes_the_readout_suite_at_300_baud() {
     }
     let m = &rec["cases"][0]["measurements"][0];
     assert_eq!(m["source"], "serial");
-    let v = m["value"].as_f64().unwrap();
-    assert!(
-        (v - 150.0).abs() < 5.0,
-        "response {v} ms for a configured 150 ms"
-    );
+    // the response time of three exchanges, judged on their median (one may be descheduled)
+    let recovery = rec["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "readout.recovery")
+        .unwrap();
+    let mut times = vec![m["value"].as_f64().unwrap()];
+    for r in recovery["measurements"].as_array().unwrap() {
+        times.push(r["value"].as_f64().unwrap());
+    }
+    crate::util::assert_response_accuracy(&times, 150.0, 2.0);
     // pins suites are not run over a plain serial port; asking for them skips with the reason
     assert_eq!(rec["capabilities"]["pins"], false);
 }
@@ -206,6 +214,7 @@ fn readout_faults_over_a_pty(
 
 #[test]
 fn rig_read_prints_the_17_registers_and_a_response_within_2_ms() {
+    let _serial = crate::util::realtime();
     let s = serve("read300", 300, "");
     let o = run_rig(&[
         "read",

@@ -604,6 +604,7 @@ fn serve_killed_mid_run_keeps_readings_cases_and_pulse_totals() {
 
 #[test]
 fn serve_reads_a_meter_over_a_pty_and_survives_the_port_vanishing() {
+    let _serial = util::realtime();
     let data = tmp("pty");
     let meter = data.join("meter.toml");
     std::fs::write(
@@ -698,6 +699,7 @@ fn faulty_meter(dir: &Path, baud: u32, faults: &str) -> PathBuf {
 #[case::echo("response_delay_ms = 250.0\necho_request = true", 250.0)]
 #[case::noise("response_delay_ms = 150.0\nnoise_before_answer = [0x7F]", 150.0)]
 fn every_path_times_the_answer_from_its_slash(#[case] faults: &str, #[case] want_ms: f64) {
+    let _serial = util::realtime();
     let data = tmp(&format!("paths-{}", want_ms as u32));
     let meter = faulty_meter(&data, 9600, faults);
 

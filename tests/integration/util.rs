@@ -44,6 +44,14 @@ pub fn wait_for_path(path: &std::path::Path) {
     }
 }
 
+/// The serial group of real-time tests: a test that judges wall-clock timing over a pty holds
+/// this for its whole run, so no two such tests compete for the two cores of a shared machine
+/// (other tests still run beside them; the judgement allows for that through the median).
+pub fn realtime() -> std::sync::MutexGuard<'static, ()> {
+    static GROUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    GROUP.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Response times (ms) of `n` `rig read --format json` runs against `port` at `baud`.
 pub fn read_response_times(port: &str, baud: u32, n: usize) -> Vec<f64> {
     (0..n)
