@@ -24,7 +24,7 @@ kernel=$("$here/build-kernel.sh")
 echo "run.sh: kernel $kernel ($(( $(date +%s) - start )) s)"
 
 cd "$root"
-json=$(RUSTFLAGS='-C target-feature=+crt-static' cargo test --no-run --test integration \
+json=$(RUSTFLAGS='-C target-feature=+crt-static' cargo test --no-run --test integration --features gpio-sim \
     --target x86_64-unknown-linux-gnu --message-format=json 2>/dev/null)
 bin=$(printf '%s\n' "$json" | jq -r 'select(.reason == "compiler-artifact" and .target.name == "integration" and .profile.test == true) | .executable' | tail -1)
 [ -n "$bin" ] && [ -x "$bin" ] || { echo "run.sh: static test build failed; rerun the cargo command above without --message-format" >&2; exit 2; }

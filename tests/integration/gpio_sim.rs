@@ -199,6 +199,10 @@ fn stats(name: &str, v: &mut [i64]) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "gpio-sim"),
+    ignore = "needs the kernel's gpio-sim in the qemu guest: bash .ci/gpio-sim/run.sh (builds with --features gpio-sim)"
+)]
 fn edges_carry_kernel_timestamps_inside_the_write_window() {
     let Some(sim) = Sim::get("edges_carry_kernel_timestamps_inside_the_write_window") else {
         return;
@@ -230,6 +234,10 @@ fn edges_carry_kernel_timestamps_inside_the_write_window() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "gpio-sim"),
+    ignore = "needs the kernel's gpio-sim in the qemu guest: bash .ci/gpio-sim/run.sh (builds with --features gpio-sim)"
+)]
 fn pulse_widths_come_from_kernel_timestamps_with_opto_correction() {
     let Some(sim) = Sim::get("pulse_widths_come_from_kernel_timestamps_with_opto_correction")
     else {
@@ -283,6 +291,10 @@ fn pulse_widths_come_from_kernel_timestamps_with_opto_correction() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "gpio-sim"),
+    ignore = "needs the kernel's gpio-sim in the qemu guest: bash .ci/gpio-sim/run.sh (builds with --features gpio-sim)"
+)]
 fn outputs_drive_the_line_and_release_to_inactive() {
     let Some(sim) = Sim::get("outputs_drive_the_line_and_release_to_inactive") else {
         return;
@@ -305,6 +317,10 @@ fn outputs_drive_the_line_and_release_to_inactive() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "gpio-sim"),
+    ignore = "needs the kernel's gpio-sim in the qemu guest: bash .ci/gpio-sim/run.sh (builds with --features gpio-sim)"
+)]
 fn lost_edges_are_reported_as_a_sequence_gap() {
     let Some(sim) = Sim::get("lost_edges_are_reported_as_a_sequence_gap") else {
         return;
@@ -333,6 +349,10 @@ fn lost_edges_are_reported_as_a_sequence_gap() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "gpio-sim"),
+    ignore = "needs the kernel's gpio-sim in the qemu guest: bash .ci/gpio-sim/run.sh (builds with --features gpio-sim)"
+)]
 fn data_out_edges_decode_to_characters_at_the_start_bit() {
     let Some(sim) = Sim::get("data_out_edges_decode_to_characters_at_the_start_bit") else {
         return;
@@ -490,6 +510,10 @@ fn run_child(sim: &Sim, mode: &str, signal: bool) -> (Option<i32>, Vec<bool>) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "gpio-sim"),
+    ignore = "needs the kernel's gpio-sim in the qemu guest: bash .ci/gpio-sim/run.sh (builds with --features gpio-sim)"
+)]
 fn safe_state_on_sigterm_panic_and_exit() {
     let Some(sim) = Sim::get("safe_state_on_sigterm_panic_and_exit") else {
         return;
@@ -508,6 +532,10 @@ fn safe_state_on_sigterm_panic_and_exit() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "gpio-sim"),
+    ignore = "needs the kernel's gpio-sim in the qemu guest: bash .ci/gpio-sim/run.sh (builds with --features gpio-sim)"
+)]
 fn calibration_over_a_mirrored_loopback() {
     let Some(sim) = Sim::get("calibration_over_a_mirrored_loopback") else {
         return;
@@ -850,6 +878,10 @@ mod e2e {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "gpio-sim"),
+        ignore = "needs the kernel's gpio-sim in the qemu guest: bash .ci/gpio-sim/run.sh (builds with --features gpio-sim)"
+    )]
     fn suites_pulse_out_and_pulse_in_through_kernel_gpio() {
         let Some(sim) = Sim::get("suites_pulse_out_and_pulse_in_through_kernel_gpio") else {
             return;
@@ -868,6 +900,10 @@ mod e2e {
     }
 
     #[test]
+    #[cfg_attr(
+        not(feature = "gpio-sim"),
+        ignore = "needs the kernel's gpio-sim in the qemu guest: bash .ci/gpio-sim/run.sh (builds with --features gpio-sim)"
+    )]
     fn suite_tariff_through_kernel_gpio() {
         let Some(sim) = Sim::get("suite_tariff_through_kernel_gpio") else {
             return;

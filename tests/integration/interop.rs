@@ -14,6 +14,10 @@ fn peers_available() -> bool {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs python3 with iec62056-21 and pyserial (pip install iec62056-21 pyserial); run with cargo test --features peers (.ci/run does)"
+)]
 fn python_iec62056_21_reads_the_software_meter_over_a_pty() {
     if !peers_available() {
         return;

@@ -116,6 +116,10 @@ fn rig_decode(edges: &[Edge]) -> (Vec<u8>, Vec<usize>) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs sigrok-cli (apt-get install sigrok-cli); run with cargo test --features peers (.ci/run does)"
+)]
 fn sigrok_reads_the_simulated_wire_like_the_rig_does() {
     if !sigrok_available() {
         return;
