@@ -96,9 +96,9 @@ pub fn assert_response_accuracy(times: &[f64], expected_ms: f64, tol_ms: f64) {
     );
 }
 
-/// Whether a peer tool is usable: `cmd` must run and exit 0. Where it is missing the caller's test
-/// prints `SKIPPED: …` with `install` and returns without a verdict; with
-/// `METER_RIG_REQUIRE_PEERS=1` (set by `.ci/run`) a missing peer fails the test instead.
+/// Whether a peer tool is usable: `cmd` must run and exit 0. The peer tests run only with
+/// `--features peers` (otherwise they show as ignored, with the reason); asked for and missing,
+/// a peer fails the test, naming `install`.
 pub fn peer_available(cmd: &[&str], what: &str, install: &str) -> bool {
     let ok = Command::new(cmd[0])
         .args(&cmd[1..])
@@ -106,12 +106,9 @@ pub fn peer_available(cmd: &[&str], what: &str, install: &str) -> bool {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("METER_RIG_REQUIRE_PEERS").is_none(),
-            "METER_RIG_REQUIRE_PEERS is set but {what} is missing"
-        );
-        eprintln!("SKIPPED: {what} not installed ({install})");
-    }
+    assert!(
+        ok,
+        "the peer tests were asked for (--features peers) but {what} is missing: {install}"
+    );
     ok
 }
