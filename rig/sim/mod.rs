@@ -208,4 +208,8 @@ impl Target for SimTarget {
     fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
         Ok(std::mem::take(&mut self.port_edges[port as usize]))
     }
+
+    fn dropped_edges(&mut self, port: Port) -> Result<u64, TargetError> {
+        Ok(self.meter.dropped_edges(port))
+    }
 }
