@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::readout::clause_for;
 use super::{fmt_num, Ctx, Judgement, Measurement, Readout};
+use crate::meter::calendar;
 use crate::meter::config::PulseBasis;
 use crate::meter::profile::Clause;
 use crate::meter::io::{PortRole, TariffControl};
@@ -584,10 +585,7 @@ fn set_state(ctx: &mut Ctx<'_>, tc: &TariffControl, state: u8) -> Result<(), Tar
     Ok(())
 }
 
-fn tariff_table(
-    ctx: &mut Ctx<'_>,
-    clause: Clause,
-) -> Result<Judgement, TargetError> {
+fn tariff_table(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
     let tc = ctx.spec.io.tariff;
     let TariffControl::Module {
         tariffs, inverted, ..
@@ -603,86 +601,17 @@ fn tariff_table(
     };
     let mut ms = Vec::new();
     let mut problems = Vec::new();
-    let regs = ["1.8.1", "1.8.2", "1.8.3", "1.8.4"];
     for (state, expected) in tc.table() {
         set_state(ctx, &tc, state)?;
-        ctx.wait(Duration::from_secs(1))?;
-        let a = ctx.readout()?;
-        let na = a.numbers();
-        // dwell until 1.8.0 has grown by at least 2 kWh (the registers count whole kWh, so less
-        // cannot tell the selected register from the others), up to the longest window a case
-        // may take: a lightly loaded direct meter needs hours, not the default 10 minutes
-        let started = ctx.target.now()?;
-        let nb = loop {
-            ctx.wait(ctx.opts.tariff_dwell)?;
-            let nb = ctx.readout()?.numbers();
-            let grown = match (na.get("1.8.0"), nb.get("1.8.0")) {
-                (Some(x), Some(y)) => y - x,
-                _ => break nb,
-            };
-            let waited = ctx.target.now()?.saturating_since(started);
-            if grown >= 2.0 || waited + ctx.opts.tariff_dwell > ctx.opts.max_constant_window {
-                break nb;
-            }
-        };
         let label = if tariffs == 2 {
             format!("in={}", state & 1)
         } else {
             format!("in1={} in2={}", state & 1, (state >> 1) & 1)
         };
-        let grow = |addr: &str| -> Option<f64> { Some(nb.get(addr)? - na.get(addr)?) };
-        let Some(total) = grow("1.8.0") else {
-            problems.push(format!("{label}: 1.8.0 missing"));
-            continue;
-        };
-        if total <= 0.0 {
+        if let Some(j) = tariff_state(ctx, clause, state, expected, &label, &mut ms, &mut problems)? {
             set_state(ctx, &tc, 0)?;
-            return Ok(Judgement::error(
-                clause,
-                format!(
-                    "{label}: no energy registered within {} s: is the meter loaded? \
-                     (--max-constant-window sets how long the case may wait)",
-                    ctx.opts.max_constant_window.as_secs()
-                ),
-            ));
+            return Ok(j);
         }
-        let mut other = 0.0f64;
-        for (i, addr) in regs.iter().enumerate() {
-            let Some(g) = grow(addr) else {
-                problems.push(format!("{label}: {addr} missing"));
-                continue;
-            };
-            if i + 1 == expected as usize {
-                ms.push(Measurement::new(
-                    &format!("state{state}.T{expected}_growth"),
-                    g,
-                    "kWh",
-                    Some(1.0),
-                    None,
-                    TimeSource::Register,
-                    1.0,
-                ));
-                if g < 1.0 {
-                    problems.push(format!("{label}: expected T{expected} ({addr}) to grow, it grew by {} while 1.8.0 grew by {}", fmt_num(g), fmt_num(total)));
-                }
-            } else if g != 0.0 {
-                other += g.abs();
-                problems.push(format!(
-                    "{label}: only T{expected} should grow, but T{} ({addr}) grew by {} kWh",
-                    i + 1,
-                    fmt_num(g)
-                ));
-            }
-        }
-        ms.push(Measurement::new(
-            &format!("state{state}.other_growth"),
-            other,
-            "kWh",
-            None,
-            Some(0.0),
-            TimeSource::Register,
-            0.0,
-        ));
     }
     set_state(ctx, &tc, 0)?;
     Ok(Judgement::from_problems(
@@ -695,6 +624,102 @@ fn tariff_table(
             if inverted { "inverted" } else { "normal" }
         ),
     ))
+}
+
+/// The registers 1.8.0 and 1.8.1–1.8.4 grew by (register units, modulo their digits) while one
+/// input state was held: dwells until 1.8.0 has grown by 2 kWh (whole-kWh registers cannot tell
+/// the selected register from the others with less), at most `--max-constant-window`.
+fn tariff_growth(
+    ctx: &mut Ctx<'_>,
+) -> Result<(Option<f64>, [Option<f64>; 4], Duration), TargetError> {
+    ctx.wait(Duration::from_secs(1))?;
+    let a = ctx.readout()?;
+    let na = a.numbers();
+    let started = ctx.target.now()?;
+    let grow = |nb: &std::collections::BTreeMap<String, f64>, addr: &str| -> Option<f64> {
+        Some(register_step(addr, *na.get(addr)?, *nb.get(addr)?))
+    };
+    loop {
+        ctx.wait(ctx.opts.tariff_dwell)?;
+        let b = ctx.readout()?;
+        let nb = b.numbers();
+        let total = grow(&nb, "1.8.0");
+        let waited = b.snapshot_time().saturating_since(a.snapshot_time());
+        let long = ctx.target.now()?.saturating_since(started) + ctx.opts.tariff_dwell
+            > ctx.opts.max_constant_window;
+        if total.is_none_or(|t| t >= 2.0) || long {
+            let regs = ["1.8.1", "1.8.2", "1.8.3", "1.8.4"].map(|r| grow(&nb, r));
+            return Ok((total, regs, waited));
+        }
+    }
+}
+
+/// One input state of `tariff.table`: pushes its measurements and problems; `Some` ends the case.
+fn tariff_state(
+    ctx: &mut Ctx<'_>,
+    clause: Clause,
+    state: u8,
+    expected: u8,
+    label: &str,
+    ms: &mut Vec<Measurement>,
+    problems: &mut Vec<String>,
+) -> Result<Option<Judgement>, TargetError> {
+    let (total, regs, waited) = tariff_growth(ctx)?;
+    let Some(total) = total else {
+        problems.push(format!("{label}: 1.8.0 missing"));
+        return Ok(None);
+    };
+    if total < 2.0 {
+        return Ok(Some(Judgement::inconclusive(
+            clause,
+            format!(
+                "{label}: 1.8.0 grew by {} kWh in {} s; 2 kWh decide which register counts \
+                 (whole-kWh registers): is the meter loaded? More load or a longer \
+                 --max-constant-window would decide",
+                fmt_num(total),
+                waited.as_secs()
+            ),
+        )));
+    }
+    let mut other = 0.0f64;
+    for (i, g) in regs.iter().enumerate() {
+        let addr = format!("1.8.{}", i + 1);
+        let Some(g) = *g else {
+            problems.push(format!("{label}: {addr} missing"));
+            continue;
+        };
+        if i + 1 == expected as usize {
+            ms.push(Measurement::new(
+                &format!("state{state}.T{expected}_growth"),
+                g,
+                "kWh",
+                Some(1.0),
+                None,
+                TimeSource::Register,
+                1.0,
+            ));
+            if g < 1.0 {
+                problems.push(format!("{label}: expected T{expected} ({addr}) to grow, it grew by {} while 1.8.0 grew by {}", fmt_num(g), fmt_num(total)));
+            }
+        } else if g != 0.0 {
+            other += g.abs();
+            problems.push(format!(
+                "{label}: only T{expected} should grow, but T{} ({addr}) grew by {} kWh",
+                i + 1,
+                fmt_num(g)
+            ));
+        }
+    }
+    ms.push(Measurement::new(
+        &format!("state{state}.other_growth"),
+        other,
+        "kWh",
+        None,
+        Some(0.0),
+        TimeSource::Register,
+        0.0,
+    ));
+    Ok(None)
 }
 
 fn pulse_in(
@@ -742,10 +767,80 @@ fn pulse_in(
     ))
 }
 
-fn max_reset(
-    ctx: &mut Ctx<'_>,
-    clause: Clause,
-) -> Result<Judgement, TargetError> {
+/// Target time just after the meter's next logging-period end that is neither the logging
+/// date's midnight (NN) nor followed by it within a period, so a readout, a max reset and a
+/// readout fit between the meter's own periodic events. Only for the software meter (virtual
+/// time), whose clock is the meter file's `start` at target time 0 (000 Configuration 2: J
+/// logging period, NN logging date); `None` for a real meter, whose clock the rig cannot see.
+fn quiet_start(ctx: &mut Ctx<'_>) -> Result<Option<Timestamp>, TargetError> {
+    if !ctx.caps.virtual_time {
+        return Ok(None);
+    }
+    let spec = ctx.spec;
+    let start = calendar::days_from_civil(spec.start.year, spec.start.month, spec.start.day)
+        * 86_400
+        + spec.start.secs as i64;
+    let period = spec.logging_period_min as i64 * 60;
+    let now = start + (ctx.target.now()?.0 / 1_000_000_000) as i64;
+    // the next period end strictly after now
+    let mut end = (now.div_euclid(period) + 1) * period;
+    if spec.logging_day != 0 {
+        let midnight = calendar::next_logging(end - 1, spec.logging_day);
+        if midnight <= end + period {
+            end = midnight + period;
+        }
+    }
+    Ok(Some(Timestamp::ZERO + Duration::from_secs((end - start) as u64 + 1)))
+}
+
+/// A readout with a non-zero 1.6.0 taken at a quiet moment ([`quiet_start`]), waiting logging
+/// periods for a peak (bounded by `--max-constant-window`); `Err` ends the case.
+fn readout_with_peak(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Result<Readout, Judgement>, TargetError> {
+    let started = ctx.target.now()?;
+    let period = Duration::from_secs(ctx.spec.logging_period_min as u64 * 60);
+    loop {
+        if let Some(t) = quiet_start(ctx)? {
+            ctx.target.wait_until(t)?;
+        }
+        let a = ctx.readout()?;
+        match register(&a, "1.6.0") {
+            Ok(p) if p > 0.0 => return Ok(Ok(a)),
+            Ok(_) => {}
+            Err(e) => return Ok(Err(Judgement::error(clause, e))),
+        }
+        let waited = ctx.target.now()?.saturating_since(started);
+        if waited + period > ctx.opts.max_constant_window {
+            return Ok(Err(Judgement::inconclusive(
+                clause,
+                format!(
+                    "1.6.0 stayed 0 kW for {} s ({} logging periods): the load's peak is below \
+                     the register's 0.1 kW resolution, so a reset cannot be seen to move it; a \
+                     load of at least 0.1 kW (true) or a longer --max-constant-window would decide",
+                    waited.as_secs(),
+                    waited.as_secs() / period.as_secs().max(1)
+                ),
+            )));
+        }
+        if !ctx.caps.virtual_time {
+            ctx.wait(period + Duration::from_secs(1))?;
+        }
+    }
+}
+
+/// Registers of a max-reset readout: 1.6.0, 1.6.0.1, 1.2.0, 0.1.
+fn peak_registers(r: &Readout) -> Result<[f64; 4], String> {
+    Ok([
+        register(r, "1.6.0")?,
+        register(r, "1.6.0.1")?,
+        register(r, "1.2.0")?,
+        register(r, "0.1")?,
+    ])
+}
+
+/// Attempts at `max_reset.peak_reset` when the meter's own events got in the way.
+const PEAK_RESET_ATTEMPTS: usize = 3;
+
+fn max_reset(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
     let Some(port) = ctx
         .spec
         .io
@@ -756,58 +851,50 @@ fn max_reset(
             format!("{} has no max-reset input", io_text(ctx)),
         ));
     };
-    let mut a = ctx.readout()?;
-    let get = |r: &Readout, k: &str| register(r, k);
-    let mut peak = match get(&a, "1.6.0") {
-        Ok(p) => p,
-        Err(e) => return Ok(Judgement::error(clause, e)),
-    };
-    if peak <= 0.0 {
-        // let one logging period complete so there is a peak to reset
-        ctx.wait(Duration::from_secs(
-            ctx.spec.logging_period_min as u64 * 60 + 1,
-        ))?;
-        a = ctx.readout()?;
-        peak = get(&a, "1.6.0").unwrap_or(0.0);
-        if peak <= 0.0 {
-            return Ok(Judgement::error(
-                clause,
-                "1.6.0 stayed 0 over a logging period: is the meter loaded?",
-            ));
+    let mut retries = Vec::new();
+    loop {
+        let a = match readout_with_peak(ctx, clause)? {
+            Ok(a) => a,
+            Err(j) => return Ok(j),
+        };
+        ctx.target.set_input(port, true)?;
+        ctx.wait(Duration::from_millis(200))?;
+        ctx.target.set_input(port, false)?;
+        ctx.wait(Duration::from_secs(1))?;
+        let b = ctx.readout()?;
+        let (before, after) = match (peak_registers(&a), peak_registers(&b)) {
+            (Ok(x), Ok(y)) => (x, y),
+            (Err(e), _) | (_, Err(e)) => return Ok(Judgement::error(clause, e)),
+        };
+        // the meter's own events between the readouts: its monthly reset (0.1 moved by 2) or a
+        // logging-period end that raised the peak before the input reset it
+        let resets = register_step("0.1", before[3], after[3]);
+        let own = if resets >= 2.0 {
+            Some("0.1 moved by 2: the meter's monthly reset (NN) fell between the readouts")
+        } else if after[1] > before[0] {
+            Some("1.6.0.1 above the peak read before the reset: a logging period ended between")
+        } else {
+            None
+        };
+        match own {
+            Some(why) if retries.len() + 1 < PEAK_RESET_ATTEMPTS => retries.push(why.to_string()),
+            _ => {
+                let mut j = judge_peak_reset(clause, port, before, after);
+                j.details = retries;
+                return Ok(j);
+            }
         }
     }
-    let (acc, resets) = match (get(&a, "1.6.0.1"), get(&a, "1.2.0"), get(&a, "0.1")) {
-        (Ok(_), Ok(c), Ok(r)) => (c, r),
-        _ => {
-            return Ok(Judgement::error(
-                clause,
-                "1.6.0.1, 1.2.0 or 0.1 missing from the readout",
-            ))
-        }
-    };
-    ctx.target.set_input(port, true)?;
-    ctx.wait(Duration::from_millis(200))?;
-    ctx.target.set_input(port, false)?;
-    ctx.wait(Duration::from_secs(1))?;
-    let b = ctx.readout()?;
-    let (peak2, last2, acc2, resets2) = match (
-        get(&b, "1.6.0"),
-        get(&b, "1.6.0.1"),
-        get(&b, "1.2.0"),
-        get(&b, "0.1"),
-    ) {
-        (Ok(p), Ok(l), Ok(c), Ok(r)) => (p, l, c, r),
-        _ => {
-            return Ok(Judgement::error(
-                clause,
-                "registers missing from the readout after the reset",
-            ))
-        }
-    };
+}
+
+/// The verdict of one max reset from the registers read before and after it.
+fn judge_peak_reset(clause: Clause, port: Port, before: [f64; 4], after: [f64; 4]) -> Judgement {
+    let [peak, _, acc, resets] = before;
+    let [peak2, last2, acc2, resets2] = after;
     let ms = vec![
         Measurement::new(
             "reset_counter_step",
-            resets2 - resets,
+            register_step("0.1", resets, resets2),
             "resets",
             Some(1.0),
             Some(1.0),
@@ -826,7 +913,7 @@ fn max_reset(
         // the accumulated register is exact inside the meter and shown truncated to 0.1 kW
         Measurement::new(
             "accumulated_step_minus_peak",
-            acc2 - acc - peak,
+            register_step("1.2.0", acc, acc2) - peak,
             "kW",
             Some(-0.1001),
             Some(0.1001),
@@ -835,7 +922,7 @@ fn max_reset(
         ),
         Measurement::info("peak_after", peak2, "kW", TimeSource::Register, 0.1),
     ];
-    Ok(Judgement::from_measurements(
+    Judgement::from_measurements(
         clause,
         ms,
         format!(
@@ -848,5 +935,5 @@ fn max_reset(
             resets,
             resets2
         ),
-    ))
+    )
 }
