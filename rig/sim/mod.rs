@@ -7,6 +7,7 @@
 //! One clock serves the meter, the wire and the rig, and it jumps from event to event, so a 12 s
 //! readout costs microseconds and timing is exact to the nanosecond. No I/O, no wall clock.
 
+pub mod healthy;
 pub mod meter;
 
 use std::collections::VecDeque;

@@ -126,7 +126,8 @@ fn dropped_error(
         Judgement::error(
             clause,
             format!(
-                "the rig lost {} edge(s) on {port}: the capture buffer overflowed (a rig error,                  not the meter's); nothing was judged",
+                "the rig lost {} edge(s) on {port}: the capture buffer overflowed (a rig error, \
+                 not the meter's); nothing was judged",
                 now - before
             ),
         )
@@ -257,7 +258,8 @@ fn too_few_pulses(
     Judgement::inconclusive(
         clause,
         format!(
-            "{got} pulse(s) on {port} in {} s at {} imp/kWh{expected}, {need} needed: is the              meter loaded? More load or a longer --max-constant-window would decide",
+            "{got} pulse(s) on {port} in {} s at {} imp/kWh{expected}, {need} needed: is the \
+             meter loaded? More load or a longer --max-constant-window would decide",
             waited.as_secs(),
             ctx.spec.pulse_constant
         ),
