@@ -939,3 +939,304 @@ fn judge_peak_reset(clause: Clause, port: Port, before: [f64; 4], after: [f64; 4
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    //! Regression tests for issue 14 ("healthy meters never fail"): each holds the value a
+    //! healthy meter must get where the rig used to blame it.
+
+    use super::*;
+    use crate::meter::config::MeterSpec;
+    use crate::sim::SimTarget;
+    use crate::suite::{self, CaseResult, CaseSink, RunOptions, Verdict};
+    use crate::target::{Capabilities, RecvEnd, Target};
+    use crate::uart::RxChar;
+
+    struct Null;
+    impl CaseSink for Null {
+        fn case_done(&mut self, _: &CaseResult) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A healthy 351 meter file: `config` and `registers` lines, `active_w` W at the terminals.
+    fn meter(start: &str, config: &str, registers: &str, active_w: f64) -> MeterSpec {
+        let text = format!(
+            "profile = \"351-combi\"\nstart = \"{start}\"\n[config]\n{config}\n\
+             [registers]\n\"0.2.0\" = \"5000D1\"\n{registers}\n\
+             [load]\nactive_w = {active_w}\nreactive_var = {}\n[faults]\nresponse_delay_ms = 150.0\n",
+            active_w / 5.0
+        );
+        MeterSpec::from_toml(&text, "test", None).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    /// The software meter seen as the rig sees a real meter (no virtual time, so no meter
+    /// clock), or as a backend that drops one edge every time its edges are taken.
+    struct Seen {
+        sim: SimTarget,
+        real: bool,
+        drops: u64,
+        dropping: bool,
+    }
+
+    impl Target for Seen {
+        fn describe(&self) -> String {
+            self.sim.describe()
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                virtual_time: !self.real,
+                ..self.sim.capabilities()
+            }
+        }
+        fn now(&mut self) -> Result<Timestamp, TargetError> {
+            self.sim.now()
+        }
+        fn wait_until(&mut self, t: Timestamp) -> Result<(), TargetError> {
+            self.sim.wait_until(t)
+        }
+        fn send(&mut self, bytes: &[u8]) -> Result<Timestamp, TargetError> {
+            self.sim.send(bytes)
+        }
+        fn recv(
+            &mut self,
+            deadline: Timestamp,
+            max_gap: Duration,
+            complete: &mut dyn FnMut(&[RxChar]) -> bool,
+        ) -> Result<(Vec<RxChar>, RecvEnd), TargetError> {
+            self.sim.recv(deadline, max_gap, complete)
+        }
+        fn discard_input(&mut self) -> Result<(), TargetError> {
+            self.sim.discard_input()
+        }
+        fn set_input(&mut self, port: Port, active: bool) -> Result<(), TargetError> {
+            self.sim.set_input(port, active)
+        }
+        fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
+            self.drops += u64::from(self.dropping);
+            self.sim.take_edges(port)
+        }
+        fn dropped_edges(&mut self, port: Port) -> Result<u64, TargetError> {
+            Ok(self.drops + self.sim.dropped_edges(port)?)
+        }
+    }
+
+    fn run_on(t: &mut dyn Target, spec: &MeterSpec, id: &str, tweak: impl Fn(&mut RunOptions)) -> CaseResult {
+        let mut opts = RunOptions::for_target(&t.capabilities());
+        opts.cases = vec![id.into()];
+        tweak(&mut opts);
+        let mut cases = suite::run(t, spec, &opts, &mut Null);
+        assert_eq!(cases.len(), 1, "{id}");
+        cases.remove(0)
+    }
+
+    fn run_case(spec: &MeterSpec, id: &str) -> CaseResult {
+        run_on(&mut SimTarget::new(spec.clone()), spec, id, |_| {})
+    }
+
+    fn measured(c: &CaseResult, name: &str) -> f64 {
+        c.measurements
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("{name} not in {:?}", c.measurements))
+            .value
+    }
+
+    #[test]
+    fn register_steps_are_taken_modulo_the_digits() {
+        assert_eq!(register_step("1.8.0", 9_999_998.0, 3.0), 5.0);
+        assert_eq!(register_step("1.8.0", 3.0, 9_999_998.0), -5.0);
+        assert_eq!(register_step("1.8.0", 10.0, 12.0), 2.0);
+        assert!(rolled_over("1.8.0", 9_999_998.0, 3.0));
+        assert!(!rolled_over("1.8.0", 3.0, 9_999_998.0));
+        assert!((register_step("1.2.0", 999_999.9, 0.4) - 0.5).abs() < 1e-6);
+    }
+
+    const ROLLING: &str = "\"1.8.0\" = 9999990\n\"1.8.1\" = 9999990\n\"1.8.2\" = 0\n\"1.8.3\" = 0\n\"1.8.4\" = 0\n\"3.8.0\" = 9999999\n\"96.8.0\" = 9999999\n";
+
+    #[test]
+    fn a_register_rolling_over_passes_monotonic_and_tariff_sum_as_information() {
+        // 3 kW × ratio 80 = 240 kWh per hour: 1.8.0 rolls over during the monotonic wait
+        let s = meter("2026-01-10T10:00:00", "hh = 30\nkk = 5", ROLLING, 3000.0);
+        let c = run_case(&s, "readout.monotonic");
+        assert_eq!(c.verdict, Verdict::Pass, "{}", c.message);
+        assert_eq!(measured(&c, "1.8.0.rollover"), 1.0);
+        assert!(measured(&c, "1.8.0.min_step") >= 0.0);
+        assert!(c.message.contains("rolled over"), "{}", c.message);
+        // 1.8.0 already past 9999999 while the tariffs are not: 0000000 against 9999999 + 1
+        let regs = "\"1.8.0\" = 10000000\n\"1.8.1\" = 4999999\n\"1.8.2\" = 5000001\n\"1.8.3\" = 0\n\"1.8.4\" = 0\n";
+        let s = meter("2026-01-10T10:00:00", "hh = 30\nkk = 5", regs, 3000.0);
+        let c = run_case(&s, "readout.tariff_sum");
+        assert_eq!(c.verdict, Verdict::Pass, "{}", c.message);
+        assert_eq!(measured(&c, "total_minus_tariff_sum"), 0.0);
+        assert_eq!(measured(&c, "rollover"), 1.0);
+    }
+
+    #[test]
+    fn a_register_rolling_over_does_not_stop_the_pin_cases() {
+        // KK 11: 2-tariff / A+ out; 1.8.0 and 1.8.1 roll over within the windows
+        let s = meter("2026-01-10T10:00:00", "hh = 30\nkk = 11", ROLLING, 3000.0);
+        let c = run_case(&s, "pulse_out.constant");
+        assert_eq!(c.verdict, Verdict::Pass, "{}", c.message);
+        assert_eq!(measured(&c, "1.8.0.rollover"), 1.0);
+        let growth = measured(&c, "port2.register_growth");
+        assert!(growth > 300.0, "{growth}");
+        let c = run_case(&s, "tariff.table");
+        assert_eq!(c.verdict, Verdict::Pass, "{}", c.message);
+        assert!(measured(&c, "state0.T1_growth") >= 2.0);
+    }
+
+    #[test]
+    fn a_high_load_loses_no_pulse_to_the_edge_buffer() {
+        // HH 00 (ratio 1), P 1: 10,000 imp/kWh at 4.5 kW is 12.5 pulses/s, inside Imax; the
+        // 48 h window is 2.16 million pulses, 4.32 million edges: more than the 4 million the
+        // software meter keeps, so a single wait lost pulses and failed the meter
+        let s = meter("2026-01-10T10:00:00", "hh = 0\nkk = 5\nmm = 1", "", 4500.0);
+        let mut t = SimTarget::new(s.clone());
+        let c = run_on(&mut t, &s, "pulse_out.constant", |_| {});
+        assert_eq!(c.verdict, Verdict::Pass, "{}", c.message);
+        assert_eq!(t.dropped_edges(Port::Port2).unwrap(), 0);
+        let pulses = measured(&c, "port2.pulses");
+        assert!(pulses > 2_000_000.0, "{pulses}");
+        // every pulse counted: the count is within one register unit (1 kWh) of the growth
+        let growth = measured(&c, "port2.register_growth");
+        assert!((pulses - growth * 10_000.0).abs() <= 10_000.0, "{pulses} for {growth} kWh");
+    }
+
+    #[test]
+    fn the_software_meter_reports_the_edges_it_dropped() {
+        let s = meter("2026-01-10T10:00:00", "hh = 0\nkk = 5\nmm = 1", "", 4500.0);
+        let mut t = SimTarget::new(s);
+        // 46 h in one wait: 2.07 million pulses, 4.14 million edges, 4 million kept
+        t.wait_until(Timestamp::ZERO + Duration::from_secs(46 * 3600)).unwrap();
+        let dropped = t.dropped_edges(Port::Port2).unwrap();
+        assert!(dropped > 100_000, "{dropped}");
+        // those kept, but for the last pulse's trailing edge, not due yet
+        assert!(t.take_edges(Port::Port2).unwrap().len() >= 3_999_999);
+    }
+
+    #[test]
+    fn a_dropped_edge_is_the_rigs_error_never_the_meters_failure() {
+        let s = meter("2026-01-10T10:00:00", "hh = 30\nkk = 5", "", 3000.0);
+        for id in ["pulse_out.width", "pulse_out.constant"] {
+            let mut t = Seen {
+                sim: SimTarget::new(s.clone()),
+                real: false,
+                drops: 0,
+                dropping: true,
+            };
+            let c = run_on(&mut t, &s, id, |_| {});
+            assert_eq!(c.verdict, Verdict::Error, "{id}: {}", c.message);
+            assert!(
+                c.message.contains("lost") && c.message.contains("not the meter's"),
+                "{id}: {}",
+                c.message
+            );
+        }
+    }
+
+    #[test]
+    fn small_pulse_constants_wait_as_long_as_the_constant_needs() {
+        // P 2 at 1 imp/kWh, ratio 1, 1 kW: a pulse an hour (the fixed 3600 s wait saw at most
+        // one and errored "is the meter loaded?")
+        let s = meter(
+            "2026-01-10T10:00:00",
+            "hh = 0\nkk = 5\np = 2\npulse_constant = 1",
+            "",
+            1000.0,
+        );
+        for id in ["pulse_out.width", "pulse_out.pause", "pulse_out.constant"] {
+            let c = run_case(&s, id);
+            assert_eq!(c.verdict, Verdict::Pass, "{id}: {}", c.message);
+        }
+        // the wait follows the constant: 21 pulses at 1 per hour, ×4, within the 48 h window
+        let t = SimTarget::new(s.clone());
+        let opts = RunOptions::for_target(&t.capabilities());
+        let mut sim = t;
+        let ctx = Ctx {
+            target: &mut sim,
+            spec: &s,
+            opts: &opts,
+            caps: Capabilities {
+                virtual_time: true,
+                ..SimTarget::new(s.clone()).capabilities()
+            },
+        };
+        assert_eq!(pulse_wait(&ctx, Port::Port2, 20), Duration::from_secs(48 * 3600));
+        assert_eq!(expected_rate(&ctx, PortRole::ActiveOut), Some(1.0 / 3600.0));
+    }
+
+    #[test]
+    fn too_little_energy_in_the_longest_window_is_inconclusive() {
+        // HH 00, 3 kW: 1 kWh takes 20 min; a 60 s window cannot show one whole kWh
+        let s = meter("2026-01-10T10:00:00", "hh = 0\nkk = 11", "", 3000.0);
+        let c = run_on(&mut SimTarget::new(s.clone()), &s, "pulse_out.constant", |o| {
+            o.max_constant_window = Duration::from_secs(60)
+        });
+        assert_eq!(c.verdict, Verdict::Inconclusive, "{}", c.message);
+        assert!(c.message.contains("--max-constant-window"), "{}", c.message);
+        let c = run_on(&mut SimTarget::new(s.clone()), &s, "tariff.table", |o| {
+            o.max_constant_window = Duration::from_secs(1200)
+        });
+        assert_eq!(c.verdict, Verdict::Inconclusive, "{}", c.message);
+        assert!(c.message.contains("2 kWh"), "{}", c.message);
+    }
+
+    /// KK 17 (max reset / A+ out), J 2 (15 min), NN 1, with a peak to reset.
+    const MAX_RESET: &str = "hh = 30\nj = 2\nkk = 17\nnn = 1";
+    const PEAKS: &str = "\"1.6.0\" = 0.1\n\"1.6.0.1\" = 5.0\n\"1.2.0\" = 100.0\n\"0.1\" = 9999999\n";
+
+    #[test]
+    fn the_meters_own_midnight_and_period_end_do_not_fail_the_max_reset() {
+        // NN 1 midnight 10 s after the start, inside the first readout; then a period end
+        // 5 s after the start with 240 kW raising the 0.1 kW peak before the input resets it
+        for start in ["2026-01-31T23:59:50", "2026-01-20T10:44:55"] {
+            let s = meter(start, MAX_RESET, PEAKS, 3000.0);
+            let c = run_case(&s, "max_reset.peak_reset");
+            assert_eq!(c.verdict, Verdict::Pass, "{start}: {}", c.message);
+            assert_eq!(measured(&c, "reset_counter_step"), 1.0, "{start}");
+            assert_eq!(measured(&c, "last_month_peak_minus_peak_before"), 0.0);
+            // and on a target whose clock the rig cannot see, by re-trying
+            let mut t = Seen {
+                sim: SimTarget::new(s.clone()),
+                real: true,
+                drops: 0,
+                dropping: false,
+            };
+            let c = run_on(&mut t, &s, "max_reset.peak_reset", |_| {});
+            assert_eq!(c.verdict, Verdict::Pass, "{start} (real): {}", c.message);
+            assert_eq!(measured(&c, "reset_counter_step"), 1.0, "{start}");
+            assert_eq!(c.details.len(), 1, "one re-try: {:?}", c.details);
+        }
+    }
+
+    #[test]
+    fn a_max_reset_the_meter_ignores_still_fails() {
+        let text = format!(
+            "profile = \"351-combi\"\nstart = \"2026-01-31T23:59:50\"\n[config]\n{MAX_RESET}\n\
+             [registers]\n{PEAKS}\n[load]\nactive_w = 3000.0\n[faults]\nmax_reset_ignored = true\n"
+        );
+        let s = MeterSpec::from_toml(&text, "test", None).unwrap();
+        let c = run_case(&s, "max_reset.peak_reset");
+        assert_eq!(c.verdict, Verdict::Fail, "{}", c.message);
+        assert_eq!(measured(&c, "reset_counter_step"), 0.0);
+    }
+
+    #[test]
+    fn a_peak_below_the_registers_resolution_is_inconclusive_after_a_bounded_wait() {
+        // HH 00, 50 W: the peak is 0.05 kW and shows 0.0 however long the case waits
+        let s = meter("2026-01-10T10:00:00", "hh = 0\nj = 2\nkk = 17\nnn = 0", "\"1.6.0\" = 0.0\n", 50.0);
+        let mut t = SimTarget::new(s.clone());
+        let c = run_on(&mut t, &s, "max_reset.peak_reset", |o| {
+            o.max_constant_window = Duration::from_secs(6 * 3600)
+        });
+        assert_eq!(c.verdict, Verdict::Inconclusive, "{}", c.message);
+        assert!(c.message.contains("0.1 kW"), "{}", c.message);
+        let waited = c.target_time_s.1 - c.target_time_s.0;
+        assert!((5.0 * 3600.0..=6.5 * 3600.0).contains(&waited), "{waited}");
+        // 200 W: the first period shows 0.2 kW and the case judges it
+        let s = meter("2026-01-10T10:00:00", "hh = 0\nj = 2\nkk = 17\nnn = 0", "\"1.6.0\" = 0.0\n", 200.0);
+        let c = run_case(&s, "max_reset.peak_reset");
+        assert_eq!(c.verdict, Verdict::Pass, "{}", c.message);
+    }
+}
