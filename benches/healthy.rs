@@ -49,7 +49,10 @@ fn main() {
         }
         if !bad.is_empty() {
             bad_meters += 1;
-            println!("---- {name} (meter {i} of seed {seed})\n{}\n{text}", bad.join("\n"));
+            println!(
+                "---- {name} (meter {i} of seed {seed})\n{}\n{text}",
+                bad.join("\n")
+            );
         }
     }
     let cases: usize = counts.values().sum();
@@ -66,5 +69,8 @@ fn main() {
     for (k, v) in &kinds {
         println!("  {v:6}  {k}");
     }
-    assert_eq!(bad_meters, 0, "healthy meters must never fail (listed above)");
+    assert_eq!(
+        bad_meters, 0,
+        "healthy meters must never fail (listed above)"
+    );
 }

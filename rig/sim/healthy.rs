@@ -132,10 +132,7 @@ fn draw_omnipower(rng: &mut Rng) -> Drawn {
     // Z4: 15, 30 or 60 min (the 5-minute period is the 351's only)
     let j = rng.range(2, 4);
     let nn = rng.range(0, 28) as u8;
-    let mut config = format!(
-        "z3 = {}\nz8 = {z8}\nj = {j}\nnn = {nn}\n",
-        rng.range(0, 16)
-    );
+    let mut config = format!("z3 = {}\nz8 = {z8}\nj = {j}\nnn = {nn}\n", rng.range(0, 16));
     let (ratio, secondary_constant) = if ct {
         let z21 = rng.pick(&Z21_CT);
         let z24 = rng.range(0, 1);
@@ -254,7 +251,12 @@ fn draw_registers(rng: &mut Rng) -> String {
         cuts = [0, 0, 0];
     }
     cuts.sort_unstable();
-    let t = [cuts[0], cuts[1] - cuts[0], cuts[2] - cuts[1], total - cuts[2]];
+    let t = [
+        cuts[0],
+        cuts[1] - cuts[0],
+        cuts[2] - cuts[1],
+        total - cuts[2],
+    ];
     let peak = |rng: &mut Rng| rng.below(100_000) as f64 / 10.0;
     let mut s = format!(
         "\"0.0.0\" = \"{:08}\"\n\"0.2.0\" = \"5000D1\"\n\"1.8.0\" = {total}\n",
@@ -297,10 +299,7 @@ pub fn healthy_meter(rng: &mut Rng, max_char_gap_ms: f64) -> String {
     let gap = if max_char_gap_ms <= 0.0 || rng.chance(0.3) {
         String::new()
     } else {
-        format!(
-            "char_gap_ms = {:.1}\n",
-            rng.unit() * max_char_gap_ms
-        )
+        format!("char_gap_ms = {:.1}\n", rng.unit() * max_char_gap_ms)
     };
     format!(
         "# healthy meter drawn by meter_rig::sim::healthy\nprofile = \"{}\"\nstart = \"{start}\"\n\n\

@@ -10,8 +10,8 @@ use super::readout::clause_for;
 use super::{fmt_num, Ctx, Judgement, Measurement, Readout};
 use crate::meter::calendar;
 use crate::meter::config::PulseBasis;
-use crate::meter::profile::Clause;
 use crate::meter::io::{PortRole, TariffControl};
+use crate::meter::profile::Clause;
 use crate::target::{Port, TargetError};
 use crate::time::{TimeSource, Timestamp};
 use crate::uart::Edge;
@@ -273,10 +273,7 @@ fn no_outputs(ctx: &Ctx<'_>, clause: crate::meter::profile::Clause) -> Judgement
     )
 }
 
-fn pulse_width(
-    ctx: &mut Ctx<'_>,
-    clause: Clause,
-) -> Result<Judgement, TargetError> {
+fn pulse_width(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
     let outs = output_ports(ctx);
     if outs.is_empty() {
         return Ok(no_outputs(ctx, clause));
@@ -342,10 +339,7 @@ fn pulse_width(
     ))
 }
 
-fn pulse_pause(
-    ctx: &mut Ctx<'_>,
-    clause: Clause,
-) -> Result<Judgement, TargetError> {
+fn pulse_pause(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
     let outs = output_ports(ctx);
     if outs.is_empty() {
         return Ok(no_outputs(ctx, clause));
@@ -419,38 +413,56 @@ fn pulse_constant(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, Target
     if outs.is_empty() {
         return Ok(no_outputs(ctx, clause));
     }
-    let mut ms = Vec::new();
-    let mut problems = Vec::new();
-    let mut msgs = Vec::new();
+    let mut all = Findings::default();
     for (port, addr) in outs {
         match constant_on_port(ctx, clause, port, addr)? {
-            Ok((m, p, t)) => {
-                ms.extend(m);
-                problems.extend(p);
-                msgs.extend(t);
+            Ok(f) => {
+                all.ms.extend(f.ms);
+                all.problems.extend(f.problems);
+                all.msgs.extend(f.msgs);
             }
             Err(j) => return Ok(j),
         }
     }
     Ok(Judgement::from_problems(
         clause,
-        problems,
-        ms,
-        msgs.join("; "),
+        all.problems,
+        all.ms,
+        all.msgs.join("; "),
     ))
 }
 
-/// Pulses counted on `port` and the growth of `addr` (register units) over a window between two
-/// readouts, the edges drained in steps; `Err` ends the case (inconclusive, or the rig's error).
-type Window = (f64, f64, Timestamp, Timestamp, bool);
+/// What one port contributed to a case: measurements, problems and messages.
+#[derive(Debug, Default)]
+struct Findings {
+    ms: Vec<Measurement>,
+    problems: Vec<String>,
+    msgs: Vec<String>,
+}
 
+/// Pulses counted on a port between two readouts, and the register's growth over them.
+#[derive(Debug)]
+struct Counted {
+    /// Leading edges after the first readout's snapshot, up to the second's.
+    pulses: f64,
+    /// The register's growth, register units (modulo its digits).
+    growth: f64,
+    /// The two snapshot times.
+    ta: Timestamp,
+    tb: Timestamp,
+    /// Whether the register rolled over through 0.
+    rolled: bool,
+}
+
+/// Counts pulses on `port` and the growth of `addr` over `window` between two readouts, draining
+/// the edges in steps; `Err` ends the case (inconclusive under 1 unit, or the rig's error).
 fn constant_window(
     ctx: &mut Ctx<'_>,
     clause: Clause,
     port: Port,
     addr: &str,
     window: Duration,
-) -> Result<Result<Window, Judgement>, TargetError> {
+) -> Result<Result<Counted, Judgement>, TargetError> {
     ctx.target.take_edges(port)?;
     let dropped = ctx.target.dropped_edges(port)?;
     let ra = ctx.readout()?;
@@ -468,31 +480,37 @@ fn constant_window(
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return Ok(Err(Judgement::error(clause, e))),
     };
-    let dr = register_step(addr, ea, eb);
-    if dr < 1.0 {
+    let growth = register_step(addr, ea, eb);
+    if growth < 1.0 {
         return Ok(Err(Judgement::inconclusive(
             clause,
             format!(
                 "{addr} grew by {} in {} s: at least 1 unit is needed to judge the constant \
                  against whole-unit registers; more load or a longer --max-constant-window would decide",
-                fmt_num(dr),
+                fmt_num(growth),
                 fmt_num(tb.diff_ns(ta) as f64 / 1e9)
             ),
         )));
     }
-    Ok(Ok((count as f64, dr, ta, tb, rolled_over(addr, ea, eb))))
+    Ok(Ok(Counted {
+        pulses: count as f64,
+        growth,
+        ta,
+        tb,
+        rolled: rolled_over(addr, ea, eb),
+    }))
 }
 
-/// `pulse_out.constant` on one port: measurements, problems and messages.
+/// `pulse_out.constant` on one port: a window sized from the measured rate for ≤ ¼-class
+/// quantisation (bounded by `--max-constant-window`), then the pulses judged against it.
 fn constant_on_port(
     ctx: &mut Ctx<'_>,
     clause: Clause,
     port: Port,
     addr: &str,
-) -> Result<Result<(Vec<Measurement>, Vec<String>, Vec<String>), Judgement>, TargetError> {
-    let spec = ctx.spec;
-    let k = pulses_per_unit(spec);
-    let a = spec.profile.accuracy_pct / 100.0;
+) -> Result<Result<Findings, Judgement>, TargetError> {
+    let k = pulses_per_unit(ctx.spec);
+    let a = ctx.spec.profile.accuracy_pct / 100.0;
     // rate from a few pulses sizes the window
     let p = match gather(ctx, port, 10, 2, clause)? {
         Ok(p) => p,
@@ -504,59 +522,80 @@ fn constant_on_port(
     let units_needed = (4.0 / a).ceil();
     let needed = Duration::from_secs_f64((units_needed * k / rate).min(1e9));
     let window = needed.min(ctx.opts.max_constant_window);
-    let (count, dr, ta, tb, rolled) = match constant_window(ctx, clause, port, addr, window)? {
-        Ok(w) => w,
+    let c = match constant_window(ctx, clause, port, addr, window)? {
+        Ok(c) => c,
         Err(j) => return Ok(Err(j)),
     };
-    let n = port.number();
+    let mut f = judge_constant(ctx.spec, port, addr, &c);
+    if window < needed {
+        f.msgs.push(format!(
+            "window capped at {} s (needed {} s for ≤{} % quantisation)",
+            window.as_secs(),
+            needed.as_secs(),
+            fmt_num(a * 25.0)
+        ));
+    }
+    Ok(Ok(f))
+}
+
+/// Pulses against register growth: within class ± one register unit of quantisation ± a pulse.
+fn judge_constant(
+    spec: &crate::meter::config::MeterSpec,
+    port: Port,
+    addr: &str,
+    c: &Counted,
+) -> Findings {
+    let k = pulses_per_unit(spec);
+    let a = spec.profile.accuracy_pct / 100.0;
+    let (count, dr, n) = (c.pulses, c.growth, port.number());
     let lo = ((dr - 1.0) * k * (1.0 - a) - 1.0).max(0.0);
     let hi = (dr + 1.0) * k * (1.0 + a) + 1.0;
     let err = (count / (dr * k) - 1.0) * 100.0;
-    let mut ms = vec![
-        Measurement::new(
-            &format!("port{n}.pulses"),
-            count,
-            "pulses",
-            Some(lo.floor()),
-            Some(hi.ceil()),
-            TimeSource::Edge,
-            1.0,
-        ),
-        Measurement::info(
-            &format!("port{n}.rate_error"),
-            err,
-            "%",
-            TimeSource::Register,
-            (1.0 / dr + 1.0 / count.max(1.0)) * 100.0,
-        ),
-        Measurement::info(
-            &format!("port{n}.register_growth"),
-            dr,
-            "kWh",
-            TimeSource::Register,
-            1.0,
-        ),
-    ];
-    let mut msgs = vec![format!(
+    let mut f = Findings::default();
+    f.ms.push(Measurement::new(
+        &format!("port{n}.pulses"),
+        count,
+        "pulses",
+        Some(lo.floor()),
+        Some(hi.ceil()),
+        TimeSource::Edge,
+        1.0,
+    ));
+    f.ms.push(Measurement::info(
+        &format!("port{n}.rate_error"),
+        err,
+        "%",
+        TimeSource::Register,
+        (1.0 / dr + 1.0 / count.max(1.0)) * 100.0,
+    ));
+    f.ms.push(Measurement::info(
+        &format!("port{n}.register_growth"),
+        dr,
+        "kWh",
+        TimeSource::Register,
+        1.0,
+    ));
+    f.msgs.push(format!(
         "{port}: {count} pulses while {addr} grew {} in {} s (expected {} ±{} % class ± quantisation)",
         fmt_num(dr),
-        fmt_num(tb.diff_ns(ta) as f64 / 1e9),
+        fmt_num(c.tb.diff_ns(c.ta) as f64 / 1e9),
         fmt_num(dr * k),
         fmt_num(a * 100.0)
-    )];
-    if rolled {
-        ms.push(Measurement::info(
+    ));
+    if c.rolled {
+        f.ms.push(Measurement::info(
             &format!("{addr}.rollover"),
             1.0,
             "rollovers",
             TimeSource::Register,
             0.0,
         ));
-        msgs.push(format!("{addr} rolled over through 0 (counted modulo its digits)"));
+        f.msgs.push(format!(
+            "{addr} rolled over through 0 (counted modulo its digits)"
+        ));
     }
-    let mut problems = Vec::new();
     if count < lo || count > hi {
-        problems.push(format!(
+        f.problems.push(format!(
             "{port}: {count} pulses while {addr} grew by {} → {} % off {} imp/kWh{} (allowed {}–{} pulses)",
             fmt_num(dr),
             fmt_num(err),
@@ -566,15 +605,7 @@ fn constant_on_port(
             hi.ceil()
         ));
     }
-    if window < needed {
-        msgs.push(format!(
-            "window capped at {} s (needed {} s for ≤{} % quantisation)",
-            window.as_secs(),
-            needed.as_secs(),
-            fmt_num(a * 25.0)
-        ));
-    }
-    Ok(Ok((ms, problems, msgs)))
+    f
 }
 
 fn set_state(ctx: &mut Ctx<'_>, tc: &TariffControl, state: u8) -> Result<(), TargetError> {
@@ -610,7 +641,8 @@ fn tariff_table(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetEr
         } else {
             format!("in1={} in2={}", state & 1, (state >> 1) & 1)
         };
-        if let Some(j) = tariff_state(ctx, clause, state, expected, &label, &mut ms, &mut problems)? {
+        if let Some(j) = tariff_state(ctx, clause, state, expected, &label, &mut ms, &mut problems)?
+        {
             set_state(ctx, &tc, 0)?;
             return Ok(j);
         }
@@ -628,12 +660,19 @@ fn tariff_table(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetEr
     ))
 }
 
+/// Growth of 1.8.0 and of 1.8.1–1.8.4 (kWh, `None` when missing) while one input state was
+/// held, and how long it was held.
+#[derive(Debug)]
+struct TariffGrowth {
+    total: Option<f64>,
+    regs: [Option<f64>; 4],
+    waited: Duration,
+}
+
 /// The registers 1.8.0 and 1.8.1–1.8.4 grew by (register units, modulo their digits) while one
 /// input state was held: dwells until 1.8.0 has grown by 2 kWh (whole-kWh registers cannot tell
 /// the selected register from the others with less), at most `--max-constant-window`.
-fn tariff_growth(
-    ctx: &mut Ctx<'_>,
-) -> Result<(Option<f64>, [Option<f64>; 4], Duration), TargetError> {
+fn tariff_growth(ctx: &mut Ctx<'_>) -> Result<TariffGrowth, TargetError> {
     ctx.wait(Duration::from_secs(1))?;
     let a = ctx.readout()?;
     let na = a.numbers();
@@ -651,7 +690,11 @@ fn tariff_growth(
             > ctx.opts.max_constant_window;
         if total.is_none_or(|t| t >= 2.0) || long {
             let regs = ["1.8.1", "1.8.2", "1.8.3", "1.8.4"].map(|r| grow(&nb, r));
-            return Ok((total, regs, waited));
+            return Ok(TariffGrowth {
+                total,
+                regs,
+                waited,
+            });
         }
     }
 }
@@ -666,7 +709,11 @@ fn tariff_state(
     ms: &mut Vec<Measurement>,
     problems: &mut Vec<String>,
 ) -> Result<Option<Judgement>, TargetError> {
-    let (total, regs, waited) = tariff_growth(ctx)?;
+    let TariffGrowth {
+        total,
+        regs,
+        waited,
+    } = tariff_growth(ctx)?;
     let Some(total) = total else {
         problems.push(format!("{label}: 1.8.0 missing"));
         return Ok(None);
@@ -724,10 +771,7 @@ fn tariff_state(
     Ok(None)
 }
 
-fn pulse_in(
-    ctx: &mut Ctx<'_>,
-    clause: Clause,
-) -> Result<Judgement, TargetError> {
+fn pulse_in(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
     let Some(port) = ctx.spec.io.find(|r| r == PortRole::PulseIn) else {
         return Ok(Judgement::skip(
             clause,
@@ -792,12 +836,17 @@ fn quiet_start(ctx: &mut Ctx<'_>) -> Result<Option<Timestamp>, TargetError> {
             end = midnight + period;
         }
     }
-    Ok(Some(Timestamp::ZERO + Duration::from_secs((end - start) as u64 + 1)))
+    Ok(Some(
+        Timestamp::ZERO + Duration::from_secs((end - start) as u64 + 1),
+    ))
 }
 
 /// A readout with a non-zero 1.6.0 taken at a quiet moment ([`quiet_start`]), waiting logging
 /// periods for a peak (bounded by `--max-constant-window`); `Err` ends the case.
-fn readout_with_peak(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Result<Readout, Judgement>, TargetError> {
+fn readout_with_peak(
+    ctx: &mut Ctx<'_>,
+    clause: Clause,
+) -> Result<Result<Readout, Judgement>, TargetError> {
     let started = ctx.target.now()?;
     let period = Duration::from_secs(ctx.spec.logging_period_min as u64 * 60);
     loop {
@@ -1021,7 +1070,12 @@ mod tests {
         }
     }
 
-    fn run_on(t: &mut dyn Target, spec: &MeterSpec, id: &str, tweak: impl Fn(&mut RunOptions)) -> CaseResult {
+    fn run_on(
+        t: &mut dyn Target,
+        spec: &MeterSpec,
+        id: &str,
+        tweak: impl Fn(&mut RunOptions),
+    ) -> CaseResult {
         let mut opts = RunOptions::for_target(&t.capabilities());
         opts.cases = vec![id.into()];
         tweak(&mut opts);
@@ -1100,7 +1154,10 @@ mod tests {
         assert!(pulses > 2_000_000.0, "{pulses}");
         // every pulse counted: the count is within one register unit (1 kWh) of the growth
         let growth = measured(&c, "port2.register_growth");
-        assert!((pulses - growth * 10_000.0).abs() <= 10_000.0, "{pulses} for {growth} kWh");
+        assert!(
+            (pulses - growth * 10_000.0).abs() <= 10_000.0,
+            "{pulses} for {growth} kWh"
+        );
     }
 
     #[test]
@@ -1108,7 +1165,8 @@ mod tests {
         let s = meter("2026-01-10T10:00:00", "hh = 0\nkk = 5\nmm = 1", "", 4500.0);
         let mut t = SimTarget::new(s);
         // 46 h in one wait: 2.07 million pulses, 4.14 million edges, 4 million kept
-        t.wait_until(Timestamp::ZERO + Duration::from_secs(46 * 3600)).unwrap();
+        t.wait_until(Timestamp::ZERO + Duration::from_secs(46 * 3600))
+            .unwrap();
         let dropped = t.dropped_edges(Port::Port2).unwrap();
         assert!(dropped > 100_000, "{dropped}");
         // those kept, but for the last pulse's trailing edge, not due yet
@@ -1162,7 +1220,10 @@ mod tests {
                 ..SimTarget::new(s.clone()).capabilities()
             },
         };
-        assert_eq!(pulse_wait(&ctx, Port::Port2, 20), Duration::from_secs(48 * 3600));
+        assert_eq!(
+            pulse_wait(&ctx, Port::Port2, 20),
+            Duration::from_secs(48 * 3600)
+        );
         assert_eq!(expected_rate(&ctx, PortRole::ActiveOut), Some(1.0 / 3600.0));
     }
 
@@ -1170,9 +1231,12 @@ mod tests {
     fn too_little_energy_in_the_longest_window_is_inconclusive() {
         // HH 00, 3 kW: 1 kWh takes 20 min; a 60 s window cannot show one whole kWh
         let s = meter("2026-01-10T10:00:00", "hh = 0\nkk = 11", "", 3000.0);
-        let c = run_on(&mut SimTarget::new(s.clone()), &s, "pulse_out.constant", |o| {
-            o.max_constant_window = Duration::from_secs(60)
-        });
+        let c = run_on(
+            &mut SimTarget::new(s.clone()),
+            &s,
+            "pulse_out.constant",
+            |o| o.max_constant_window = Duration::from_secs(60),
+        );
         assert_eq!(c.verdict, Verdict::Inconclusive, "{}", c.message);
         assert!(c.message.contains("--max-constant-window"), "{}", c.message);
         let c = run_on(&mut SimTarget::new(s.clone()), &s, "tariff.table", |o| {
@@ -1184,7 +1248,8 @@ mod tests {
 
     /// KK 17 (max reset / A+ out), J 2 (15 min), NN 1, with a peak to reset.
     const MAX_RESET: &str = "hh = 30\nj = 2\nkk = 17\nnn = 1";
-    const PEAKS: &str = "\"1.6.0\" = 0.1\n\"1.6.0.1\" = 5.0\n\"1.2.0\" = 100.0\n\"0.1\" = 9999999\n";
+    const PEAKS: &str =
+        "\"1.6.0\" = 0.1\n\"1.6.0.1\" = 5.0\n\"1.2.0\" = 100.0\n\"0.1\" = 9999999\n";
 
     #[test]
     fn the_meters_own_midnight_and_period_end_do_not_fail_the_max_reset() {
@@ -1225,7 +1290,12 @@ mod tests {
     #[test]
     fn a_peak_below_the_registers_resolution_is_inconclusive_after_a_bounded_wait() {
         // HH 00, 50 W: the peak is 0.05 kW and shows 0.0 however long the case waits
-        let s = meter("2026-01-10T10:00:00", "hh = 0\nj = 2\nkk = 17\nnn = 0", "\"1.6.0\" = 0.0\n", 50.0);
+        let s = meter(
+            "2026-01-10T10:00:00",
+            "hh = 0\nj = 2\nkk = 17\nnn = 0",
+            "\"1.6.0\" = 0.0\n",
+            50.0,
+        );
         let mut t = SimTarget::new(s.clone());
         let c = run_on(&mut t, &s, "max_reset.peak_reset", |o| {
             o.max_constant_window = Duration::from_secs(6 * 3600)
@@ -1235,7 +1305,12 @@ mod tests {
         let waited = c.target_time_s.1 - c.target_time_s.0;
         assert!((5.0 * 3600.0..=6.5 * 3600.0).contains(&waited), "{waited}");
         // 200 W: the first period shows 0.2 kW and the case judges it
-        let s = meter("2026-01-10T10:00:00", "hh = 0\nj = 2\nkk = 17\nnn = 0", "\"1.6.0\" = 0.0\n", 200.0);
+        let s = meter(
+            "2026-01-10T10:00:00",
+            "hh = 0\nj = 2\nkk = 17\nnn = 0",
+            "\"1.6.0\" = 0.0\n",
+            200.0,
+        );
         let c = run_case(&s, "max_reset.peak_reset");
         assert_eq!(c.verdict, Verdict::Pass, "{}", c.message);
     }

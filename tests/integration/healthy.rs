@@ -40,5 +40,10 @@ fn randomized_healthy_meters_pass_or_skip_every_case() {
         counts[Verdict::Error as usize]
     );
     assert!(counts[Verdict::Pass as usize] > METERS * 5, "{counts:?}");
-    assert!(bad.is_empty(), "{} cases did not pass or skip:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} cases did not pass or skip:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }
