@@ -792,7 +792,7 @@ fn pulse_in(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError>
         (Ok(x), Ok(y)) => (x, y),
         (Err(e), _) | (_, Err(e)) => return Ok(Judgement::error(clause, e)),
     };
-    let counted = (y - x).rem_euclid(10_000_000.0);
+    let counted = register_step("96.50.1", x, y);
     let m = Measurement::new(
         "counted",
         counted,
