@@ -160,6 +160,13 @@ pub trait Target {
     /// Edges captured on `port` (a meter output) since the last call, as levels at the module pin
     /// (`true` = high; a pulse is low). Backends without pins return [`TargetError::Unsupported`].
     fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError>;
+    /// Output edges on `port` the backend has dropped since it started (a buffer that overflowed
+    /// because nobody took them in time). A capture that spans a drop has lost pulses: that is the
+    /// rig's failure, never the meter's. Backends that report drops otherwise (a sequence gap is a
+    /// [`TargetError`]) or cannot drop return 0.
+    fn dropped_edges(&mut self, _port: Port) -> Result<u64, TargetError> {
+        Ok(0)
+    }
     /// Puts every output the backend drives in its inactive state (safe state).
     fn release(&mut self) -> Result<(), TargetError> {
         Ok(())

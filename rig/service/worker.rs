@@ -258,6 +258,9 @@ impl Target for Tap<'_> {
         }
         Ok(edges)
     }
+    fn dropped_edges(&mut self, port: Port) -> Result<u64, TargetError> {
+        self.inner.dropped_edges(port)
+    }
     fn release(&mut self) -> Result<(), TargetError> {
         self.inner.release()
     }

@@ -7,6 +7,7 @@
 //! One clock serves the meter, the wire and the rig, and it jumps from event to event, so a 12 s
 //! readout costs microseconds and timing is exact to the nanosecond. No I/O, no wall clock.
 
+pub mod healthy;
 pub mod meter;
 
 use std::collections::VecDeque;
@@ -208,5 +209,9 @@ impl Target for SimTarget {
 
     fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
         Ok(std::mem::take(&mut self.port_edges[port as usize]))
+    }
+
+    fn dropped_edges(&mut self, port: Port) -> Result<u64, TargetError> {
+        Ok(self.meter.dropped_edges(port))
     }
 }

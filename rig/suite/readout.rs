@@ -385,22 +385,39 @@ fn judge_tariff_sum(r: &Readout, clause: Clause) -> Judgement {
     }
     let total = n["1.8.0"];
     let sum: f64 = addrs[1..].iter().map(|a| n[*a]).sum();
-    // each register shows whole kWh, truncated: 1.8.0 − Σ lies in [0, tariffs − 1]
-    let m = Measurement::new(
+    // each register shows whole kWh, truncated, modulo 10^7 (7 digits: 9999999 rolls over to
+    // 0000000): 1.8.0 − Σ, taken modulo the registers' range, lies in [0, tariffs − 1]
+    let diff = super::pins::register_step("1.8.0", sum, total);
+    let mut ms = vec![Measurement::new(
         "total_minus_tariff_sum",
-        total - sum,
+        diff,
         "kWh",
         Some(0.0),
         Some(3.0),
         TimeSource::Register,
         0.0,
-    );
+    )];
+    let rolled = total - sum != diff;
+    if rolled {
+        ms.push(Measurement::info(
+            "rollover",
+            1.0,
+            "rollovers",
+            TimeSource::Register,
+            0.0,
+        ));
+    }
     let msg = format!(
-        "1.8.0 = {} kWh, 1.8.1–1.8.4 sum to {} kWh (whole-kWh truncation allows 0–3)",
+        "1.8.0 = {} kWh, 1.8.1–1.8.4 sum to {} kWh{} (whole-kWh truncation allows 0–3)",
         fmt_num(total),
-        fmt_num(sum)
+        fmt_num(sum),
+        if rolled {
+            " (compared modulo 10^7: a register rolled over)"
+        } else {
+            ""
+        }
     );
-    Judgement::from_measurements(clause, vec![m], msg)
+    Judgement::from_measurements(clause, ms, msg)
 }
 
 /// `readout.monotonic`: three readouts, counters never go back.
@@ -419,6 +436,7 @@ pub(crate) fn monotonic(
     let (na, nb, nc) = (a.numbers(), b.numbers(), c.numbers());
     let mut ms = Vec::new();
     let mut problems = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     for addr in counters {
         let vals: Vec<Option<f64>> = [&na, &nb, &nc]
             .iter()
@@ -429,8 +447,10 @@ pub(crate) fn monotonic(
             continue;
         }
         let v: Vec<f64> = vals.into_iter().flatten().collect();
-        let d1 = v[1] - v[0];
-        let d2 = v[2] - v[1];
+        // counters compare modulo their digit count (004 layout): 9999999 → 0000000 is a step
+        // forward, reported as information
+        let d1 = super::pins::register_step(addr, v[0], v[1]);
+        let d2 = super::pins::register_step(addr, v[1], v[2]);
         let step = d1.min(d2);
         ms.push(Measurement::new(
             &format!("{addr}.min_step"),
@@ -441,6 +461,18 @@ pub(crate) fn monotonic(
             TimeSource::Register,
             0.0,
         ));
+        let rollovers = usize::from(super::pins::rolled_over(addr, v[0], v[1]))
+            + usize::from(super::pins::rolled_over(addr, v[1], v[2]));
+        if rollovers > 0 {
+            ms.push(Measurement::info(
+                &format!("{addr}.rollover"),
+                rollovers as f64,
+                "rollovers",
+                TimeSource::Register,
+                0.0,
+            ));
+            notes.push(format!("{addr} rolled over through 0"));
+        }
         if step < 0.0 {
             problems.push(format!(
                 "{addr} went back: {} → {} → {}",
@@ -456,8 +488,13 @@ pub(crate) fn monotonic(
         problems,
         ms,
         format!(
-            "three readouts over {} s: no counter went back",
-            fmt_num(span)
+            "three readouts over {} s: no counter went back{}",
+            fmt_num(span),
+            if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", notes.join(", "))
+            }
         ),
     ))
 }

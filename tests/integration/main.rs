@@ -2,6 +2,7 @@
 
 mod decode;
 mod gpio_sim;
+mod healthy;
 mod interop;
 #[cfg(feature = "pi-hardware")]
 mod pi_hardware;
