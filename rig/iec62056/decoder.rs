@@ -17,7 +17,12 @@
 //! - [`Mode::Tolerant`] reads what real meters and optical heads send: it skips an echoed request
 //!   and noise before `/`, accepts LF-only or LF LF line ends, comma decimals, `!` after the last
 //!   data set or on its own line, a missing STX, a missing ETX/BCC, empty or space-padded values,
-//!   several values and `&` sub-values. Each deviation is still a finding with the same severity
+//!   several values and `&` sub-values, a unit inside the value after a space (`(12 kWh)`),
+//!   characters between `!` and its CR LF, and several telegrams in one input: a new `/` where
+//!   a telegram cannot go on (after its identification line, at the start of a data line, after
+//!   `!`, after the BCC) ends that telegram with a [`FindingKind::NewIdentification`] and starts
+//!   the next, which [`Decoder::finish`] returns in [`Decoded::following`] (strict mode judges
+//!   the input as one telegram). Each deviation is still a finding with the same severity
 //!   as in strict mode (so [`Decoded::valid`] means the same in both modes; the one exception is a
 //!   byte with bit 7 set in 7-bit input, which tolerant mode masks with one informational
 //!   finding), but it does not stop the parse; [`Decoded::readable`] says whether a reading was
@@ -1026,6 +1031,133 @@ impl Decoder {
 
     fn step<S: Sink>(&mut self, c: u8, o: usize, t: Timestamp, out: &mut S) {
         match self.state {
+            State::Start | State::Slash | State::Echo => self.before_ident(c, o, t, out),
+            State::Ident => self.ident_char(c, o, t, out),
+            State::LineEnd => {
+                if c == CR || c == LF {
+                    if self.le_len < self.le_pat.len() {
+                        self.le_pat[self.le_len] = c;
+                    }
+                    self.le_len = self.le_len.saturating_add(1);
+                    if c == LF {
+                        self.line_end_lf(t, out);
+                    }
+                } else {
+                    self.close_line_end(t, out);
+                    self.step(c, o, t, out);
+                }
+            }
+            State::AfterIdent => self.after_ident(c, o, t, out),
+            State::LineStart => self.line_start(c, o, t, out),
+            State::Address => self.address_char(c, o, t, out),
+            State::Value | State::Unit => self.value_char(c, o, t, out),
+            State::AfterValue => self.after_value(c, o, t, out),
+            State::SkipLine => match c {
+                LF => self.state = State::LineStart,
+                b'!' => self.end_mark(o, t, out),
+                ETX => self.etx_without_end(o, t, out),
+                _ => {}
+            },
+            State::AfterBang => self.after_bang(c, o, t, out),
+            State::EndJunk => self.end_junk(c, o, t, out),
+            State::AfterEnd => self.after_end(c, o, t, out),
+            State::Rejected => {
+                // nothing is interpreted any more; only STX, ETX and the BCC are picked up
+                if c == STX && !self.stx_seen {
+                    self.stx_seen = true;
+                    self.bcc_active = true;
+                    self.timing.stx = Some(t);
+                    out.emit(Event::Stx { offset: o, t });
+                } else if c == ETX {
+                    self.etx(o, t, out);
+                }
+            }
+            State::Bcc => self.bcc_char(c, o, t, out),
+            State::Done => {
+                if self.trailing_start.is_none() {
+                    self.trailing_start = Some(o);
+                    self.finding(
+                        out,
+                        o,
+                        FindingKind::TrailingBytes,
+                        format!("found {} after the BCC; expected nothing", show(c)),
+                    );
+                }
+            }
+        }
+    }
+
+    /// After the identification line: STX, or (tolerant) the data block without it.
+    fn after_ident<S: Sink>(&mut self, c: u8, o: usize, t: Timestamp, out: &mut S) {
+        if c == STX {
+            self.stx_seen = true;
+            self.bcc_active = true;
+            self.timing.stx = Some(t);
+            out.emit(Event::Stx { offset: o, t });
+            self.state = State::LineStart;
+        } else {
+            self.finding(
+                out,
+                o,
+                FindingKind::MissingStx,
+                format!(
+                    "found {} after the identification line; expected STX (0x02)",
+                    show(c)
+                ),
+            );
+            // tolerant: the data block starts here; the BCC covers it as if STX had come
+            self.bcc_active = true;
+            self.acc(c);
+            if self.state == State::AfterIdent {
+                self.state = State::LineStart;
+            }
+            self.step(c, o, t, out);
+        }
+    }
+
+    /// Straight after `!`: CR LF, or characters before it, or ETX.
+    fn after_bang<S: Sink>(&mut self, c: u8, o: usize, t: Timestamp, out: &mut S) {
+        match c {
+            CR | LF => self.begin_line_end(c, o, t, Ctx::End, out),
+            ETX => {
+                self.finding(
+                    out,
+                    o,
+                    FindingKind::LineEnd,
+                    "found ETX straight after '!'; expected CR LF first".into(),
+                );
+                self.etx(o, t, out);
+            }
+            _ => {
+                self.junk_start = o;
+                self.junk_len = 0;
+                self.state = State::EndJunk;
+                self.end_junk(c, o, t, out);
+            }
+        }
+    }
+
+    /// After `!` and its line end: ETX.
+    fn after_end<S: Sink>(&mut self, c: u8, o: usize, t: Timestamp, out: &mut S) {
+        if c == ETX {
+            self.etx(o, t, out);
+        } else if !self.missing_etx_reported {
+            self.missing_etx_reported = true;
+            self.finding(
+                out,
+                o,
+                FindingKind::MissingEtx,
+                format!(
+                    "found {} after '!' and its line end; expected ETX (0x03)",
+                    show(c)
+                ),
+            );
+        }
+    }
+
+    /// Before the identification: noise, an echoed request, the `/`.
+    fn before_ident<S: Sink>(&mut self, c: u8, o: usize, t: Timestamp, out: &mut S) {
+        match self.state {
             State::Start => {
                 if c == b'/' {
                     self.flush_noise(out);
@@ -1089,196 +1221,97 @@ impl Decoder {
                     self.noise_len = self.echo_len;
                 }
             }
-            State::Ident => self.ident_char(c, o, t, out),
-            State::LineEnd => {
-                if c == CR || c == LF {
-                    if self.le_len < self.le_pat.len() {
-                        self.le_pat[self.le_len] = c;
-                    }
-                    self.le_len = self.le_len.saturating_add(1);
-                    if c == LF {
-                        self.line_end_lf(t, out);
-                    }
-                } else {
-                    self.close_line_end(t, out);
-                    self.step(c, o, t, out);
-                }
-            }
-            State::AfterIdent => {
-                if c == STX {
-                    self.stx_seen = true;
-                    self.bcc_active = true;
-                    self.timing.stx = Some(t);
-                    out.emit(Event::Stx { offset: o, t });
-                    self.state = State::LineStart;
-                } else {
-                    self.finding(
+            _ => {}
+        }
+    }
+
+    /// After the `)` of a value: another value, the line end, `!`, ETX or another data set.
+    fn after_value<S: Sink>(&mut self, c: u8, o: usize, t: Timestamp, out: &mut S) {
+        match c {
+            b'(' => {
+                if !self.multi_reported {
+                    self.multi_reported = true;
+                    self.info(
                         out,
                         o,
-                        FindingKind::MissingStx,
+                        FindingKind::MultipleValues,
                         format!(
-                            "found {} after the identification line; expected STX (0x02)",
-                            show(c)
-                        ),
-                    );
-                    // tolerant: the data block starts here; the BCC covers it as if STX had come
-                    self.bcc_active = true;
-                    self.acc(c);
-                    if self.state == State::AfterIdent {
-                        self.state = State::LineStart;
-                    }
-                    self.step(c, o, t, out);
-                }
-            }
-            State::LineStart => self.line_start(c, o, t, out),
-            State::Address => self.address_char(c, o, t, out),
-            State::Value | State::Unit => self.value_char(c, o, t, out),
-            State::AfterValue => match c {
-                b'(' => {
-                    if !self.multi_reported {
-                        self.multi_reported = true;
-                        self.info(
-                            out,
-                            o,
-                            FindingKind::MultipleValues,
-                            format!(
-                                "data set {:?} has more than one value; the 351 sheet shows one",
-                                self.addr
-                            ),
-                        );
-                    }
-                    self.open_value(o);
-                }
-                CR | LF => {
-                    self.emit_data_set(out);
-                    self.begin_line_end(c, o, t, Ctx::Data, out);
-                }
-                b'!' => {
-                    self.emit_data_set(out);
-                    self.end_mark(o, t, out);
-                }
-                ETX => {
-                    self.emit_data_set(out);
-                    self.etx_without_end(o, t, out);
-                }
-                _ if is_printable(c) && !matches!(c, b')' | b'*' | b'/' | b'&') => {
-                    // another data set on the same line (the standard allows it; the 351 sends
-                    // one per line)
-                    self.emit_data_set(out);
-                    self.state = State::LineStart;
-                    self.line_start(c, o, t, out);
-                }
-                _ => {
-                    self.emit_data_set(out);
-                    self.finding(
-                        out,
-                        o,
-                        FindingKind::DataSetSyntax,
-                        format!(
-                            "found {} after ')'; expected '(', another data set, CR LF or '!'",
-                            show(c)
-                        ),
-                    );
-                    self.skip_line();
-                }
-            },
-            State::SkipLine => match c {
-                LF => self.state = State::LineStart,
-                b'!' => self.end_mark(o, t, out),
-                ETX => self.etx_without_end(o, t, out),
-                _ => {}
-            },
-            State::AfterBang => match c {
-                CR | LF => self.begin_line_end(c, o, t, Ctx::End, out),
-                ETX => {
-                    self.finding(
-                        out,
-                        o,
-                        FindingKind::LineEnd,
-                        "found ETX straight after '!'; expected CR LF first".into(),
-                    );
-                    self.etx(o, t, out);
-                }
-                _ => {
-                    self.junk_start = o;
-                    self.junk_len = 0;
-                    self.state = State::EndJunk;
-                    self.end_junk(c, o, t, out);
-                }
-            },
-            State::EndJunk => self.end_junk(c, o, t, out),
-            State::AfterEnd => {
-                if c == ETX {
-                    self.etx(o, t, out);
-                } else if !self.missing_etx_reported {
-                    self.missing_etx_reported = true;
-                    self.finding(
-                        out,
-                        o,
-                        FindingKind::MissingEtx,
-                        format!(
-                            "found {} after '!' and its line end; expected ETX (0x03)",
-                            show(c)
+                            "data set {:?} has more than one value; the 351 sheet shows one",
+                            self.addr
                         ),
                     );
                 }
+                self.open_value(o);
             }
-            State::Rejected => {
-                // nothing is interpreted any more; only STX, ETX and the BCC are picked up
-                if c == STX && !self.stx_seen {
-                    self.stx_seen = true;
-                    self.bcc_active = true;
-                    self.timing.stx = Some(t);
-                    out.emit(Event::Stx { offset: o, t });
-                } else if c == ETX {
-                    self.etx(o, t, out);
-                }
+            CR | LF => {
+                self.emit_data_set(out);
+                self.begin_line_end(c, o, t, Ctx::Data, out);
             }
-            State::Bcc => {
-                self.bcc_received = Some(c);
-                self.timing.bcc = Some(t);
-                out.emit(Event::Bcc { received: c, t });
-                let expected = self.expected_bcc();
-                if c != expected {
-                    let other = match self.opts.bcc_rule.other() {
-                        BccRule::Xor => self.xor,
-                        BccRule::Sum => self.sum,
-                    };
-                    let other_rule_matches = c == other;
-                    let msg = format!(
-                        "BCC received {} (0x{c:02X}); the {} rule expects {} (0x{expected:02X}){}",
-                        show(c),
-                        self.opts.bcc_rule,
-                        show(expected),
-                        if other_rule_matches {
-                            format!(
-                                "; the {} rule matches: the meter uses the other BCC rule",
-                                self.opts.bcc_rule.other()
-                            )
-                        } else {
-                            format!(
-                                "; the {} rule gives {} (0x{other:02X}), no match either",
-                                self.opts.bcc_rule.other(),
-                                show(other)
-                            )
-                        }
-                    );
-                    self.finding(out, o, FindingKind::BccMismatch { other_rule_matches }, msg);
-                }
-                self.state = State::Done;
+            b'!' => {
+                self.emit_data_set(out);
+                self.end_mark(o, t, out);
             }
-            State::Done => {
-                if self.trailing_start.is_none() {
-                    self.trailing_start = Some(o);
-                    self.finding(
-                        out,
-                        o,
-                        FindingKind::TrailingBytes,
-                        format!("found {} after the BCC; expected nothing", show(c)),
-                    );
-                }
+            ETX => {
+                self.emit_data_set(out);
+                self.etx_without_end(o, t, out);
+            }
+            _ if is_printable(c) && !matches!(c, b')' | b'*' | b'/' | b'&') => {
+                // another data set on the same line (the standard allows it; the 351 sends
+                // one per line)
+                self.emit_data_set(out);
+                self.state = State::LineStart;
+                self.line_start(c, o, t, out);
+            }
+            _ => {
+                self.emit_data_set(out);
+                self.finding(
+                    out,
+                    o,
+                    FindingKind::DataSetSyntax,
+                    format!(
+                        "found {} after ')'; expected '(', another data set, CR LF or '!'",
+                        show(c)
+                    ),
+                );
+                self.skip_line();
             }
         }
+    }
+
+    /// The BCC byte after ETX: checked against the rule, and against the other rule on a
+    /// mismatch.
+    fn bcc_char<S: Sink>(&mut self, c: u8, o: usize, t: Timestamp, out: &mut S) {
+        self.bcc_received = Some(c);
+        self.timing.bcc = Some(t);
+        out.emit(Event::Bcc { received: c, t });
+        let expected = self.expected_bcc();
+        if c != expected {
+            let other = match self.opts.bcc_rule.other() {
+                BccRule::Xor => self.xor,
+                BccRule::Sum => self.sum,
+            };
+            let other_rule_matches = c == other;
+            let msg = format!(
+                "BCC received {} (0x{c:02X}); the {} rule expects {} (0x{expected:02X}){}",
+                show(c),
+                self.opts.bcc_rule,
+                show(expected),
+                if other_rule_matches {
+                    format!(
+                        "; the {} rule matches: the meter uses the other BCC rule",
+                        self.opts.bcc_rule.other()
+                    )
+                } else {
+                    format!(
+                        "; the {} rule gives {} (0x{other:02X}), no match either",
+                        self.opts.bcc_rule.other(),
+                        show(other)
+                    )
+                }
+            );
+            self.finding(out, o, FindingKind::BccMismatch { other_rule_matches }, msg);
+        }
+        self.state = State::Done;
     }
 
     /// A character between `!` and its line end: collected until CR, LF or ETX, then reported
@@ -1744,49 +1777,50 @@ impl Decoder {
                 );
                 self.skip_line();
             }
-            _ => {
-                if c == b'/' {
-                    let a = self.addr.clone();
-                    self.finding(
-                        out,
-                        o,
-                        FindingKind::DataSetSyntax,
-                        format!(
-                            "'/' inside a value of data set {a:?}; the standard does not allow \
+            _ => self.value_field_char(c, o, in_unit, out),
+        }
+    }
+
+    /// An ordinary character of a value or unit, appended up to the caps.
+    fn value_field_char<S: Sink>(&mut self, c: u8, o: usize, in_unit: bool, out: &mut S) {
+        if c == b'/' {
+            let a = self.addr.clone();
+            self.finding(
+                out,
+                o,
+                FindingKind::DataSetSyntax,
+                format!(
+                    "'/' inside a value of data set {a:?}; the standard does not allow \
                              '/' there"
-                        ),
-                    );
-                    if self.state == State::Rejected {
-                        return;
-                    }
-                }
-                let (field, std_max, name) = if in_unit {
-                    (&mut self.unit, STD_UNIT, "unit")
-                } else {
-                    (&mut self.raw, STD_VALUE, "value")
-                };
-                if field.len() >= MAX_FIELD {
-                    self.finding(
-                        out,
-                        o,
-                        FindingKind::Truncated,
-                        format!("{name} longer than {MAX_FIELD} characters; line dropped"),
-                    );
-                    self.skip_line();
-                    return;
-                }
-                field.push(c as char);
-                if field.len() == std_max + 1 {
-                    self.finding(
-                        out,
-                        o,
-                        FindingKind::DataSetSyntax,
-                        format!(
-                            "{name} longer than {std_max} characters; expected at most {std_max}"
-                        ),
-                    );
-                }
+                ),
+            );
+            if self.state == State::Rejected {
+                return;
             }
+        }
+        let (field, std_max, name) = if in_unit {
+            (&mut self.unit, STD_UNIT, "unit")
+        } else {
+            (&mut self.raw, STD_VALUE, "value")
+        };
+        if field.len() >= MAX_FIELD {
+            self.finding(
+                out,
+                o,
+                FindingKind::Truncated,
+                format!("{name} longer than {MAX_FIELD} characters; line dropped"),
+            );
+            self.skip_line();
+            return;
+        }
+        field.push(c as char);
+        if field.len() == std_max + 1 {
+            self.finding(
+                out,
+                o,
+                FindingKind::DataSetSyntax,
+                format!("{name} longer than {std_max} characters; expected at most {std_max}"),
+            );
         }
     }
 
