@@ -904,12 +904,9 @@ impl Decoder {
     /// identification line, at the start of a data line or straight after a data set, after
     /// `!` or its line end, after the BCC). Inside a field a `/` is read as before.
     fn splits_at(&self, byte: u8) -> bool {
-        let framed = match self.opts.parity {
-            ParityMode::Even => EVEN[byte as usize],
-            ParityMode::None => true,
-        };
+        // a '/' with a parity error still starts the new telegram (the parity finding is then
+        // the new telegram's, at the '/')
         byte & 0x7F == b'/'
-            && framed
             && self.opts.mode == Mode::Tolerant
             && self.closed.len() + 1 < MAX_TELEGRAMS
             && match self.state {
@@ -2954,6 +2951,20 @@ mod tests {
             d.bcc.xor,
             crate::iec62056::bcc(BccRule::Xor, &BROKEN_THEN_COMPLETE[10..30])
         );
+        // the same on the wire (soft 7E1), and with a parity error on the new '/'
+        let mut wire = parity::encode(BROKEN_THEN_COMPLETE);
+        let even = DecodeOptions::tolerant(BccRule::Xor, ParityMode::Even);
+        let w = decode(&wire, even);
+        assert_eq!(
+            (w.findings.clone(), w.following.len()),
+            (d.findings.clone(), 1)
+        );
+        assert!(w.following[0].valid);
+        wire[30] ^= 0x80;
+        let w = decode(&wire, even);
+        assert_eq!(kinds(&w), ["new_identification"]);
+        assert_eq!(kinds(&w.following[0]), ["parity"]);
+        assert_eq!(w.following[0].findings[0].offset, 30);
     }
 
     /// Incrementally, the decoder says where a new '/' started, and `is_complete` refers to the
