@@ -1,15 +1,23 @@
 //! `rig decode`: decodes a captured mode A answer from a file (or stdin) and reports the
 //! identification, the data sets, the BCC and every finding, as a table or as JSON.
 //!
-//! Exit codes: 0 when the telegram is valid (`--strict`) or readable (tolerant, the default);
-//! 1 when it is not; 2 for usage errors (unreadable file).
+//! Exit codes: 0 only when the telegram is valid under the chosen mode (identification, a
+//! matching BCC, no violation); 1 when it is not (a wrong or missing BCC, a truncated telegram, a
+//! parity error, a second telegram, …), with a one-line reason on standard error and in the
+//! verdict line of the table or the `verdict`/`reason` fields of the JSON; 2 for usage errors
+//! (unreadable file). The JSON also says whether the content could be read tolerantly
+//! (`readable`), whatever the mode. A closed standard output (`rig decode … | head`) ends the
+//! output quietly.
+//!
+//! In tolerant mode an input with several telegrams (a new `/` where a telegram could not go
+//! on) lists each of them; see [`meter_rig::iec62056::decoder::Decoded::following`].
 //!
 //! `--parity auto` (the default) picks `even` when the input looks like a soft-7E1 capture: at
 //! least one byte has bit 7 set and more than half of the bytes whose 7-bit value has an odd number
 //! of ones carry bit 7 (where even parity puts it). Otherwise it picks `none` (7-bit input). See
 //! [`meter_rig::iec62056::decoder::detect_parity`].
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -72,6 +80,54 @@ pub struct DecodeArgs {
     pub file: PathBuf,
 }
 
+/// The verdict on a decode: pass only when valid; otherwise the first violation as the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The telegram is valid under the chosen mode (the exit code is 0 exactly then).
+    pub pass: bool,
+    /// Some telegram of the input could be read tolerantly (an identification and a data set).
+    pub readable: bool,
+    /// Why it fails, in one line (offset, kind, message); `None` when it passes.
+    pub reason: Option<String>,
+}
+
+impl Verdict {
+    /// The verdict on `d`, the decode of `bytes` under `opts`. `readable` comes from a tolerant
+    /// decode of the same bytes (the same one when `opts` is tolerant).
+    pub fn of(d: &Decoded, bytes: &[u8], opts: &DecodeOptions) -> Verdict {
+        let readable = match opts.mode {
+            Mode::Tolerant => d.telegrams().any(|t| t.readable),
+            Mode::Strict => {
+                let t = decode(
+                    bytes,
+                    DecodeOptions {
+                        mode: Mode::Tolerant,
+                        ..*opts
+                    },
+                );
+                let any = t.telegrams().any(|t| t.readable);
+                any
+            }
+        };
+        let reason = (!d.valid).then(|| {
+            match d
+                .findings
+                .iter()
+                .find(|f| f.severity == Severity::Violation)
+            {
+                Some(f) => format!("@{} {}: {}", f.offset, f.kind.name(), f.message),
+                None if d.identification.is_none() => "no identification".into(),
+                None => "no matching BCC".into(),
+            }
+        });
+        Verdict {
+            pass: d.valid,
+            readable,
+            reason,
+        }
+    }
+}
+
 /// Runs `rig decode`.
 pub fn run(args: DecodeArgs) -> anyhow::Result<ExitCode> {
     let bytes = if args.file.as_os_str() == "-" {
@@ -101,19 +157,34 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<ExitCode> {
         parity,
     };
     let d = decode(&bytes, opts);
-    let pass = if args.strict { d.valid } else { d.readable };
-    match args.format {
+    let verdict = Verdict::of(&d, &bytes, &opts);
+    let text = match args.format {
         FormatArg::Json => {
-            let j = to_json(&d, &opts);
-            println!("{}", serde_json::to_string_pretty(&j)?);
+            let j = to_json(&d, &opts, &verdict);
+            serde_json::to_string_pretty(&j)? + "\n"
         }
-        FormatArg::Table => print!("{}", table(&d, &opts, pass)),
+        FormatArg::Table => table(&d, &opts, &verdict),
+    };
+    write_quietly(&mut std::io::stdout().lock(), text.as_bytes())
+        .context("cannot write to standard output")?;
+    if let Some(r) = &verdict.reason {
+        // best effort: a closed standard error is no reason to fail differently
+        let _ = writeln!(std::io::stderr(), "rig decode: FAIL: {r}");
     }
-    Ok(if pass {
+    Ok(if verdict.pass {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Writes `bytes` and flushes; a reader that went away (broken pipe, `rig decode … | head`) is
+/// not an error: the rest of the output is dropped quietly, as ripgrep does.
+pub fn write_quietly(w: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    match w.write_all(bytes).and_then(|()| w.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
 }
 
 fn mode_name(m: Mode) -> &'static str {
@@ -137,15 +208,36 @@ fn severity_name(s: Severity) -> &'static str {
     }
 }
 
-/// The JSON record of a decode.
-pub fn to_json(d: &Decoded, opts: &DecodeOptions) -> Json {
-    json!({
+/// The JSON record of a decode: the first telegram's fields, the verdict (`valid`, `verdict`
+/// `"pass"`/`"fail"`, `reason`), `readable` (the content could be read tolerantly), the number
+/// of `telegrams` and the ones after the first in `following` (same fields per telegram).
+pub fn to_json(d: &Decoded, opts: &DecodeOptions, verdict: &Verdict) -> Json {
+    let mut j = telegram_json(d);
+    let top = json!({
         "mode": mode_name(opts.mode),
         "parity": parity_name(opts.parity),
+        "verdict": if verdict.pass { "pass" } else { "fail" },
+        "reason": verdict.reason,
+        "valid": d.valid,
+        "readable": verdict.readable,
+        "bytes": d.bytes,
+        "telegrams": 1 + d.following.len(),
+        "following": d.following.iter().map(telegram_json).collect::<Vec<_>>(),
+    });
+    if let (Some(j), Json::Object(top)) = (j.as_object_mut(), top) {
+        j.extend(top);
+    }
+    j
+}
+
+/// The JSON of one telegram.
+fn telegram_json(d: &Decoded) -> Json {
+    json!({
         "valid": d.valid,
         "readable": d.readable,
         "complete": d.complete,
-        "bytes": d.bytes,
+        "identification_offset": d.identification_offset,
+        "range": [d.range.start, d.range.end],
         "identification": d.identification.as_ref().map(|i| json!({
             "manufacturer": i.manufacturer,
             "mode_char": i.mode_char.to_string(),
@@ -171,6 +263,7 @@ pub fn to_json(d: &Decoded, opts: &DecodeOptions) -> Json {
             "kind": f.kind.name(),
             "category": f.kind.category(),
             "severity": severity_name(f.severity),
+            "clause": f.kind.clause(),
             "message": f.message,
         })).collect::<Vec<_>>(),
         "timing": d.timing,
@@ -185,8 +278,9 @@ fn show_byte(b: Option<u8>) -> String {
     }
 }
 
-/// The table listing of a decode.
-pub fn table(d: &Decoded, opts: &DecodeOptions, pass: bool) -> String {
+/// The table listing of a decode: each telegram (identification, data sets, BCC, findings),
+/// then the verdict line with the reason when it fails.
+pub fn table(d: &Decoded, opts: &DecodeOptions, verdict: &Verdict) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(
@@ -197,15 +291,50 @@ pub fn table(d: &Decoded, opts: &DecodeOptions, pass: bool) -> String {
         opts.bcc_rule,
         d.bytes
     );
-    match &d.identification {
-        Some(i) => {
+    let n = 1 + d.following.len();
+    for (k, t) in d.telegrams().enumerate() {
+        if n > 1 {
             let _ = writeln!(
                 s,
-                "identification: manufacturer {} mode char {:?} text {}",
-                i.manufacturer, i.mode_char, i.text
+                "telegram {} of {n}: bytes {}..{}",
+                k + 1,
+                t.range.start,
+                t.range.end
             );
         }
-        None => s.push_str("identification: none\n"),
+        telegram_table(&mut s, t);
+    }
+    let _ = write!(
+        s,
+        "verdict: {} (valid: {}, readable: {})",
+        if verdict.pass { "PASS" } else { "FAIL" },
+        d.valid,
+        verdict.readable
+    );
+    match &verdict.reason {
+        Some(r) => {
+            let _ = writeln!(s, ": {r}");
+        }
+        None => s.push('\n'),
+    }
+    s
+}
+
+/// One telegram's lines of the table.
+fn telegram_table(s: &mut String, d: &Decoded) {
+    use std::fmt::Write;
+    match (&d.identification, d.identification_offset) {
+        (Some(i), at) => {
+            let _ = writeln!(
+                s,
+                "identification{}: manufacturer {} mode char {:?} text {}",
+                at.map_or(String::new(), |o| format!(" at offset {o}")),
+                i.manufacturer,
+                i.mode_char,
+                i.text
+            );
+        }
+        (None, _) => s.push_str("identification: none\n"),
     }
     let _ = writeln!(s, "{:<10} {:<18} {:<6} meaning", "address", "value", "unit");
     for ds in &d.data_sets {
@@ -240,7 +369,7 @@ pub fn table(d: &Decoded, opts: &DecodeOptions, pass: bool) -> String {
         for f in &d.findings {
             let _ = writeln!(
                 s,
-                "  @{:<5} {:<9} {:<9} {:<16} {}",
+                "  @{:<5} {:<9} {:<9} {:<17} {}",
                 f.offset,
                 severity_name(f.severity),
                 f.kind.category(),
@@ -249,12 +378,4 @@ pub fn table(d: &Decoded, opts: &DecodeOptions, pass: bool) -> String {
             );
         }
     }
-    let _ = writeln!(
-        s,
-        "verdict: {} (valid: {}, readable: {})",
-        if pass { "PASS" } else { "FAIL" },
-        d.valid,
-        d.readable
-    );
-    s
 }

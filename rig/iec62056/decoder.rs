@@ -17,7 +17,12 @@
 //! - [`Mode::Tolerant`] reads what real meters and optical heads send: it skips an echoed request
 //!   and noise before `/`, accepts LF-only or LF LF line ends, comma decimals, `!` after the last
 //!   data set or on its own line, a missing STX, a missing ETX/BCC, empty or space-padded values,
-//!   several values and `&` sub-values. Each deviation is still a finding with the same severity
+//!   several values and `&` sub-values, a unit inside the value after a space (`(12 kWh)`),
+//!   characters between `!` and its CR LF, and several telegrams in one input: a new `/` where
+//!   a telegram cannot go on (after its identification line, at the start of a data line, after
+//!   `!`, after the BCC) ends that telegram with a [`FindingKind::NewIdentification`] and starts
+//!   the next, which [`Decoder::finish`] returns in [`Decoded::following`] (strict mode judges
+//!   the input as one telegram). Each deviation is still a finding with the same severity
 //!   as in strict mode (so [`Decoded::valid`] means the same in both modes; the one exception is a
 //!   byte with bit 7 set in 7-bit input, which tolerant mode masks with one informational
 //!   finding), but it does not stop the parse; [`Decoded::readable`] says whether a reading was
@@ -58,6 +63,9 @@ pub const MAX_VALUES: usize = 64;
 pub const MAX_FINDINGS: usize = 256;
 /// Longest echoed request skipped before `/`.
 const MAX_ECHO: usize = 48;
+/// Most telegrams one decoder splits an input into (tolerant mode); after that a new `/` is
+/// read as before (trailing bytes, a missing ETX), so memory stays bounded.
+pub const MAX_TELEGRAMS: usize = 64;
 
 /// IEC 62056-21 limits used by strict mode.
 const STD_IDENT_TEXT: usize = 16;
@@ -189,6 +197,15 @@ pub enum FindingKind {
     TrailingBytes,
     /// The finding cap was reached; further findings are not kept.
     FindingsSuppressed,
+    /// Tolerant mode: a new identification `/` where this telegram could not go on (after its
+    /// identification line, at the start of a data line, after `!`, or after the BCC). This
+    /// telegram ends before it; the next one is in [`Decoded::following`].
+    NewIdentification,
+    /// Characters between `!` and its CR LF (one finding for the whole run).
+    CharsAfterEnd,
+    /// A value that carries its unit after a space inside the brackets, `(0004321 kWh)`: read
+    /// as value `0004321` with unit `kWh`; the standard separates the unit with `*`.
+    UnitInsideValue,
 }
 
 impl FindingKind {
@@ -199,10 +216,10 @@ impl FindingKind {
             Parity | HighBit => "framing",
             Noise | Echo | TrailingBytes | FindingsSuppressed => "noise",
             Identification | MissingStx | LineEnd | DataSetSyntax | EndOnOwnLine | MissingEnd
-            | MissingEtx | Truncated => "structure",
+            | MissingEtx | Truncated | NewIdentification | CharsAfterEnd => "structure",
             MissingBcc | BccMismatch { .. } => "bcc",
             LowerCaseThird | CommaDecimal | EmptyValue | PaddedValue | MultipleValues
-            | SubValues => "content",
+            | SubValues | UnitInsideValue => "content",
         }
     }
 
@@ -232,6 +249,41 @@ impl FindingKind {
             Truncated => "truncated",
             TrailingBytes => "trailing_bytes",
             FindingsSuppressed => "findings_suppressed",
+            NewIdentification => "new_identification",
+            CharsAfterEnd => "chars_after_end",
+            UnitInsideValue => "unit_inside_value",
+        }
+    }
+
+    /// The clause the finding is judged against: the 351 Combi sheet (004_d1f80f13afa7763c.txt)
+    /// where it says so, IEC 62056-21 (mode A) where only the standard does, or `"none"` for
+    /// facts that judge nothing.
+    pub fn clause(&self) -> &'static str {
+        use FindingKind::*;
+        match self {
+            Parity | HighBit => "004_d1f80f13afa7763c.txt: 7 data bits, even parity (7E1)",
+            Noise | Echo | Identification | NewIdentification => {
+                "004_d1f80f13afa7763c.txt: the answer starts with the identification '/KAM' \
+                 [SP] type number [CR][LF]; IEC 62056-21 identification message"
+            }
+            LowerCaseThird => "IEC 62056-21: manufacturer identification, reaction time",
+            MissingStx | MissingEnd | MissingEtx | CharsAfterEnd | EndOnOwnLine | LineEnd => {
+                "004_d1f80f13afa7763c.txt: [STX] data sets each [CR][LF], '!' [CR][LF] [ETX] \
+                 [BCC]; IEC 62056-21 data message"
+            }
+            DataSetSyntax | CommaDecimal | EmptyValue | PaddedValue | MultipleValues
+            | SubValues | UnitInsideValue => {
+                "004_d1f80f13afa7763c.txt: data sets ADDRESS(VALUE*UNIT); IEC 62056-21 data set \
+                 structure"
+            }
+            MissingBcc | BccMismatch { .. } => {
+                "004_d1f80f13afa7763c.txt: BCC after [STX] up to and including [ETX], 7 bit \
+                 modulo 2 addition"
+            }
+            Truncated | TrailingBytes => {
+                "004_d1f80f13afa7763c.txt: the answer ends with [ETX][BCC]"
+            }
+            FindingsSuppressed => "none",
         }
     }
 
@@ -381,9 +433,23 @@ pub struct Timing {
     pub bcc: Option<Timestamp>,
 }
 
-/// The result of decoding a whole input.
+/// The result of decoding a whole input: one telegram, and in tolerant mode the telegrams that
+/// followed it in the same input ([`Decoded::following`]).
+///
+/// A tolerant decoder ends a telegram where a new identification `/` starts and it could not go
+/// on (after its identification line, at the start of a data line, after `!`, after the BCC):
+/// the telegram gets a [`FindingKind::NewIdentification`] violation at the offset of that `/`,
+/// and the next telegram is decoded afresh from it, with offsets still counted from the start
+/// of the input. The [`Decoded::range`]s of a telegram and of its following ones cover the
+/// input without gaps, so no byte is dropped unaccounted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decoded {
+    /// Offset of the `/` that starts the identification (after any echo or noise); `None` when
+    /// no identification started. An exchange times the response from this byte.
+    pub identification_offset: Option<usize>,
+    /// The input bytes this telegram covers: from the byte after the previous telegram (noise
+    /// and echo included; 0 for the first) up to the next telegram's `/` (or the end of input).
+    pub range: std::ops::Range<usize>,
     /// The identification, if one was read.
     pub identification: Option<Identification>,
     /// The data sets read (in strict mode: those before the first structural violation).
@@ -399,10 +465,22 @@ pub struct Decoded {
     pub readable: bool,
     /// Whether the BCC byte arrived.
     pub complete: bool,
-    /// Number of bytes pushed.
+    /// Number of bytes pushed in all (the whole input, the same for every telegram of it).
     pub bytes: usize,
     /// When the elements were seen.
     pub timing: Timing,
+    /// Tolerant mode: the telegrams that followed this one in the same input, in order (each
+    /// with an empty `following`); empty for a single telegram. Non-empty implies this telegram
+    /// has a [`FindingKind::NewIdentification`] violation and is not `valid`. At most
+    /// [`MAX_TELEGRAMS`] − 1.
+    pub following: Vec<Decoded>,
+}
+
+impl Decoded {
+    /// This telegram and the ones that followed it, in input order.
+    pub fn telegrams(&self) -> impl Iterator<Item = &Decoded> {
+        std::iter::once(self).chain(self.following.iter())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -437,6 +515,8 @@ enum State {
     SkipLine,
     /// After `!`, expecting CR LF.
     AfterBang,
+    /// Characters between `!` and its line end.
+    EndJunk,
     /// After `!` CR LF, expecting ETX.
     AfterEnd,
     /// After ETX, expecting the BCC.
@@ -453,6 +533,15 @@ pub struct Decoder {
     opts: DecodeOptions,
     offset: usize,
     state: State,
+    // where this telegram's bytes start (after the previous telegram), and its '/'
+    tel_start: usize,
+    ident_offset: Option<usize>,
+    // telegrams a new '/' ended (tolerant), oldest first
+    closed: Vec<Decoded>,
+    // characters between '!' and its line end
+    junk_start: usize,
+    junk_len: usize,
+    junk_sample: [u8; 4],
     // noise before '/'
     noise_start: usize,
     noise_len: usize,
@@ -566,6 +655,40 @@ fn is_printable(c: u8) -> bool {
     (0x20..=0x7E).contains(&c)
 }
 
+/// A value that carries its unit after a space, `0004321 kWh`: optional leading spaces, a
+/// number (optional sign, digits with `.` or `,`), one or more spaces, then a unit (a letter or
+/// `%`, then letters, digits or `%`) and nothing but spaces after it. Returns the end of the
+/// number and the start of the unit within `raw`.
+fn unit_inside_value(raw: &str) -> Option<(usize, usize)> {
+    let b = raw.as_bytes();
+    let mut i = b.iter().take_while(|&&c| c == b' ').count();
+    if i < b.len() && matches!(b[i], b'+' | b'-') {
+        i += 1;
+    }
+    let digits = i;
+    while i < b.len() && (b[i].is_ascii_digit() || matches!(b[i], b'.' | b',')) {
+        i += 1;
+    }
+    if !b[digits..i].iter().any(u8::is_ascii_digit) {
+        return None;
+    }
+    let num_end = i;
+    while i < b.len() && b[i] == b' ' {
+        i += 1;
+    }
+    let unit_start = i;
+    let unit = &b[unit_start..];
+    let unit_len = unit.iter().take_while(|&&c| c != b' ').count();
+    let ok = unit_start > num_end
+        && unit_len > 0
+        && unit[unit_len..].iter().all(|&c| c == b' ')
+        && (unit[0].is_ascii_alphabetic() || unit[0] == b'%')
+        && unit[..unit_len]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'%');
+    ok.then_some((num_end, unit_start))
+}
+
 fn is_comma_decimal(raw: &str) -> bool {
     let s = raw.trim();
     let s = s.strip_prefix(['+', '-']).unwrap_or(s);
@@ -587,6 +710,12 @@ impl Decoder {
             opts,
             offset: 0,
             state: State::Start,
+            tel_start: 0,
+            ident_offset: None,
+            closed: Vec::new(),
+            junk_start: 0,
+            junk_len: 0,
+            junk_sample: [0; 4],
             noise_start: 0,
             noise_len: 0,
             noise_sample: Vec::new(),
@@ -640,9 +769,25 @@ impl Decoder {
         self.offset
     }
 
-    /// True once the BCC byte (after ETX) has arrived: a caller reading a line stops here.
+    /// True once the BCC byte (after ETX) of the telegram being decoded has arrived: a caller
+    /// reading a line stops here.
     pub fn is_complete(&self) -> bool {
         self.bcc_received.is_some()
+    }
+
+    /// Offset of the `/` that started the identification of the telegram being decoded now
+    /// (echo and noise before it skipped); `None` before one has started. After a new
+    /// identification (tolerant mode, see [`Decoder::telegrams_closed`]) this is the new `/`.
+    pub fn identification_offset(&self) -> Option<usize> {
+        self.ident_offset
+    }
+
+    /// How many telegrams a new identification `/` has ended so far (tolerant mode; at most
+    /// [`MAX_TELEGRAMS`] − 1). When it grows, "a new `/` started at
+    /// [`Decoder::identification_offset`]"; [`Decoder::finish`] returns the first telegram with
+    /// the others in [`Decoded::following`].
+    pub fn telegrams_closed(&self) -> usize {
+        self.closed.len()
     }
 
     /// Feeds one byte seen at `t`; events that complete are appended to `out`.
@@ -699,6 +844,9 @@ impl Decoder {
     #[inline(never)]
     fn push_slow<S: Sink>(&mut self, byte: u8, t: Timestamp, out: &mut S) {
         let o = self.offset;
+        if self.splits_at(byte) {
+            self.split(o, t, out);
+        }
         self.offset = self.offset.saturating_add(1);
         let strict = self.opts.mode == Mode::Strict;
         match self.opts.parity {
@@ -749,6 +897,72 @@ impl Decoder {
             self.acc(c);
         }
         self.step(c, o, t, out);
+    }
+
+    /// Whether `byte` is a `/` that starts a new telegram: tolerant mode, under the telegram
+    /// cap, and at a point where the current telegram cannot go on with a `/` (after its
+    /// identification line, at the start of a data line or straight after a data set, after
+    /// `!` or its line end, after the BCC). Inside a field a `/` is read as before.
+    fn splits_at(&self, byte: u8) -> bool {
+        // a '/' with a parity error still starts the new telegram (the parity finding is then
+        // the new telegram's, at the '/')
+        byte & 0x7F == b'/'
+            && self.opts.mode == Mode::Tolerant
+            && self.closed.len() + 1 < MAX_TELEGRAMS
+            && match self.state {
+                State::AfterIdent
+                | State::LineStart
+                | State::AfterValue
+                | State::AfterBang
+                | State::EndJunk
+                | State::AfterEnd
+                | State::Done => true,
+                // a run of CR/LF ends a line: the state after it is one of the above
+                State::LineEnd => true,
+                _ => false,
+            }
+    }
+
+    /// Ends the current telegram before the new identification `/` at `o`, queues its summary
+    /// and starts a fresh telegram there (offsets stay counted from the start of the input).
+    fn split<S: Sink>(&mut self, o: usize, t: Timestamp, out: &mut S) {
+        match self.state {
+            State::LineEnd => self.close_line_end(t, out),
+            State::AfterValue => self.emit_data_set(out),
+            State::EndJunk => self.flush_junk(out),
+            _ => {}
+        }
+        let (where_, expected) = match self.state {
+            State::AfterIdent => (
+                "after its identification line",
+                "STX, the data message, ETX and the BCC",
+            ),
+            State::LineStart | State::AfterValue => {
+                ("inside its data block", "'!' CR LF, ETX and the BCC")
+            }
+            State::AfterBang | State::EndJunk => ("after '!'", "CR LF, ETX and the BCC"),
+            State::AfterEnd => ("after '!' and its line end", "ETX (0x03) and the BCC"),
+            _ => ("after its BCC", "nothing after the BCC"),
+        };
+        let msg = if self.state == State::Done {
+            format!(
+                "new identification '/' at offset {o}: a second telegram follows this one; \
+                 expected {expected}"
+            )
+        } else {
+            format!(
+                "new identification '/' at offset {o}: the telegram before it breaks off \
+                 {where_}; expected {expected} first"
+            )
+        };
+        self.finding(out, o, FindingKind::NewIdentification, msg);
+        let done = self.conclude(o);
+        let mut closed = std::mem::take(&mut self.closed);
+        closed.push(done);
+        *self = Decoder::new(self.opts);
+        self.closed = closed;
+        self.offset = o;
+        self.tel_start = o;
     }
 
     fn acc(&mut self, c: u8) {
@@ -814,6 +1028,133 @@ impl Decoder {
 
     fn step<S: Sink>(&mut self, c: u8, o: usize, t: Timestamp, out: &mut S) {
         match self.state {
+            State::Start | State::Slash | State::Echo => self.before_ident(c, o, t, out),
+            State::Ident => self.ident_char(c, o, t, out),
+            State::LineEnd => {
+                if c == CR || c == LF {
+                    if self.le_len < self.le_pat.len() {
+                        self.le_pat[self.le_len] = c;
+                    }
+                    self.le_len = self.le_len.saturating_add(1);
+                    if c == LF {
+                        self.line_end_lf(t, out);
+                    }
+                } else {
+                    self.close_line_end(t, out);
+                    self.step(c, o, t, out);
+                }
+            }
+            State::AfterIdent => self.after_ident(c, o, t, out),
+            State::LineStart => self.line_start(c, o, t, out),
+            State::Address => self.address_char(c, o, t, out),
+            State::Value | State::Unit => self.value_char(c, o, t, out),
+            State::AfterValue => self.after_value(c, o, t, out),
+            State::SkipLine => match c {
+                LF => self.state = State::LineStart,
+                b'!' => self.end_mark(o, t, out),
+                ETX => self.etx_without_end(o, t, out),
+                _ => {}
+            },
+            State::AfterBang => self.after_bang(c, o, t, out),
+            State::EndJunk => self.end_junk(c, o, t, out),
+            State::AfterEnd => self.after_end(c, o, t, out),
+            State::Rejected => {
+                // nothing is interpreted any more; only STX, ETX and the BCC are picked up
+                if c == STX && !self.stx_seen {
+                    self.stx_seen = true;
+                    self.bcc_active = true;
+                    self.timing.stx = Some(t);
+                    out.emit(Event::Stx { offset: o, t });
+                } else if c == ETX {
+                    self.etx(o, t, out);
+                }
+            }
+            State::Bcc => self.bcc_char(c, o, t, out),
+            State::Done => {
+                if self.trailing_start.is_none() {
+                    self.trailing_start = Some(o);
+                    self.finding(
+                        out,
+                        o,
+                        FindingKind::TrailingBytes,
+                        format!("found {} after the BCC; expected nothing", show(c)),
+                    );
+                }
+            }
+        }
+    }
+
+    /// After the identification line: STX, or (tolerant) the data block without it.
+    fn after_ident<S: Sink>(&mut self, c: u8, o: usize, t: Timestamp, out: &mut S) {
+        if c == STX {
+            self.stx_seen = true;
+            self.bcc_active = true;
+            self.timing.stx = Some(t);
+            out.emit(Event::Stx { offset: o, t });
+            self.state = State::LineStart;
+        } else {
+            self.finding(
+                out,
+                o,
+                FindingKind::MissingStx,
+                format!(
+                    "found {} after the identification line; expected STX (0x02)",
+                    show(c)
+                ),
+            );
+            // tolerant: the data block starts here; the BCC covers it as if STX had come
+            self.bcc_active = true;
+            self.acc(c);
+            if self.state == State::AfterIdent {
+                self.state = State::LineStart;
+            }
+            self.step(c, o, t, out);
+        }
+    }
+
+    /// Straight after `!`: CR LF, or characters before it, or ETX.
+    fn after_bang<S: Sink>(&mut self, c: u8, o: usize, t: Timestamp, out: &mut S) {
+        match c {
+            CR | LF => self.begin_line_end(c, o, t, Ctx::End, out),
+            ETX => {
+                self.finding(
+                    out,
+                    o,
+                    FindingKind::LineEnd,
+                    "found ETX straight after '!'; expected CR LF first".into(),
+                );
+                self.etx(o, t, out);
+            }
+            _ => {
+                self.junk_start = o;
+                self.junk_len = 0;
+                self.state = State::EndJunk;
+                self.end_junk(c, o, t, out);
+            }
+        }
+    }
+
+    /// After `!` and its line end: ETX.
+    fn after_end<S: Sink>(&mut self, c: u8, o: usize, t: Timestamp, out: &mut S) {
+        if c == ETX {
+            self.etx(o, t, out);
+        } else if !self.missing_etx_reported {
+            self.missing_etx_reported = true;
+            self.finding(
+                out,
+                o,
+                FindingKind::MissingEtx,
+                format!(
+                    "found {} after '!' and its line end; expected ETX (0x03)",
+                    show(c)
+                ),
+            );
+        }
+    }
+
+    /// Before the identification: noise, an echoed request, the `/`.
+    fn before_ident<S: Sink>(&mut self, c: u8, o: usize, t: Timestamp, out: &mut S) {
+        match self.state {
             State::Start => {
                 if c == b'/' {
                     self.flush_noise(out);
@@ -833,6 +1174,7 @@ impl Decoder {
                     self.state = State::Echo;
                     self.echo_len = 2;
                 } else {
+                    self.ident_offset = Some(self.ident_start);
                     self.timing.identification_start = Some(self.ident_t);
                     out.emit(Event::IdentificationStart {
                         offset: self.ident_start,
@@ -856,6 +1198,19 @@ impl Decoder {
                         ),
                     );
                     self.state = State::Start;
+                } else if c == b'/' {
+                    // the echo lost its line end: the identification starts here
+                    self.finding(
+                        out,
+                        self.ident_start,
+                        FindingKind::Echo,
+                        format!(
+                            "echo of the request ({} characters, '/?…' without CR LF) before \
+                             the identification; expected the identification '/XXX' first",
+                            self.echo_len - 1
+                        ),
+                    );
+                    self.begin_ident(o, t);
                 } else if self.echo_len > MAX_ECHO || c == STX || c == ETX {
                     // not a request after all: count it as noise and look for the next '/'
                     self.state = State::Start;
@@ -863,197 +1218,143 @@ impl Decoder {
                     self.noise_len = self.echo_len;
                 }
             }
-            State::Ident => self.ident_char(c, o, t, out),
-            State::LineEnd => {
-                if c == CR || c == LF {
-                    if self.le_len < self.le_pat.len() {
-                        self.le_pat[self.le_len] = c;
-                    }
-                    self.le_len = self.le_len.saturating_add(1);
-                    if c == LF {
-                        self.line_end_lf(t, out);
-                    }
-                } else {
-                    self.close_line_end(t, out);
-                    self.step(c, o, t, out);
-                }
-            }
-            State::AfterIdent => {
-                if c == STX {
-                    self.stx_seen = true;
-                    self.bcc_active = true;
-                    self.timing.stx = Some(t);
-                    out.emit(Event::Stx { offset: o, t });
-                    self.state = State::LineStart;
-                } else {
-                    self.finding(
+            _ => {}
+        }
+    }
+
+    /// After the `)` of a value: another value, the line end, `!`, ETX or another data set.
+    fn after_value<S: Sink>(&mut self, c: u8, o: usize, t: Timestamp, out: &mut S) {
+        match c {
+            b'(' => {
+                if !self.multi_reported {
+                    self.multi_reported = true;
+                    self.info(
                         out,
                         o,
-                        FindingKind::MissingStx,
+                        FindingKind::MultipleValues,
                         format!(
-                            "found {} after the identification line; expected STX (0x02)",
-                            show(c)
+                            "data set {:?} has more than one value; the 351 sheet shows one",
+                            self.addr
                         ),
                     );
-                    // tolerant: the data block starts here; the BCC covers it as if STX had come
-                    self.bcc_active = true;
-                    self.acc(c);
-                    if self.state == State::AfterIdent {
-                        self.state = State::LineStart;
-                    }
-                    self.step(c, o, t, out);
                 }
+                self.open_value(o);
             }
-            State::LineStart => self.line_start(c, o, t, out),
-            State::Address => self.address_char(c, o, t, out),
-            State::Value | State::Unit => self.value_char(c, o, t, out),
-            State::AfterValue => match c {
-                b'(' => {
-                    if !self.multi_reported {
-                        self.multi_reported = true;
-                        self.info(
-                            out,
-                            o,
-                            FindingKind::MultipleValues,
-                            format!(
-                                "data set {:?} has more than one value; the 351 sheet shows one",
-                                self.addr
-                            ),
-                        );
-                    }
-                    self.open_value(o);
-                }
-                CR | LF => {
-                    self.emit_data_set(out);
-                    self.begin_line_end(c, o, t, Ctx::Data, out);
-                }
-                b'!' => {
-                    self.emit_data_set(out);
-                    self.end_mark(o, t, out);
-                }
-                ETX => {
-                    self.emit_data_set(out);
-                    self.etx_without_end(o, t, out);
-                }
-                _ if is_printable(c) && !matches!(c, b')' | b'*' | b'/' | b'&') => {
-                    // another data set on the same line (the standard allows it; the 351 sends
-                    // one per line)
-                    self.emit_data_set(out);
-                    self.state = State::LineStart;
-                    self.line_start(c, o, t, out);
-                }
-                _ => {
-                    self.emit_data_set(out);
-                    self.finding(
-                        out,
-                        o,
-                        FindingKind::DataSetSyntax,
-                        format!(
-                            "found {} after ')'; expected '(', another data set, CR LF or '!'",
-                            show(c)
-                        ),
-                    );
-                    self.skip_line();
-                }
-            },
-            State::SkipLine => match c {
-                LF => self.state = State::LineStart,
-                b'!' => self.end_mark(o, t, out),
-                ETX => self.etx_without_end(o, t, out),
-                _ => {}
-            },
-            State::AfterBang => match c {
-                CR | LF => self.begin_line_end(c, o, t, Ctx::End, out),
-                ETX => {
-                    self.finding(
-                        out,
-                        o,
-                        FindingKind::LineEnd,
-                        "found ETX straight after '!'; expected CR LF first".into(),
-                    );
-                    self.etx(o, t, out);
-                }
-                _ => {
-                    self.finding(
-                        out,
-                        o,
-                        FindingKind::LineEnd,
-                        format!("found {} after '!'; expected CR LF", show(c)),
-                    );
-                    if self.state == State::AfterBang {
-                        self.state = State::AfterEnd;
-                    }
-                }
-            },
-            State::AfterEnd => {
-                if c == ETX {
-                    self.etx(o, t, out);
-                } else if !self.missing_etx_reported {
-                    self.missing_etx_reported = true;
-                    self.finding(
-                        out,
-                        o,
-                        FindingKind::MissingEtx,
-                        format!("found {} after '!' CR LF; expected ETX (0x03)", show(c)),
-                    );
-                }
+            CR | LF => {
+                self.emit_data_set(out);
+                self.begin_line_end(c, o, t, Ctx::Data, out);
             }
-            State::Rejected => {
-                // nothing is interpreted any more; only STX, ETX and the BCC are picked up
-                if c == STX && !self.stx_seen {
-                    self.stx_seen = true;
-                    self.bcc_active = true;
-                    self.timing.stx = Some(t);
-                    out.emit(Event::Stx { offset: o, t });
-                } else if c == ETX {
-                    self.etx(o, t, out);
-                }
+            b'!' => {
+                self.emit_data_set(out);
+                self.end_mark(o, t, out);
             }
-            State::Bcc => {
-                self.bcc_received = Some(c);
-                self.timing.bcc = Some(t);
-                out.emit(Event::Bcc { received: c, t });
-                let expected = self.expected_bcc();
-                if c != expected {
-                    let other = match self.opts.bcc_rule.other() {
-                        BccRule::Xor => self.xor,
-                        BccRule::Sum => self.sum,
-                    };
-                    let other_rule_matches = c == other;
-                    let msg = format!(
-                        "BCC received {} (0x{c:02X}); the {} rule expects {} (0x{expected:02X}){}",
-                        show(c),
-                        self.opts.bcc_rule,
-                        show(expected),
-                        if other_rule_matches {
-                            format!(
-                                "; the {} rule matches: the meter uses the other BCC rule",
-                                self.opts.bcc_rule.other()
-                            )
-                        } else {
-                            format!(
-                                "; the {} rule gives {} (0x{other:02X}), no match either",
-                                self.opts.bcc_rule.other(),
-                                show(other)
-                            )
-                        }
-                    );
-                    self.finding(out, o, FindingKind::BccMismatch { other_rule_matches }, msg);
-                }
-                self.state = State::Done;
+            ETX => {
+                self.emit_data_set(out);
+                self.etx_without_end(o, t, out);
             }
-            State::Done => {
-                if self.trailing_start.is_none() {
-                    self.trailing_start = Some(o);
-                    self.finding(
-                        out,
-                        o,
-                        FindingKind::TrailingBytes,
-                        format!("found {} after the BCC; expected nothing", show(c)),
-                    );
-                }
+            _ if is_printable(c) && !matches!(c, b')' | b'*' | b'/' | b'&') => {
+                // another data set on the same line (the standard allows it; the 351 sends
+                // one per line)
+                self.emit_data_set(out);
+                self.state = State::LineStart;
+                self.line_start(c, o, t, out);
+            }
+            _ => {
+                self.emit_data_set(out);
+                self.finding(
+                    out,
+                    o,
+                    FindingKind::DataSetSyntax,
+                    format!(
+                        "found {} after ')'; expected '(', another data set, CR LF or '!'",
+                        show(c)
+                    ),
+                );
+                self.skip_line();
             }
         }
+    }
+
+    /// The BCC byte after ETX: checked against the rule, and against the other rule on a
+    /// mismatch.
+    fn bcc_char<S: Sink>(&mut self, c: u8, o: usize, t: Timestamp, out: &mut S) {
+        self.bcc_received = Some(c);
+        self.timing.bcc = Some(t);
+        out.emit(Event::Bcc { received: c, t });
+        let expected = self.expected_bcc();
+        if c != expected {
+            let other = match self.opts.bcc_rule.other() {
+                BccRule::Xor => self.xor,
+                BccRule::Sum => self.sum,
+            };
+            let other_rule_matches = c == other;
+            let msg = format!(
+                "BCC received {} (0x{c:02X}); the {} rule expects {} (0x{expected:02X}){}",
+                show(c),
+                self.opts.bcc_rule,
+                show(expected),
+                if other_rule_matches {
+                    format!(
+                        "; the {} rule matches: the meter uses the other BCC rule",
+                        self.opts.bcc_rule.other()
+                    )
+                } else {
+                    format!(
+                        "; the {} rule gives {} (0x{other:02X}), no match either",
+                        self.opts.bcc_rule.other(),
+                        show(other)
+                    )
+                }
+            );
+            self.finding(out, o, FindingKind::BccMismatch { other_rule_matches }, msg);
+        }
+        self.state = State::Done;
+    }
+
+    /// A character between `!` and its line end: collected until CR, LF or ETX, then reported
+    /// once for the whole run.
+    fn end_junk<S: Sink>(&mut self, c: u8, o: usize, t: Timestamp, out: &mut S) {
+        match c {
+            CR | LF => {
+                self.flush_junk(out);
+                self.begin_line_end(c, o, t, Ctx::End, out);
+            }
+            ETX => {
+                self.flush_junk(out);
+                self.finding(
+                    out,
+                    o,
+                    FindingKind::LineEnd,
+                    "found ETX after '!' and the characters after it; expected CR LF first".into(),
+                );
+                self.etx(o, t, out);
+            }
+            _ => {
+                if self.junk_len < self.junk_sample.len() {
+                    self.junk_sample[self.junk_len] = c;
+                }
+                self.junk_len = self.junk_len.saturating_add(1);
+            }
+        }
+    }
+
+    /// Reports the characters collected between `!` and its line end, if any.
+    fn flush_junk<S: Sink>(&mut self, out: &mut S) {
+        if self.junk_len == 0 {
+            return;
+        }
+        let n = self.junk_len;
+        let shown = show_run(&self.junk_sample[..n.min(self.junk_sample.len())], n);
+        self.junk_len = 0;
+        self.finding(
+            out,
+            self.junk_start,
+            FindingKind::CharsAfterEnd,
+            format!(
+                "{n} character(s) between '!' and its line end: {shown}; expected CR LF straight \
+                 after '!'"
+            ),
+        );
     }
 
     fn expected_bcc(&self) -> u8 {
@@ -1473,49 +1774,50 @@ impl Decoder {
                 );
                 self.skip_line();
             }
-            _ => {
-                if c == b'/' {
-                    let a = self.addr.clone();
-                    self.finding(
-                        out,
-                        o,
-                        FindingKind::DataSetSyntax,
-                        format!(
-                            "'/' inside a value of data set {a:?}; the standard does not allow \
+            _ => self.value_field_char(c, o, in_unit, out),
+        }
+    }
+
+    /// An ordinary character of a value or unit, appended up to the caps.
+    fn value_field_char<S: Sink>(&mut self, c: u8, o: usize, in_unit: bool, out: &mut S) {
+        if c == b'/' {
+            let a = self.addr.clone();
+            self.finding(
+                out,
+                o,
+                FindingKind::DataSetSyntax,
+                format!(
+                    "'/' inside a value of data set {a:?}; the standard does not allow \
                              '/' there"
-                        ),
-                    );
-                    if self.state == State::Rejected {
-                        return;
-                    }
-                }
-                let (field, std_max, name) = if in_unit {
-                    (&mut self.unit, STD_UNIT, "unit")
-                } else {
-                    (&mut self.raw, STD_VALUE, "value")
-                };
-                if field.len() >= MAX_FIELD {
-                    self.finding(
-                        out,
-                        o,
-                        FindingKind::Truncated,
-                        format!("{name} longer than {MAX_FIELD} characters; line dropped"),
-                    );
-                    self.skip_line();
-                    return;
-                }
-                field.push(c as char);
-                if field.len() == std_max + 1 {
-                    self.finding(
-                        out,
-                        o,
-                        FindingKind::DataSetSyntax,
-                        format!(
-                            "{name} longer than {std_max} characters; expected at most {std_max}"
-                        ),
-                    );
-                }
+                ),
+            );
+            if self.state == State::Rejected {
+                return;
             }
+        }
+        let (field, std_max, name) = if in_unit {
+            (&mut self.unit, STD_UNIT, "unit")
+        } else {
+            (&mut self.raw, STD_VALUE, "value")
+        };
+        if field.len() >= MAX_FIELD {
+            self.finding(
+                out,
+                o,
+                FindingKind::Truncated,
+                format!("{name} longer than {MAX_FIELD} characters; line dropped"),
+            );
+            self.skip_line();
+            return;
+        }
+        field.push(c as char);
+        if field.len() == std_max + 1 {
+            self.finding(
+                out,
+                o,
+                FindingKind::DataSetSyntax,
+                format!("{name} longer than {std_max} characters; expected at most {std_max}"),
+            );
         }
     }
 
@@ -1524,6 +1826,23 @@ impl Decoder {
     /// each), which are left empty.
     fn close_sub_value<S: Sink>(&mut self, o: usize, out: &mut S) -> bool {
         let has_unit = self.state == State::Unit;
+        if !has_unit {
+            if let Some((num_end, unit_start)) = unit_inside_value(&self.raw) {
+                let m = format!(
+                    "value {:?} of data set {:?} carries its unit after a space inside the \
+                     brackets; read as value {:?} with unit {:?}; expected VALUE*UNIT (the unit \
+                     separated by '*')",
+                    self.raw,
+                    self.addr,
+                    &self.raw[..num_end],
+                    self.raw[unit_start..].trim_end()
+                );
+                let at = self.paren_start + 1 + num_end;
+                self.finding(out, at, FindingKind::UnitInsideValue, m);
+                self.unit.push_str(self.raw[unit_start..].trim_end());
+                self.raw.truncate(num_end);
+            }
+        }
         if has_unit && self.unit.is_empty() {
             let m = format!(
                 "empty unit after '*' in data set {:?}; expected a unit",
@@ -1665,38 +1984,57 @@ impl Decoder {
         self.state = State::Bcc;
     }
 
-    /// End of input: reports what is missing and returns the summary.
+    /// End of input: reports what is missing and returns the summary of the first telegram,
+    /// with the telegrams a new identification `/` started after it (tolerant mode) in
+    /// [`Decoded::following`]. Never fails; what is missing is a finding at the input's length.
     pub fn finish(mut self) -> Decoded {
+        self.end_of_input();
+        let total = self.offset;
+        let last = self.conclude(total);
+        let mut closed = std::mem::take(&mut self.closed);
+        if closed.is_empty() {
+            return last;
+        }
+        closed.push(last);
+        for d in &mut closed {
+            d.bytes = total;
+        }
+        let mut first = closed.remove(0);
+        first.following = closed;
+        first
+    }
+
+    /// The findings for input that ends in the current state.
+    fn end_of_input(&mut self) {
         let mut out = Discard;
         let o = self.offset;
         let end_t = self.timing.bcc.unwrap_or_default();
         if self.state == State::LineEnd {
             self.close_line_end(end_t, &mut out);
         }
-        match self.state {
-            State::Start => {
-                self.flush_noise(&mut out);
-                self.finding(
-                    &mut out,
-                    o,
-                    FindingKind::Truncated,
-                    format!(
-                        "input ended after {o} byte(s) without an identification; expected \
-                         '/XXX' …"
-                    ),
-                );
-            }
-            State::Slash | State::Echo | State::Ident => self.finding(
-                &mut out,
-                o,
+        if self.state == State::EndJunk {
+            self.flush_junk(&mut out);
+        }
+        if self.state == State::AfterValue {
+            self.emit_data_set(&mut out);
+        }
+        if self.state == State::Start {
+            self.flush_noise(&mut out);
+        }
+        let (kind, msg) = match self.state {
+            State::Start => (
+                FindingKind::Truncated,
+                format!(
+                    "input ended after {o} byte(s) without an identification; expected '/XXX' …"
+                ),
+            ),
+            State::Slash | State::Echo | State::Ident => (
                 FindingKind::Truncated,
                 "input ended inside the identification line; expected CR LF, STX, data, '!', \
                  ETX and BCC"
                     .into(),
             ),
-            State::AfterIdent => self.finding(
-                &mut out,
-                o,
+            State::AfterIdent => (
                 FindingKind::Truncated,
                 "input ended after the identification line; expected STX and the data message"
                     .into(),
@@ -1707,51 +2045,46 @@ impl Decoder {
             | State::Unit
             | State::AfterValue
             | State::SkipLine
-            | State::LineEnd => {
-                if self.state == State::AfterValue {
-                    self.emit_data_set(&mut out);
-                }
+            | State::LineEnd => (
+                FindingKind::Truncated,
+                "input ended inside the data block; expected '!' CR LF, ETX and BCC".into(),
+            ),
+            State::AfterBang | State::EndJunk => {
                 self.finding(
                     &mut out,
                     o,
-                    FindingKind::Truncated,
-                    "input ended inside the data block; expected '!' CR LF, ETX and BCC".into(),
+                    FindingKind::LineEnd,
+                    "input ended after '!'; expected CR LF".into(),
                 );
-            }
-            State::AfterBang | State::AfterEnd => {
-                if self.state == State::AfterBang {
-                    self.finding(
-                        &mut out,
-                        o,
-                        FindingKind::LineEnd,
-                        "input ended after '!'; expected CR LF".into(),
-                    );
-                }
-                self.finding(
-                    &mut out,
-                    o,
+                (
                     FindingKind::MissingEtx,
                     "input ended after '!'; expected ETX (0x03) and the BCC".into(),
-                );
+                )
             }
-            State::Rejected => self.finding(
-                &mut out,
-                o,
+            State::AfterEnd => (
+                FindingKind::MissingEtx,
+                "input ended after '!' and its line end; expected ETX (0x03) and the BCC".into(),
+            ),
+            State::Rejected => (
                 FindingKind::MissingEtx,
                 "input ended before ETX; expected ETX (0x03) and the BCC".into(),
             ),
-            State::Bcc => self.finding(
-                &mut out,
-                o,
+            State::Bcc => (
                 FindingKind::MissingBcc,
                 "input ended after ETX; expected the BCC".into(),
             ),
-            State::Done => {}
-        }
+            State::Done => return,
+        };
+        self.finding(&mut out, o, kind, msg);
+    }
+
+    /// The summary of the current telegram, which ends before offset `end`; its per-telegram
+    /// buffers are taken out (the decoder is not used for this telegram afterwards).
+    fn conclude(&mut self, end: usize) -> Decoded {
         if self.suppressed > 0 {
             let n = self.suppressed;
             self.findings.push(Finding {
-                offset: o,
+                offset: end,
                 kind: FindingKind::FindingsSuppressed,
                 severity: Severity::Info,
                 message: format!("{n} further finding(s) were not kept"),
@@ -1764,23 +2097,24 @@ impl Decoder {
             rule: self.opts.bcc_rule,
             ok: self.bcc_received == Some(self.expected_bcc()),
         };
+        let findings = std::mem::take(&mut self.findings);
         let valid = bcc.ok
             && self.identification.is_some()
-            && !self
-                .findings
-                .iter()
-                .any(|f| f.severity == Severity::Violation);
+            && !findings.iter().any(|f| f.severity == Severity::Violation);
         let readable = self.identification.is_some() && !self.data_sets.is_empty();
         Decoded {
-            identification: self.identification,
-            data_sets: self.data_sets,
+            identification_offset: self.ident_offset,
+            range: self.tel_start..end,
+            identification: self.identification.take(),
+            data_sets: std::mem::take(&mut self.data_sets),
             bcc,
-            findings: self.findings,
+            findings,
             valid,
             readable,
             complete: self.bcc_received.is_some(),
-            bytes: o,
-            timing: self.timing,
+            bytes: end,
+            timing: std::mem::take(&mut self.timing),
+            following: Vec::new(),
         }
     }
 }
@@ -1941,6 +2275,9 @@ fn decode_fast(bytes: &[u8], opts: DecodeOptions) -> Option<Decoded> {
         if raw.contains(',') && is_comma_decimal(&raw) {
             return None;
         }
+        if unit.is_none() && unit_inside_value(&raw).is_some() {
+            return None;
+        }
         let unit = match unit {
             Some(u) if !u.is_empty() && u.len() <= STD_UNIT && all_class(u, F_VALUE) => {
                 Some(owned(u)?)
@@ -1984,6 +2321,8 @@ fn decode_fast(bytes: &[u8], opts: DecodeOptions) -> Option<Decoded> {
     }
     let t = |o: usize| Some(Timestamp(o as u64));
     Some(Decoded {
+        identification_offset: Some(0),
+        range: 0..n,
         identification: Some(identification),
         readable: !data_sets.is_empty(),
         data_sets,
@@ -2007,6 +2346,7 @@ fn decode_fast(bytes: &[u8], opts: DecodeOptions) -> Option<Decoded> {
             etx: t(etx),
             bcc: t(n - 1),
         },
+        following: Vec::new(),
     })
 }
 
@@ -2266,8 +2606,13 @@ mod tests {
     /// The fixtures: every `.txt` and `.bin` file, and the soft-7E1 encoding of every `.txt`.
     fn fixture_inputs() -> Vec<Vec<u8>> {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/telegrams");
+        let field = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/telegrams/field");
         let mut inputs = Vec::new();
-        for p in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()) {
+        let files = std::fs::read_dir(dir)
+            .unwrap()
+            .chain(std::fs::read_dir(field).unwrap())
+            .map(|e| e.unwrap().path());
+        for p in files {
             let ext = p.extension().and_then(|x| x.to_str()).unwrap_or("");
             if ext == "txt" || ext == "bin" {
                 let b = std::fs::read(&p).unwrap();
@@ -2478,9 +2823,275 @@ mod tests {
             Truncated,
             TrailingBytes,
             FindingsSuppressed,
+            NewIdentification,
+            CharsAfterEnd,
+            UnitInsideValue,
         ] {
             assert!(["framing", "structure", "bcc", "content", "noise"].contains(&k.category()));
             assert!(!k.name().is_empty());
+            assert!(!k.clause().is_empty());
         }
+    }
+
+    const BROKEN_THEN_COMPLETE: &[u8] =
+        include_bytes!("../../fixtures/telegrams/field/broken-then-complete.bin");
+    const TWO_NO_ETX: &[u8] =
+        include_bytes!("../../fixtures/telegrams/field/two-telegrams-no-etx.bin");
+
+    /// The ranges of a telegram and its following ones cover the input without gap or overlap.
+    fn assert_ranges_cover(d: &Decoded, len: usize) {
+        let mut at = 0;
+        for t in d.telegrams() {
+            assert_eq!(t.range.start, at, "{:?}", t.range);
+            assert!(t.following.is_empty() || std::ptr::eq(t, d));
+            at = t.range.end;
+        }
+        assert_eq!(at, len);
+    }
+
+    /// An echo of the request and 0x7F/NUL noise, alone, in either order, with or without the
+    /// echo's CR LF: the identification starts at the `/` after them, the findings name the echo
+    /// and the noise, and none says the identification is broken.
+    #[test]
+    fn echo_and_noise_before_the_identification() {
+        let prefixes: [&[u8]; 7] = [
+            b"/?!\r\n",
+            b"\x7f\x00\x7f",
+            b"\x00\x7f/?!\r\n",
+            b"/?!\r\n\x7f\x00",
+            b"/?12345678!\r\n\x00",
+            b"/?!",
+            b"/?!\r",
+        ];
+        for prefix in prefixes {
+            let mut v = prefix.to_vec();
+            v.extend_from_slice(WORKED);
+            for opts in all_options()
+                .into_iter()
+                .filter(|o| o.parity == ParityMode::None)
+            {
+                let d = decode(&v, opts);
+                let ctx = format!("{:?} {opts:?}: {:#?}", String::from_utf8_lossy(prefix), d);
+                assert_eq!(d.identification_offset, Some(prefix.len()), "{ctx}");
+                assert_eq!(
+                    d.timing.identification_start,
+                    Some(Timestamp(prefix.len() as u64)),
+                    "{ctx}"
+                );
+                assert_eq!(d.data_sets.len(), 17, "{ctx}");
+                assert!(d.following.is_empty(), "{ctx}");
+                let mut k = kinds(&d);
+                k.dedup();
+                let expected: &[&str] = match prefix {
+                    b"\x7f\x00\x7f" => &["noise"],
+                    b"/?!\r\n" | b"/?!" | b"/?!\r" => &["echo"],
+                    b"\x00\x7f/?!\r\n" => &["noise", "echo"],
+                    _ => &["echo", "noise"],
+                };
+                assert_eq!(k, expected, "{ctx}");
+                assert_eq!(d.findings[0].offset, 0, "{ctx}");
+                let echo = d.findings.iter().find(|f| f.kind == FindingKind::Echo);
+                assert!(echo.is_none_or(|f| f.message.contains("echo of the request")));
+                assert!(d.bcc.ok, "{ctx}");
+            }
+        }
+    }
+
+    /// Field case two-telegrams-no-etx.bin: tolerant reads both push telegrams; the first ends
+    /// at the second '/' (offset 31) with one `new_identification` finding there.
+    #[test]
+    fn two_telegrams_without_etx_are_both_read() {
+        let d = decode(TWO_NO_ETX, tolerant());
+        assert_eq!(d.following.len(), 1);
+        assert_ranges_cover(&d, TWO_NO_ETX.len());
+        let second = &d.following[0];
+        assert_eq!(d.identification_offset, Some(0));
+        assert_eq!(second.identification_offset, Some(31));
+        assert_eq!(d.range, 0..31);
+        let nums: Vec<Option<f64>> = d
+            .telegrams()
+            .map(|t| t.data_sets[0].values[0].number())
+            .collect();
+        assert_eq!(nums, [Some(12.0), Some(13.0)]);
+        assert!(d.telegrams().all(|t| t.readable && !t.valid));
+        let f = d.findings.last().unwrap();
+        assert_eq!((f.kind, f.offset), (FindingKind::NewIdentification, 31));
+        assert_eq!(f.severity, Severity::Violation);
+        assert_eq!(
+            kinds(&d),
+            ["missing_stx", "end_on_own_line", "new_identification"]
+        );
+        assert_eq!(
+            kinds(second),
+            ["missing_stx", "end_on_own_line", "missing_etx"]
+        );
+        assert!(second.findings.iter().all(|f| f.offset >= 31));
+        assert_eq!(second.bytes, TWO_NO_ETX.len());
+    }
+
+    /// Field case broken-then-complete.bin: the first telegram is broken at the second '/'
+    /// (offset 30); the second is read and its BCC 'a' is the correct XOR.
+    #[test]
+    fn broken_telegram_then_a_complete_one() {
+        let d = decode(BROKEN_THEN_COMPLETE, tolerant());
+        assert_ranges_cover(&d, BROKEN_THEN_COMPLETE.len());
+        assert_eq!(kinds(&d), ["new_identification"]);
+        assert_eq!(d.findings[0].offset, 30);
+        assert!(d.findings[0].message.contains("breaks off"));
+        assert!(!d.valid && !d.complete);
+        let second = &d.following[..];
+        assert_eq!(second.len(), 1);
+        let s = &second[0];
+        assert!(s.valid && s.complete && s.bcc.ok, "{:#?}", s.findings);
+        assert_eq!(s.bcc.received, Some(b'a'));
+        assert_eq!(s.identification_offset, Some(30));
+        assert_eq!(s.data_sets[0].values[0].raw, "000013");
+        // the BCC of the broken telegram does not count the new '/'
+        assert_eq!(
+            d.bcc.xor,
+            crate::iec62056::bcc(BccRule::Xor, &BROKEN_THEN_COMPLETE[10..30])
+        );
+        // the same on the wire (soft 7E1), and with a parity error on the new '/'
+        let mut wire = parity::encode(BROKEN_THEN_COMPLETE);
+        let even = DecodeOptions::tolerant(BccRule::Xor, ParityMode::Even);
+        let w = decode(&wire, even);
+        assert_eq!(
+            (w.findings.clone(), w.following.len()),
+            (d.findings.clone(), 1)
+        );
+        assert!(w.following[0].valid);
+        wire[30] ^= 0x80;
+        let w = decode(&wire, even);
+        assert_eq!(kinds(&w), ["new_identification"]);
+        assert_eq!(kinds(&w.following[0]), ["parity"]);
+        assert_eq!(w.following[0].findings[0].offset, 30);
+    }
+
+    /// Incrementally, the decoder says where a new '/' started, and `is_complete` refers to the
+    /// telegram being decoded.
+    #[test]
+    fn incremental_decoder_reports_the_new_identification() {
+        let mut d = Decoder::new(tolerant());
+        let mut events = Vec::new();
+        let mut closed_at = None;
+        for (i, &b) in BROKEN_THEN_COMPLETE.iter().enumerate() {
+            d.push(b, Timestamp(i as u64), &mut events);
+            if closed_at.is_none() && d.telegrams_closed() == 1 {
+                closed_at = Some(i);
+            }
+            assert_eq!(d.is_complete(), i + 1 == BROKEN_THEN_COMPLETE.len(), "{i}");
+        }
+        assert_eq!(closed_at, Some(30));
+        assert_eq!(d.identification_offset(), Some(30));
+        let starts: Vec<usize> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::IdentificationStart { offset, .. } => Some(*offset),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(starts, [0, 30]);
+        assert!(events.iter().any(|e| matches!(e,
+            Event::Finding(f) if f.kind == FindingKind::NewIdentification && f.offset == 30)));
+        assert_eq!(d.finish(), decode(BROKEN_THEN_COMPLETE, tolerant()));
+    }
+
+    /// Strict mode judges the whole input as one telegram: it never splits.
+    #[test]
+    fn strict_mode_does_not_split() {
+        for input in [BROKEN_THEN_COMPLETE, TWO_NO_ETX] {
+            let d = decode(input, strict());
+            assert!(d.following.is_empty() && !d.valid);
+            assert_eq!(d.range, 0..input.len());
+        }
+    }
+
+    /// Two complete telegrams back to back: the second is read as a telegram of its own, and
+    /// the first says a second one followed (bytes after its BCC).
+    #[test]
+    fn second_telegram_after_the_bcc() {
+        let mut v = WORKED.to_vec();
+        v.extend_from_slice(WORKED);
+        let d = decode(&v, tolerant());
+        assert_eq!(kinds(&d), ["new_identification"]);
+        assert!(d.findings[0].message.contains("second telegram"));
+        assert_eq!(d.findings[0].offset, WORKED.len());
+        assert!(d.complete && d.bcc.ok && !d.valid);
+        assert!(d.following[0].valid);
+        assert_ranges_cover(&d, v.len());
+        // a '/' inside a value is still part of the value, not a new telegram
+        let d = decode(b"/KAM 1\r\n\x021(2/3)!\r\n\x03\x00", tolerant());
+        assert!(d.following.is_empty());
+        assert_eq!(d.data_sets[0].values[0].raw, "2/3");
+    }
+
+    /// The telegram cap holds: a flood of identification lines gives at most MAX_TELEGRAMS.
+    #[test]
+    fn telegrams_are_capped() {
+        let v = b"/KAM 1\r\n".repeat(MAX_TELEGRAMS * 3);
+        let d = decode(&v, tolerant());
+        assert_eq!(d.telegrams().count(), MAX_TELEGRAMS);
+        assert_ranges_cover(&d, v.len());
+    }
+
+    /// Field case chars-after-end.bin: one finding for "7E" between '!' and CR LF, no claim
+    /// that ETX is missing; the BCC is right.
+    #[test]
+    fn characters_between_end_mark_and_line_end() {
+        let input = include_bytes!("../../fixtures/telegrams/field/chars-after-end.bin");
+        for opts in [strict(), tolerant()] {
+            let d = decode(input, opts);
+            let after: Vec<&Finding> = d.findings.iter().filter(|f| f.offset >= 30).collect();
+            assert_eq!(after.len(), 1, "{:#?}", d.findings);
+            let f = after[0];
+            assert_eq!((f.kind, f.offset), (FindingKind::CharsAfterEnd, 30));
+            assert!(f.message.contains("'7' 'E'"), "{}", f.message);
+            assert!(!f.message.contains("after '!' CR LF"), "{}", f.message);
+            assert!(d.findings.iter().all(|f| f.kind != FindingKind::MissingEtx));
+            assert!(d.bcc.ok && d.complete && !d.valid);
+        }
+        // straight into ETX, or the input ends: still one finding for the characters
+        for (input, last) in [
+            (&b"/KAM 1\r\n\x021(2)!xy\x03\x00"[..], "line_end"),
+            (&b"/KAM 1\r\n\x021(2)!xy"[..], "missing_etx"),
+        ] {
+            let d = decode(input, tolerant());
+            let k = kinds(&d);
+            assert_eq!(
+                k.iter().filter(|k| **k == "chars_after_end").count(),
+                1,
+                "{k:?}"
+            );
+            assert!(k.contains(&last), "{:#?}", d.findings);
+        }
+    }
+
+    /// Field case unit-inside-value.bin: tolerant reads 4321 kWh and names the quirk; strict
+    /// reports a violation at the space.
+    #[test]
+    fn unit_inside_the_value() {
+        let input = include_bytes!("../../fixtures/telegrams/field/unit-inside-value.bin");
+        let t = decode(input, tolerant());
+        let v = &t.data_sets[0].values[0];
+        assert_eq!((v.number(), v.unit.as_deref()), (Some(4321.0), Some("kWh")));
+        assert!(t.readable);
+        let s = decode(input, strict());
+        assert!(!s.valid);
+        for d in [&t, &s] {
+            let f = d
+                .findings
+                .iter()
+                .find(|f| f.kind == FindingKind::UnitInsideValue)
+                .unwrap();
+            assert_eq!((f.offset, f.severity), (25, Severity::Violation));
+            assert!(f.message.contains("'*'"), "{}", f.message);
+        }
+        // only a number followed by a unit-like word is split
+        assert_eq!(unit_inside_value("0004321 kWh"), Some((7, 8)));
+        assert_eq!(unit_inside_value(" -12,5  %  "), Some((6, 8)));
+        assert_eq!(unit_inside_value("12 34"), None);
+        assert_eq!(unit_inside_value("A 12"), None);
+        assert_eq!(unit_inside_value("12 kWh x"), None);
+        assert_eq!(unit_inside_value("12kWh"), None);
     }
 }

@@ -117,7 +117,8 @@ fn fixtures_decode_as_indexed(index: Vec<Row>, #[case] mode: &str) {
     assert!(n >= 10, "only {n} {mode} rows");
 }
 
-/// The binary agrees with the table: exit 0 exactly when strict-valid / tolerant-readable.
+/// The binary agrees with the table: exit 0 exactly when the telegram is valid under the chosen
+/// mode; otherwise exit 1 with one line on standard error naming the reason.
 #[rstest]
 fn binary_exit_codes_follow_index(index: Vec<Row>) {
     for row in &index {
@@ -129,11 +130,7 @@ fn binary_exit_codes_follow_index(index: Vec<Row>) {
         }
         args.push(file);
         let o = run_rig(&args);
-        let pass = if row.mode == "strict" {
-            row.expected_valid
-        } else {
-            row.expected_readable
-        };
+        let pass = row.expected_valid;
         assert_eq!(
             code(&o),
             if pass { 0 } else { 1 },
@@ -142,18 +139,273 @@ fn binary_exit_codes_follow_index(index: Vec<Row>) {
             args,
             String::from_utf8_lossy(&o.stdout)
         );
+        let err = String::from_utf8_lossy(&o.stderr);
+        if pass {
+            assert_eq!(err, "", "{}", row.file);
+        } else {
+            assert_eq!(err.lines().count(), 1, "{}: {err}", row.file);
+            assert!(
+                err.starts_with("rig decode: FAIL: @"),
+                "{}: {err}",
+                row.file
+            );
+            let out = String::from_utf8_lossy(&o.stdout);
+            let last = out.lines().last().unwrap_or("");
+            assert!(last.starts_with("verdict: FAIL"), "{}: {last}", row.file);
+            assert!(last.ends_with(err.trim_start_matches("rig decode: FAIL").trim_end()));
+        }
     }
 }
 
 #[rstest]
 fn every_fixture_is_indexed(index: Vec<Row>) {
     let listed: BTreeSet<String> = index.iter().map(|r| r.file.clone()).collect();
-    for e in std::fs::read_dir(path("fixtures/telegrams")).expect("dir") {
-        let name = e.expect("entry").file_name().to_string_lossy().into_owned();
-        if name.ends_with(".txt") || name.ends_with(".bin") {
-            assert!(listed.contains(&name), "{name} is not in index.csv");
+    let mut n = 0;
+    for dir in ["", "field/"] {
+        for e in std::fs::read_dir(path("fixtures/telegrams").join(dir)).expect("dir") {
+            let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+            if name.ends_with(".txt") || name.ends_with(".bin") {
+                let name = format!("{dir}{name}");
+                assert!(listed.contains(&name), "{name} is not in index.csv");
+                n += 1;
+            }
         }
     }
+    assert!(n >= 23, "{n}");
+}
+
+/// The field cases are the reports in ../shared/field-cases, byte for byte.
+#[test]
+fn field_fixtures_are_the_field_cases() {
+    let shared = path("../../shared/field-cases");
+    if !shared.exists() {
+        eprintln!("SKIPPED: {} not present", shared.display());
+        return;
+    }
+    for name in [
+        "two-telegrams-no-etx.bin",
+        "broken-then-complete.bin",
+        "chars-after-end.bin",
+        "unit-inside-value.bin",
+    ] {
+        let ours = std::fs::read(path("fixtures/telegrams/field").join(name)).expect("fixture");
+        let theirs = std::fs::read(shared.join(name)).expect("field case");
+        assert_eq!(ours, theirs, "{name}");
+    }
+}
+
+const FIELD: &str = "fixtures/telegrams/field";
+
+/// two-telegrams-no-etx.bin, tolerant: both telegrams read, the second from offset 31; every
+/// byte belongs to one of them.
+#[test]
+fn field_two_telegrams_without_etx_through_binary() {
+    let f = format!("{FIELD}/two-telegrams-no-etx.bin");
+    let (c, j) = json_of(&["decode", "--format", "json", &f]);
+    assert_eq!(c, 1, "{j:#}");
+    assert_eq!(
+        (j["verdict"].as_str(), j["readable"].as_bool()),
+        (Some("fail"), Some(true))
+    );
+    assert_eq!(j["telegrams"], 2);
+    assert_eq!(j["range"], serde_json::json!([0, 31]));
+    let second = &j["following"][0];
+    assert_eq!(second["identification_offset"], 31);
+    assert_eq!(second["range"], serde_json::json!([31, 62]));
+    assert_eq!(j["data_sets"][0]["values"][0]["number"], 12.0);
+    assert_eq!(second["data_sets"][0]["values"][0]["number"], 13.0);
+    let new_id: Vec<&serde_json::Value> = j["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["kind"] == "new_identification")
+        .collect();
+    assert_eq!(new_id.len(), 1);
+    assert_eq!(new_id[0]["offset"], 31);
+    assert!(new_id[0]["clause"]
+        .as_str()
+        .is_some_and(|c| c.contains("004")));
+}
+
+/// broken-then-complete.bin, tolerant: the second telegram is read with its BCC 'a' correct;
+/// the first is broken at the new '/' (offset 30); the input as a whole fails.
+#[test]
+fn field_broken_then_complete_through_binary() {
+    let f = format!("{FIELD}/broken-then-complete.bin");
+    let (c, j) = json_of(&["decode", "--format", "json", &f]);
+    assert_eq!(c, 1, "{j:#}");
+    assert_eq!(j["findings"][0]["kind"], "new_identification");
+    assert_eq!(j["findings"][0]["offset"], 30);
+    assert_eq!(j["complete"], false);
+    let second = &j["following"][0];
+    assert_eq!(second["valid"], true);
+    assert_eq!(second["bcc"]["ok"], true);
+    assert_eq!(second["bcc"]["received"], u64::from(b'a'));
+    assert_eq!(second["data_sets"][0]["values"][0]["raw"], "000013");
+    let o = run_rig(&["decode", &f]);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("telegram 2 of 2: bytes 30..62"), "{table}");
+}
+
+/// chars-after-end.bin: exactly one finding for "7E" between '!' and CR LF, none about ETX.
+#[test]
+fn field_chars_after_end_through_binary() {
+    let f = format!("{FIELD}/chars-after-end.bin");
+    for strict in [false, true] {
+        let mut args = vec!["decode", "--format", "json"];
+        if strict {
+            args.push("--strict");
+        }
+        args.push(&f);
+        let (c, j) = json_of(&args);
+        assert_eq!(c, 1, "{j:#}");
+        let fs = j["findings"].as_array().expect("findings");
+        let between: Vec<_> = fs
+            .iter()
+            .filter(|f| f["offset"].as_u64() >= Some(30))
+            .collect();
+        assert_eq!(between.len(), 1, "{j:#}");
+        assert_eq!(between[0]["kind"], "chars_after_end");
+        for f in fs {
+            let m = f["message"].as_str().unwrap_or("");
+            assert!(!m.contains("ETX") && !m.contains("after '!' CR LF"), "{m}");
+        }
+        assert_eq!(j["bcc"]["ok"], true);
+    }
+}
+
+/// unit-inside-value.bin: tolerant reads 4321 kWh and names the quirk; strict fails on it.
+#[test]
+fn field_unit_inside_value_through_binary() {
+    let f = format!("{FIELD}/unit-inside-value.bin");
+    let (c, j) = json_of(&["decode", "--format", "json", &f]);
+    assert_eq!(c, 1);
+    let v = &j["data_sets"][0]["values"][0];
+    assert_eq!(
+        (v["number"].as_f64(), v["unit"].as_str()),
+        (Some(4321.0), Some("kWh"))
+    );
+    assert!(j["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .any(|f| f["kind"] == "unit_inside_value" && f["offset"] == 25));
+    let o = run_rig(&["decode", "--strict", &f]);
+    assert_eq!(code(&o), 1);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("unit_inside_value") && e.contains("'*'"), "{e}");
+}
+
+/// The echo of the request and the noise before '/': the identification offset is the '/'.
+#[rstest]
+#[case::echo("quirk-echo.txt", 5, "echo")]
+#[case::noise("quirk-noise.txt", 4, "noise")]
+fn echo_and_noise_leave_the_identification_offset_at_the_slash(
+    #[case] file: &str,
+    #[case] at: u64,
+    #[case] kind: &str,
+) {
+    let f = format!("fixtures/telegrams/{file}");
+    let (c, j) = json_of(&["decode", "--format", "json", &f]);
+    assert_eq!(c, 1, "{j:#}");
+    assert_eq!(j["identification_offset"], at);
+    assert_eq!(j["timing"]["identification_start"], at);
+    let kinds: Vec<&str> = j["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, [kind]);
+    assert_eq!(j["readable"], true);
+}
+
+/// Tolerant mode no longer passes a wrong BCC, a truncated telegram or a parity error: exit 1,
+/// the reason on standard error, `verdict` "fail" in the JSON, `readable` still true.
+#[rstest]
+#[case::wrong_bcc("wrong-bcc.txt", "bcc_mismatch")]
+#[case::truncated("truncated.txt", "truncated")]
+#[case::parity("parity-error.7e1.bin", "parity")]
+fn tolerant_fails_an_invalid_telegram(#[case] file: &str, #[case] kind: &str) {
+    let f = format!("fixtures/telegrams/{file}");
+    let o = run_rig(&["decode", &f]);
+    assert_eq!(code(&o), 1);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.starts_with("rig decode: FAIL: @") && e.contains(kind),
+        "{e}"
+    );
+    let (c, j) = json_of(&["decode", "--format", "json", &f]);
+    assert_eq!(c, 1);
+    assert_eq!(
+        (
+            j["verdict"].as_str(),
+            j["valid"].as_bool(),
+            j["readable"].as_bool()
+        ),
+        (Some("fail"), Some(false), Some(true))
+    );
+    assert!(
+        j["reason"].as_str().is_some_and(|r| r.contains(kind)),
+        "{j:#}"
+    );
+    let (_, j) = json_of(&["decode", "--format", "json", "--strict", &f]);
+    assert_eq!(j["verdict"], "fail");
+}
+
+/// `readable` says whether the content could be read tolerantly, also under --strict.
+#[test]
+fn strict_json_says_whether_it_is_readable() {
+    let (c, j) = json_of(&[
+        "decode",
+        "--strict",
+        "--format",
+        "json",
+        "fixtures/telegrams/quirk-lf-only.txt",
+    ]);
+    assert_eq!(c, 1);
+    assert_eq!(j["data_sets"].as_array().map(Vec::len), Some(0));
+    assert_eq!(j["readable"], true);
+    let (c, j) = json_of(&["decode", "--format", "json", WORKED]);
+    assert_eq!(c, 0);
+    assert_eq!(
+        (j["verdict"].as_str(), j["reason"].is_null()),
+        (Some("pass"), true)
+    );
+}
+
+/// `rig decode … | head`: a reader that closes the pipe early ends the output quietly, no panic.
+#[test]
+fn closed_stdout_ends_quietly() {
+    // a valid telegram whose table is far larger than a pipe buffer (64 KiB)
+    let t = Telegram {
+        identification: Identification::kamstrup("1"),
+        data_sets: (0..4000)
+            .map(|i| DataSet::single(format!("1.8.{i}"), Value::with_unit("0012658", "kWh")))
+            .collect(),
+    };
+    let dir = std::env::temp_dir().join(format!("rig-decode-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let f = dir.join("big.txt");
+    std::fs::write(&f, t.encode(BccRule::Xor).0).expect("write");
+    let mut child = crate::util::rig()
+        .args(["decode", f.to_str().expect("path")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    {
+        use std::io::Read;
+        let mut out = child.stdout.take().expect("stdout");
+        let mut first = [0u8; 64];
+        out.read_exact(&mut first).expect("some output");
+        // dropping `out` closes the read end, as `head` does
+    }
+    let o = child.wait_with_output().expect("wait");
+    let _ = std::fs::remove_dir_all(&dir);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 0, "{e}");
+    assert_eq!(e, "");
 }
 
 #[test]
@@ -236,6 +488,7 @@ fn json_findings_carry_offset_kind_severity() {
     assert_eq!(f["kind"], "bcc_mismatch");
     assert_eq!(f["category"], "bcc");
     assert_eq!(f["severity"], "violation");
+    assert!(f["clause"].as_str().is_some_and(|c| c.contains("BCC")));
     assert!(f["message"].as_str().is_some_and(|m| m.contains("expects")));
 }
 
@@ -423,6 +676,15 @@ proptest! {
                 for rule in [BccRule::Xor, BccRule::Sum] {
                     let d = decode(&bytes, DecodeOptions { mode, bcc_rule: rule, parity: par });
                     prop_assert_eq!(d.bytes, bytes.len());
+                    // every byte belongs to exactly one telegram
+                    let mut at = 0;
+                    for t in d.telegrams() {
+                        prop_assert_eq!(t.range.start, at);
+                        prop_assert!(t.following.is_empty() || std::ptr::eq(t, &d));
+                        at = t.range.end;
+                    }
+                    prop_assert_eq!(at, bytes.len());
+                    prop_assert!(d.following.is_empty() || !d.valid);
                     if d.valid { prop_assert!(d.complete && d.bcc.ok); }
                     for f in &d.findings { prop_assert!(f.offset <= bytes.len()); }
                 }
