@@ -177,7 +177,7 @@ fn every_fixture_is_indexed(index: Vec<Row>) {
 /// The field cases are the reports in ../shared/field-cases, byte for byte.
 #[test]
 fn field_fixtures_are_the_field_cases() {
-    let shared = path("../../shared/field-cases");
+    let shared = path("../shared/field-cases");
     if !shared.exists() {
         eprintln!("SKIPPED: {} not present", shared.display());
         return;
