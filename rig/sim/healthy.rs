@@ -346,6 +346,70 @@ pub fn run_meter(
     Ok(crate::suite::run(&mut t, &spec, &opts, &mut Discard))
 }
 
+/// One meter of the configuration matrix.
+#[derive(Debug, Clone)]
+pub struct MatrixMeter {
+    /// `351-combi KK 05 MM 2`.
+    pub name: String,
+    /// The I/O code as skips name it (`KK 05`, `Z3 16`).
+    pub io_label: String,
+    /// The meter file.
+    pub text: String,
+}
+
+/// The configuration matrix: the default 351 Combi under every KK 00–19 × MM 1–4, the OMNIPOWER
+/// three-phase and CT meters under every Z3 00–16 × Z8 1–4 (216 meters). Every one is healthy:
+/// each case must pass, or skip naming the I/O code that makes it meaningless. The oracle of the
+/// mutation runs (MUTATION.md) and of `cargo bench --bench matrix`.
+pub fn matrix() -> Vec<MatrixMeter> {
+    let axes = [
+        ("351-combi", "KK", 0..=19u8, 1..=4u8),
+        ("omnipower-3ph", "Z3", 0..=16, 1..=4),
+        ("omnipower-ct", "Z3", 0..=16, 1..=4),
+    ];
+    let mut v = Vec::new();
+    for (profile, io_name, io_codes, w_codes) in axes {
+        let w_name = if profile == "351-combi" { "MM" } else { "Z8" };
+        for io in io_codes {
+            for w in w_codes.clone() {
+                v.push(MatrixMeter {
+                    name: format!("{profile} {io_name} {io:02} {w_name} {w}"),
+                    io_label: format!("{io_name} {io:02}"),
+                    text: matrix_meter_text(profile, io, w),
+                });
+            }
+        }
+    }
+    v
+}
+
+fn matrix_meter_text(profile: &str, io_code: u8, width_code: u8) -> String {
+    if profile == "351-combi" {
+        let mut text = String::new();
+        for line in crate::meter::config::DEFAULT_METER.lines() {
+            match line.split('=').next().unwrap_or("").trim() {
+                "kk" => text.push_str(&format!("kk = {io_code}\n")),
+                "mm" => text.push_str(&format!("mm = {width_code}\n")),
+                _ => {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+        }
+        return text;
+    }
+    let ratio = if profile == "omnipower-ct" {
+        "z21 = 40\n"
+    } else {
+        ""
+    };
+    format!(
+        "profile = \"{profile}\"\n[config]\nz3 = {io_code}\nz8 = {width_code}\n{ratio}\
+         [registers]\n\"0.2.0\" = \"5000D1\"\n[load]\nactive_w = 2000.0\nreactive_var = 100.0\n\
+         [faults]\nresponse_delay_ms = 100.0\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@ mod decode;
 mod gpio_sim;
 mod healthy;
 mod interop;
+mod matrix;
 #[cfg(feature = "pi-hardware")]
 mod pi_hardware;
 mod read;
