@@ -19,9 +19,9 @@ use super::readout::{self, Format, Quantity, RegisterSpec, SOURCE};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Location {
     /// 1-based line, 0 when unknown.
-    pub line: usize,
+    pub line: u32,
     /// 1-based column, 0 when unknown.
-    pub column: usize,
+    pub column: u32,
 }
 
 impl std::fmt::Display for Location {
@@ -75,11 +75,11 @@ pub enum MeterFileError {
         /// Field (`faults.digits.1.8.0`, `load.active_w`).
         field: String,
         /// The value as read.
-        value: String,
+        value: Box<str>,
         /// The allowed range with its unit (`0–60000 ms`).
-        range: String,
+        range: Box<str>,
         /// Why that range: what it is, and the clause it comes from where there is one.
-        basis: String,
+        basis: Box<str>,
     },
 }
 
@@ -369,9 +369,10 @@ fn line_col(text: &str, offset: usize) -> Location {
         offset -= 1;
     }
     let before = &text[..offset];
+    let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     Location {
-        line: before.matches('\n').count() + 1,
-        column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+        line: clamp(before.matches('\n').count() + 1),
+        column: clamp(before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1),
     }
 }
 
@@ -425,9 +426,9 @@ impl<'a> Ctx<'a> {
             path: self.path.into(),
             at: self.at(keys),
             field: keys.join("."),
-            value: value.to_string(),
-            range,
-            basis: basis.to_string(),
+            value: value.to_string().into(),
+            range: range.into(),
+            basis: basis.to_string().into(),
         }
     }
 
@@ -533,9 +534,8 @@ pub fn read_schedule(path: &Path) -> Result<Vec<LoadStep>, String> {
         let off = get(0, "offset_s")?;
         let p = get(1, "active_w")?;
         let q = get(2, "reactive_var").unwrap_or(0.0);
-        if !((0.0..=MAX_SCHEDULE_S).contains(&off) && p >= 0.0 && q >= 0.0)
-            || !(p.is_finite() && q.is_finite())
-        {
+        let finite = p.is_finite() && q.is_finite();
+        if !((0.0..=MAX_SCHEDULE_S).contains(&off) && p >= 0.0 && q >= 0.0 && finite) {
             return Err(format!(
                 "{}: row {row}: offset_s must be 0–{} s and powers finite and ≥ 0 (the model registers import only)",
                 path.display(),
@@ -1388,7 +1388,7 @@ mod tests {
         assert!(v.starts_with(value), "{e}");
         assert_eq!(r.replace('−', "-"), range, "{e}");
         // the offending value is on the last line of every case
-        assert_eq!(at.line, text.lines().count(), "{e}");
+        assert_eq!(at.line as usize, text.lines().count(), "{e}");
         assert!(
             e.to_string()
                 .starts_with(&format!("meter file m.toml:{}:", at.line)),
@@ -1476,7 +1476,7 @@ mod tests {
                 } => {
                     assert_eq!(f, field, "{e}");
                     assert!(problem.contains(fragment), "{e}");
-                    assert_eq!(at.line, 2 + text.lines().count() - 1, "{e}");
+                    assert_eq!(at.line as usize, 2 + text.lines().count() - 1, "{e}");
                 }
                 other => panic!("{text}: {other}"),
             }
