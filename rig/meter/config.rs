@@ -734,8 +734,46 @@ fn resolve_pulse_basis(cx: &Ctx, profile: &Profile, c: &ConfigCodes) -> R<(Pulse
     Ok((basis, k))
 }
 
+/// A code of another meter family is refused, not ignored: `mm` on an OMNIPOWER (which takes
+/// Z8) would otherwise silently leave the pulse length at its default.
+fn check_foreign_codes(cx: &Ctx, profile: &Profile, c: &ConfigCodes) -> R<()> {
+    let foreign: &[(&str, bool, &str)] = match profile.id {
+        ProfileId::Combi351 => &[
+            ("z8", c.z8.is_some(), "MM sets the pulse length"),
+            ("z21", c.z21.is_some(), "HH sets the transformer ratio"),
+            ("z24", c.z24.is_some(), "P sets the pulse basis"),
+        ],
+        ProfileId::OmnipowerThreePhase | ProfileId::OmnipowerCt => &[
+            ("mm", c.mm.is_some(), "Z8 sets the pulse length"),
+            (
+                "p",
+                c.p.is_some(),
+                "Z24 sets the pulse basis (OMNIPOWER CT)",
+            ),
+            (
+                "hh",
+                c.hh.is_some() && profile.id == ProfileId::OmnipowerCt,
+                "Z21 sets the transformer ratio",
+            ),
+            (
+                "z24",
+                c.z24.is_some() && profile.id == ProfileId::OmnipowerThreePhase,
+                "direct connected meters pulse on their one energy",
+            ),
+        ],
+    };
+    match foreign.iter().find(|(_, set, _)| *set) {
+        Some((key, _, why)) => Err(cx.invalid(
+            &["config", key],
+            format!("not a code of the {} ({why})", profile.name),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Every code of `[config]`.
 fn resolve_codes(cx: &Ctx, profile: &Profile, c: &ConfigCodes) -> R<Codes> {
+    check_foreign_codes(cx, profile, c)?;
     let (pulse_basis, pulse_constant) = resolve_pulse_basis(cx, profile, c)?;
     let logging_day = c.nn.unwrap_or(1);
     if logging_day > 28 {
@@ -1465,6 +1503,11 @@ mod tests {
             ),
             ("[config]\nkk = 20", "config.kk", "KK 00–19"),
             ("[config]\nmm = 5", "config.mm", "01–04"),
+            (
+                "[config]\nz8 = 3",
+                "config.z8",
+                "not a code of the Kamstrup 351 Combi (MM sets",
+            ),
         ] {
             let e = err(&format!("profile = \"351-combi\"\n{text}\n"));
             match &e {
@@ -1480,6 +1523,33 @@ mod tests {
                 }
                 other => panic!("{text}: {other}"),
             }
+        }
+    }
+
+    #[test]
+    fn codes_of_another_meter_family_are_refused_not_ignored() {
+        for (profile, code, fragment) in [
+            (
+                "omnipower-3ph",
+                "mm = 2",
+                "config.mm: not a code of the Kamstrup OMNIPOWER three-phase (Z8",
+            ),
+            ("omnipower-3ph", "z24 = 1", "config.z24: not a code"),
+            (
+                "omnipower-ct",
+                "hh = 30",
+                "config.hh: not a code of the Kamstrup OMNIPOWER CT (Z21",
+            ),
+            ("omnipower-ct", "p = 2", "config.p: not a code"),
+            (
+                "351-combi",
+                "z21 = 40",
+                "config.z21: not a code of the Kamstrup 351 Combi",
+            ),
+        ] {
+            let e = err(&format!("profile = \"{profile}\"\n[config]\n{code}\n"));
+            assert!(e.to_string().contains(&format!("m.toml:3:")), "{e}");
+            assert!(e.to_string().contains(fragment), "{e}");
         }
     }
 
