@@ -1527,6 +1527,26 @@ mod tests {
     }
 
     #[test]
+    fn a_schedule_row_beyond_the_maximum_load_is_refused_with_its_time() {
+        let dir = std::env::temp_dir().join(format!("meter-rig-sched-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("l.csv"),
+            "offset_s,active_w,reactive_var\n0,100,0\n60,4141,0\n",
+        )
+        .unwrap();
+        let text = "profile = \"351-combi\"\n[load]\nschedule = \"l.csv\"\n";
+        let e = MeterSpec::from_toml(text, "m.toml", Some(&dir)).unwrap_err();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            e.to_string().starts_with(
+                "meter file m.toml:3:12: load.schedule = 4141 W, 0 var at 60 s is outside 0–4140 W (var)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn codes_of_another_meter_family_are_refused_not_ignored() {
         for (profile, code, fragment) in [
             (
