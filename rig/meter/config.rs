@@ -376,6 +376,23 @@ fn line_col(text: &str, offset: usize) -> Location {
     }
 }
 
+/// The TOML parser's reason for `e`, or, where it gives none (found by fuzzing: a control
+/// character in a comment), the character it stopped at; never empty.
+pub(crate) fn toml_reason(e: &toml::de::Error, text: &str) -> String {
+    let m = e.message().trim();
+    if !m.is_empty() {
+        return m.to_string();
+    }
+    let c = e
+        .span()
+        .and_then(|s| text.get(s.start..))
+        .and_then(|t| t.chars().next());
+    match c {
+        Some(c) => format!("unexpected character {c:?}"),
+        None => "not valid TOML".into(),
+    }
+}
+
 /// A number for a message: `60000`, `999999.9`, `NaN`.
 fn show(x: f64) -> String {
     format!("{x}")
@@ -1158,9 +1175,15 @@ impl MeterSpec {
         path: &str,
         base: Option<&Path>,
     ) -> Result<MeterSpec, MeterFileError> {
-        let f: MeterFile = toml::from_str(text).map_err(|e| MeterFileError::Syntax {
-            path: path.into(),
-            detail: e.to_string(),
+        let f: MeterFile = toml::from_str(text).map_err(|e| {
+            let mut detail = e.to_string();
+            if e.message().trim().is_empty() {
+                detail = format!("{}{}", detail.trim_end(), toml_reason(&e, text));
+            }
+            MeterFileError::Syntax {
+                path: path.into(),
+                detail,
+            }
         })?;
         let cx = Ctx::new(path, text);
         let profile = f.profile.profile();

@@ -514,7 +514,11 @@ impl ChipInventory {
 
 /// Where a TOML span starts, as 1-based line and column.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
@@ -539,7 +543,7 @@ impl Wiring {
                 file: file.to_string(),
                 line,
                 column,
-                detail: e.message().to_string(),
+                detail: crate::meter::config::toml_reason(&e, text),
             }
         })
     }
@@ -1016,6 +1020,32 @@ opto = { inverting = true, rise_delay_ns = 15000, fall_delay_ns = 60000, rise_sp
             WiringError::Malformed { line, column, .. } => assert_eq!((line, column), (2, 7)),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Found by fuzzing (`wiring_file`): a control character in a comment gave a `Malformed`
+    /// error with an empty message.
+    #[test]
+    fn malformed_detail_is_never_empty() {
+        let text = "# a comment with a \u{1} in it\nbackend = \"gpio\"\n";
+        let e = Wiring::parse("t.toml", text).unwrap_err();
+        let WiringError::Malformed {
+            line,
+            column,
+            detail,
+            ..
+        } = &e
+        else {
+            panic!("{e:?}");
+        };
+        assert_eq!(
+            (*line, *column, detail.as_str()),
+            (1, 20, "unexpected character '\\u{1}'")
+        );
+        let e = crate::meter::config::MeterSpec::from_toml(text, "m.toml", None).unwrap_err();
+        assert!(
+            e.to_string().ends_with("unexpected character '\\u{1}'"),
+            "{e}"
+        );
     }
 
     #[test]
