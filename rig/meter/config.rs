@@ -1591,7 +1591,7 @@ mod tests {
             ),
         ] {
             let e = err(&format!("profile = \"{profile}\"\n[config]\n{code}\n"));
-            assert!(e.to_string().contains(&format!("m.toml:3:")), "{e}");
+            assert!(e.to_string().contains("m.toml:3:"), "{e}");
             assert!(e.to_string().contains(fragment), "{e}");
         }
     }
