@@ -123,8 +123,9 @@ fn in_process(rng: &mut Rng, runs: usize) {
     for _ in 0..runs {
         let width_ms = (rng.uniform(1.0, 500.0) * 1e6).round() / 1e6;
         let kk = rng.pick(&[5u8, 6]);
-        let active_w = (rng.uniform(500.0, 20_000.0)).round();
-        let reactive_var = (rng.uniform(500.0, 5_000.0)).round();
+        // up to the 351's 3 × 230 V × 6 A = 4140 W at the terminals (000 Technical data)
+        let active_w = (rng.uniform(500.0, 4_140.0)).round();
+        let reactive_var = (rng.uniform(500.0, 4_140.0)).round();
         let mut text = meter_text(&[
             ("kk", kk.to_string()),
             ("active_w", format!("{active_w:?}")),

@@ -34,8 +34,8 @@ pub fn open(
     // gpio: or pi: a wiring file; its backend must match the target kind
     let path = std::path::Path::new(rest);
     let wiring = Wiring::load(path)?;
-    let kk = spec.codes.kk.or(spec.codes.z3);
-    wiring.check(rest, kk, &ChipInventory::scan())?;
+    // port roles from the resolved meter spec (KK for the 351, Z3 for OMNIPOWER): one source
+    wiring.check(rest, Some(spec.io_code()), &ChipInventory::scan())?;
     let backend = format!("{:?}", wiring.backend).to_lowercase();
     if backend != kind {
         bail!("--target {kind}:{rest}: the wiring file is for the {backend} backend; use --target {backend}:{rest}");

@@ -10,9 +10,29 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::io::{IoMap, KK_351, Z3_OMNI};
+use super::io::{IoCode, IoMap, KK_351, Z3_OMNI};
 use super::profile::{IoTable, Profile, ProfileId, HH_351, Z21_CT};
-use super::readout::{self, Format};
+use super::readout::{self, Format, Quantity, RegisterSpec, SOURCE};
+
+/// Where a value is in a meter file: 1-based line and column, shown as `:LINE:COLUMN` after the
+/// file name; `line == 0` when unknown (a value from a load schedule, a default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Location {
+    /// 1-based line, 0 when unknown.
+    pub line: u32,
+    /// 1-based column, 0 when unknown.
+    pub column: u32,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            Ok(())
+        } else {
+            write!(f, ":{}:{}", self.line, self.column)
+        }
+    }
+}
 
 /// A meter file that cannot be used; the message names the file, the field and the problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,67 +54,95 @@ pub enum MeterFileError {
         detail: String,
     },
     /// A field has a value the data sheets do not allow.
-    #[error("meter file {path}: {field}: {problem}")]
+    #[error("meter file {path}{at}: {field}: {problem}")]
     Invalid {
         /// Path.
         path: String,
-        /// Field.
+        /// Where the field is.
+        at: Location,
+        /// Field (`config.hh`, `registers.1.8.0`).
         field: String,
         /// What is wrong and what is allowed.
         problem: String,
     },
+    /// A numeric field outside its documented range (or not a finite number).
+    #[error("meter file {path}{at}: {field} = {value} is outside {range} ({basis})")]
+    OutOfRange {
+        /// Path.
+        path: String,
+        /// Where the field is.
+        at: Location,
+        /// Field (`faults.digits.1.8.0`, `load.active_w`).
+        field: String,
+        /// The value as read.
+        value: Box<str>,
+        /// The allowed range with its unit (`0–60000 ms`).
+        range: Box<str>,
+        /// Why that range: what it is, and the clause it comes from where there is one.
+        basis: Box<str>,
+    },
 }
 
 /// The `[faults]` table: defects a software meter can be given.
+///
+/// Every number has a range, checked by [`MeterSpec::from_toml`]; a value outside it (or NaN,
+/// or an infinity) is a [`MeterFileError::OutOfRange`] naming the knob, the value and the range.
+/// Times are capped so that no knob can push the simulator's nanosecond clock anywhere near
+/// overflow, and so that a run stays a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Faults {
-    /// Delay from the end of the request's stop bit to the start bit of `/`, ms (healthy: set).
+    /// Delay from the end of the request's stop bit to the start bit of `/`, ms (healthy: set),
+    /// 0–60000 (the profile's window is 20–500 ms, 004 Note 1).
     pub response_delay_ms: Option<f64>,
     /// BCC rule the meter uses ("xor", "sum") or "corrupt" (matches neither rule).
     pub bcc: Option<String>,
-    /// Character index (0 = `/`) sent with the wrong parity bit.
+    /// Character index (0 = `/`) sent with the wrong parity bit, 0–4095 (an answer is shorter).
     pub parity_error_at: Option<usize>,
-    /// Character index sent with a low stop bit (framing error).
+    /// Character index sent with a low stop bit (framing error), 0–4095.
     pub stop_error_at: Option<usize>,
-    /// Data sets left out of the answer.
+    /// Data sets left out of the answer (addresses of the 17 data sets).
     #[serde(default)]
     pub drop_data_sets: Vec<String>,
-    /// Address → number of integer digits sent instead of the sheet's.
+    /// Address → number of integer digits sent instead of the sheet's, 1–16 per address (twice
+    /// the widest register, 0.0.0's 8 digits; numeric data sets only).
     #[serde(default)]
     pub digits: BTreeMap<String, u8>,
-    /// Added to 1.8.0 only (breaks 1.8.0 = Σ 1.8.1–1.8.4), kWh.
+    /// Added to 1.8.0 only (breaks 1.8.0 = Σ 1.8.1–1.8.4), kWh, −9999999–9999999 (the
+    /// register's 7 digits, 004).
     pub tariff_sum_offset_kwh: Option<f64>,
-    /// Energy registers go back by this much after the first readout, kWh.
+    /// Energy registers go back by this much after the first readout, kWh, 0–9999999.
     pub energy_step_back_kwh: Option<f64>,
     /// Never answer.
     #[serde(default)]
     pub silent: bool,
-    /// Stop transmitting after this many characters.
+    /// Stop transmitting after this many characters, 0–4095.
     pub truncate_after: Option<usize>,
-    /// Idle time between characters of the answer, ms.
+    /// Idle time between characters of the answer, ms, 0–60000.
     pub char_gap_ms: Option<f64>,
-    /// Pulse output length, ms (instead of MM's 30/80).
+    /// Pulse output length, ms (instead of MM's 30/80), 0–10000.
     pub pulse_width_ms: Option<f64>,
-    /// Minimum pause between output pulses, ms (healthy: the profile's minimum).
+    /// Minimum pause between output pulses, ms (healthy: the profile's minimum), 0–10000.
     pub pulse_pause_ms: Option<f64>,
-    /// Pulse output rate error, percent (+1.5 = 1.5 % too many pulses).
+    /// Pulse output rate error, percent (+1.5 = 1.5 % too many pulses), −100–100.
     pub pulse_constant_error_pct: Option<f64>,
-    /// Register (1–4) each input state feeds, state index = in1 + 2·in2.
+    /// Register (1–4) each input state feeds, state index = in1 + 2·in2 (four entries).
     pub tariff_map: Option<Vec<u8>>,
-    /// Every Nth input pulse is not counted.
+    /// Every Nth input pulse is not counted, 1–1000000.
     pub pulse_input_miss_every: Option<u64>,
     /// The max-reset input does nothing.
     #[serde(default)]
     pub max_reset_ignored: bool,
-    /// Identification line sent instead of `/KAM <type>` (without CR LF).
+    /// Identification line sent instead of `/KAM <type>` (without CR LF): at most 128 ASCII
+    /// characters.
     pub identification: Option<String>,
     /// Line end of the data lines: "crlf" (healthy) or "lf".
     pub line_end: Option<String>,
     /// Leave out STX.
     #[serde(default)]
     pub omit_stx: bool,
-    /// After noise or a request for another address, ignore requests for this long, ms.
+    /// After noise or a request for another address, ignore requests for this long, ms,
+    /// 0–3600000 (an hour).
     pub deaf_after_noise_ms: Option<f64>,
     /// The line echoes every request character back (an optical head): a line fact, not a
     /// defect of the meter.
@@ -165,51 +213,64 @@ impl Faults {
     }
 }
 
-/// The `[config]` table: order and configuration codes as printed on the meter.
+/// The `[config]` table: order and configuration codes as printed on the meter. A code outside
+/// its table is an error naming the code and the table.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigCodes {
-    /// 351 HH: transformer ratio code (000, Configuration 1).
+    /// 351 HH: transformer ratio code, one of [`HH_351`] (000, Configuration 1: 00, 02 … 95).
     pub hh: Option<u8>,
-    /// 351 J / OMNIPOWER Z4: logging period code (1: 5, 2: 15, 3: 30, 4: 60 min).
+    /// 351 J / OMNIPOWER Z4: logging period code (1: 5 (351 only), 2: 15, 3: 30, 4: 60 min).
     pub j: Option<u8>,
-    /// 351 KK: module I/O code 00–19.
+    /// 351 KK: module I/O code 00–19 (000 KK Module i/o).
     pub kk: Option<u8>,
-    /// 351 MM: 01/03 → 30 ms, 02/04 → 80 ms.
+    /// 351 MM: 01/03 → 30 ms, 02/04 → 80 ms (01–04).
     pub mm: Option<u8>,
-    /// 351 NN / OMNIPOWER Z6: logging date, day of month (00 = module controlled).
+    /// 351 NN / OMNIPOWER Z6: logging date, day of month 00–28 (00 = module controlled).
     pub nn: Option<u8>,
     /// 351 P: pulse output basis, 1 verified (secondary), 2 true (primary).
     pub p: Option<u8>,
-    /// Pulse constant for true-energy weighting, imp/kWh (P = 2 or Z24 = 1).
+    /// Pulse constant for true-energy weighting, imp/kWh (P = 2 or Z24 = 1), within the
+    /// profile's `primary_pulse_constant_range` (351: 1–100000, 000 Module controlled pulse
+    /// output); on verified energy only the profile's fixed constant.
     pub pulse_constant: Option<u32>,
     /// 351 Q: pulse input unit, 1 kWh, 2 m³, 3 l, 4 none.
     pub q: Option<u8>,
-    /// OMNIPOWER Z3: primary module configuration.
+    /// OMNIPOWER Z3: primary module configuration 00–16 (002/003; 17–29 drive relays).
     pub z3: Option<u8>,
-    /// OMNIPOWER Z8: 1/2 → 30 ms, 3/4 → 80 ms.
+    /// OMNIPOWER Z8: 1/2 → 30 ms, 3/4 → 80 ms (1–4).
     pub z8: Option<u8>,
-    /// OMNIPOWER CT Z21: transformer ratio.
+    /// OMNIPOWER CT Z21: transformer ratio, one of [`Z21_CT`] (003: 1 … 600).
     pub z21: Option<u32>,
     /// OMNIPOWER CT Z24: 0 secondary, 1 primary pulse basis.
     pub z24: Option<u8>,
 }
 
-/// The `[load]` table: what the meter measures, on its secondary (terminal) side.
+/// The `[load]` table: what the meter measures, on its secondary (terminal) side. Either a
+/// constant load (`active_w`, `reactive_var`) or a `schedule`, not both.
+///
+/// Powers are 0 to the profile's [`Profile::max_terminal_power_w`] (phases × Un × Imax: 4140 W
+/// for the 351 Combi and the OMNIPOWER CT, 69000 W for the OMNIPOWER three-phase; 000/002/003
+/// Technical data), finite; the true (primary) power is that × the transformer ratio.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadFile {
-    /// Constant active power at the meter terminals, W.
-    #[serde(default)]
-    pub active_w: f64,
-    /// Constant reactive power at the meter terminals, var.
-    #[serde(default)]
-    pub reactive_var: f64,
-    /// A CSV schedule (`offset_s,active_w,reactive_var`), relative to the meter file.
+    /// Constant active power at the meter terminals, W (default 0).
+    pub active_w: Option<f64>,
+    /// Constant reactive power at the meter terminals, var (default 0).
+    pub reactive_var: Option<f64>,
+    /// A CSV schedule (`offset_s,active_w,reactive_var`), relative to the meter file: a regular
+    /// file of at most 16 MiB, offsets 0–[`MAX_SCHEDULE_S`] s increasing.
     pub schedule: Option<PathBuf>,
-    /// Repeat the schedule with this period, s.
+    /// Repeat the schedule with this period, s, 1–[`MAX_SCHEDULE_S`] and longer than the
+    /// schedule (only with `schedule`).
     pub repeat_s: Option<f64>,
 }
+
+/// The longest load schedule offset and repeat period, s: ten years of 366 days.
+pub const MAX_SCHEDULE_S: f64 = 10.0 * 366.0 * 86_400.0;
+/// The largest load schedule file, bytes.
+pub const MAX_SCHEDULE_BYTES: u64 = 16 << 20;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -282,9 +343,10 @@ pub struct MeterSpec {
     pub type_number: String,
     /// Device address answered in `/?ADDRESS!` requests.
     pub address: String,
-    /// Line rate.
+    /// Line rate, baud, 50–115200.
     pub baud: u32,
-    /// Meter clock at virtual time zero.
+    /// Meter clock at virtual time zero, years 2000–2099 (the meter's date is YY.MM.DD,
+    /// 000 Display configurations).
     pub start: Civil,
     /// The codes as written.
     pub codes: ConfigCodes,
@@ -304,7 +366,9 @@ pub struct MeterSpec {
     pub logging_day: u8,
     /// Pulse input unit code (Q).
     pub pulse_input_unit: u8,
-    /// Initial register values, as numbers (kWh, kW, counts), by address.
+    /// Initial register values, as numbers (kWh, kW, counts), by address: each fits its data
+    /// set in the readout (7 integer digits for energies and counters, 6.1 for peaks, 8 for
+    /// 0.0.0; 004), is finite and ≥ 0; counters (0.0.0, 96.8.0, 96.50.1, 0.1) are whole.
     pub registers: BTreeMap<String, f64>,
     /// Initial text registers (0.2.0).
     pub text_registers: BTreeMap<String, String>,
@@ -314,13 +378,137 @@ pub struct MeterSpec {
     pub faults: Faults,
 }
 
-fn invalid(path: &str, field: &str, problem: impl Into<String>) -> MeterFileError {
-    MeterFileError::Invalid {
-        path: path.into(),
-        field: field.into(),
-        problem: problem.into(),
+/// What the per-section parsers share: the file's name, and its text parsed once more with
+/// spans, so that an error can say where the offending value is.
+struct Ctx<'a> {
+    path: &'a str,
+    text: &'a str,
+    doc: Option<toml_edit::ImDocument<&'a str>>,
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> Location {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    Location {
+        line: clamp(before.matches('\n').count() + 1),
+        column: clamp(before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1),
     }
 }
+
+/// The TOML parser's reason for `e`, or, where it gives none (found by fuzzing: a control
+/// character in a comment), the character it stopped at; never empty.
+pub(crate) fn toml_reason(e: &toml::de::Error, text: &str) -> String {
+    let m = e.message().trim();
+    if !m.is_empty() {
+        return m.to_string();
+    }
+    let c = e
+        .span()
+        .and_then(|s| text.get(s.start..))
+        .and_then(|t| t.chars().next());
+    match c {
+        Some(c) => format!("unexpected character {c:?}"),
+        None => "not valid TOML".into(),
+    }
+}
+
+/// A number for a message: `60000`, `999999.9`, `NaN`.
+fn show(x: f64) -> String {
+    format!("{x}")
+}
+
+impl<'a> Ctx<'a> {
+    fn new(path: &'a str, text: &'a str) -> Self {
+        Ctx {
+            path,
+            text,
+            doc: toml_edit::ImDocument::parse(text).ok(),
+        }
+    }
+
+    /// Where the value at `keys` (`["faults", "digits", "1.8.0"]`) is, if the file has it.
+    fn at(&self, keys: &[&str]) -> Location {
+        let Some(doc) = &self.doc else {
+            return Location::default();
+        };
+        let mut item = doc.as_item();
+        for k in keys {
+            match item.as_table_like().and_then(|t| t.get(k)) {
+                Some(i) => item = i,
+                None => return Location::default(),
+            }
+        }
+        item.span()
+            .map_or_else(Location::default, |s| line_col(self.text, s.start))
+    }
+
+    fn invalid(&self, keys: &[&str], problem: impl Into<String>) -> MeterFileError {
+        MeterFileError::Invalid {
+            path: self.path.into(),
+            at: self.at(keys),
+            field: keys.join("."),
+            problem: problem.into(),
+        }
+    }
+
+    fn out_of_range(
+        &self,
+        keys: &[&str],
+        value: impl std::fmt::Display,
+        range: String,
+        basis: impl std::fmt::Display,
+    ) -> MeterFileError {
+        MeterFileError::OutOfRange {
+            path: self.path.into(),
+            at: self.at(keys),
+            field: keys.join("."),
+            value: value.to_string().into(),
+            range: range.into(),
+            basis: basis.to_string().into(),
+        }
+    }
+
+    /// `v` must be finite and within `lo..=hi` (`unit` after the range).
+    fn real(&self, keys: &[&str], v: f64, (lo, hi): (f64, f64), unit: &str, basis: &str) -> R<()> {
+        if v.is_finite() && (lo..=hi).contains(&v) {
+            return Ok(());
+        }
+        let range = format!("{}–{}{unit}", show(lo), show(hi));
+        Err(self.out_of_range(keys, show(v), range, basis))
+    }
+
+    /// An optional [`Ctx::real`].
+    fn opt_real(
+        &self,
+        keys: &[&str],
+        v: Option<f64>,
+        range: (f64, f64),
+        unit: &str,
+        basis: &str,
+    ) -> R<()> {
+        v.map_or(Ok(()), |v| self.real(keys, v, range, unit, basis))
+    }
+
+    /// An optional integer within `lo..=hi`.
+    fn opt_int<T>(&self, keys: &[&str], v: Option<T>, (lo, hi): (u64, u64), basis: &str) -> R<()>
+    where
+        T: Copy + TryInto<u64> + std::fmt::Display,
+    {
+        match v {
+            Some(x) if !x.try_into().is_ok_and(|n| (lo..=hi).contains(&n)) => {
+                Err(self.out_of_range(keys, x, format!("{lo}–{hi}"), basis))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+type R<T> = Result<T, MeterFileError>;
 
 fn parse_civil(s: &str) -> Option<Civil> {
     // YYYY-MM-DDTHH:MM:SS
@@ -333,7 +521,8 @@ fn parse_civil(s: &str) -> Option<Civil> {
     let h: u32 = tp.next()?.parse().ok()?;
     let m: u32 = tp.next().unwrap_or("0").parse().ok()?;
     let sec: u32 = tp.next().unwrap_or("0").parse().ok()?;
-    if !(1..=12).contains(&month)
+    if !(2000..=2099).contains(&year)
+        || !(1..=12).contains(&month)
         || day == 0
         || day > crate::meter::calendar::days_in_month(year, month)
         || h > 23
@@ -350,28 +539,48 @@ fn parse_civil(s: &str) -> Option<Civil> {
     })
 }
 
-/// Reads a load schedule CSV (`offset_s,active_w,reactive_var`, header required).
+/// Opens a schedule: a regular file (not a device or a pipe, which could block or never end)
+/// of at most [`MAX_SCHEDULE_BYTES`].
+fn open_schedule(path: &Path) -> Result<csv::Reader<std::fs::File>, String> {
+    let cannot = |e: &dyn std::fmt::Display| format!("cannot read {}: {e}", path.display());
+    let meta = std::fs::metadata(path).map_err(|e| cannot(&e))?;
+    if !meta.is_file() {
+        return Err(cannot(&"not a regular file"));
+    }
+    if meta.len() > MAX_SCHEDULE_BYTES {
+        return Err(cannot(&format_args!(
+            "{} bytes, more than {MAX_SCHEDULE_BYTES}",
+            meta.len()
+        )));
+    }
+    csv::Reader::from_path(path).map_err(|e| cannot(&e))
+}
+
+/// Reads a load schedule CSV (`offset_s,active_w,reactive_var`, header required): offsets
+/// 0–[`MAX_SCHEDULE_S`] s, increasing; powers finite and ≥ 0 (the profile's maximum is checked
+/// by [`MeterSpec::from_toml`]).
 pub fn read_schedule(path: &Path) -> Result<Vec<LoadStep>, String> {
-    let mut rdr =
-        csv::Reader::from_path(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut rdr = open_schedule(path)?;
     let mut steps = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(|e| format!("{}: row {}: {e}", path.display(), i + 2))?;
+        let row = i + 2;
+        let rec = rec.map_err(|e| format!("{}: row {row}: {e}", path.display()))?;
         let get = |k: usize, name: &str| -> Result<f64, String> {
             rec.get(k)
-                .ok_or_else(|| format!("{}: row {}: missing {name}", path.display(), i + 2))?
+                .ok_or_else(|| format!("{}: row {row}: missing {name}", path.display()))?
                 .trim()
                 .parse::<f64>()
-                .map_err(|e| format!("{}: row {}: {name}: {e}", path.display(), i + 2))
+                .map_err(|e| format!("{}: row {row}: {name}: {e}", path.display()))
         };
         let off = get(0, "offset_s")?;
         let p = get(1, "active_w")?;
         let q = get(2, "reactive_var").unwrap_or(0.0);
-        if !(off >= 0.0 && p.is_finite() && q.is_finite()) {
+        let finite = p.is_finite() && q.is_finite();
+        if !((0.0..=MAX_SCHEDULE_S).contains(&off) && p >= 0.0 && q >= 0.0 && finite) {
             return Err(format!(
-                "{}: row {}: offset must be ≥ 0 and powers finite",
+                "{}: row {row}: offset_s must be 0–{} s and powers finite and ≥ 0 (the model registers import only)",
                 path.display(),
-                i + 2
+                show(MAX_SCHEDULE_S)
             ));
         }
         steps.push(LoadStep {
@@ -399,6 +608,568 @@ pub fn read_schedule(path: &Path) -> Result<Vec<LoadStep>, String> {
     Ok(steps)
 }
 
+/// The codes of `[config]` resolved against the profile.
+struct Codes {
+    ratio: u32,
+    logging_period_min: u32,
+    io: IoMap,
+    pulse_width_ms: f64,
+    pulse_basis: PulseBasis,
+    pulse_constant: u32,
+    logging_day: u8,
+    q: u8,
+}
+
+/// Primary/secondary current ratio from HH (351), Z21 (OMNIPOWER CT), or 1 (direct connected).
+fn resolve_ratio(cx: &Ctx, profile: &Profile, c: &ConfigCodes) -> R<u32> {
+    match profile.id {
+        ProfileId::Combi351 => {
+            let hh = c.hh.unwrap_or(0);
+            let amps = HH_351.iter().find(|(code, _)| *code == hh).map(|(_, a)| *a);
+            let amps = amps.ok_or_else(|| {
+                cx.invalid(&["config", "hh"], format!("{hh:02} is not an HH code of the 351 Combi (000 Configuration 1: 00, 02, 05 … 95)"))
+            })?;
+            Ok(amps / 5)
+        }
+        ProfileId::OmnipowerCt => {
+            let z = c.z21.unwrap_or(1);
+            if !Z21_CT.contains(&z) {
+                return Err(cx.invalid(
+                    &["config", "z21"],
+                    format!(
+                        "{z} is not a Z21 ratio of the OMNIPOWER CT (003: 1, 2, 3, 4, 10 … 600)"
+                    ),
+                ));
+            }
+            Ok(z)
+        }
+        ProfileId::OmnipowerThreePhase => {
+            if c.z21.is_some() || c.hh.is_some() {
+                let key = if c.hh.is_some() { "hh" } else { "z21" };
+                return Err(cx.invalid(
+                    &["config", key],
+                    "the OMNIPOWER three-phase meter is direct connected: no transformer ratio",
+                ));
+            }
+            Ok(1)
+        }
+    }
+}
+
+/// The logging (peak) period from J / Z4, minutes.
+fn resolve_logging_period(cx: &Ctx, profile: &Profile, c: &ConfigCodes) -> R<u32> {
+    let j = c.j.unwrap_or(2);
+    match (profile.id, j) {
+        (ProfileId::Combi351, 1) => Ok(5),
+        (_, 2) => Ok(15),
+        (_, 3) => Ok(30),
+        (_, 4) => Ok(60),
+        _ => Err(cx.invalid(
+            &["config", "j"],
+            format!("{j} is not a logging period code (1: 5 min (351 only), 2: 15, 3: 30, 4: 60)"),
+        )),
+    }
+}
+
+/// The module I/O from KK (351) or Z3 (OMNIPOWER).
+fn resolve_io(cx: &Ctx, profile: &Profile, c: &ConfigCodes) -> R<IoMap> {
+    let (table, key, code, expected): (&[IoMap], _, _, _) = match profile.io_table {
+        IoTable::Kk351 => {
+            if c.z3.is_some() {
+                return Err(cx.invalid(&["config", "z3"], "the 351 Combi uses KK, not Z3"));
+            }
+            (
+                &KK_351,
+                "kk",
+                c.kk.unwrap_or(0),
+                "KK 00–19 (000 KK Module i/o)",
+            )
+        }
+        IoTable::Z3 => {
+            if c.kk.is_some() {
+                return Err(cx.invalid(&["config", "kk"], "OMNIPOWER meters use Z3, not KK"));
+            }
+            let expected = "Z3 00–16 (002/003 Z3; 17–29 drive relays the model does not cover)";
+            (&Z3_OMNI, "z3", c.z3.unwrap_or(0), expected)
+        }
+    };
+    table.get(code as usize).copied().ok_or_else(|| {
+        cx.invalid(
+            &["config", key],
+            format!("{code:02} is not modelled: expected {expected}"),
+        )
+    })
+}
+
+/// Pulse output length from MM (351) or Z8 (OMNIPOWER), ms.
+fn resolve_pulse_width(cx: &Ctx, profile: &Profile, c: &ConfigCodes) -> R<f64> {
+    match profile.io_table {
+        IoTable::Kk351 => match c.mm.unwrap_or(1) {
+            1 | 3 => Ok(30.0),
+            2 | 4 => Ok(80.0),
+            m => Err(cx.invalid(
+                &["config", "mm"],
+                format!("{m:02} is not an MM code (01–04)"),
+            )),
+        },
+        IoTable::Z3 => match c.z8.unwrap_or(1) {
+            1 | 2 => Ok(30.0),
+            3 | 4 => Ok(80.0),
+            m => Err(cx.invalid(&["config", "z8"], format!("{m} is not a Z8 code (1–4)"))),
+        },
+    }
+}
+
+/// Pulse output weighting from P (351) or Z24 (OMNIPOWER CT), and its constant, imp/kWh.
+fn resolve_pulse_basis(cx: &Ctx, profile: &Profile, c: &ConfigCodes) -> R<(PulseBasis, u32)> {
+    let basis = match profile.id {
+        ProfileId::Combi351 => match c.p.unwrap_or(1) {
+            1 => PulseBasis::Secondary,
+            2 => PulseBasis::Primary,
+            p => {
+                return Err(cx.invalid(
+                    &["config", "p"],
+                    format!("{p} is not a P code (1 verified, 2 true)"),
+                ))
+            }
+        },
+        ProfileId::OmnipowerCt => match c.z24.unwrap_or(0) {
+            0 => PulseBasis::Secondary,
+            1 => PulseBasis::Primary,
+            z => {
+                return Err(cx.invalid(
+                    &["config", "z24"],
+                    format!("{z} is not a Z24 code (0 secondary, 1 primary)"),
+                ))
+            }
+        },
+        ProfileId::OmnipowerThreePhase => PulseBasis::Secondary,
+    };
+    let keys = ["config", "pulse_constant"];
+    let k = match basis {
+        PulseBasis::Secondary => {
+            let fixed = profile.secondary_pulse_constant;
+            if c.pulse_constant.is_some_and(|k| k != fixed) {
+                return Err(cx.invalid(
+                    &keys,
+                    format!(
+                        "verified-energy pulses are fixed at {fixed} imp/kWh ({})",
+                        profile.pulse_constant_clause
+                    ),
+                ));
+            }
+            fixed
+        }
+        PulseBasis::Primary => {
+            let k = c.pulse_constant.ok_or_else(|| {
+                cx.invalid(&keys, "required when pulses are weighted by true energy")
+            })?;
+            let (lo, hi) = profile.primary_pulse_constant_range;
+            if !(lo..=hi).contains(&k) {
+                let range = format!("{lo}–{hi} imp/kWh");
+                return Err(cx.out_of_range(&keys, k, range, profile.pulse_constant_clause));
+            }
+            k
+        }
+    };
+    Ok((basis, k))
+}
+
+/// A code of another meter family is refused, not ignored: `mm` on an OMNIPOWER (which takes
+/// Z8) would otherwise silently leave the pulse length at its default.
+fn check_foreign_codes(cx: &Ctx, profile: &Profile, c: &ConfigCodes) -> R<()> {
+    let foreign: &[(&str, bool, &str)] = match profile.id {
+        ProfileId::Combi351 => &[
+            ("z8", c.z8.is_some(), "MM sets the pulse length"),
+            ("z21", c.z21.is_some(), "HH sets the transformer ratio"),
+            ("z24", c.z24.is_some(), "P sets the pulse basis"),
+        ],
+        ProfileId::OmnipowerThreePhase | ProfileId::OmnipowerCt => &[
+            ("mm", c.mm.is_some(), "Z8 sets the pulse length"),
+            (
+                "p",
+                c.p.is_some(),
+                "Z24 sets the pulse basis (OMNIPOWER CT)",
+            ),
+            (
+                "hh",
+                c.hh.is_some() && profile.id == ProfileId::OmnipowerCt,
+                "Z21 sets the transformer ratio",
+            ),
+            (
+                "z24",
+                c.z24.is_some() && profile.id == ProfileId::OmnipowerThreePhase,
+                "direct connected meters pulse on their one energy",
+            ),
+        ],
+    };
+    match foreign.iter().find(|(_, set, _)| *set) {
+        Some((key, _, why)) => Err(cx.invalid(
+            &["config", key],
+            format!("not a code of the {} ({why})", profile.name),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Every code of `[config]`.
+fn resolve_codes(cx: &Ctx, profile: &Profile, c: &ConfigCodes) -> R<Codes> {
+    check_foreign_codes(cx, profile, c)?;
+    let (pulse_basis, pulse_constant) = resolve_pulse_basis(cx, profile, c)?;
+    let logging_day = c.nn.unwrap_or(1);
+    if logging_day > 28 {
+        return Err(cx.invalid(
+            &["config", "nn"],
+            format!("{logging_day} is not a logging date (00 module controlled, 01–28)"),
+        ));
+    }
+    let q = c.q.unwrap_or(4);
+    if !(1..=4).contains(&q) {
+        return Err(cx.invalid(
+            &["config", "q"],
+            format!("{q} is not a Q code (1 kWh, 2 m³, 3 l, 4 none)"),
+        ));
+    }
+    Ok(Codes {
+        ratio: resolve_ratio(cx, profile, c)?,
+        logging_period_min: resolve_logging_period(cx, profile, c)?,
+        io: resolve_io(cx, profile, c)?,
+        pulse_width_ms: resolve_pulse_width(cx, profile, c)?,
+        pulse_basis,
+        pulse_constant,
+        logging_day,
+        q,
+    })
+}
+
+/// One numeric register: finite, ≥ 0, fits the digits of its data set, whole for counters.
+fn register_number(cx: &Ctx, spec: &RegisterSpec, v: &toml::Value) -> R<f64> {
+    let keys = ["registers", spec.address];
+    let n = match v {
+        toml::Value::String(s) => s
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| cx.invalid(&keys, format!("{s:?} is not a number")))?,
+        toml::Value::Integer(i) => *i as f64,
+        toml::Value::Float(x) => *x,
+        _ => return Err(cx.invalid(&keys, "wrong type")),
+    };
+    let Format::Number { int, dec } = spec.format else {
+        return Err(cx.invalid(&keys, "wrong type"));
+    };
+    // the largest value the data set can show: int nines, then dec nines
+    let max = 10f64.powi(i32::from(int)) - 10f64.powi(-i32::from(dec));
+    let max = (max * 10f64.powi(i32::from(dec))).round() / 10f64.powi(i32::from(dec));
+    let basis = format!(
+        "{} of {} in the readout, {SOURCE}",
+        spec.format.describe(),
+        spec.address
+    );
+    cx.real(&keys, n, (0.0, max), "", &basis)?;
+    let counter = matches!(
+        spec.quantity,
+        Quantity::CustomerNumber
+            | Quantity::HourCounter
+            | Quantity::PulseInput
+            | Quantity::ResetCounter
+    );
+    if counter && n.fract() != 0.0 {
+        return Err(cx.invalid(&keys, format!("{n} is not a whole number (a count)")));
+    }
+    Ok(n)
+}
+
+/// `[registers]`: numbers and text registers by address.
+fn parse_registers(
+    cx: &Ctx,
+    regs: &BTreeMap<String, toml::Value>,
+) -> R<(BTreeMap<String, f64>, BTreeMap<String, String>)> {
+    let mut numbers = BTreeMap::new();
+    let mut texts = BTreeMap::new();
+    for (addr, v) in regs {
+        let keys = ["registers", addr.as_str()];
+        let spec = readout::spec(addr)
+            .ok_or_else(|| cx.invalid(&keys, "not one of the 17 data sets of the readout"))?;
+        match (spec.format, v) {
+            (Format::Text { len }, toml::Value::String(s)) => {
+                if !spec.format.matches(s) {
+                    return Err(
+                        cx.invalid(&keys, format!("{s:?} is not {len} alphanumeric characters"))
+                    );
+                }
+                texts.insert(addr.clone(), s.clone());
+            }
+            (Format::Text { .. }, _) => return Err(cx.invalid(&keys, "wrong type")),
+            (Format::Number { .. }, v) => {
+                numbers.insert(addr.clone(), register_number(cx, spec, v)?);
+            }
+        }
+    }
+    Ok((numbers, texts))
+}
+
+/// `[load]` against the profile's Un × Imax × phases (and the ratio, for the message).
+fn resolve_load(
+    cx: &Ctx,
+    profile: &Profile,
+    ratio: u32,
+    lf: Option<LoadFile>,
+    base: Option<&Path>,
+) -> R<Load> {
+    let lf = lf.unwrap_or(LoadFile {
+        active_w: None,
+        reactive_var: None,
+        schedule: None,
+        repeat_s: None,
+    });
+    let max_w = profile.max_terminal_power_w();
+    let basis = format!(
+        "{} × {} V × {} A at the terminals, {} W true power at ratio {ratio}; {}",
+        profile.phases,
+        show(profile.nominal_voltage_v),
+        show(profile.max_current_a),
+        show(max_w * f64::from(ratio)),
+        profile.max_load_clause
+    );
+    let steps = match &lf.schedule {
+        Some(s) => {
+            if lf.active_w.is_some() || lf.reactive_var.is_some() {
+                return Err(cx.invalid(
+                    &["load", "schedule"],
+                    "give either a constant load (active_w, reactive_var) or a schedule, not both",
+                ));
+            }
+            let sp = base.map(|b| b.join(s)).unwrap_or_else(|| s.clone());
+            read_schedule(&sp).map_err(|e| cx.invalid(&["load", "schedule"], e))?
+        }
+        None => {
+            if lf.repeat_s.is_some() {
+                return Err(cx.invalid(
+                    &["load", "repeat_s"],
+                    "repeats a schedule: set `schedule` too",
+                ));
+            }
+            let (p, q) = (lf.active_w.unwrap_or(0.0), lf.reactive_var.unwrap_or(0.0));
+            cx.real(&["load", "active_w"], p, (0.0, max_w), " W", &basis)?;
+            cx.real(&["load", "reactive_var"], q, (0.0, max_w), " var", &basis)?;
+            vec![LoadStep {
+                offset_ns: 0,
+                active_mw: (p * 1000.0).round() as i64,
+                reactive_mvar: (q * 1000.0).round() as i64,
+            }]
+        }
+    };
+    let max_mw = (max_w * 1000.0).round() as i64;
+    if let Some(s) = steps
+        .iter()
+        .find(|s| s.active_mw.max(s.reactive_mvar) > max_mw)
+    {
+        let at = s.offset_ns as f64 / 1e9;
+        let value = format!(
+            "{} W, {} var at {} s",
+            s.active_mw as f64 / 1e3,
+            s.reactive_mvar as f64 / 1e3,
+            show(at)
+        );
+        let range = format!("0–{} W (var)", show(max_w));
+        return Err(cx.out_of_range(&["load", "schedule"], value, range, basis));
+    }
+    let repeat_ns = match lf.repeat_s {
+        Some(r) => {
+            cx.real(&["load", "repeat_s"], r, (1.0, MAX_SCHEDULE_S), " s", "a repeat period shorter than a second would be a load change every few nanoseconds")?;
+            let r = (r * 1e9).round() as u64;
+            if steps.last().is_some_and(|l| l.offset_ns >= r) {
+                return Err(cx.invalid(&["load", "repeat_s"], "shorter than the schedule"));
+            }
+            Some(r)
+        }
+        None => None,
+    };
+    Ok(Load { steps, repeat_ns })
+}
+
+/// The string knobs of `[faults]` and `tariff_map`.
+fn check_fault_words(cx: &Ctx, f: &Faults) -> R<()> {
+    if let Some(b) = &f.bcc {
+        if !matches!(b.as_str(), "xor" | "sum" | "corrupt") {
+            return Err(cx.invalid(
+                &["faults", "bcc"],
+                format!("{b:?}: expected \"xor\", \"sum\" or \"corrupt\""),
+            ));
+        }
+    }
+    if let Some(m) = &f.tariff_map {
+        if m.len() != 4 || m.iter().any(|&r| !(1..=4).contains(&r)) {
+            return Err(cx.invalid(
+                &["faults", "tariff_map"],
+                "four registers 1–4, one per input state (in1 + 2·in2)",
+            ));
+        }
+    }
+    if let Some(l) = &f.line_end {
+        if !matches!(l.as_str(), "crlf" | "lf") {
+            return Err(cx.invalid(&["faults", "line_end"], "\"crlf\" or \"lf\""));
+        }
+    }
+    if let Some(id) = &f.identification {
+        if id.len() > 128 || !id.is_ascii() {
+            return Err(cx.invalid(
+                &["faults", "identification"],
+                "at most 128 ASCII characters (the line is sent as 7-bit characters)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The numeric knobs of `[faults]`, each against its documented range (see [`Faults`]).
+fn check_fault_numbers(cx: &Ctx, f: &Faults) -> R<()> {
+    const MINUTE: f64 = 60_000.0;
+    let time = "a time the simulator can schedule";
+    for (name, v, hi) in [
+        ("response_delay_ms", f.response_delay_ms, MINUTE),
+        ("char_gap_ms", f.char_gap_ms, MINUTE),
+        ("pulse_width_ms", f.pulse_width_ms, 10_000.0),
+        ("pulse_pause_ms", f.pulse_pause_ms, 10_000.0),
+        ("deaf_after_noise_ms", f.deaf_after_noise_ms, 60.0 * MINUTE),
+    ] {
+        cx.opt_real(&["faults", name], v, (0.0, hi), " ms", time)?;
+    }
+    let kwh = "the 7 digits of the energy registers, 004";
+    let reg = 9_999_999.0;
+    cx.opt_real(
+        &["faults", "tariff_sum_offset_kwh"],
+        f.tariff_sum_offset_kwh,
+        (-reg, reg),
+        " kWh",
+        kwh,
+    )?;
+    cx.opt_real(
+        &["faults", "energy_step_back_kwh"],
+        f.energy_step_back_kwh,
+        (0.0, reg),
+        " kWh",
+        kwh,
+    )?;
+    let pct = "−100 % stops the pulses, +100 % doubles them";
+    cx.opt_real(
+        &["faults", "pulse_constant_error_pct"],
+        f.pulse_constant_error_pct,
+        (-100.0, 100.0),
+        " %",
+        pct,
+    )?;
+    let index = "a character index; an answer is shorter";
+    cx.opt_int(
+        &["faults", "parity_error_at"],
+        f.parity_error_at,
+        (0, 4095),
+        index,
+    )?;
+    cx.opt_int(
+        &["faults", "stop_error_at"],
+        f.stop_error_at,
+        (0, 4095),
+        index,
+    )?;
+    cx.opt_int(
+        &["faults", "truncate_after"],
+        f.truncate_after,
+        (0, 4095),
+        index,
+    )?;
+    let every = "every Nth input pulse is missed";
+    cx.opt_int(
+        &["faults", "pulse_input_miss_every"],
+        f.pulse_input_miss_every,
+        (1, 1_000_000),
+        every,
+    )?;
+    Ok(())
+}
+
+/// The addresses `[faults]` names, and the digits per address.
+fn check_fault_addresses(cx: &Ctx, f: &Faults) -> R<()> {
+    for a in &f.drop_data_sets {
+        if readout::spec(a).is_none() {
+            return Err(cx.invalid(
+                &["faults", "drop_data_sets"],
+                format!("{a:?} is not one of the 17 data sets"),
+            ));
+        }
+    }
+    for (a, &d) in &f.digits {
+        let keys = ["faults", "digits", a.as_str()];
+        match readout::spec(a).map(|s| s.format) {
+            None => return Err(cx.invalid(&keys, format!("{a:?} is not one of the 17 data sets"))),
+            Some(Format::Text { .. }) => {
+                return Err(cx.invalid(&keys, format!("{a} is a text data set: it has no digits")))
+            }
+            Some(Format::Number { .. }) => {
+                let basis = "integer digits of a data set value: twice 0.0.0's 8";
+                cx.opt_int(&keys, Some(d), (1, 16), basis)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `start`, `baud`, `type_number` and `address`.
+struct Header {
+    start: Civil,
+    baud: u32,
+    type_number: String,
+    address: Option<String>,
+}
+
+fn parse_header(cx: &Ctx, f: &MeterFile, profile: &Profile) -> R<Header> {
+    let start = match &f.start {
+        Some(s) => parse_civil(s).ok_or_else(|| {
+            cx.invalid(&["start"], format!("{s:?}: expected YYYY-MM-DDTHH:MM:SS, years 2000–2099 (the meter's date is YY.MM.DD, 000 Display configurations)"))
+        })?,
+        None => Civil {
+            year: 2026,
+            month: 1,
+            day: 1,
+            secs: 0,
+        },
+    };
+    let baud = f.baud.unwrap_or(profile.baud);
+    if !(50..=115_200).contains(&baud) {
+        return Err(cx.out_of_range(
+            &["baud"],
+            baud,
+            "50–115200 baud".into(),
+            "line rates a UART can do",
+        ));
+    }
+    let type_number = f
+        .type_number
+        .clone()
+        .unwrap_or_else(|| "685351A300100".into());
+    let graphic = |t: &str| {
+        t.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'!')
+    };
+    if type_number.len() > 16 || !graphic(&type_number) {
+        return Err(cx.invalid(
+            &["type_number"],
+            "printable ASCII without '/' or '!', at most 16 characters",
+        ));
+    }
+    if let Some(a) = &f.address {
+        if a.len() > 32 || !graphic(a) {
+            return Err(cx.invalid(&["address"], "printable ASCII without '/' or '!', at most 32 characters (IEC 62056-21 device address)"));
+        }
+    }
+    Ok(Header {
+        start,
+        baud,
+        type_number,
+        address: f.address.clone(),
+    })
+}
+
 impl MeterSpec {
     /// Reads and resolves a meter file.
     pub fn from_file(path: &Path) -> Result<MeterSpec, MeterFileError> {
@@ -419,386 +1190,34 @@ impl MeterSpec {
     }
 
     /// Parses and resolves meter-file text; `base` resolves relative schedule paths.
+    ///
+    /// Every field is checked against its documented range before anything is built from it
+    /// (see [`Faults`], [`ConfigCodes`], [`LoadFile`], [`MeterSpec::registers`]): a file either
+    /// resolves into a meter the simulator can run, or gives a typed error naming the field.
     pub fn from_toml(
         text: &str,
         path: &str,
         base: Option<&Path>,
     ) -> Result<MeterSpec, MeterFileError> {
-        let f: MeterFile = toml::from_str(text).map_err(|e| MeterFileError::Syntax {
-            path: path.into(),
-            detail: e.to_string(),
+        let f: MeterFile = toml::from_str(text).map_err(|e| {
+            let mut detail = e.to_string();
+            if e.message().trim().is_empty() {
+                detail = format!("{}{}", detail.trim_end(), toml_reason(&e, text));
+            }
+            MeterFileError::Syntax {
+                path: path.into(),
+                detail,
+            }
         })?;
+        let cx = Ctx::new(path, text);
         let profile = f.profile.profile();
-        let c = &f.config;
-        let ratio = match profile.id {
-            ProfileId::Combi351 => {
-                let hh = c.hh.unwrap_or(0);
-                let amps = HH_351.iter().find(|(code, _)| *code == hh).map(|(_, a)| *a).ok_or_else(|| {
-                    invalid(path, "config.hh", format!("{hh:02} is not an HH code of the 351 Combi (000 Configuration 1: 00, 02, 05 … 95)"))
-                })?;
-                amps / 5
-            }
-            ProfileId::OmnipowerCt => {
-                let z = c.z21.unwrap_or(1);
-                if !Z21_CT.contains(&z) {
-                    return Err(invalid(path, "config.z21", format!("{z} is not a Z21 ratio of the OMNIPOWER CT (003: 1, 2, 3, 4, 10 … 600)")));
-                }
-                z
-            }
-            ProfileId::OmnipowerThreePhase => {
-                if c.z21.is_some() || c.hh.is_some() {
-                    return Err(invalid(
-                        path,
-                        "config",
-                        "the OMNIPOWER three-phase meter is direct connected: no transformer ratio",
-                    ));
-                }
-                1
-            }
-        };
-        let j = c.j.unwrap_or(2);
-        let logging_period_min = match (profile.id, j) {
-            (ProfileId::Combi351, 1) => 5,
-            (_, 2) => 15,
-            (_, 3) => 30,
-            (_, 4) => 60,
-            _ => {
-                return Err(invalid(
-                    path,
-                    "config.j",
-                    format!(
-                    "{j} is not a logging period code (1: 5 min (351 only), 2: 15, 3: 30, 4: 60)"
-                ),
-                ))
-            }
-        };
-        let (io, io_field) = match profile.io_table {
-            IoTable::Kk351 => {
-                if c.z3.is_some() {
-                    return Err(invalid(path, "config.z3", "the 351 Combi uses KK, not Z3"));
-                }
-                let kk = c.kk.unwrap_or(0);
-                (
-                    KK_351.get(kk as usize).copied(),
-                    ("config.kk", kk, "KK 00–19 (000 KK Module i/o)"),
-                )
-            }
-            IoTable::Z3 => {
-                if c.kk.is_some() {
-                    return Err(invalid(
-                        path,
-                        "config.kk",
-                        "OMNIPOWER meters use Z3, not KK",
-                    ));
-                }
-                let z3 = c.z3.unwrap_or(0);
-                (
-                    Z3_OMNI.get(z3 as usize).copied(),
-                    (
-                        "config.z3",
-                        z3,
-                        "Z3 00–16 (002/003 Z3; 17–29 drive relays the model does not cover)",
-                    ),
-                )
-            }
-        };
-        let io = io.ok_or_else(|| {
-            invalid(
-                path,
-                io_field.0,
-                format!("{:02} is not modelled: expected {}", io_field.1, io_field.2),
-            )
-        })?;
-        let pulse_width_ms = match profile.io_table {
-            IoTable::Kk351 => match c.mm.unwrap_or(1) {
-                1 | 3 => 30.0,
-                2 | 4 => 80.0,
-                m => {
-                    return Err(invalid(
-                        path,
-                        "config.mm",
-                        format!("{m:02} is not an MM code (01–04)"),
-                    ))
-                }
-            },
-            IoTable::Z3 => match c.z8.unwrap_or(1) {
-                1 | 2 => 30.0,
-                3 | 4 => 80.0,
-                m => {
-                    return Err(invalid(
-                        path,
-                        "config.z8",
-                        format!("{m} is not a Z8 code (1–4)"),
-                    ))
-                }
-            },
-        };
-        let pulse_basis = match profile.id {
-            ProfileId::Combi351 => match c.p.unwrap_or(1) {
-                1 => PulseBasis::Secondary,
-                2 => PulseBasis::Primary,
-                p => {
-                    return Err(invalid(
-                        path,
-                        "config.p",
-                        format!("{p} is not a P code (1 verified, 2 true)"),
-                    ))
-                }
-            },
-            ProfileId::OmnipowerCt => match c.z24.unwrap_or(0) {
-                0 => PulseBasis::Secondary,
-                1 => PulseBasis::Primary,
-                z => {
-                    return Err(invalid(
-                        path,
-                        "config.z24",
-                        format!("{z} is not a Z24 code (0 secondary, 1 primary)"),
-                    ))
-                }
-            },
-            ProfileId::OmnipowerThreePhase => PulseBasis::Secondary,
-        };
-        let pulse_constant = match pulse_basis {
-            PulseBasis::Secondary => {
-                if c.pulse_constant
-                    .is_some_and(|k| k != profile.secondary_pulse_constant)
-                {
-                    return Err(invalid(
-                        path,
-                        "config.pulse_constant",
-                        format!(
-                            "verified-energy pulses are fixed at {} imp/kWh ({})",
-                            profile.secondary_pulse_constant, profile.pulse_constant_clause
-                        ),
-                    ));
-                }
-                profile.secondary_pulse_constant
-            }
-            PulseBasis::Primary => {
-                let k = c.pulse_constant.ok_or_else(|| {
-                    invalid(
-                        path,
-                        "config.pulse_constant",
-                        "required when pulses are weighted by true energy",
-                    )
-                })?;
-                let (lo, hi) = profile.primary_pulse_constant_range;
-                if !(lo..=hi).contains(&k) {
-                    return Err(invalid(
-                        path,
-                        "config.pulse_constant",
-                        format!(
-                            "{k} outside {lo}–{hi} imp/kWh ({})",
-                            profile.pulse_constant_clause
-                        ),
-                    ));
-                }
-                k
-            }
-        };
-        let logging_day = c.nn.unwrap_or(1);
-        if logging_day > 28 {
-            return Err(invalid(
-                path,
-                "config.nn",
-                format!("{logging_day} is not a logging date (00 module controlled, 01–28)"),
-            ));
-        }
-        let q = c.q.unwrap_or(4);
-        if !(1..=4).contains(&q) {
-            return Err(invalid(
-                path,
-                "config.q",
-                format!("{q} is not a Q code (1 kWh, 2 m³, 3 l, 4 none)"),
-            ));
-        }
-        let mut registers = BTreeMap::new();
-        let mut text_registers = BTreeMap::new();
-        for (addr, v) in &f.registers {
-            let spec = readout::spec(addr).ok_or_else(|| {
-                invalid(
-                    path,
-                    &format!("registers.{addr}"),
-                    "not one of the 17 data sets of the readout",
-                )
-            })?;
-            match (spec.format, v) {
-                (Format::Text { len }, toml::Value::String(s)) => {
-                    if !spec.format.matches(s) {
-                        return Err(invalid(
-                            path,
-                            &format!("registers.{addr}"),
-                            format!("{s:?} is not {len} alphanumeric characters"),
-                        ));
-                    }
-                    text_registers.insert(addr.clone(), s.clone());
-                }
-                (Format::Number { .. }, toml::Value::String(s)) => {
-                    let n: f64 = s.trim().parse().map_err(|_| {
-                        invalid(
-                            path,
-                            &format!("registers.{addr}"),
-                            format!("{s:?} is not a number"),
-                        )
-                    })?;
-                    registers.insert(addr.clone(), n);
-                }
-                (Format::Number { .. }, toml::Value::Integer(i)) => {
-                    registers.insert(addr.clone(), *i as f64);
-                }
-                (Format::Number { .. }, toml::Value::Float(x)) => {
-                    registers.insert(addr.clone(), *x);
-                }
-                _ => return Err(invalid(path, &format!("registers.{addr}"), "wrong type")),
-            }
-            if registers
-                .get(addr)
-                .is_some_and(|x| !x.is_finite() || *x < 0.0)
-            {
-                return Err(invalid(
-                    path,
-                    &format!("registers.{addr}"),
-                    "must be a non-negative number",
-                ));
-            }
-        }
-        let lf = f.load.unwrap_or(LoadFile {
-            active_w: 0.0,
-            reactive_var: 0.0,
-            schedule: None,
-            repeat_s: None,
-        });
-        let load = match &lf.schedule {
-            Some(s) => {
-                let sp = base.map(|b| b.join(s)).unwrap_or_else(|| s.clone());
-                let steps = read_schedule(&sp).map_err(|e| invalid(path, "load.schedule", e))?;
-                let repeat_ns = lf.repeat_s.map(|r| (r * 1e9) as u64);
-                if let Some(r) = repeat_ns {
-                    if steps.last().is_some_and(|l| l.offset_ns >= r) {
-                        return Err(invalid(path, "load.repeat_s", "shorter than the schedule"));
-                    }
-                }
-                Load { steps, repeat_ns }
-            }
-            None => {
-                if !(lf.active_w.is_finite()
-                    && lf.reactive_var.is_finite()
-                    && lf.active_w >= 0.0
-                    && lf.reactive_var >= 0.0)
-                {
-                    return Err(invalid(
-                        path,
-                        "load",
-                        "powers must be finite and ≥ 0 (the model registers import only)",
-                    ));
-                }
-                Load {
-                    steps: vec![LoadStep {
-                        offset_ns: 0,
-                        active_mw: (lf.active_w * 1000.0).round() as i64,
-                        reactive_mvar: (lf.reactive_var * 1000.0).round() as i64,
-                    }],
-                    repeat_ns: None,
-                }
-            }
-        };
-        if load
-            .steps
-            .iter()
-            .any(|s| s.active_mw < 0 || s.reactive_mvar < 0)
-        {
-            return Err(invalid(
-                path,
-                "load",
-                "powers must be ≥ 0 (the model registers import only)",
-            ));
-        }
-        let faults = f.faults;
-        if let Some(b) = &faults.bcc {
-            if !matches!(b.as_str(), "xor" | "sum" | "corrupt") {
-                return Err(invalid(
-                    path,
-                    "faults.bcc",
-                    format!("{b:?}: expected \"xor\", \"sum\" or \"corrupt\""),
-                ));
-            }
-        }
-        if let Some(m) = &faults.tariff_map {
-            if m.len() != 4 || m.iter().any(|&r| !(1..=4).contains(&r)) {
-                return Err(invalid(
-                    path,
-                    "faults.tariff_map",
-                    "four registers 1–4, one per input state (in1 + 2·in2)",
-                ));
-            }
-        }
-        if let Some(l) = &faults.line_end {
-            if !matches!(l.as_str(), "crlf" | "lf") {
-                return Err(invalid(path, "faults.line_end", "\"crlf\" or \"lf\""));
-            }
-        }
-        if faults.pulse_input_miss_every == Some(0) {
-            return Err(invalid(
-                path,
-                "faults.pulse_input_miss_every",
-                "must be ≥ 1",
-            ));
-        }
-        for (name, v) in [
-            ("response_delay_ms", faults.response_delay_ms),
-            ("char_gap_ms", faults.char_gap_ms),
-            ("pulse_width_ms", faults.pulse_width_ms),
-            ("pulse_pause_ms", faults.pulse_pause_ms),
-            ("deaf_after_noise_ms", faults.deaf_after_noise_ms),
-        ] {
-            if v.is_some_and(|x| !(x.is_finite() && x >= 0.0)) {
-                return Err(invalid(
-                    path,
-                    &format!("faults.{name}"),
-                    "must be a finite number ≥ 0",
-                ));
-            }
-        }
-        for a in faults.drop_data_sets.iter().chain(faults.digits.keys()) {
-            if readout::spec(a).is_none() {
-                return Err(invalid(
-                    path,
-                    "faults",
-                    format!("{a:?} is not one of the 17 data sets"),
-                ));
-            }
-        }
-        let start = match &f.start {
-            Some(s) => parse_civil(s).ok_or_else(|| {
-                invalid(
-                    path,
-                    "start",
-                    format!("{s:?}: expected YYYY-MM-DDTHH:MM:SS"),
-                )
-            })?,
-            None => Civil {
-                year: 2026,
-                month: 1,
-                day: 1,
-                secs: 0,
-            },
-        };
-        let baud = f.baud.unwrap_or(profile.baud);
-        if !(50..=115_200).contains(&baud) {
-            return Err(invalid(path, "baud", format!("{baud} outside 50–115200")));
-        }
-        let type_number = f.type_number.unwrap_or_else(|| "685351A300100".into());
-        if type_number.len() > 16
-            || !type_number
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'!')
-        {
-            return Err(invalid(
-                path,
-                "type_number",
-                "printable ASCII without '/' or '!', at most 16 characters",
-            ));
-        }
+        let codes = resolve_codes(&cx, profile, &f.config)?;
+        let (registers, text_registers) = parse_registers(&cx, &f.registers)?;
+        let load = resolve_load(&cx, profile, codes.ratio, f.load.clone(), base)?;
+        check_fault_words(&cx, &f.faults)?;
+        check_fault_numbers(&cx, &f.faults)?;
+        check_fault_addresses(&cx, &f.faults)?;
+        let header = parse_header(&cx, &f, profile)?;
         let customer = registers
             .get("0.0.0")
             .map(|n| format!("{:08}", *n as u64))
@@ -806,24 +1225,32 @@ impl MeterSpec {
         Ok(MeterSpec {
             path: None,
             profile,
-            type_number,
-            address: f.address.unwrap_or(customer),
-            baud,
-            start,
+            type_number: header.type_number,
+            address: header.address.unwrap_or(customer),
+            baud: header.baud,
+            start: header.start,
             codes: f.config,
-            ratio,
-            logging_period_min,
-            io,
-            pulse_width_ms,
-            pulse_basis,
-            pulse_constant,
-            logging_day,
-            pulse_input_unit: q,
+            ratio: codes.ratio,
+            logging_period_min: codes.logging_period_min,
+            io: codes.io,
+            pulse_width_ms: codes.pulse_width_ms,
+            pulse_basis: codes.pulse_basis,
+            pulse_constant: codes.pulse_constant,
+            logging_day: codes.logging_day,
+            pulse_input_unit: codes.q,
             registers,
             text_registers,
             load,
-            faults,
+            faults: f.faults,
         })
+    }
+
+    /// The module I/O code the meter is configured with (KK for the 351, Z3 for OMNIPOWER).
+    pub fn io_code(&self) -> IoCode {
+        IoCode {
+            table: self.profile.io_table,
+            map: self.io,
+        }
     }
 
     /// The configured response delay (healthy meters set it; default 150 ms).
@@ -905,5 +1332,305 @@ mod tests {
         assert_eq!(m.pulse_constant, 5000);
         let m = MeterSpec::from_toml("profile = \"omnipower-3ph\"\n", "m", None).unwrap();
         assert_eq!((m.ratio, m.pulse_constant), (1, 1000));
+    }
+
+    fn err(text: &str) -> MeterFileError {
+        MeterSpec::from_toml(text, "m.toml", None).unwrap_err()
+    }
+
+    /// Issues 14 and 12: each numeric field outside its range is a typed error naming the
+    /// field, the value and the range, with the line and column of the value.
+    #[rstest::rstest]
+    #[case::digits_128(
+        "[faults]\ndigits = { \"1.8.0\" = 128 }",
+        "faults.digits.1.8.0",
+        "128",
+        "1–16"
+    )]
+    #[case::digits_255_with_a_decimal(
+        "[faults]\ndigits = { \"1.6.0\" = 255 }",
+        "faults.digits.1.6.0",
+        "255",
+        "1–16"
+    )]
+    #[case::digits_0("[faults]\ndigits = { \"0.1\" = 0 }", "faults.digits.0.1", "0", "1–16")]
+    #[case::load_1_8e13_w(
+        "[load]\nactive_w = 1.8e13",
+        "load.active_w",
+        "18000000000000",
+        "0–4140 W"
+    )]
+    #[case::load_nan("[load]\nactive_w = nan", "load.active_w", "NaN", "0–4140 W")]
+    #[case::load_negative("[load]\nreactive_var = -1.0", "load.reactive_var", "-1", "0–4140 var")]
+    #[case::load_inf("[load]\nreactive_var = inf", "load.reactive_var", "inf", "0–4140 var")]
+    #[case::energy_12_digits(
+        "[registers]\n\"1.8.0\" = 123456789012",
+        "registers.1.8.0",
+        "123456789012",
+        "0–9999999"
+    )]
+    #[case::peak_7_digits(
+        "[registers]\n\"1.6.0\" = 1000000.0",
+        "registers.1.6.0",
+        "1000000",
+        "0–999999.9"
+    )]
+    #[case::customer_9_digits(
+        "[registers]\n\"0.0.0\" = \"123456789\"",
+        "registers.0.0.0",
+        "123456789",
+        "0–99999999"
+    )]
+    #[case::register_negative("[registers]\n\"0.1\" = -1", "registers.0.1", "-1", "0–9999999")]
+    #[case::register_inf("[registers]\n\"3.8.0\" = inf", "registers.3.8.0", "inf", "0–9999999")]
+    #[case::response_delay_inf(
+        "[faults]\nresponse_delay_ms = inf",
+        "faults.response_delay_ms",
+        "inf",
+        "0–60000 ms"
+    )]
+    #[case::char_gap_negative(
+        "[faults]\nchar_gap_ms = -5.0",
+        "faults.char_gap_ms",
+        "-5",
+        "0–60000 ms"
+    )]
+    #[case::pulse_width_huge(
+        "[faults]\npulse_width_ms = 1e300",
+        "faults.pulse_width_ms",
+        "1",
+        "0–10000 ms"
+    )]
+    #[case::deaf_nan(
+        "[faults]\ndeaf_after_noise_ms = nan",
+        "faults.deaf_after_noise_ms",
+        "NaN",
+        "0–3600000 ms"
+    )]
+    #[case::pct_150(
+        "[faults]\npulse_constant_error_pct = 150.0",
+        "faults.pulse_constant_error_pct",
+        "150",
+        "-100–100 %"
+    )]
+    #[case::step_back_negative(
+        "[faults]\nenergy_step_back_kwh = -2.0",
+        "faults.energy_step_back_kwh",
+        "-2",
+        "0–9999999 kWh"
+    )]
+    #[case::tariff_offset_huge(
+        "[faults]\ntariff_sum_offset_kwh = 1e8",
+        "faults.tariff_sum_offset_kwh",
+        "100000000",
+        "-9999999–9999999 kWh"
+    )]
+    #[case::truncate_after(
+        "[faults]\ntruncate_after = 5000",
+        "faults.truncate_after",
+        "5000",
+        "0–4095"
+    )]
+    #[case::miss_every_0(
+        "[faults]\npulse_input_miss_every = 0",
+        "faults.pulse_input_miss_every",
+        "0",
+        "1–1000000"
+    )]
+    #[case::pulse_constant(
+        "[config]\np = 2\npulse_constant = 100001",
+        "config.pulse_constant",
+        "100001",
+        "1–100000 imp/kWh"
+    )]
+    #[case::baud("baud = 20", "baud", "20", "50–115200 baud")]
+    #[case::repeat_s_tiny(
+        "[load]\nschedule = \"../../fixtures/loads/office-day.csv\"\nrepeat_s = 1e-9",
+        "load.repeat_s",
+        "0.000000001",
+        "1–316224000 s"
+    )]
+    fn out_of_range_fields_name_field_value_and_range(
+        #[case] tail: &str,
+        #[case] field: &str,
+        #[case] value: &str,
+        #[case] range: &str,
+    ) {
+        let text = format!("profile = \"351-combi\"\n{tail}\n");
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("rig/meter");
+        let e = MeterSpec::from_toml(&text, "m.toml", Some(&base)).unwrap_err();
+        let MeterFileError::OutOfRange {
+            at,
+            field: f,
+            value: v,
+            range: r,
+            ..
+        } = &e
+        else {
+            panic!("not OutOfRange: {e}");
+        };
+        assert_eq!(f, field, "{e}");
+        assert!(v.starts_with(value), "{e}");
+        assert_eq!(r.replace('−', "-"), range, "{e}");
+        // the offending value is on the last line of every case
+        assert_eq!(at.line as usize, text.lines().count(), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("meter file m.toml:{}:", at.line)),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_message_reads_well_and_cites_the_sheet() {
+        let e = err("profile = \"351-combi\"\n[config]\nhh = 30\n[load]\nactive_w = 1.8e13\n");
+        assert_eq!(
+            e.to_string(),
+            "meter file m.toml:5:12: load.active_w = 18000000000000 is outside 0–4140 W \
+             (3 × 230 V × 6 A at the terminals, 331200 W true power at ratio 80; \
+             000_c06f58957f887af9.txt §Technical data: voltage range Un 3 x 230/400 VAC; \
+             current range In 5 A, Imax 6 A)"
+        );
+        // the OMNIPOWER three-phase meter is direct connected, Imax 100 A
+        let e = err("profile = \"omnipower-3ph\"\n[load]\nactive_w = 69001.0\n");
+        assert!(e.to_string().contains("outside 0–69000 W"), "{e}");
+        let m = MeterSpec::from_toml(
+            "profile = \"omnipower-3ph\"\n[load]\nactive_w = 69000.0\n",
+            "m",
+            None,
+        );
+        assert!(m.is_ok(), "{m:?}");
+        let m = MeterSpec::from_toml(
+            "profile = \"351-combi\"\n[load]\nactive_w = 4140.0\nreactive_var = 4140.0\n",
+            "m",
+            None,
+        );
+        assert!(m.is_ok(), "{m:?}");
+    }
+
+    #[test]
+    fn other_bad_values_are_invalid_with_the_field() {
+        for (text, field, fragment) in [
+            (
+                "[registers]\n\"96.50.1\" = 10.5",
+                "registers.96.50.1",
+                "whole number",
+            ),
+            (
+                "[faults]\ndigits = { \"0.2.0\" = 3 }",
+                "faults.digits.0.2.0",
+                "text data set",
+            ),
+            (
+                "[faults]\ndigits = { \"9.9.9\" = 3 }",
+                "faults.digits.9.9.9",
+                "17 data sets",
+            ),
+            (
+                "[faults]\nidentification = \"/KAM ÿ\"",
+                "faults.identification",
+                "ASCII",
+            ),
+            ("start = \"1900-01-01T00:00:00\"", "start", "2000–2099"),
+            ("address = \"a/b\"", "address", "printable ASCII"),
+            (
+                "[load]\nrepeat_s = 60.0",
+                "load.repeat_s",
+                "set `schedule` too",
+            ),
+            (
+                "[load]\nactive_w = 10.0\nschedule = \"x.csv\"",
+                "load.schedule",
+                "not both",
+            ),
+            (
+                "[load]\nschedule = \"/dev/zero\"",
+                "load.schedule",
+                "not a regular file",
+            ),
+            ("[config]\nkk = 20", "config.kk", "KK 00–19"),
+            ("[config]\nmm = 5", "config.mm", "01–04"),
+            (
+                "[config]\nz8 = 3",
+                "config.z8",
+                "not a code of the Kamstrup 351 Combi (MM sets",
+            ),
+        ] {
+            let e = err(&format!("profile = \"351-combi\"\n{text}\n"));
+            match &e {
+                MeterFileError::Invalid {
+                    field: f,
+                    at,
+                    problem,
+                    ..
+                } => {
+                    assert_eq!(f, field, "{e}");
+                    assert!(problem.contains(fragment), "{e}");
+                    assert_eq!(at.line as usize, 2 + text.lines().count() - 1, "{e}");
+                }
+                other => panic!("{text}: {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_schedule_row_beyond_the_maximum_load_is_refused_with_its_time() {
+        let dir = std::env::temp_dir().join(format!("meter-rig-sched-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("l.csv"),
+            "offset_s,active_w,reactive_var\n0,100,0\n60,4141,0\n",
+        )
+        .unwrap();
+        let text = "profile = \"351-combi\"\n[load]\nschedule = \"l.csv\"\n";
+        let e = MeterSpec::from_toml(text, "m.toml", Some(&dir)).unwrap_err();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            e.to_string().starts_with(
+                "meter file m.toml:3:12: load.schedule = 4141 W, 0 var at 60 s is outside 0–4140 W (var)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn codes_of_another_meter_family_are_refused_not_ignored() {
+        for (profile, code, fragment) in [
+            (
+                "omnipower-3ph",
+                "mm = 2",
+                "config.mm: not a code of the Kamstrup OMNIPOWER three-phase (Z8",
+            ),
+            ("omnipower-3ph", "z24 = 1", "config.z24: not a code"),
+            (
+                "omnipower-ct",
+                "hh = 30",
+                "config.hh: not a code of the Kamstrup OMNIPOWER CT (Z21",
+            ),
+            ("omnipower-ct", "p = 2", "config.p: not a code"),
+            (
+                "351-combi",
+                "z21 = 40",
+                "config.z21: not a code of the Kamstrup 351 Combi",
+            ),
+        ] {
+            let e = err(&format!("profile = \"{profile}\"\n[config]\n{code}\n"));
+            assert!(e.to_string().contains("m.toml:3:"), "{e}");
+            assert!(e.to_string().contains(fragment), "{e}");
+        }
+    }
+
+    #[test]
+    fn values_at_the_edges_of_their_ranges_are_accepted() {
+        let m = MeterSpec::from_toml(
+            "profile = \"351-combi\"\n[registers]\n\"1.8.0\" = 9999999\n\"1.6.0\" = 999999.9\n\
+             \"0.0.0\" = \"99999999\"\n[faults]\ndigits = { \"1.8.0\" = 16, \"1.6.0\" = 1 }\n\
+             response_delay_ms = 60000.0\npulse_constant_error_pct = -100.0\ntruncate_after = 4095\n",
+            "m",
+            None,
+        )
+        .unwrap();
+        assert_eq!(m.registers["1.8.0"], 9_999_999.0);
+        assert_eq!(m.address, "99999999");
     }
 }

@@ -5,6 +5,7 @@
 //! the "1"/"0" of the sheet's tariff tables; at the pin, the module pulls the port low (through its
 //! optocoupler, against the meter's 1 MΩ pull-up) to assert logical 1. Pure data.
 
+use super::profile::IoTable;
 use crate::target::Port;
 
 /// What a port does for a given I/O code.
@@ -139,6 +140,43 @@ impl IoMap {
     /// The first port with `pred(role)`.
     pub fn find(&self, pred: impl Fn(PortRole) -> bool) -> Option<Port> {
         Port::ALL.into_iter().find(|&p| pred(self.role(p)))
+    }
+}
+
+/// One module I/O code of one table, as a meter is configured ("KK 05", "Z3 16"): the one
+/// source of port roles for the software meter, the suites and the wiring check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoCode {
+    /// Which table the code is from.
+    pub table: IoTable,
+    /// The code's entry in that table.
+    pub map: IoMap,
+}
+
+impl IoCode {
+    /// A 351 Combi KK code (000 "KK Module i/o"); `None` outside 00–19.
+    pub fn kk(code: u8) -> Option<IoCode> {
+        KK_351.get(code as usize).map(|&map| IoCode {
+            table: IoTable::Kk351,
+            map,
+        })
+    }
+    /// An OMNIPOWER Z3 code (002/003 "Z3 Primary module configuration"); `None` outside 00–16.
+    pub fn z3(code: u8) -> Option<IoCode> {
+        Z3_OMNI.get(code as usize).map(|&map| IoCode {
+            table: IoTable::Z3,
+            map,
+        })
+    }
+}
+
+impl std::fmt::Display for IoCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let table = match self.table {
+            IoTable::Kk351 => "KK",
+            IoTable::Z3 => "Z3",
+        };
+        write!(f, "{table} {:02}", self.map.code)
     }
 }
 

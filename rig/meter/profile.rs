@@ -107,6 +107,22 @@ pub struct Profile {
     pub ratio_clause: Clause,
     /// Clause for the registers (peak, reset counter, pulse input).
     pub registers_clause: Clause,
+    /// Measuring systems (phases).
+    pub phases: u32,
+    /// Nominal phase voltage Un at the meter terminals, V.
+    pub nominal_voltage_v: f64,
+    /// Maximum current Imax at the meter terminals, A (secondary for transformer meters).
+    pub max_current_a: f64,
+    /// Clause for Un and Imax.
+    pub max_load_clause: Clause,
+}
+
+impl Profile {
+    /// The largest load a meter file may put on the meter terminals: phases × Un × Imax, in W
+    /// (and var, for reactive power). True (primary) power is this × the transformer ratio.
+    pub fn max_terminal_power_w(&self) -> f64 {
+        f64::from(self.phases) * self.nominal_voltage_v * self.max_current_a
+    }
 }
 
 /// The Kamstrup 351 Combi.
@@ -136,6 +152,10 @@ pub static COMBI_351: Profile = Profile {
     io_table: IoTable::Kk351,
     ratio_clause: Clause { source: SHEET_351, section: "Configuration 1, HH Transformer ratio (x/5)" },
     registers_clause: Clause { source: SHEET_351, section: "Display configurations (peak power, pulse input) and Configuration 2 (NN, Q)" },
+    phases: 3,
+    nominal_voltage_v: 230.0,
+    max_current_a: 6.0,
+    max_load_clause: Clause { source: SHEET_351, section: "Technical data: voltage range Un 3 x 230/400 VAC; current range In 5 A, Imax 6 A" },
 };
 
 /// The OMNIPOWER three-phase meter: S0 1000 imp/kWh, 30 ms ±10 %, Z3 module codes, Z8 pulse length.
@@ -203,6 +223,13 @@ pub static OMNIPOWER_3PH: Profile = Profile {
         source: SHEET_OMNI_3PH,
         section: "Permanent memory: registers",
     },
+    phases: 3,
+    nominal_voltage_v: 230.0,
+    max_current_a: 100.0,
+    max_load_clause: Clause {
+        source: SHEET_OMNI_3PH,
+        section: "Technical data: nominal voltage Un 3x230/400 VAC; current Imin - Iref (Imax) 0.25-5(100) A",
+    },
 };
 
 /// The OMNIPOWER CT meter: S0 5000 imp/kWh secondary, ratio 1–600 (Z21), Z24 pulse basis.
@@ -267,6 +294,13 @@ pub static OMNIPOWER_CT: Profile = Profile {
     registers_clause: Clause {
         source: SHEET_OMNI_CT,
         section: "Permanent memory: registers",
+    },
+    phases: 3,
+    nominal_voltage_v: 230.0,
+    max_current_a: 6.0,
+    max_load_clause: Clause {
+        source: SHEET_OMNI_CT,
+        section: "Technical data: nominal voltage Un 3 x 230/400 VAC; current Imin - In (Imax) 0.05 - 5(6) A",
     },
 };
 

@@ -257,18 +257,31 @@ impl Format {
 
     /// Formats a non-negative number, truncating (a register never rounds up), wrapping at the
     /// register's width like a mechanical counter.
+    ///
+    /// Never panics, whatever the format and value (defence in depth: meter files are validated
+    /// before a format gets here): NaN and negative values read 0, values beyond `u128` saturate,
+    /// and a width beyond 38 digits (where `10^width` no longer fits a `u128`) does not wrap, it
+    /// only pads.
     pub fn format_number(&self, value: f64) -> String {
         match *self {
             Format::Number { int, dec } => {
-                let scale = 10f64.powi(dec as i32);
+                let width = int as usize + dec as usize;
+                let scale = 10f64.powi(i32::from(dec));
+                // NaN.max(0.0) is 0.0; `as u128` saturates an infinity
                 let scaled = (value.max(0.0) * scale + 1e-9).floor() as u128;
-                let modulo = 10u128.pow((int + dec) as u32);
-                let scaled = scaled % modulo;
-                let digits = format!("{:0width$}", scaled, width = (int + dec) as usize);
+                let scaled = match u32::try_from(width)
+                    .ok()
+                    .and_then(|w| 10u128.checked_pow(w))
+                {
+                    Some(modulo) => scaled % modulo,
+                    None => scaled,
+                };
+                let digits = format!("{scaled:0width$}");
                 if dec == 0 {
                     digits
                 } else {
-                    let (a, b) = digits.split_at(int as usize);
+                    // at least `width` characters, so the split is inside the string
+                    let (a, b) = digits.split_at(digits.len() - dec as usize);
                     format!("{a}.{b}")
                 }
             }
@@ -370,5 +383,38 @@ mod tests {
         assert!(!kwh.matches("012658"));
         assert!(!kwh.matches("0012658.0"));
         assert!(Format::Text { len: 6 }.matches("5000D1"));
+    }
+
+    /// Issue 14: `digits` ≥ 128 made the modulo 10^width wrap to 0 (remainder by zero), and 255
+    /// integer digits with a decimal overflowed `int + dec` as a u8. Formatting never panics now.
+    #[test]
+    fn format_number_never_panics_at_any_width_or_value() {
+        for int in [0u8, 1, 7, 38, 39, 127, 128, 200, 255] {
+            for dec in [0u8, 1, 2, 255] {
+                let f = num(int, dec);
+                for v in [
+                    0.0,
+                    1.5,
+                    12_345_678.9,
+                    -3.0,
+                    f64::NAN,
+                    f64::INFINITY,
+                    f64::MAX,
+                ] {
+                    let s = f.format_number(v);
+                    let digits = s.bytes().filter(u8::is_ascii_digit).count();
+                    assert!(
+                        digits >= int as usize + dec as usize,
+                        "{int}.{dec} {v}: {s}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            num(40, 0).format_number(12.0),
+            format!("{}12", "0".repeat(38))
+        );
+        assert_eq!(num(255, 1).format_number(2.5).len(), 257);
+        assert_eq!(num(7, 0).format_number(f64::NAN), "0000000");
     }
 }

@@ -20,6 +20,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::meter::io::{IoCode, PortRole};
 use crate::target::Port;
 
 /// The Raspberry Pi's primary UART pins (BCM numbering): TXD0/TXD1 and RXD0/RXD1.
@@ -162,7 +163,8 @@ pub struct DataEntry {
     pub opto: Opto,
 }
 
-/// What the meter's configuration makes a port (KK table, 000_c06f58957f887af9.txt).
+/// What the meter's configuration makes a port (the KK table of 000_c06f58957f887af9.txt, the Z3
+/// table of 002/003), as written in a wiring file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -176,6 +178,8 @@ pub enum Role {
     MaxReset,
     /// Alarm input: the rig drives it.
     AlarmIn,
+    /// OMNIPOWER debiting stop pulse input (Z3 15): the rig drives it.
+    DebitingStop,
     /// Not connected to anything on the rig.
     Unused,
 }
@@ -185,7 +189,7 @@ impl Role {
     pub fn rig_drives(self) -> bool {
         matches!(
             self,
-            Role::TariffIn | Role::PulseIn | Role::MaxReset | Role::AlarmIn
+            Role::TariffIn | Role::PulseIn | Role::MaxReset | Role::AlarmIn | Role::DebitingStop
         )
     }
     /// snake_case name as in the file.
@@ -196,7 +200,24 @@ impl Role {
             Role::PulseOut => "pulse_out",
             Role::MaxReset => "max_reset",
             Role::AlarmIn => "alarm_in",
+            Role::DebitingStop => "debiting_stop",
             Role::Unused => "unused",
+        }
+    }
+
+    /// The wiring role of a port with the meter-side role `r`; `None` for "no function".
+    /// Every pulse output (A+, R+, and OMNIPOWER's A-) is `pulse_out`: the rig captures it.
+    pub fn of_port_role(r: PortRole) -> Option<Role> {
+        match r {
+            PortRole::None => None,
+            PortRole::TariffIn => Some(Role::TariffIn),
+            PortRole::PulseIn => Some(Role::PulseIn),
+            PortRole::AlarmIn { .. } => Some(Role::AlarmIn),
+            PortRole::MaxReset => Some(Role::MaxReset),
+            PortRole::DebitingStop => Some(Role::DebitingStop),
+            PortRole::ActiveOut | PortRole::ReactiveOut | PortRole::ExportOut => {
+                Some(Role::PulseOut)
+            }
         }
     }
 }
@@ -207,21 +228,14 @@ impl fmt::Display for Role {
     }
 }
 
-/// The roles (port 1, port 2) a KK code gives, `None` for "no function" on that port; `None`
-/// overall for an unknown code. Derived from the one KK table, [`crate::meter::io::KK_351`] (the
-/// 351 Combi "KK Module i/o", "I/O 1 / I/O 2").
-pub fn kk_roles(kk: u8) -> Option<[Option<Role>; 2]> {
-    use crate::meter::io::PortRole;
-    let map = crate::meter::io::KK_351.get(kk as usize)?;
-    let role = |r: PortRole| match r {
-        PortRole::None | PortRole::ExportOut | PortRole::DebitingStop => None,
-        PortRole::TariffIn => Some(Role::TariffIn),
-        PortRole::PulseIn => Some(Role::PulseIn),
-        PortRole::AlarmIn { .. } => Some(Role::AlarmIn),
-        PortRole::MaxReset => Some(Role::MaxReset),
-        PortRole::ActiveOut | PortRole::ReactiveOut => Some(Role::PulseOut),
-    };
-    Some([role(map.port1), role(map.port2)])
+/// The roles (port 1, port 2) an I/O code gives, `None` for "no function" on that port. From the
+/// meter model's tables ([`crate::meter::io::KK_351`], [`crate::meter::io::Z3_OMNI`]), the one
+/// source of port roles.
+pub fn io_roles(io: &IoCode) -> [Option<Role>; 2] {
+    [
+        Role::of_port_role(io.map.port1),
+        Role::of_port_role(io.map.port2),
+    ]
 }
 
 /// A pulse/I-O port (pin 4 port 1, pin 3 port 2).
@@ -395,19 +409,14 @@ pub enum WiringError {
         /// Lines the chip has.
         num_lines: u32,
     },
-    /// A role the meter configuration cannot have.
-    #[error("{file}: entry {entry}: role {role} is not possible with KK {kk:02} ({expected})")]
-    RoleNotInKk {
+    /// Port roles the meter configuration cannot have: every port that is wrong, not only the
+    /// first.
+    #[error("{file}: {}", join_role_problems(.problems))]
+    RolesNotPossible {
         /// The file.
         file: String,
-        /// The table.
-        entry: String,
-        /// Role as written.
-        role: Role,
-        /// The KK code.
-        kk: u8,
-        /// What KK gives that port.
-        expected: String,
+        /// One per wrong port, in port order.
+        problems: Vec<RoleProblem>,
     },
     /// A KK code outside 00–19.
     #[error("{file}: KK {kk:02} is not a 351 Combi module I/O code (00-19)")]
@@ -437,6 +446,25 @@ pub enum WiringError {
         /// What is wrong.
         detail: String,
     },
+}
+
+/// One port whose role the meter's I/O code does not give it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("entry {entry}: role {role} is not possible with {code} ({expected})")]
+pub struct RoleProblem {
+    /// The table (`port1`, `port2`).
+    pub entry: String,
+    /// Role as written.
+    pub role: Role,
+    /// The I/O code (`KK 01`, `Z3 16`).
+    pub code: String,
+    /// What the code gives that port.
+    pub expected: String,
+}
+
+fn join_role_problems(problems: &[RoleProblem]) -> String {
+    let v: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    v.join("; ")
 }
 
 /// A note from [`Wiring::check`] that is not an error (e.g. a line not checked on this machine).
@@ -486,7 +514,11 @@ impl ChipInventory {
 
 /// Where a TOML span starts, as 1-based line and column.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
@@ -511,7 +543,7 @@ impl Wiring {
                 file: file.to_string(),
                 line,
                 column,
-                detail: e.message().to_string(),
+                detail: crate::meter::config::toml_reason(&e, text),
             }
         })
     }
@@ -587,53 +619,74 @@ impl Wiring {
         }
     }
 
-    /// Checks consistency. `kk` overrides the file's `kk`. `chips` is what exists on this
-    /// machine: lines on chips that exist are checked against the line count; otherwise a note
-    /// says they were only checked syntactically. Returns notes on success, the first error
-    /// otherwise.
+    /// Checks consistency. `io` is the meter's module I/O code (from a meter file's resolved
+    /// spec, or `--kk`) and overrides the file's `kk`. `chips` is what exists on this machine:
+    /// lines on chips that exist are checked against the line count; otherwise a note says they
+    /// were only checked syntactically. Returns notes on success; otherwise the first error, except
+    /// that every port with a role the I/O code does not give is reported at once.
     pub fn check(
         &self,
         file: &str,
-        kk: Option<u8>,
+        io: Option<IoCode>,
         chips: &ChipInventory,
     ) -> Result<Vec<WiringNote>, WiringError> {
-        let f = || file.to_string();
         let mut notes = Vec::new();
-        // 1. polarity
-        for (entry, opto) in self.optos() {
-            if opto.inverting.is_none() {
-                return Err(WiringError::MissingPolarity {
-                    file: f(),
-                    entry: entry.to_string(),
-                });
-            }
+        self.check_polarity(file)?;
+        let refs = self.gpio_refs(file)?;
+        self.check_lines(file, &refs, chips, &mut notes)?;
+        self.check_taps(file)?;
+        let io = match (io, self.kk) {
+            (Some(io), _) => Some(io),
+            (None, Some(kk)) => Some(IoCode::kk(kk).ok_or_else(|| WiringError::UnknownKk {
+                file: file.to_string(),
+                kk,
+            })?),
+            (None, None) => None,
+        };
+        if let Some(io) = io {
+            self.check_roles(file, &io)?;
         }
-        // 2. every GPIO reference, in file order
+        self.check_loopbacks(file)?;
+        Ok(notes)
+    }
+
+    /// Every optocoupler states its polarity.
+    fn check_polarity(&self, file: &str) -> Result<(), WiringError> {
+        match self
+            .optos()
+            .into_iter()
+            .find(|(_, o)| o.inverting.is_none())
+        {
+            Some((entry, _)) => Err(WiringError::MissingPolarity {
+                file: file.to_string(),
+                entry: entry.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Every GPIO reference, in file order, named by its entry; a used port needs one.
+    fn gpio_refs(&self, file: &str) -> Result<Vec<(String, &GpioRef)>, WiringError> {
         let mut refs: Vec<(String, &GpioRef)> = Vec::new();
-        if let Some(d) = &self.data_out {
-            if let Some(g) = &d.tap {
-                refs.push(("data_out.tap".into(), g));
-            }
+        if let Some(g) = self.data_out.as_ref().and_then(|d| d.tap.as_ref()) {
+            refs.push(("data_out.tap".into(), g));
         }
         for (name, p) in [("port2", &self.port2), ("port1", &self.port1)] {
-            if let Some(p) = p {
-                match (&p.gpio, p.role) {
-                    (Some(g), _) => refs.push((format!("{name}.gpio"), g)),
-                    (None, Role::Unused) => {}
-                    (None, role) => {
-                        return Err(WiringError::MissingGpio {
-                            file: f(),
-                            entry: name.to_string(),
-                            role,
-                        })
-                    }
+            let Some(p) = p else { continue };
+            match (&p.gpio, p.role) {
+                (Some(g), _) => refs.push((format!("{name}.gpio"), g)),
+                (None, Role::Unused) => {}
+                (None, role) => {
+                    return Err(WiringError::MissingGpio {
+                        file: file.to_string(),
+                        entry: name.to_string(),
+                        role,
+                    })
                 }
             }
         }
-        if let Some(d) = &self.data_in {
-            if let Some(g) = &d.tap {
-                refs.push(("data_in.tap".into(), g));
-            }
+        if let Some(g) = self.data_in.as_ref().and_then(|d| d.tap.as_ref()) {
+            refs.push(("data_in.tap".into(), g));
         }
         for (i, lb) in self.loopback.iter().enumerate() {
             if let Some(g) = &lb.drive {
@@ -643,72 +696,23 @@ impl Wiring {
                 refs.push((format!("loopback[{i}].sense"), g));
             }
         }
+        Ok(refs)
+    }
+
+    /// Each reference is well formed for the backend, exists, and is used once.
+    fn check_lines(
+        &self,
+        file: &str,
+        refs: &[(String, &GpioRef)],
+        chips: &ChipInventory,
+        notes: &mut Vec<WiringNote>,
+    ) -> Result<(), WiringError> {
         let mut seen: BTreeMap<(String, u32), String> = BTreeMap::new();
-        for (entry, g) in &refs {
-            let Some((chip, line)) = g.chip_line() else {
-                return Err(WiringError::BadGpioRef {
-                    file: f(),
-                    entry: entry.clone(),
-                    detail: "give either `chip` and `line`, or `bcm`".into(),
-                });
-            };
-            match (self.backend, g.bcm.is_some()) {
-                (BackendKind::Pi, false) => {
-                    return Err(WiringError::BadGpioRef {
-                        file: f(),
-                        entry: entry.clone(),
-                        detail: "backend \"pi\" takes BCM numbers (`bcm = N`)".into(),
-                    })
-                }
-                (BackendKind::Gpio, true) => {
-                    return Err(WiringError::BadGpioRef {
-                        file: f(),
-                        entry: entry.clone(),
-                        detail: "backend \"gpio\" takes `chip` and `line`; use backend = \"pi\" for BCM numbers".into(),
-                    })
-                }
-                _ => {}
-            }
-            // resolve the chip to its canonical name when present, so two spellings collide
-            let canon = if g.bcm.is_some() {
-                if line >= PI_BCM_LINES {
-                    return Err(WiringError::UnknownLine {
-                        file: f(),
-                        entry: entry.clone(),
-                        chip: "the Pi's BCM GPIO".into(),
-                        line,
-                        num_lines: PI_BCM_LINES,
-                    });
-                }
-                chip.clone()
-            } else if let Some((name, n)) = chips.find(&chip) {
-                if line >= n {
-                    return Err(WiringError::UnknownLine {
-                        file: f(),
-                        entry: entry.clone(),
-                        chip: name,
-                        line,
-                        num_lines: n,
-                    });
-                }
-                name
-            } else if chips.chips.is_empty() {
-                notes.push(WiringNote {
-                    entry: entry.clone(),
-                    text: format!("{g}: not checked (no GPIO chips on this machine); syntax only"),
-                });
-                chip.strip_prefix("/dev/").unwrap_or(&chip).to_string()
-            } else {
-                return Err(WiringError::UnknownChip {
-                    file: f(),
-                    entry: entry.clone(),
-                    chip: chip.clone(),
-                    present: chips.chips.keys().cloned().collect::<Vec<_>>().join(", "),
-                });
-            };
+        for (entry, g) in refs {
+            let (canon, line) = self.resolve_line(file, entry, g, chips, notes)?;
             if let Some(first) = seen.get(&(canon.clone(), line)) {
                 return Err(WiringError::LineUsedTwice {
-                    file: f(),
+                    file: file.to_string(),
                     entry: entry.clone(),
                     line: g.to_string(),
                     first: first.clone(),
@@ -716,7 +720,74 @@ impl Wiring {
             }
             seen.insert((canon, line), entry.clone());
         }
-        // 3. taps on the UART's own pin
+        Ok(())
+    }
+
+    /// One reference resolved to (canonical chip name, line), so two spellings of a line collide.
+    fn resolve_line(
+        &self,
+        file: &str,
+        entry: &str,
+        g: &GpioRef,
+        chips: &ChipInventory,
+        notes: &mut Vec<WiringNote>,
+    ) -> Result<(String, u32), WiringError> {
+        let bad = |detail: &str| WiringError::BadGpioRef {
+            file: file.to_string(),
+            entry: entry.to_string(),
+            detail: detail.into(),
+        };
+        let Some((chip, line)) = g.chip_line() else {
+            return Err(bad("give either `chip` and `line`, or `bcm`"));
+        };
+        match (self.backend, g.bcm.is_some()) {
+            (BackendKind::Pi, false) => {
+                return Err(bad("backend \"pi\" takes BCM numbers (`bcm = N`)"))
+            }
+            (BackendKind::Gpio, true) => return Err(bad(
+                "backend \"gpio\" takes `chip` and `line`; use backend = \"pi\" for BCM numbers",
+            )),
+            _ => {}
+        }
+        let unknown_line = |chip: String, num_lines: u32| WiringError::UnknownLine {
+            file: file.to_string(),
+            entry: entry.to_string(),
+            chip,
+            line,
+            num_lines,
+        };
+        if g.bcm.is_some() {
+            if line >= PI_BCM_LINES {
+                return Err(unknown_line("the Pi's BCM GPIO".into(), PI_BCM_LINES));
+            }
+            return Ok((chip, line));
+        }
+        if let Some((name, n)) = chips.find(&chip) {
+            if line >= n {
+                return Err(unknown_line(name, n));
+            }
+            return Ok((name, line));
+        }
+        if !chips.chips.is_empty() {
+            return Err(WiringError::UnknownChip {
+                file: file.to_string(),
+                entry: entry.to_string(),
+                chip: chip.clone(),
+                present: chips.chips.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
+        notes.push(WiringNote {
+            entry: entry.to_string(),
+            text: format!("{g}: not checked (no GPIO chips on this machine); syntax only"),
+        });
+        Ok((
+            chip.strip_prefix("/dev/").unwrap_or(&chip).to_string(),
+            line,
+        ))
+    }
+
+    /// No capture tap sits on the UART's own pin.
+    fn check_taps(&self, file: &str) -> Result<(), WiringError> {
         for (name, d, pi_default) in [
             ("data_out", &self.data_out, PI_UART_RX_BCM),
             ("data_in", &self.data_in, PI_UART_TX_BCM),
@@ -732,45 +803,52 @@ impl Wiring {
             if let (Some(own), Some(tap)) = (own, &d.tap) {
                 if own.chip_line() == tap.chip_line() {
                     return Err(WiringError::TapOnUartPin {
-                        file: f(),
+                        file: file.to_string(),
                         entry: name.to_string(),
                         line: tap.to_string(),
                     });
                 }
             }
         }
-        // 4. roles against KK
-        let kk = kk.or(self.kk);
-        if let Some(kk) = kk {
-            let Some(roles) = kk_roles(kk) else {
-                return Err(WiringError::UnknownKk { file: f(), kk });
-            };
-            for (port, idx) in [(Port::Port1, 0), (Port::Port2, 1)] {
-                let Some(p) = self.port(port) else { continue };
-                if p.role == Role::Unused {
-                    continue;
-                }
-                if roles[idx] != Some(p.role) {
-                    let expected = match roles[idx] {
-                        Some(r) => format!("KK {kk:02} makes {port} {r}"),
-                        None => format!("KK {kk:02} gives {port} no function"),
-                    };
-                    return Err(WiringError::RoleNotInKk {
-                        file: f(),
-                        entry: format!("port{}", port.number()),
-                        role: p.role,
-                        kk,
-                        expected,
-                    });
-                }
+        Ok(())
+    }
+
+    /// Every used port has the role the I/O code gives it; all wrong ports are reported.
+    fn check_roles(&self, file: &str, io: &IoCode) -> Result<(), WiringError> {
+        let roles = io_roles(io);
+        let mut problems = Vec::new();
+        for (port, idx) in [(Port::Port1, 0), (Port::Port2, 1)] {
+            let Some(p) = self.port(port) else { continue };
+            if p.role == Role::Unused || roles[idx] == Some(p.role) {
+                continue;
             }
+            let expected = match roles[idx] {
+                Some(r) => format!("{io} makes {port} {r}"),
+                None => format!("{io} gives {port} no function"),
+            };
+            problems.push(RoleProblem {
+                entry: format!("port{}", port.number()),
+                role: p.role,
+                code: io.to_string(),
+                expected,
+            });
         }
-        // 5. loopbacks
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(WiringError::RolesNotPossible {
+                file: file.to_string(),
+                problems,
+            })
+        }
+    }
+
+    /// Each loopback names a wired entry and has both a drive output and a sense input.
+    fn check_loopbacks(&self, file: &str) -> Result<(), WiringError> {
         for (i, lb) in self.loopback.iter().enumerate() {
-            let entry = format!("loopback[{i}]");
             let bad = |detail: String| WiringError::BadLoopback {
-                file: f(),
-                entry: entry.clone(),
+                file: file.to_string(),
+                entry: format!("loopback[{i}]"),
                 detail,
             };
             let Some(driven) = self.entry_is_driven(&lb.entry) else {
@@ -790,7 +868,7 @@ impl Wiring {
                 )));
             }
         }
-        Ok(notes)
+        Ok(())
     }
 }
 
@@ -824,7 +902,7 @@ opto = { inverting = true, rise_delay_ns = 15000, fall_delay_ns = 60000, rise_sp
     #[test]
     fn good_file_checks_and_kk05_fits() {
         let w = Wiring::parse("t.toml", GOOD).unwrap();
-        assert_eq!(w.check("t.toml", Some(5), &chips(8)), Ok(vec![]));
+        assert_eq!(w.check("t.toml", IoCode::kk(5), &chips(8)), Ok(vec![]));
         let notes = w.check("t.toml", None, &ChipInventory::default()).unwrap();
         assert_eq!(notes.len(), 3);
         assert!(notes[0].text.contains("not checked"));
@@ -833,16 +911,80 @@ opto = { inverting = true, rise_delay_ns = 15000, fall_delay_ns = 60000, rise_sp
     #[test]
     fn kk01_has_no_pulse_output() {
         let w = Wiring::parse("t.toml", GOOD).unwrap();
-        let e = w.check("t.toml", Some(1), &chips(8)).unwrap_err();
+        let e = w.check("t.toml", IoCode::kk(1), &chips(8)).unwrap_err();
+        // both ports are wrong for KK 01 (4-tariff), and both are reported
         assert_eq!(
             e,
-            WiringError::RoleNotInKk {
+            WiringError::RolesNotPossible {
                 file: "t.toml".into(),
-                entry: "port1".into(),
-                role: Role::PulseIn,
-                kk: 1,
-                expected: "KK 01 makes port 1 (pin 4) tariff_in".into(),
+                problems: vec![
+                    RoleProblem {
+                        entry: "port1".into(),
+                        role: Role::PulseIn,
+                        code: "KK 01".into(),
+                        expected: "KK 01 makes port 1 (pin 4) tariff_in".into(),
+                    },
+                    RoleProblem {
+                        entry: "port2".into(),
+                        role: Role::PulseOut,
+                        code: "KK 01".into(),
+                        expected: "KK 01 makes port 2 (pin 3) tariff_in".into(),
+                    },
+                ],
             }
+        );
+        assert_eq!(
+            e.to_string(),
+            "t.toml: entry port1: role pulse_in is not possible with KK 01 (KK 01 makes port 1 \
+             (pin 4) tariff_in); entry port2: role pulse_out is not possible with KK 01 (KK 01 \
+             makes port 2 (pin 3) tariff_in)"
+        );
+    }
+
+    /// Issue 12: an OMNIPOWER's Z3 code was looked up in the 351's KK table, so a correct Z3 16
+    /// (A- out / A+ out) wiring was refused as "not possible with KK 16".
+    #[test]
+    fn omnipower_z3_16_takes_its_roles_from_the_z3_table() {
+        let z3_16 = GOOD.replace("role = \"pulse_in\"", "role = \"pulse_out\"");
+        let w = Wiring::parse("t.toml", &z3_16).unwrap();
+        assert_eq!(w.check("t.toml", IoCode::z3(16), &chips(8)), Ok(vec![]));
+        // the same wiring is wrong for KK 16 (max reset / 2-tariff inverted)
+        let e = w.check("t.toml", IoCode::kk(16), &chips(8)).unwrap_err();
+        assert!(
+            matches!(&e, WiringError::RolesNotPossible { problems, .. } if problems.len() == 2),
+            "{e}"
+        );
+        // a wrong role for Z3 16: port 1 is A- out, not a pulse input
+        let w = Wiring::parse("t.toml", GOOD).unwrap();
+        let e = w.check("t.toml", IoCode::z3(16), &chips(8)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.toml: entry port1: role pulse_in is not possible with Z3 16 (Z3 16 makes port 1 \
+             (pin 4) pulse_out)"
+        );
+        // Z3 15: debiting stop pulse in on port 1, no function on port 2
+        let z3_15 = GOOD
+            .replace("role = \"pulse_in\"", "role = \"debiting_stop\"")
+            .replace("role = \"pulse_out\"", "role = \"unused\"");
+        let w = Wiring::parse("t.toml", &z3_15).unwrap();
+        assert_eq!(w.check("t.toml", IoCode::z3(15), &chips(8)), Ok(vec![]));
+        let w = Wiring::parse("t.toml", GOOD).unwrap();
+        let e = w.check("t.toml", IoCode::z3(15), &chips(8)).unwrap_err();
+        assert!(e.to_string().contains("entry port2: role pulse_out is not possible with Z3 15 (Z3 15 gives port 2 (pin 3) no function)"), "{e}");
+    }
+
+    #[test]
+    fn the_files_kk_is_used_without_a_code_and_overridden_by_one() {
+        let w = Wiring::parse("t.toml", &format!("kk = 5\n{GOOD}")).unwrap();
+        assert_eq!(w.check("t.toml", None, &chips(8)), Ok(vec![]));
+        assert!(w.check("t.toml", IoCode::kk(1), &chips(8)).is_err());
+        let w = Wiring::parse("t.toml", &format!("kk = 42\n{GOOD}")).unwrap();
+        assert_eq!(
+            w.check("t.toml", None, &chips(8)),
+            Err(WiringError::UnknownKk {
+                file: "t.toml".into(),
+                kk: 42
+            })
         );
     }
 
@@ -880,6 +1022,32 @@ opto = { inverting = true, rise_delay_ns = 15000, fall_delay_ns = 60000, rise_sp
         }
     }
 
+    /// Found by fuzzing (`wiring_file`): a control character in a comment gave a `Malformed`
+    /// error with an empty message.
+    #[test]
+    fn malformed_detail_is_never_empty() {
+        let text = "# a comment with a \u{1} in it\nbackend = \"gpio\"\n";
+        let e = Wiring::parse("t.toml", text).unwrap_err();
+        let WiringError::Malformed {
+            line,
+            column,
+            detail,
+            ..
+        } = &e
+        else {
+            panic!("{e:?}");
+        };
+        assert_eq!(
+            (*line, *column, detail.as_str()),
+            (1, 20, "unexpected character '\\u{1}'")
+        );
+        let e = crate::meter::config::MeterSpec::from_toml(text, "m.toml", None).unwrap_err();
+        assert!(
+            e.to_string().ends_with("unexpected character '\\u{1}'"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn delays_by_pin_level() {
         let w = Wiring::parse("t.toml", GOOD).unwrap();
@@ -890,9 +1058,25 @@ opto = { inverting = true, rise_delay_ns = 15000, fall_delay_ns = 60000, rise_sp
     }
 
     #[test]
-    fn kk_table_covers_00_to_19_only() {
-        assert!((0..=19).all(|k| kk_roles(k).is_some()));
-        assert_eq!(kk_roles(20), None);
-        assert_eq!(kk_roles(6), Some([Some(Role::PulseOut); 2]));
+    fn roles_come_from_the_meter_models_tables() {
+        use crate::meter::io::{KK_351, Z3_OMNI};
+        assert!((0..=19).all(|k| IoCode::kk(k).is_some()));
+        assert_eq!(IoCode::kk(20), None);
+        assert!((0..=16).all(|k| IoCode::z3(k).is_some()));
+        assert_eq!(IoCode::z3(17), None);
+        assert_eq!(io_roles(&IoCode::kk(6).unwrap()), [Some(Role::PulseOut); 2]);
+        assert_eq!(
+            io_roles(&IoCode::z3(16).unwrap()),
+            [Some(Role::PulseOut); 2]
+        );
+        assert_eq!(io_roles(&IoCode::kk(0).unwrap()), [None, None]);
+        // every role a table gives is one the rig drives exactly when the meter reads it
+        for m in KK_351.iter().chain(Z3_OMNI.iter()) {
+            for r in [m.port1, m.port2] {
+                if let Some(role) = Role::of_port_role(r) {
+                    assert_eq!(role.rig_drives(), r.is_input(), "{m:?}");
+                }
+            }
+        }
     }
 }

@@ -106,6 +106,71 @@ fn usage_and_setup_errors_exit_2_naming_the_cause() {
     );
 }
 
+/// Issues 14 and 12: fuzzed meter files that panicked or hung `rig run`, and a register that was
+/// silently cut to 7 digits, are refused up front: exit 2 from `rig run`, `rig sim` and
+/// `rig serve`, naming the file, the line and column, the field, the value and the range.
+#[rstest::rstest]
+#[case::digits_128(
+    "[faults]\ndigits = { \"1.8.0\" = 128 }\n",
+    "badmeter.toml:3:22: faults.digits.1.8.0 = 128 is outside 1–16"
+)]
+#[case::digits_255_with_a_decimal(
+    "[faults]\ndigits = { \"1.6.0\" = 255 }\n",
+    "badmeter.toml:3:22: faults.digits.1.6.0 = 255 is outside 1–16"
+)]
+#[case::load_1_8e13_w(
+    "[load]\nactive_w = 1.8e13\n",
+    "badmeter.toml:3:12: load.active_w = 18000000000000 is outside 0–4140 W (3 × 230 V × 6 A"
+)]
+#[case::register_beyond_7_digits(
+    "[registers]\n\"1.8.0\" = 123456789012\n",
+    "badmeter.toml:3:11: registers.1.8.0 = 123456789012 is outside 0–9999999 (7 digits of 1.8.0"
+)]
+#[case::response_delay_nan(
+    "[faults]\nresponse_delay_ms = nan\n",
+    "badmeter.toml:3:21: faults.response_delay_ms = NaN is outside 0–60000 ms"
+)]
+#[case::code_out_of_its_table(
+    "[config]\nkk = 20\n",
+    "badmeter.toml:3:6: config.kk: 20 is not modelled: expected KK 00–19"
+)]
+fn bad_meter_files_exit_2_naming_field_value_and_range(#[case] body: &str, #[case] message: &str) {
+    // one directory per case (cases run in parallel): named after the field
+    let field = message
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("x")
+        .trim_end_matches(':');
+    let dir = tmp(&format!("bad-{field}"));
+    fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("badmeter.toml");
+    fs::write(&bad, format!("profile = \"351-combi\"\n{body}")).unwrap();
+    let bad = bad.to_str().unwrap();
+    let link = dir.join("pty");
+    for args in [
+        vec!["run", "--meter", bad, "--out", dir.to_str().unwrap()],
+        vec!["sim", "--meter", bad, "--link", link.to_str().unwrap()],
+        vec![
+            "serve",
+            "--meter",
+            bad,
+            "--data",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    ] {
+        let o = run_rig(&args);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(code(&o), 2, "{args:?}: {e}");
+        assert!(
+            e.contains(message),
+            "{args:?}: expected {message:?} in: {e}"
+        );
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
+
 /// A sink that dies (like a killed process) after `n` cases, leaving whatever was written.
 struct DieAfter {
     inner: Reporter,

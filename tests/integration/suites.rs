@@ -216,13 +216,21 @@ fn verdict(config: &str, faults: &str, tail: &str, id: &str) -> (Verdict, String
 #[case::width_33_5("pulse_out.width", "", "pulse_width_ms = 33.5", "", Verdict::Fail)]
 #[case::width_26_9("pulse_out.width", "", "pulse_width_ms = 26.9", "", Verdict::Fail)]
 #[case::width_80_on_mm01("pulse_out.width", "", "pulse_width_ms = 80.0", "", Verdict::Fail)]
-// pulse_out.pause ≥ 30 ms: 9 kW at 10,000 imp/kWh is a pulse every 40 ms
-#[case::pause_healthy_fast("pulse_out.pause", "", "", "active_w = 9000.0", Verdict::Pass)]
+// pulse_out.pause ≥ 30 ms: 3 kW × ratio 80 = 240 kW true power at 400 imp/kWh on true energy is
+// a pulse every 37.5 ms (the terminals take at most 3 × 230 V × 6 A = 4140 W, 000 Technical data,
+// so verified-energy pulses at 10,000 imp/kWh never come faster than every 87 ms)
+#[case::pause_healthy_fast(
+    "pulse_out.pause",
+    "p = 2\npulse_constant = 400",
+    "",
+    "",
+    Verdict::Pass
+)]
 #[case::pause_10ms(
     "pulse_out.pause",
-    "",
+    "p = 2\npulse_constant = 400",
     "pulse_pause_ms = 10.0",
-    "active_w = 9000.0",
+    "",
     Verdict::Fail
 )]
 // pulse_out.constant: class 1 plus quantisation

@@ -135,3 +135,75 @@ fn calibrate_refuses_cleanly_without_loopbacks_or_hardware() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn kk_option_reports_every_wrong_role_not_only_the_first() {
+    // KK 01 (4-tariff) makes both ports tariff inputs: port 1 (pulse_in) and port 2 (pulse_out)
+    // of the Pi wiring are both wrong, and both are named
+    let (c, _, err) = check("wiring/raspberry-pi.toml", &["--kk", "01"]);
+    assert_eq!(c, 2);
+    assert!(
+        err.contains(
+            "entry port1: role pulse_in is not possible with KK 01 (KK 01 makes port 1 (pin 4) tariff_in)"
+        ) && err.contains(
+            "entry port2: role pulse_out is not possible with KK 01 (KK 01 makes port 2 (pin 3) tariff_in)"
+        ),
+        "{err}"
+    );
+}
+
+/// Issue 12: roles come from the meter file's resolved spec, so an OMNIPOWER's Z3 code is read
+/// from the Z3 table, not the 351's KK table.
+#[test]
+fn meter_option_checks_an_omnipower_z3_16_wiring_against_the_z3_table() {
+    let meter = "fixtures/meters/omnipower-z3-16.toml";
+    let (c, out, err) = check("fixtures/wiring/omnipower-z3-16.toml", &["--meter", meter]);
+    assert_eq!(c, 0, "stdout: {out}\nstderr: {err}");
+    assert!(
+        out.contains("fixtures/wiring/omnipower-z3-16.toml: ok (pi backend, Z3 16;"),
+        "{out}"
+    );
+    // read as a 351 KK 16 (max reset / 2-tariff inverted) the same wiring is wrong on both ports
+    let (c, _, err) = check("fixtures/wiring/omnipower-z3-16.toml", &["--kk", "16"]);
+    assert_eq!(c, 2);
+    assert!(
+        err.contains("entry port1: role pulse_out is not possible with KK 16")
+            && err.contains("entry port2: role pulse_out is not possible with KK 16"),
+        "{err}"
+    );
+}
+
+#[test]
+fn meter_option_refuses_a_wrong_role_for_z3_16() {
+    // the Pi wiring drives port 1 as a pulse input; Z3 16 makes it the A- pulse output
+    let (c, _, err) = check(
+        "wiring/raspberry-pi.toml",
+        &["--meter", "fixtures/meters/omnipower-z3-16.toml"],
+    );
+    assert_eq!(c, 2);
+    assert!(
+        err.contains(
+            "wiring/raspberry-pi.toml: entry port1: role pulse_in is not possible with Z3 16 (Z3 16 makes port 1 (pin 4) pulse_out)"
+        ) && !err.contains("entry port2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn meter_option_with_a_bad_meter_file_or_with_kk_is_a_usage_error() {
+    let bad = std::env::temp_dir().join(format!("meter-rig-wiring-{}.toml", std::process::id()));
+    std::fs::write(&bad, "profile = \"omnipower-3ph\"\n[config]\nz3 = 17\n").unwrap();
+    let (c, _, err) = check(
+        "wiring/raspberry-pi.toml",
+        &["--meter", bad.to_str().unwrap()],
+    );
+    let _ = std::fs::remove_file(&bad);
+    assert_eq!(c, 2);
+    assert!(err.contains("config.z3: 17 is not modelled"), "{err}");
+    let (c, _, err) = check(
+        "wiring/raspberry-pi.toml",
+        &["--kk", "05", "--meter", "fixtures/meters/default.toml"],
+    );
+    assert_eq!(c, 2);
+    assert!(err.contains("cannot be used with"), "{err}");
+}
