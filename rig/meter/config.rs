@@ -1032,8 +1032,35 @@ fn check_fault_numbers(cx: &Ctx, f: &Faults) -> R<()> {
         ("pulse_width_ms", f.pulse_width_ms, 10_000.0),
         ("pulse_pause_ms", f.pulse_pause_ms, 10_000.0),
         ("deaf_after_noise_ms", f.deaf_after_noise_ms, 60.0 * MINUTE),
+        ("line_pause_ms", f.line_pause_ms, MINUTE),
+        ("late_response_ms", f.late_response_ms, MINUTE),
     ] {
         cx.opt_real(&["faults", name], v, (0.0, hi), " ms", time)?;
+    }
+    cx.opt_int(
+        &["faults", "late_every"],
+        f.late_every,
+        (1, 1_000_000),
+        "every Nth answer is late",
+    )?;
+    cx.opt_int(
+        &["faults", "stop_bits"],
+        f.stop_bits,
+        (1, 2),
+        "a UART frame has one or two stop bits",
+    )?;
+    cx.opt_real(
+        &["faults", "tx_clock_error_pct"],
+        f.tx_clock_error_pct,
+        (-20.0, 20.0),
+        " %",
+        "a transmit clock off by more than a fifth decodes as nothing at all",
+    )?;
+    if f.noise_before_answer.len() > 64 {
+        return Err(cx.invalid(
+            &["faults", "noise_before_answer"],
+            "at most 64 bytes (noise right before the '/')",
+        ));
     }
     let kwh = "the 7 digits of the energy registers, 004";
     let reg = 9_999_999.0;
@@ -1388,6 +1415,19 @@ mod tests {
         "faults.response_delay_ms",
         "inf",
         "0–60000 ms"
+    )]
+    #[case::line_pause_negative(
+        "[faults]\nline_pause_ms = -1.0",
+        "faults.line_pause_ms",
+        "-1",
+        "0–60000 ms"
+    )]
+    #[case::stop_bits_3("[faults]\nstop_bits = 3", "faults.stop_bits", "3", "1–2")]
+    #[case::clock_error_50(
+        "[faults]\ntx_clock_error_pct = 50.0",
+        "faults.tx_clock_error_pct",
+        "50",
+        "-20–20 %"
     )]
     #[case::char_gap_negative(
         "[faults]\nchar_gap_ms = -5.0",
