@@ -118,6 +118,9 @@ pub struct SoftMeter {
     tx: VecDeque<(ScheduledChar, TxFrame)>,
     /// End of the last character of the answer being sent (requests before it are ignored).
     busy_until: Timestamp,
+    /// Whether `echo_request` is played here, character by character (a character link such as
+    /// `rig sim --link`); the in-process wire echoes bit by bit itself.
+    echo_chars: bool,
     readouts: u32,
 }
 
@@ -203,6 +206,7 @@ impl SoftMeter {
             deaf_until: Timestamp::ZERO,
             tx: VecDeque::new(),
             busy_until: Timestamp::ZERO,
+            echo_chars: true,
             readouts: 0,
             keep_edges: true,
             spec,
@@ -222,6 +226,12 @@ impl SoftMeter {
     /// Number of answers started so far.
     pub fn readouts(&self) -> u32 {
         self.readouts
+    }
+
+    /// Whether the meter plays `echo_request` itself, one character after each received one
+    /// (true by default, for character links); a wire that echoes bit by bit turns it off.
+    pub fn set_echo_chars(&mut self, on: bool) {
+        self.echo_chars = on;
     }
 
     /// Whether pulse-output edges are kept for [`SoftMeter::take_port_edges`] (the default). A
@@ -494,7 +504,7 @@ impl SoftMeter {
     }
 
     fn receive_char(&mut self, c: RxChar) {
-        if self.spec.faults.echo_request {
+        if self.spec.faults.echo_request && self.echo_chars {
             self.echo(c);
         }
         if !c.stop_ok || !parity::is_even(c.byte) {
@@ -702,7 +712,9 @@ impl SoftMeter {
             (true, Some(ms)) => ms,
             _ => self.spec.response_delay_ms(),
         };
-        let slash = Timestamp(request_end.0 + ms_ns(delay));
+        // on a character link the echo goes first: the answer never overlaps it
+        let echo_end = self.tx.back().map_or(request_end, |(c, _)| c.end);
+        let slash = Timestamp(request_end.0 + ms_ns(delay)).max(echo_end);
         // noise ends where the '/' starts
         let noise_len = f.noise_before_answer.len() as u32;
         let mut start = Timestamp(

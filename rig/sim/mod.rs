@@ -39,8 +39,11 @@ impl SimTarget {
     /// A software meter built from `spec`, at virtual time zero.
     pub fn new(spec: MeterSpec) -> Self {
         let baud = spec.baud;
+        let mut meter = SoftMeter::new(spec);
+        // the simulated wire echoes the request itself, bit for bit (see `send`)
+        meter.set_echo_chars(false);
         SimTarget {
-            meter: SoftMeter::new(spec),
+            meter,
             now: Timestamp::ZERO,
             baud,
             data_in: VecDeque::new(),
@@ -143,8 +146,14 @@ impl Target for SimTarget {
 
     fn send(&mut self, bytes: &[u8]) -> Result<Timestamp, TargetError> {
         let mut start = self.now.max(self.tx_free_at);
+        let echo = self.meter.spec().faults.echo_request;
         for &b in bytes {
             let (edges, end) = frame_edges(b, start, self.baud, 1, TxFrame::default());
+            if echo {
+                // an optical head returns every bit as it is sent: the same edges on data out
+                self.data_out.extend(edges.iter().copied());
+                self.data_out.make_contiguous().sort_by_key(|e| e.t);
+            }
             self.data_in.extend(edges);
             start = end;
         }

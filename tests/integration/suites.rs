@@ -108,6 +108,21 @@ fn verdict(config: &str, faults: &str, tail: &str, id: &str) -> (Verdict, String
     Verdict::Fail
 )]
 #[case::response_silent("readout.response_time", "", "silent = true", "", Verdict::Fail)]
+// an optical head's echo ends with the request: an answer 21 ms later is on time, 19.9 ms is not
+#[case::response_echo_21ms(
+    "readout.response_time",
+    "",
+    "response_delay_ms = 21.0\necho_request = true",
+    "",
+    Verdict::Pass
+)]
+#[case::response_echo_19_9ms(
+    "readout.response_time",
+    "",
+    "response_delay_ms = 19.9\necho_request = true",
+    "",
+    Verdict::Fail
+)]
 // readout.identification
 #[case::ident_healthy("readout.identification", "", "", "", Verdict::Pass)]
 #[case::ident_manufacturer(
