@@ -96,6 +96,41 @@ pub struct Faults {
     pub omit_stx: bool,
     /// After noise or a request for another address, ignore requests for this long, ms.
     pub deaf_after_noise_ms: Option<f64>,
+    /// 96.8.0 defect: "stuck" (never counts), "half" (one hour per two), "minutes" (counts
+    /// minutes as hours).
+    pub hour_counter: Option<String>,
+    /// Peak (1.6.0/3.6.0) averaged over periods of this many minutes instead of J's.
+    pub peak_period_min: Option<u32>,
+    /// `false`: each period's average overwrites 1.6.0/3.6.0 (a lower one too) instead of the
+    /// month's maximum being kept.
+    pub peak_keep_max: Option<bool>,
+    /// 1.6.0 computed from reactive power.
+    #[serde(default)]
+    pub peak_from_reactive: bool,
+    /// 1.6.0 from secondary (terminal) power instead of primary (× the transformer ratio).
+    #[serde(default)]
+    pub peak_secondary: bool,
+    /// 3.6.0 is never updated.
+    #[serde(default)]
+    pub reactive_peak_frozen: bool,
+    /// At a reset (max reset, logging date) 3.6.0 is not moved to 3.6.0.1.
+    #[serde(default)]
+    pub last_month_reactive_not_moved: bool,
+    /// No monthly move at the NN logging date.
+    #[serde(default)]
+    pub no_monthly_logging: bool,
+    /// NN 00 (module controlled) still logs at midnight on the 1st.
+    #[serde(default)]
+    pub logging_on_first_when_nn00: bool,
+    /// The max-reset input resets on its release edge instead of its assert edge.
+    #[serde(default)]
+    pub max_reset_on_release: bool,
+    /// Energy registers (1.8.x, 3.8.0) rounded to the nearest kWh instead of truncated.
+    #[serde(default)]
+    pub round_energy: bool,
+    /// 0.0.0 always `00000000` instead of the programmed customer number.
+    #[serde(default)]
+    pub customer_number_zero: bool,
 }
 
 impl Faults {
@@ -120,7 +155,10 @@ impl Faults {
             pulse_input_miss_every,
             identification,
             line_end,
-            deaf_after_noise_ms
+            deaf_after_noise_ms,
+            hour_counter,
+            peak_period_min,
+            peak_keep_max
         );
         if !self.drop_data_sets.is_empty() {
             v.push("drop_data_sets");
@@ -134,9 +172,21 @@ impl Faults {
         if self.max_reset_ignored {
             v.push("max_reset_ignored");
         }
-        if self.omit_stx {
-            v.push("omit_stx");
+        macro_rules! flag {
+            ($($f:ident),*) => { $( if self.$f { v.push(stringify!($f)); } )* };
         }
+        flag!(
+            omit_stx,
+            peak_from_reactive,
+            peak_secondary,
+            reactive_peak_frozen,
+            last_month_reactive_not_moved,
+            no_monthly_logging,
+            logging_on_first_when_nn00,
+            max_reset_on_release,
+            round_energy,
+            customer_number_zero
+        );
         v
     }
 }
@@ -712,6 +762,22 @@ impl MeterSpec {
             if !matches!(l.as_str(), "crlf" | "lf") {
                 return Err(invalid(path, "faults.line_end", "\"crlf\" or \"lf\""));
             }
+        }
+        if let Some(h) = &faults.hour_counter {
+            if !matches!(h.as_str(), "stuck" | "half" | "minutes") {
+                return Err(invalid(
+                    path,
+                    "faults.hour_counter",
+                    format!("{h:?}: expected \"stuck\", \"half\" or \"minutes\""),
+                ));
+            }
+        }
+        if faults.peak_period_min.is_some_and(|m| m == 0 || m > 1440) {
+            return Err(invalid(
+                path,
+                "faults.peak_period_min",
+                "minutes 1–1440",
+            ));
         }
         if faults.pulse_input_miss_every == Some(0) {
             return Err(invalid(
