@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::io::{IoMap, KK_351, Z3_OMNI};
 use super::profile::{IoTable, Profile, ProfileId, HH_351, Z21_CT};
 use super::readout::{self, Format};
+use super::sheet;
 
 /// A meter file that cannot be used; the message names the file, the field and the problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -535,30 +536,18 @@ impl MeterSpec {
                 format!("{:02} is not modelled: expected {}", io_field.1, io_field.2),
             )
         })?;
-        let pulse_width_ms = match profile.io_table {
-            IoTable::Kk351 => match c.mm.unwrap_or(1) {
-                1 | 3 => 30.0,
-                2 | 4 => 80.0,
-                m => {
-                    return Err(invalid(
-                        path,
-                        "config.mm",
-                        format!("{m:02} is not an MM code (01–04)"),
-                    ))
-                }
-            },
-            IoTable::Z3 => match c.z8.unwrap_or(1) {
-                1 | 2 => 30.0,
-                3 | 4 => 80.0,
-                m => {
-                    return Err(invalid(
-                        path,
-                        "config.z8",
-                        format!("{m} is not a Z8 code (1–4)"),
-                    ))
-                }
-            },
+        // what the suites expect: the judge's transcription of MM / Z8 (`meter::sheet`)
+        let (pulse_code, pulse_field, pulse_codes) = match profile.io_table {
+            IoTable::Kk351 => (c.mm.unwrap_or(1), "config.mm", "an MM code (01–04)"),
+            IoTable::Z3 => (c.z8.unwrap_or(1), "config.z8", "a Z8 code (1–4)"),
         };
+        let pulse_width_ms = sheet::pulse_length_ms(profile.id, pulse_code).ok_or_else(|| {
+            invalid(
+                path,
+                pulse_field,
+                format!("{pulse_code:02} is not {pulse_codes}"),
+            )
+        })?;
         let pulse_basis = match profile.id {
             ProfileId::Combi351 => match c.p.unwrap_or(1) {
                 1 => PulseBasis::Secondary,
@@ -586,19 +575,19 @@ impl MeterSpec {
         };
         let pulse_constant = match pulse_basis {
             PulseBasis::Secondary => {
-                if c.pulse_constant
-                    .is_some_and(|k| k != profile.secondary_pulse_constant)
-                {
+                // the judge's value (`meter::sheet`); the software meter uses its profile's
+                let (k, _) = sheet::secondary_pulse_constant(profile.id);
+                if c.pulse_constant.is_some_and(|x| x != k) {
                     return Err(invalid(
                         path,
                         "config.pulse_constant",
                         format!(
-                            "verified-energy pulses are fixed at {} imp/kWh ({})",
-                            profile.secondary_pulse_constant, profile.pulse_constant_clause
+                            "verified-energy pulses are fixed at {k} imp/kWh ({})",
+                            profile.pulse_constant_clause
                         ),
                     ));
                 }
-                profile.secondary_pulse_constant
+                k
             }
             PulseBasis::Primary => {
                 let k = c.pulse_constant.ok_or_else(|| {
@@ -773,11 +762,7 @@ impl MeterSpec {
             }
         }
         if faults.peak_period_min.is_some_and(|m| m == 0 || m > 1440) {
-            return Err(invalid(
-                path,
-                "faults.peak_period_min",
-                "minutes 1–1440",
-            ));
+            return Err(invalid(path, "faults.peak_period_min", "minutes 1–1440"));
         }
         if faults.pulse_input_miss_every == Some(0) {
             return Err(invalid(

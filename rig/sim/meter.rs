@@ -16,6 +16,7 @@ use crate::line::{CharPeer, ScheduledChar};
 use crate::meter::calendar;
 use crate::meter::config::{MeterSpec, PulseBasis};
 use crate::meter::io::PortRole;
+use crate::meter::profile::IoTable;
 use crate::meter::readout::{Format, Quantity, COMBI_351};
 use crate::target::Port;
 use crate::time::Timestamp;
@@ -71,6 +72,24 @@ pub struct Registers {
     pub info: u64,
     /// The tariff that is registering now (1–4).
     pub active_tariff: u8,
+}
+
+/// The pulse constant the meter runs on, imp/kWh: its profile's on verified energy, the
+/// configured one on true energy (the suites judge by `MeterSpec::pulse_constant`, from the sheet).
+fn own_pulse_constant(spec: &MeterSpec) -> u32 {
+    match spec.pulse_basis {
+        PulseBasis::Secondary => spec.profile.secondary_pulse_constant,
+        PulseBasis::Primary => spec.pulse_constant,
+    }
+}
+
+/// The pulse length the meter runs on, ms, from its own MM/Z8 table.
+fn own_pulse_length_ms(spec: &MeterSpec) -> f64 {
+    let code = match spec.profile.io_table {
+        IoTable::Kk351 => spec.codes.mm.unwrap_or(1),
+        IoTable::Z3 => spec.codes.z8.unwrap_or(1),
+    };
+    crate::meter::io::pulse_length_ms(spec.profile.io_table, code).unwrap_or(spec.pulse_width_ms)
 }
 
 /// The length of the peak period, minutes: J's, or the `peak_period_min` defect's.
@@ -160,9 +179,13 @@ impl SoftMeter {
                 port,
                 reactive,
                 accum: 0,
-                rate_num: spec.pulse_constant as i128 * (PPM + err_ppm),
+                rate_num: own_pulse_constant(&spec) as i128 * (PPM + err_ppm),
                 free_at: Timestamp::ZERO,
-                width_ns: ms_ns(spec.faults.pulse_width_ms.unwrap_or(spec.pulse_width_ms)),
+                width_ns: ms_ns(
+                    spec.faults
+                        .pulse_width_ms
+                        .unwrap_or_else(|| own_pulse_length_ms(&spec)),
+                ),
                 pause_ns: ms_ns(
                     spec.faults
                         .pulse_pause_ms
@@ -179,7 +202,9 @@ impl SoftMeter {
         let next_period_end = Timestamp(((next_boundary_unix - start_unix) as u64) * 1_000_000_000);
         debug_assert!(next_period_end.0 <= period_ns);
         let next_logging = logging_day(&spec).map(|day| {
-            Timestamp(((calendar::next_logging(start_unix, day) - start_unix) as u64) * 1_000_000_000)
+            Timestamp(
+                ((calendar::next_logging(start_unix, day) - start_unix) as u64) * 1_000_000_000,
+            )
         });
         let first = spec.load.steps[0];
         SoftMeter {
