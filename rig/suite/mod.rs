@@ -9,6 +9,7 @@
 
 pub mod pins;
 pub mod readout;
+pub mod registers;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -392,6 +393,18 @@ pub const SUITES: &[(&str, &[CaseDef])] = &[
                 id: "readout.recovery",
                 title: "Answers a valid request after a foreign address and after noise",
             },
+            CaseDef {
+                id: "readout.hour_counter",
+                title: "96.8.0 counts hours of the target's clock (±1 h quantisation)",
+            },
+            CaseDef {
+                id: "readout.truncation",
+                title: "Energy registers show completed kWh (truncated, not rounded)",
+            },
+            CaseDef {
+                id: "readout.customer_number",
+                title: "0.0.0 is the programmed customer number",
+            },
         ],
     ),
     (
@@ -431,6 +444,26 @@ pub const SUITES: &[(&str, &[CaseDef])] = &[
             id: "max_reset.peak_reset",
             title: "A max-reset input moves the peak to last month and counts the reset",
         }],
+    ),
+    (
+        "logging",
+        &[CaseDef {
+            id: "logging.monthly",
+            title: "The monthly move at 00:00 of day NN and at no other midnight",
+        }],
+    ),
+    (
+        "max_demand",
+        &[
+            CaseDef {
+                id: "max_demand.peak",
+                title: "1.6.0 / 3.6.0 are the month's highest primary averages over periods of J",
+            },
+            CaseDef {
+                id: "max_demand.reset",
+                title: "Max reset on the assert edge: peaks to last month, accumulated, 0.1 counts",
+            },
+        ],
     ),
 ];
 
@@ -646,11 +679,15 @@ pub fn run(
 
 fn run_case(ctx: &mut Ctx<'_>, shared: &mut Shared, id: &str) -> Judgement {
     let r = match id.split('.').next() {
+        _ if registers::handles(id) => registers::run(ctx, id),
         Some("readout") => readout::run(ctx, shared, id),
         _ => pins::run(ctx, id),
     };
     match r {
         Ok(j) => j,
+        Err(e) if registers::handles(id) => {
+            Judgement::error(registers::clause_for(id), e.to_string())
+        }
         Err(e) => Judgement::error(readout::clause_for(id, ctx.spec), e.to_string()),
     }
 }

@@ -1,0 +1,851 @@
+//! What the registers mean, not only how they are written: the hour counter's rate, the peaks
+//! (max demand) over logging periods of length J, the move at a max reset and at the NN logging
+//! date, whole-kWh truncation and the customer number (issue 13).
+//!
+//! Expectations come from the data sheets (`meter::sheet`, `meter::profile`) and from what the
+//! meter file declares as the meter's environment: its load at the terminals (the reference a
+//! test bench would apply) and its clock at virtual time zero. They never come from the software
+//! meter's tables. Times come only from the target's clock and readout snapshots. A case that
+//! needs something the module interface cannot show (the meter's clock, its register fractions,
+//! an output port) skips and says so; an observation that cannot decide (no new peak in the
+//! window, a peak below the 0.1 kW resolution) is inconclusive, never a pass.
+
+use std::time::Duration;
+
+use super::{fmt_num, Ctx, Judgement, Measurement, Readout, Verdict};
+use crate::meter::calendar;
+use crate::meter::config::{Load, MeterSpec};
+use crate::meter::io::PortRole;
+use crate::meter::profile::{Clause, SHEET_351, SPEC_351};
+use crate::meter::sheet;
+use crate::target::{Port, TargetError};
+use crate::time::{TimeSource, Timestamp};
+
+/// The ids this module runs.
+pub const IDS: [&str; 6] = [
+    "readout.hour_counter",
+    "readout.truncation",
+    "readout.customer_number",
+    "max_demand.peak",
+    "max_demand.reset",
+    "logging.monthly",
+];
+
+/// Whether `id` is one of this module's cases.
+pub fn handles(id: &str) -> bool {
+    IDS.contains(&id)
+}
+
+/// The clause each case checks.
+pub fn clause_for(id: &str) -> Clause {
+    let section = match id {
+        "readout.hour_counter" => "Display configurations, Operating hour counter: the number of hours the meter has been in operation (96.8.0 in h, 004)",
+        "readout.truncation" => "Display: the total value for consumed energy in 7 digits (kWh) — a whole-kWh register shows completed kWh, it steps when the kWh is complete",
+        "readout.customer_number" => "IEC61107 data request: 0.0.0(00000000) Customer number (000 Display configuration, Meter number: a separate programmed 8 digit number)",
+        "max_demand.peak" => "Display configuration, Active/Reactive peak power: the highest power of the month averaged over the logging period J (primary value); Configuration 1 J",
+        "max_demand.reset" => "KK Module i/o (Max reset) with Permanent memory b) Monthly data: peak to last month, accumulated peak (APK), reset counter 0.1 (004)",
+        _ => "Permanent memory b) Monthly data saved at 00.00.00 on the configured day; Configuration 2 NN (00 = module controlled)",
+    };
+    let source = if id == "readout.customer_number" {
+        SPEC_351
+    } else {
+        SHEET_351
+    };
+    Clause { source, section }
+}
+
+/// Runs one case of this module.
+pub fn run(ctx: &mut Ctx<'_>, id: &str) -> Result<Judgement, TargetError> {
+    let clause = clause_for(id);
+    match id {
+        "readout.hour_counter" => hour_counter(ctx, clause),
+        "readout.truncation" => truncation(ctx, clause),
+        "readout.customer_number" => customer_number(ctx, clause),
+        "max_demand.peak" => peak(ctx, clause),
+        "max_demand.reset" => max_reset(ctx, clause),
+        "logging.monthly" => monthly(ctx, clause),
+        other => Ok(Judgement::error(clause, format!("unknown case {other}"))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// shared helpers
+
+const NS_PER_S: u64 = 1_000_000_000;
+/// mW·ns in one kWh.
+const MWNS_PER_KWH: i128 = 3_600_000_000_000_000_000;
+
+/// Register values of a readout, or an error judgement naming the missing ones.
+fn values<const N: usize>(
+    r: &Readout,
+    addrs: [&str; N],
+    clause: Clause,
+) -> Result<[f64; N], Judgement> {
+    let n = r.numbers();
+    let missing: Vec<&str> = addrs
+        .iter()
+        .copied()
+        .filter(|a| !n.contains_key(*a))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Judgement::error(
+            clause,
+            format!("{} missing from the readout", missing.join(", ")),
+        ));
+    }
+    Ok(addrs.map(|a| n[a]))
+}
+
+/// A register value in tenths (the 0.1 kW resolution of 004's `000000.0`), exact.
+fn tenths(x: f64) -> i64 {
+    (x * 10.0).round() as i64
+}
+
+/// Skip for a target whose clock is not the meter's: the readout carries no date or time.
+fn needs_meter_clock(ctx: &Ctx<'_>, clause: Clause, what: &str) -> Option<Judgement> {
+    (!ctx.caps.virtual_time).then(|| {
+        Judgement::skip(
+            clause,
+            format!(
+                "{}: {what} needs the meter's clock, and the readout (004) carries no date or time; \
+                 run it against the software meter, whose clock is the meter file's start",
+                ctx.target.describe()
+            ),
+        )
+    })
+}
+
+/// The meter's clock at virtual time `t`, unix seconds (software meter: the meter file's start).
+fn meter_unix_s(spec: &MeterSpec, t: Timestamp) -> i64 {
+    let s = spec.start;
+    calendar::days_from_civil(s.year, s.month, s.day) * 86_400
+        + s.secs as i64
+        + (t.0 / NS_PER_S) as i64
+}
+
+/// The virtual time at which the meter's clock shows unix second `u` (≥ 0 assumed).
+fn at_unix(spec: &MeterSpec, u: i64) -> Timestamp {
+    let base = meter_unix_s(spec, Timestamp::ZERO);
+    Timestamp(((u - base).max(0) as u64) * NS_PER_S)
+}
+
+/// Waits until `t` on the target's clock in steps of at most an hour, taking pulse edges off the
+/// output ports as it goes (a month of pulses would otherwise pile up in the target).
+fn wait_until(ctx: &mut Ctx<'_>, t: Timestamp) -> Result<(), TargetError> {
+    loop {
+        let now = ctx.target.now()?;
+        if now >= t {
+            return Ok(());
+        }
+        let step = (now + Duration::from_secs(3600)).min(t);
+        ctx.target.wait_until(step)?;
+        if ctx.caps.pins {
+            for p in Port::ALL {
+                if ctx.spec.io.role(p).is_output() {
+                    ctx.target.take_edges(p)?;
+                }
+            }
+        }
+    }
+}
+
+/// A readout taken when the target's clock shows `t` (or now, if later).
+fn readout_at(ctx: &mut Ctx<'_>, t: Timestamp) -> Result<Readout, TargetError> {
+    wait_until(ctx, t)?;
+    ctx.readout()
+}
+
+/// Energy the declared load delivers at the meter terminals from virtual zero to `t`:
+/// (active mW·ns, reactive mvar·ns), secondary.
+fn declared_energy(load: &Load, t: u64) -> (i128, i128) {
+    let within = |upto: u64, span_end: Option<u64>| -> (i128, i128) {
+        let mut e = (0i128, 0i128);
+        for (i, s) in load.steps.iter().enumerate() {
+            if s.offset_ns >= upto {
+                break;
+            }
+            let next = load.steps.get(i + 1).map(|n| n.offset_ns).or(span_end);
+            let end = next.map_or(upto, |n| n.min(upto));
+            let dt = (end - s.offset_ns) as i128;
+            e.0 += s.active_mw as i128 * dt;
+            e.1 += s.reactive_mvar as i128 * dt;
+        }
+        e
+    };
+    match load.repeat_ns {
+        Some(r) if r > 0 => {
+            let cycles = (t / r) as i128;
+            let full = within(r, Some(r));
+            let part = within(t % r, Some(r));
+            (full.0 * cycles + part.0, full.1 * cycles + part.1)
+        }
+        _ => within(t, None),
+    }
+}
+
+/// Average primary power over `[a, b)` from the declared load, truncated to the 0.1 kW display
+/// step, in tenths of kW (active, reactive).
+fn period_peak_tenths(spec: &MeterSpec, a: u64, b: u64) -> (i64, i64) {
+    let (ea, ra) = declared_energy(&spec.load, a);
+    let (eb, rb) = declared_energy(&spec.load, b);
+    let len = (b - a) as i128;
+    let ratio = spec.ratio as i128;
+    // mW·ns × ratio / ns = primary mW; 100,000 mW = 0.1 kW
+    let t = |e: i128| ((e * ratio / len) / 100_000) as i64;
+    (t(eb - ea), t(rb - ra))
+}
+
+/// Logging-period boundaries (virtual ns) on the meter's clock ending in `(from, to]`, with the
+/// start of each period: J minutes aligned to the meter's midnight.
+fn periods_ending_in(spec: &MeterSpec, from: Timestamp, to: Timestamp) -> Vec<(u64, u64)> {
+    let j = spec.logging_period_min as i64 * 60;
+    let u0 = meter_unix_s(spec, from);
+    let mut end = (u0.div_euclid(j) + 1) * j;
+    let mut out = Vec::new();
+    loop {
+        let e = at_unix(spec, end);
+        if e > to {
+            return out;
+        }
+        if e > from && end - j >= meter_unix_s(spec, Timestamp::ZERO) {
+            out.push((at_unix(spec, end - j).0, e.0));
+        }
+        end += j;
+    }
+}
+
+/// The next logging-period boundary strictly after `t`.
+fn next_boundary(spec: &MeterSpec, t: Timestamp) -> Timestamp {
+    let j = spec.logging_period_min as i64 * 60;
+    at_unix(spec, (meter_unix_s(spec, t).div_euclid(j) + 1) * j)
+}
+
+/// The next midnight on which the meter must log (NN ≥ 1), after `t`.
+fn next_logging(spec: &MeterSpec, t: Timestamp) -> Option<Timestamp> {
+    let nn = spec.logging_day;
+    (nn != sheet::NN_MODULE_CONTROLLED)
+        .then(|| at_unix(spec, calendar::next_logging(meter_unix_s(spec, t), nn)))
+}
+
+fn io_text(spec: &MeterSpec) -> String {
+    let code = match spec.profile.io_table {
+        crate::meter::profile::IoTable::Kk351 => "KK",
+        crate::meter::profile::IoTable::Z3 => "Z3",
+    };
+    format!("{code} {:02} ({})", spec.io.code, spec.io.description)
+}
+
+/// A measurement on register values (no uncertainty beyond the display step `u`).
+fn reg(name: &str, value: f64, unit: &str, lo: f64, hi: f64, u: f64) -> Measurement {
+    Measurement::new(
+        name,
+        value,
+        unit,
+        Some(lo),
+        Some(hi),
+        TimeSource::Register,
+        u,
+    )
+}
+
+/// The verdict of measurements plus questions the observation could not decide.
+fn judge(clause: Clause, ms: Vec<Measurement>, undecided: Vec<String>, ok: String) -> Judgement {
+    let mut j = Judgement::from_problems(clause, vec![], ms, ok);
+    if j.verdict == Verdict::Pass && !undecided.is_empty() {
+        j.verdict = Verdict::Inconclusive;
+        j.message = format!("{}; {}", undecided.join("; "), j.message);
+    }
+    j.details.extend(undecided);
+    j
+}
+
+// ---------------------------------------------------------------------------------------------
+// readout.hour_counter
+
+/// 96.8.0 against the target's clock over a window (24 h, or `--max-constant-window` if shorter):
+/// a counter of whole hours moves by the elapsed hours E within ±1 h of quantisation, so the step
+/// must lie in [E − 1, E + 1] h. Half rate, a stuck counter and minutes counted as hours all leave
+/// that band once E > 4 h; a shorter window says which defects it cannot see.
+fn hour_counter(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
+    let window = Duration::from_secs(24 * 3600).min(ctx.opts.max_constant_window);
+    let a = ctx.readout()?;
+    wait_until(ctx, a.snapshot_time() + window)?;
+    let b = ctx.readout()?;
+    let (ha, hb) = match (
+        values(&a, ["96.8.0"], clause),
+        values(&b, ["96.8.0"], clause),
+    ) {
+        (Ok([x]), Ok([y])) => (x, y),
+        (Err(j), _) | (_, Err(j)) => return Ok(j),
+    };
+    let elapsed_h = b.snapshot_time().diff_ns(a.snapshot_time()) as f64 / 3.6e12;
+    let step = (hb - ha).rem_euclid(10_000_000.0);
+    let ms = vec![
+        reg(
+            "hour_counter_step",
+            step,
+            "h",
+            elapsed_h - 1.0,
+            elapsed_h + 1.0,
+            1.0,
+        ),
+        Measurement::info("elapsed", elapsed_h, "h", ctx.caps.data_timing, 0.0),
+    ];
+    let mut undecided = vec![];
+    if elapsed_h <= 4.0 {
+        undecided.push(format!(
+            "a {} h window cannot tell half rate from full rate (needs > 4 h: raise --max-constant-window)",
+            fmt_num(elapsed_h)
+        ));
+    }
+    let ok = format!(
+        "96.8.0 moved {} h in {} h on the target's clock (±1 h quantisation)",
+        fmt_num(step),
+        fmt_num(elapsed_h)
+    );
+    Ok(judge(clause, ms, undecided, ok))
+}
+
+// ---------------------------------------------------------------------------------------------
+// readout.customer_number
+
+/// 0.0.0 equals the 8-digit customer number the meter file declares (the software meter, or a
+/// real meter run with `--meter FILE`).
+fn customer_number(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
+    if !ctx.opts.check_type_number {
+        return Ok(Judgement::skip(
+            clause,
+            "no meter file declares this meter's customer number: give it with --meter FILE ([registers] \"0.0.0\")",
+        ));
+    }
+    let Some(declared) = ctx.spec.registers.get("0.0.0").copied() else {
+        return Ok(Judgement::skip(
+            clause,
+            "the meter file declares no customer number ([registers] \"0.0.0\")",
+        ));
+    };
+    let r = ctx.readout()?;
+    let sent = r
+        .tolerant
+        .data_sets
+        .iter()
+        .find(|d| d.address == "0.0.0")
+        .and_then(|d| d.values.first())
+        .map(|v| v.raw.clone());
+    let want = format!("{:08}", declared as u64);
+    let digits = sheet::data_set("0.0.0").map_or(8, |d| d.int as usize);
+    let problems = match &sent {
+        None => vec!["0.0.0 missing from the readout".to_string()],
+        Some(s) if *s != want => vec![format!(
+            "0.0.0 is {s:?}, the meter file declares {want:?} ({digits} digits, 004)"
+        )],
+        Some(_) => vec![],
+    };
+    Ok(Judgement::from_problems(
+        clause,
+        problems,
+        vec![],
+        format!("0.0.0 = {want}, as declared"),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// readout.truncation
+
+/// Whole-kWh truncation of 1.8.0: on the software meter the meter file declares the register at
+/// its start (whole kWh) and the load, so the energy registered is known at every instant. A
+/// readout taken when the register's fraction is about 0.6 must still show the lower whole kWh
+/// (rounding shows the upper), and one at about 1.05 the next. The output pulses over the same
+/// interval cross-check the declared load (class 1 plus one pulse); a mismatch is inconclusive.
+fn truncation(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
+    if let Some(j) = needs_meter_clock(
+        ctx,
+        clause,
+        "placing a readout against the register's fraction",
+    ) {
+        return Ok(j);
+    }
+    let spec = ctx.spec;
+    let Some(init) = spec
+        .registers
+        .get("1.8.0")
+        .copied()
+        .filter(|v| v.fract() == 0.0)
+        .or((!spec.registers.contains_key("1.8.0")).then_some(0.0))
+    else {
+        return Ok(Judgement::skip(
+            clause,
+            "the meter file declares 1.8.0 with a fraction: its start is not on a whole kWh",
+        ));
+    };
+    let now = ctx.target.now()?;
+    // registered primary kWh (× 1000) at t, from the declared load
+    let mkwh = |t: u64| {
+        init as i128 * 1000
+            + declared_energy(&spec.load, t).0 * spec.ratio as i128 * 1000 / MWNS_PER_KWH
+    };
+    let m0 = mkwh(now.0);
+    let target_at = |frac_milli: i128| -> Option<Timestamp> {
+        let goal = (m0 / 1000 + 1) * 1000 + frac_milli;
+        first_time_reaching(
+            now.0,
+            now.0 + ctx.opts.max_constant_window.as_nanos() as u64,
+            |t| mkwh(t) >= goal,
+        )
+        .map(Timestamp)
+    };
+    let (Some(t_low), Some(t_high)) = (target_at(600), target_at(1050)) else {
+        return Ok(Judgement::inconclusive(
+            clause,
+            format!(
+            "the declared load does not register 1.05 kWh more within {} s (--max-constant-window)",
+            ctx.opts.max_constant_window.as_secs()
+        ),
+        ));
+    };
+    let port = ctx
+        .caps
+        .pins
+        .then(|| ctx.spec.io.find(|r| r == PortRole::ActiveOut))
+        .flatten();
+    // plain waits: the pulses between the two readouts are the cross-check
+    ctx.target.wait_until(t_low)?;
+    if let Some(p) = port {
+        ctx.target.take_edges(p)?;
+    }
+    let a = ctx.readout()?;
+    ctx.target.wait_until(t_high)?;
+    let b = ctx.readout()?;
+    let (ra, rb) = match (values(&a, ["1.8.0"], clause), values(&b, ["1.8.0"], clause)) {
+        (Ok([x]), Ok([y])) => (x, y),
+        (Err(j), _) | (_, Err(j)) => return Ok(j),
+    };
+    let (va, vb) = (mkwh(a.snapshot_time().0), mkwh(b.snapshot_time().0));
+    let fa = (va % 1000) as f64 / 1000.0;
+    let ms = vec![
+        reg(
+            "register_at_fraction",
+            ra,
+            "kWh",
+            (va / 1000) as f64,
+            (va / 1000) as f64,
+            0.0,
+        ),
+        reg(
+            "register_after_step",
+            rb,
+            "kWh",
+            (vb / 1000) as f64,
+            (vb / 1000) as f64,
+            0.0,
+        ),
+        Measurement::info(
+            "fraction_at_first_readout",
+            fa,
+            "kWh",
+            TimeSource::Register,
+            0.0,
+        ),
+    ];
+    let mut undecided = vec![];
+    if let Some(p) = port {
+        let edges = ctx.target.take_edges(p)?;
+        let (ta, tb) = (a.snapshot_time(), b.snapshot_time());
+        let pulses = edges
+            .iter()
+            .filter(|e| !e.level && e.t > ta && e.t <= tb)
+            .count() as f64;
+        let k = match spec.pulse_basis {
+            crate::meter::config::PulseBasis::Secondary => {
+                spec.pulse_constant as f64 / spec.ratio as f64
+            }
+            crate::meter::config::PulseBasis::Primary => spec.pulse_constant as f64,
+        };
+        let expect = (vb - va) as f64 / 1000.0 * k;
+        let a_pct = spec.profile.accuracy_pct / 100.0;
+        if (pulses - expect).abs() > expect * a_pct + 1.0 {
+            undecided.push(format!(
+                "{p} gave {pulses} pulses where the declared load makes {} : the meter is not measuring the load its file declares",
+                fmt_num(expect)
+            ));
+        }
+    }
+    let ok = format!(
+        "1.8.0 showed {} kWh at {} kWh registered and stepped to {} by {} kWh (truncated, not rounded)",
+        fmt_num(ra),
+        fmt_num(va as f64 / 1000.0),
+        fmt_num(rb),
+        fmt_num(vb as f64 / 1000.0)
+    );
+    Ok(judge(clause, ms, undecided, ok))
+}
+
+/// The first virtual time in `[from, to]` (1 ms resolution) where the monotone `reached` holds.
+fn first_time_reaching(from: u64, to: u64, reached: impl Fn(u64) -> bool) -> Option<u64> {
+    if !reached(to) {
+        return None;
+    }
+    let (mut lo, mut hi) = (from, to);
+    while hi - lo > 1_000_000 {
+        let mid = lo + (hi - lo) / 2;
+        if reached(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Some(hi)
+}
+
+// ---------------------------------------------------------------------------------------------
+// max_demand.peak
+
+/// 1.6.0 and 3.6.0 over at least four whole logging periods of length J on the meter's clock:
+/// after the window each must equal the month's maximum — the larger of its value before and the
+/// highest period average of primary power the declared load gives — truncated to 0.1, with one
+/// display step below allowed. A window whose highest period is not ≥ 0.2 above the peak already
+/// shown cannot tell an update from none: inconclusive.
+fn peak(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
+    if let Some(j) = needs_meter_clock(ctx, clause, "placing the logging periods") {
+        return Ok(j);
+    }
+    let spec = ctx.spec;
+    let j_len = Duration::from_secs(spec.logging_period_min as u64 * 60);
+    let now = ctx.target.now()?;
+    // a meter started mid-period averages a partial first period: start after it
+    let mut start = now.max(next_boundary(spec, Timestamp::ZERO) + Duration::from_secs(1));
+    if let Some(l) = next_logging(spec, start) {
+        if l <= start + j_len * 5 + Duration::from_secs(60) {
+            start = l + Duration::from_secs(1);
+        }
+    }
+    let regs = ["1.6.0", "3.6.0"];
+    let window_end = |t0: Timestamp| next_boundary(spec, t0) + j_len * 3 + Duration::from_secs(60);
+    let mut a = readout_at(ctx, start)?;
+    if let (Ok(p), Some(l)) = (
+        values(&a, regs, clause),
+        next_logging(spec, a.snapshot_time()),
+    ) {
+        let t0 = a.snapshot_time();
+        let h = window_highest(spec, t0, window_end(t0));
+        if h.0 < tenths(p[0]) + 2 || h.1 < tenths(p[1]) + 2 {
+            // the month's peak already covers what the load can show: a new month starts from
+            // zero at the logging date (waiting for it is free in virtual time)
+            a = readout_at(ctx, l + Duration::from_secs(1))?;
+        }
+    }
+    let t0 = a.snapshot_time();
+    let b = readout_at(ctx, window_end(t0))?;
+    let (before, after) = match (values(&a, regs, clause), values(&b, regs, clause)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(j), _) | (_, Err(j)) => return Ok(j),
+    };
+    let periods = periods_ending_in(spec, t0, b.snapshot_time());
+    let highest = window_highest(spec, t0, b.snapshot_time());
+    let mut ms = vec![Measurement::info(
+        "periods",
+        periods.len() as f64,
+        "periods",
+        TimeSource::Register,
+        0.0,
+    )];
+    let mut undecided = vec![];
+    for (i, (addr, unit)) in [("1.6.0", "kW"), ("3.6.0", "kvar")].into_iter().enumerate() {
+        let win = if i == 0 { highest.0 } else { highest.1 };
+        let r0 = tenths(before[i]);
+        ms.push(Measurement::info(
+            &format!("{addr}.highest_period"),
+            win as f64 / 10.0,
+            unit,
+            TimeSource::Register,
+            0.1,
+        ));
+        if win < r0 + 2 {
+            undecided.push(format!(
+                "{addr}: no {}-min period rose 0.2 {unit} above the month's peak {} (highest {}), so an update cannot be told from none",
+                spec.logging_period_min,
+                fmt_num(before[i]),
+                fmt_num(win as f64 / 10.0)
+            ));
+            continue;
+        }
+        let want = r0.max(win);
+        ms.push(reg(
+            addr,
+            after[i],
+            unit,
+            (want - 1) as f64 / 10.0,
+            want as f64 / 10.0,
+            0.1,
+        ));
+    }
+    let ok = format!(
+        "over {} periods of {} min: 1.6.0 {} → {} kW, 3.6.0 {} → {} kvar, the month's maximum of the primary period averages",
+        periods.len(),
+        spec.logging_period_min,
+        fmt_num(before[0]),
+        fmt_num(after[0]),
+        fmt_num(before[1]),
+        fmt_num(after[1])
+    );
+    Ok(judge(clause, ms, undecided, ok))
+}
+
+/// The highest period averages (tenths of kW, kvar) of the periods ending in `(from, to]`.
+fn window_highest(spec: &MeterSpec, from: Timestamp, to: Timestamp) -> (i64, i64) {
+    periods_ending_in(spec, from, to)
+        .iter()
+        .fold((0, 0), |m, &(s, e)| {
+            let p = period_peak_tenths(spec, s, e);
+            (m.0.max(p.0), m.1.max(p.1))
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// moves (max reset, logging date)
+
+/// The seven registers a move touches, in this order.
+const MOVE_REGS: [&str; 7] = [
+    "1.6.0", "3.6.0", "1.6.0.1", "3.6.0.1", "1.2.0", "3.2.0", "0.1",
+];
+
+/// Judges a move between readouts `a` (before) and `b` (after): the peaks to move are
+/// `moved` (tenths of kW / kvar, already including any period that ended in between); they
+/// must appear in 1.6.0.1/3.6.0.1, add to 1.2.0/3.2.0, and 0.1 must count one.
+fn judge_move(
+    before: &[f64; 7],
+    after: &[f64; 7],
+    moved: (i64, i64),
+    ms: &mut Vec<Measurement>,
+    undecided: &mut Vec<String>,
+) {
+    ms.push(reg(
+        "reset_counter_step",
+        after[6] - before[6],
+        "resets",
+        1.0,
+        1.0,
+        0.0,
+    ));
+    for (i, (peak, last, acc, unit)) in [
+        ("1.6.0", "1.6.0.1", "1.2.0", "kW"),
+        ("3.6.0", "3.6.0.1", "3.2.0", "kvar"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let m = if i == 0 { moved.0 } else { moved.1 };
+        ms.push(reg(&format!("{peak}.after"), after[i], unit, 0.0, 0.0, 0.1));
+        if m == tenths(before[2 + i]) {
+            undecided.push(format!(
+                "{peak} to move ({} {unit}) equals {last} already: the move cannot be seen",
+                fmt_num(m as f64 / 10.0)
+            ));
+        } else {
+            ms.push(reg(
+                last,
+                after[2 + i],
+                unit,
+                (m - 1) as f64 / 10.0,
+                m as f64 / 10.0,
+                0.1,
+            ));
+        }
+        // exact inside the meter, shown truncated: one step either way on top of the moved value's
+        ms.push(reg(
+            &format!("{acc}.step"),
+            after[4 + i] - before[4 + i],
+            unit,
+            (m - 2) as f64 / 10.0,
+            (m + 1) as f64 / 10.0,
+            0.1,
+        ));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// max_demand.reset
+
+/// A max reset on the module input's assert edge: read just before, assert, read while it is
+/// held (the move must have happened), release, read again (no second move on the release).
+fn max_reset(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
+    let spec = ctx.spec;
+    let Some(port) = spec
+        .io
+        .find(|r| matches!(r, PortRole::MaxReset | PortRole::DebitingStop))
+    else {
+        return Ok(Judgement::skip(
+            clause,
+            format!("{} has no max-reset input", io_text(spec)),
+        ));
+    };
+    if !ctx.caps.pins {
+        return Ok(Judgement::skip(
+            clause,
+            format!(
+                "{} has no pins: the max-reset input needs the module's ports",
+                ctx.target.describe()
+            ),
+        ));
+    }
+    let j_len = Duration::from_secs(spec.logging_period_min as u64 * 60);
+    let mut a = ctx.readout()?;
+    if values(&a, ["1.6.0"], clause).is_ok_and(|[p]| p < 0.1) {
+        // no peak to move yet: let a logging period complete
+        ctx.wait(j_len + Duration::from_secs(1))?;
+        a = ctx.readout()?;
+    }
+    if ctx.caps.virtual_time {
+        // keep a period end (and so a logging date) out of the reset and the readout after it
+        let now = ctx.target.now()?;
+        let nb = next_boundary(spec, now);
+        if nb < now + Duration::from_secs(90) {
+            wait_until(ctx, nb + Duration::from_secs(1))?;
+            a = ctx.readout()?;
+        }
+    }
+    ctx.target.set_input(port, true)?;
+    ctx.wait(Duration::from_secs(1))?;
+    let b = ctx.readout()?;
+    ctx.target.set_input(port, false)?;
+    ctx.wait(Duration::from_secs(1))?;
+    let c = ctx.readout()?;
+    let (va, vb, vc) = match (
+        values(&a, MOVE_REGS, clause),
+        values(&b, MOVE_REGS, clause),
+        values(&c, MOVE_REGS, clause),
+    ) {
+        (Ok(x), Ok(y), Ok(z)) => (x, y, z),
+        (Err(j), _, _) | (_, Err(j), _) | (_, _, Err(j)) => return Ok(j),
+    };
+    let mut ms = vec![];
+    let mut undecided = vec![];
+    judge_move(
+        &va,
+        &vb,
+        (tenths(va[0]), tenths(va[1])),
+        &mut ms,
+        &mut undecided,
+    );
+    ms.push(reg(
+        "reset_counter_step_on_release",
+        vc[6] - vb[6],
+        "resets",
+        0.0,
+        0.0,
+        0.0,
+    ));
+    let ok = format!(
+        "max reset asserted on {port}: 1.6.0 {} → 1.6.0.1 {}, 3.6.0 {} → 3.6.0.1 {}, 1.2.0 {} → {}, 3.2.0 {} → {}, 0.1 {} → {} (nothing more on release)",
+        fmt_num(va[0]), fmt_num(vb[2]), fmt_num(va[1]), fmt_num(vb[3]),
+        fmt_num(va[4]), fmt_num(vb[4]), fmt_num(va[5]), fmt_num(vb[5]), va[6], vb[6]
+    );
+    Ok(judge(clause, ms, undecided, ok))
+}
+
+// ---------------------------------------------------------------------------------------------
+// logging.monthly
+
+/// The monthly move at 00:00:00 of day NN, waited for on the meter's clock: readouts a minute
+/// before and after that midnight (the period ending at midnight still belongs to the old
+/// month), and around an ordinary midnight (the one before, or after when that has passed),
+/// which must move nothing. NN 00 (module controlled): the midnight of the 1st must move nothing.
+fn monthly(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
+    if let Some(j) = needs_meter_clock(ctx, clause, "waiting for the logging date") {
+        return Ok(j);
+    }
+    let spec = ctx.spec;
+    let now = ctx.target.now()?;
+    let minute = Duration::from_secs(60);
+    let day = Duration::from_secs(86_400);
+    let Some(t) = next_logging(spec, now + minute) else {
+        return module_controlled(ctx, clause);
+    };
+    // the ordinary midnight first when it is still ahead, so the case ends just after the move
+    let before = t.0 >= now.0 + (day + minute * 2).as_nanos() as u64;
+    let ordinary = if before { t - day } else { t + day };
+    let mut at = |x: Timestamp| readout_at(ctx, x);
+    let (a, b, c, d) = if before {
+        let (c, d) = (at(ordinary - minute)?, at(ordinary + minute)?);
+        (at(t - minute)?, at(t + minute)?, c, d)
+    } else {
+        let (a, b) = (at(t - minute)?, at(t + minute)?);
+        (a, b, at(ordinary - minute)?, at(ordinary + minute)?)
+    };
+    let vals = [&a, &b, &c, &d].map(|r| values(r, MOVE_REGS, clause));
+    let v = match vals {
+        [Ok(a), Ok(b), Ok(c), Ok(d)] => [a, b, c, d],
+        [Err(j), ..] | [_, Err(j), ..] | [_, _, Err(j), _] | [_, _, _, Err(j)] => return Ok(j),
+    };
+    let j_len = spec.logging_period_min as u64 * 60 * NS_PER_S;
+    let last = period_peak_tenths(spec, t.0 - j_len, t.0);
+    let moved = (tenths(v[0][0]).max(last.0), tenths(v[0][1]).max(last.1));
+    let mut ms = vec![];
+    let mut undecided = vec![];
+    judge_move(&v[0], &v[1], moved, &mut ms, &mut undecided);
+    ms.push(reg(
+        "reset_counter_step_ordinary_midnight",
+        v[3][6] - v[2][6],
+        "resets",
+        0.0,
+        0.0,
+        0.0,
+    ));
+    ms.push(reg(
+        "1.6.0.1.change_ordinary_midnight",
+        v[3][2] - v[2][2],
+        "kW",
+        0.0,
+        0.0,
+        0.1,
+    ));
+    let date = calendar::civil_from_days(meter_unix_s(spec, t).div_euclid(86_400));
+    let ok = format!(
+        "NN {:02}: at {:04}-{:02}-{:02} 00:00 1.6.0 {} → 1.6.0.1 {}, 3.6.0 {} → 3.6.0.1 {}, 0.1 {} → {}; the midnight of the {} moved nothing",
+        spec.logging_day, date.0, date.1, date.2,
+        fmt_num(moved.0 as f64 / 10.0), fmt_num(v[1][2]), fmt_num(moved.1 as f64 / 10.0), fmt_num(v[1][3]), v[0][6], v[1][6],
+        if before { "day before" } else { "day after" }
+    );
+    Ok(judge(clause, ms, undecided, ok))
+}
+
+/// NN 00: the monthly data follow an external control unit, so the 1st's midnight moves nothing.
+fn module_controlled(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
+    let spec = ctx.spec;
+    let minute = Duration::from_secs(60);
+    let now = ctx.target.now()?;
+    let first = at_unix(
+        spec,
+        calendar::next_logging(meter_unix_s(spec, now + minute), 1),
+    );
+    let a = readout_at(ctx, first - minute)?;
+    let b = readout_at(ctx, first + minute)?;
+    let (va, vb) = match (values(&a, MOVE_REGS, clause), values(&b, MOVE_REGS, clause)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(j), _) | (_, Err(j)) => return Ok(j),
+    };
+    let ms = vec![
+        reg("reset_counter_step", vb[6] - va[6], "resets", 0.0, 0.0, 0.0),
+        reg("1.6.0.1.change", vb[2] - va[2], "kW", 0.0, 0.0, 0.1),
+        reg("3.6.0.1.change", vb[3] - va[3], "kvar", 0.0, 0.0, 0.1),
+        Measurement::new(
+            "1.6.0.change",
+            vb[0] - va[0],
+            "kW",
+            Some(0.0),
+            None,
+            TimeSource::Register,
+            0.1,
+        ),
+    ];
+    let date = calendar::civil_from_days(meter_unix_s(spec, first).div_euclid(86_400));
+    Ok(judge(
+        clause,
+        ms,
+        vec![],
+        format!(
+            "NN 00 (module controlled): {:04}-{:02}-{:02} 00:00 moved nothing (0.1 stayed {})",
+            date.0, date.1, date.2, va[6]
+        ),
+    ))
+}
