@@ -439,13 +439,6 @@ pub const SUITES: &[(&str, &[CaseDef])] = &[
         }],
     ),
     (
-        "max_reset",
-        &[CaseDef {
-            id: "max_reset.peak_reset",
-            title: "A max-reset input moves the peak to last month and counts the reset",
-        }],
-    ),
-    (
         "logging",
         &[CaseDef {
             id: "logging.monthly",
@@ -464,6 +457,13 @@ pub const SUITES: &[(&str, &[CaseDef])] = &[
                 title: "Max reset on the assert edge: peaks to last month, accumulated, 0.1 counts",
             },
         ],
+    ),
+    (
+        "max_reset",
+        &[CaseDef {
+            id: "max_reset.peak_reset",
+            title: "A max-reset input moves the peak to last month and counts the reset",
+        }],
     ),
 ];
 

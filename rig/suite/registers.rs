@@ -463,7 +463,17 @@ fn truncation(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetErro
         };
         let expect = (vb - va) as f64 / 1000.0 * k;
         let a_pct = spec.profile.accuracy_pct / 100.0;
-        if (pulses - expect).abs() > expect * a_pct + 1.0 {
+        let secs = tb.diff_ns(ta) as f64 / 1e9;
+        let max_rate = 1000.0 / (spec.pulse_width_ms + spec.profile.min_pause_ms);
+        if expect / secs > max_rate {
+            undecided.push(format!(
+                "{p} would need {} pulses/s, more than the {} pulses/s {} ms pulses and {} ms pauses allow: no pulse cross-check of the declared load",
+                fmt_num(expect / secs),
+                fmt_num(max_rate),
+                fmt_num(spec.pulse_width_ms),
+                fmt_num(spec.profile.min_pause_ms)
+            ));
+        } else if (pulses - expect).abs() > expect * a_pct + 1.0 {
             undecided.push(format!(
                 "{p} gave {pulses} pulses where the declared load makes {} : the meter is not measuring the load its file declares",
                 fmt_num(expect)
@@ -613,61 +623,70 @@ const MOVE_REGS: [&str; 7] = [
 /// `moved` (tenths of kW / kvar, already including any period that ended in between); they
 /// must appear in 1.6.0.1/3.6.0.1, add to 1.2.0/3.2.0, and 0.1 must count one.
 fn judge_move(
+    prefix: &str,
     before: &[f64; 7],
     after: &[f64; 7],
     moved: (i64, i64),
     ms: &mut Vec<Measurement>,
     undecided: &mut Vec<String>,
 ) {
+    let step = after[6] - before[6];
     ms.push(reg(
-        "reset_counter_step",
-        after[6] - before[6],
+        &format!("{prefix}reset_counter_step"),
+        step,
         "resets",
         1.0,
         1.0,
         0.0,
     ));
-    for (i, (peak, last, acc, unit)) in [
+    let rows = [
         ("1.6.0", "1.6.0.1", "1.2.0", "kW"),
         ("3.6.0", "3.6.0.1", "3.2.0", "kvar"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    ];
+    for (i, (peak, last, acc, unit)) in rows.into_iter().enumerate() {
         let m = if i == 0 { moved.0 } else { moved.1 };
-        ms.push(reg(&format!("{peak}.after"), after[i], unit, 0.0, 0.0, 0.1));
+        let name = |s: &str| format!("{prefix}{s}");
+        ms.push(reg(
+            &name(&format!("{peak}.after")),
+            after[i],
+            unit,
+            0.0,
+            0.0,
+            0.1,
+        ));
         if m == tenths(before[2 + i]) {
             undecided.push(format!(
                 "{peak} to move ({} {unit}) equals {last} already: the move cannot be seen",
                 fmt_num(m as f64 / 10.0)
             ));
         } else {
-            ms.push(reg(
-                last,
-                after[2 + i],
-                unit,
-                (m - 1) as f64 / 10.0,
-                m as f64 / 10.0,
-                0.1,
-            ));
+            let (lo, hi) = ((m - 1) as f64 / 10.0, m as f64 / 10.0);
+            ms.push(reg(&name(last), after[2 + i], unit, lo, hi, 0.1));
         }
         // exact inside the meter, shown truncated: one step either way on top of the moved value's
-        ms.push(reg(
-            &format!("{acc}.step"),
-            after[4 + i] - before[4 + i],
-            unit,
-            (m - 2) as f64 / 10.0,
-            (m + 1) as f64 / 10.0,
-            0.1,
-        ));
+        let (lo, hi) = ((m - 2) as f64 / 10.0, (m + 1) as f64 / 10.0);
+        let grown = after[4 + i] - before[4 + i];
+        ms.push(reg(&name(&format!("{acc}.step")), grown, unit, lo, hi, 0.1));
     }
+}
+
+/// Asserts the max-reset input, reads while it is held, releases it and reads again.
+fn press(ctx: &mut Ctx<'_>, port: Port) -> Result<(Readout, Readout), TargetError> {
+    ctx.target.set_input(port, true)?;
+    ctx.wait(Duration::from_secs(1))?;
+    let held = ctx.readout()?;
+    ctx.target.set_input(port, false)?;
+    ctx.wait(Duration::from_secs(1))?;
+    Ok((held, ctx.readout()?))
 }
 
 // ---------------------------------------------------------------------------------------------
 // max_demand.reset
 
 /// A max reset on the module input's assert edge: read just before, assert, read while it is
-/// held (the move must have happened), release, read again (no second move on the release).
+/// held (the move must have happened), release, read again (no second move on the release). When
+/// the peaks to move equal 1.6.0.1/3.6.0.1 already (a steady load), a second press inside the same
+/// logging period moves the zeroed peaks, which a move shows and a missing move does not.
 fn max_reset(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
     let spec = ctx.spec;
     let Some(port) = spec
@@ -699,17 +718,12 @@ fn max_reset(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError
         // keep a period end (and so a logging date) out of the reset and the readout after it
         let now = ctx.target.now()?;
         let nb = next_boundary(spec, now);
-        if nb < now + Duration::from_secs(90) {
+        if nb < now + Duration::from_secs(180) {
             wait_until(ctx, nb + Duration::from_secs(1))?;
             a = ctx.readout()?;
         }
     }
-    ctx.target.set_input(port, true)?;
-    ctx.wait(Duration::from_secs(1))?;
-    let b = ctx.readout()?;
-    ctx.target.set_input(port, false)?;
-    ctx.wait(Duration::from_secs(1))?;
-    let c = ctx.readout()?;
+    let (b, c) = press(ctx, port)?;
     let (va, vb, vc) = match (
         values(&a, MOVE_REGS, clause),
         values(&b, MOVE_REGS, clause),
@@ -721,20 +735,33 @@ fn max_reset(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError
     let mut ms = vec![];
     let mut undecided = vec![];
     judge_move(
+        "",
         &va,
         &vb,
         (tenths(va[0]), tenths(va[1])),
         &mut ms,
         &mut undecided,
     );
+    let again = vc[6] - vb[6];
     ms.push(reg(
         "reset_counter_step_on_release",
-        vc[6] - vb[6],
+        again,
         "resets",
         0.0,
         0.0,
         0.0,
     ));
+    if !undecided.is_empty() {
+        // the zeroed peaks differ from what 1.6.0.1/3.6.0.1 now hold: a second press shows a move
+        let (d, _) = press(ctx, port)?;
+        let vd = match values(&d, MOVE_REGS, clause) {
+            Ok(x) => x,
+            Err(j) => return Ok(j),
+        };
+        undecided.clear();
+        let moved = (tenths(vc[0]), tenths(vc[1]));
+        judge_move("second.", &vc, &vd, moved, &mut ms, &mut undecided);
+    }
     let ok = format!(
         "max reset asserted on {port}: 1.6.0 {} → 1.6.0.1 {}, 3.6.0 {} → 3.6.0.1 {}, 1.2.0 {} → {}, 3.2.0 {} → {}, 0.1 {} → {} (nothing more on release)",
         fmt_num(va[0]), fmt_num(vb[2]), fmt_num(va[1]), fmt_num(vb[3]),
@@ -782,7 +809,7 @@ fn monthly(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> 
     let moved = (tenths(v[0][0]).max(last.0), tenths(v[0][1]).max(last.1));
     let mut ms = vec![];
     let mut undecided = vec![];
-    judge_move(&v[0], &v[1], moved, &mut ms, &mut undecided);
+    judge_move("", &v[0], &v[1], moved, &mut ms, &mut undecided);
     ms.push(reg(
         "reset_counter_step_ordinary_midnight",
         v[3][6] - v[2][6],
