@@ -663,9 +663,10 @@ fn judge_move(
             let (lo, hi) = ((m - 1) as f64 / 10.0, m as f64 / 10.0);
             ms.push(reg(&name(last), after[2 + i], unit, lo, hi, 0.1));
         }
-        // exact inside the meter, shown truncated: one step either way on top of the moved value's
-        let (lo, hi) = ((m - 2) as f64 / 10.0, (m + 1) as f64 / 10.0);
-        let grown = after[4 + i] - before[4 + i];
+        // exact inside the meter and shown truncated, as is the peak it adds: two display steps
+        // either way (in tenths, so no binary fraction decides)
+        let (lo, hi) = ((m - 2) as f64 / 10.0, (m + 2) as f64 / 10.0);
+        let grown = (tenths(after[4 + i]) - tenths(before[4 + i])) as f64 / 10.0;
         ms.push(reg(&name(&format!("{acc}.step")), grown, unit, lo, hi, 0.1));
     }
 }
@@ -805,7 +806,8 @@ fn monthly(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> 
         [Err(j), ..] | [_, Err(j), ..] | [_, _, Err(j), _] | [_, _, _, Err(j)] => return Ok(j),
     };
     let j_len = spec.logging_period_min as u64 * 60 * NS_PER_S;
-    let last = period_peak_tenths(spec, t.0 - j_len, t.0);
+    // a meter started inside that period averages what it saw of it
+    let last = period_peak_tenths(spec, t.0.saturating_sub(j_len), t.0);
     let moved = (tenths(v[0][0]).max(last.0), tenths(v[0][1]).max(last.1));
     let mut ms = vec![];
     let mut undecided = vec![];

@@ -753,3 +753,42 @@ impl Target for NoClock {
         self.0.take_edges(p)
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+    /// Healthy meters of any valid configuration (HH, J, KK, NN, start, constant load from none
+    /// to 500 W) never fail or error in the register cases: undecidable observations are
+    /// inconclusive.
+    #[test]
+    fn random_healthy_meters_never_fail_the_register_cases(
+        hh in proptest::sample::select(vec![0u8, 2, 5, 15, 30, 60, 95]),
+        j in 1u8..=4,
+        kk in 0u8..=19,
+        nn in 0u8..=28,
+        day in 1u8..=28,
+        month in 1u8..=12,
+        secs in 0u32..86_400,
+        active_w in proptest::sample::select(vec![0.0f64, 0.5, 3.0, 40.0, 500.0]),
+        reactive_var in proptest::sample::select(vec![0.0f64, 1.0, 30.0, 200.0]),
+    ) {
+        let text = format!(
+            "profile = \"351-combi\"\nstart = \"2027-{month:02}-{day:02}T{:02}:{:02}:{:02}\"\n\
+             [config]\nhh = {hh}\nj = {j}\nkk = {kk}\nnn = {nn}\n\
+             [registers]\n\"0.0.0\" = \"00004711\"\n\"1.8.0\" = 12658\n\"1.6.0\" = 23.4\n\"3.6.0\" = 1.5\n\
+             [load]\nactive_w = {active_w}\nreactive_var = {reactive_var}\n\
+             [faults]\nresponse_delay_ms = 150.0\n",
+            secs / 3600, secs / 60 % 60, secs % 60
+        );
+        let s = MeterSpec::from_toml(&text, "random", None).unwrap();
+        let mut t = SimTarget::new(s.clone());
+        let mut opts = RunOptions::for_target(&t.capabilities());
+        opts.cases = meter_rig::suite::registers::IDS.iter().map(|x| x.to_string()).collect();
+        for c in suite::run(&mut t, &s, &opts, &mut Null) {
+            proptest::prop_assert!(
+                !matches!(c.verdict, Verdict::Fail | Verdict::Error),
+                "{} {}: {}\n{:?}\n{text}", c.id, c.verdict, c.message, c.measurements
+            );
+        }
+    }
+}
