@@ -35,7 +35,10 @@ fn default_run_passes_and_writes_three_records() {
     let rec: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(out.join("record.json")).unwrap()).unwrap();
     assert_eq!(rec["complete"], true);
-    assert_eq!(rec["cases"].as_array().unwrap().len(), 15);
+    assert_eq!(
+        rec["cases"].as_array().unwrap().len(),
+        suite::case_ids().len()
+    );
     assert_eq!(rec["meter"]["profile"]["name"], "Kamstrup 351 Combi");
     let m = &rec["cases"][0]["measurements"][0];
     assert_eq!(m["name"], "response_time");
@@ -43,7 +46,7 @@ fn default_run_passes_and_writes_three_records() {
     assert_eq!(m["value"], 150.0);
     let xml = fs::read_to_string(out.join("junit.xml")).unwrap();
     let report = quick_junit::Report::deserialize_from_str(&xml).expect("junit parses");
-    assert_eq!(report.tests, 15);
+    assert_eq!(report.tests, suite::case_ids().len());
     assert!(xml.contains("classname=\"readout\"") && xml.contains("response_time=150 ms"));
     let mut csv = csv::Reader::from_path(out.join("measurements.csv")).unwrap();
     let rows: Vec<csv::StringRecord> = csv.records().map(|r| r.unwrap()).collect();

@@ -106,7 +106,11 @@ fn healthy_meter_passes_the_readout_suite_at_300_baud() {
     let (c, rec, text) = run_readout(&s);
     assert_eq!(c, 0, "{text}");
     for case in rec["cases"].as_array().unwrap() {
-        assert_eq!(case["verdict"], "pass", "{text}");
+        // a real-time target has no meter clock for truncation and no 4 h window for the hours
+        let long =
+            ["readout.hour_counter", "readout.truncation"].contains(&case["id"].as_str().unwrap());
+        let want = if long { "skip" } else { "pass" };
+        assert_eq!(case["verdict"], want, "{text}");
     }
     let m = &rec["cases"][0]["measurements"][0];
     assert_eq!(m["source"], "serial");
