@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::{fmt_num, Ctx, Judgement, Measurement, Readout, Verdict};
 use crate::meter::calendar;
-use crate::meter::config::{Load, MeterSpec};
+use crate::meter::config::{Load, MeterSpec, PulseBasis};
 use crate::meter::io::PortRole;
 use crate::meter::profile::{Clause, SHEET_351, SPEC_351};
 use crate::meter::sheet;
@@ -195,10 +195,20 @@ fn period_peak_tenths(spec: &MeterSpec, a: u64, b: u64) -> (i64, i64) {
     (t(eb - ea), t(rb - ra))
 }
 
+/// The logging (peak) period the sheet gives for the meter's J code, minutes (000 Configuration
+/// 1, J; `meter::sheet`), not the value the software meter resolved for itself.
+fn period_min(spec: &MeterSpec) -> u32 {
+    let j = spec.codes.j.unwrap_or(2);
+    sheet::J_PERIOD_MIN
+        .iter()
+        .find(|(code, _)| *code == j)
+        .map_or(spec.logging_period_min, |r| r.1)
+}
+
 /// Logging-period boundaries (virtual ns) on the meter's clock ending in `(from, to]`, with the
 /// start of each period: J minutes aligned to the meter's midnight.
 fn periods_ending_in(spec: &MeterSpec, from: Timestamp, to: Timestamp) -> Vec<(u64, u64)> {
-    let j = spec.logging_period_min as i64 * 60;
+    let j = period_min(spec) as i64 * 60;
     let u0 = meter_unix_s(spec, from);
     let mut end = (u0.div_euclid(j) + 1) * j;
     let mut out = Vec::new();
@@ -216,7 +226,7 @@ fn periods_ending_in(spec: &MeterSpec, from: Timestamp, to: Timestamp) -> Vec<(u
 
 /// The next logging-period boundary strictly after `t`.
 fn next_boundary(spec: &MeterSpec, t: Timestamp) -> Timestamp {
-    let j = spec.logging_period_min as i64 * 60;
+    let j = period_min(spec) as i64 * 60;
     at_unix(spec, (meter_unix_s(spec, t).div_euclid(j) + 1) * j)
 }
 
@@ -378,41 +388,30 @@ fn truncation(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetErro
         return Ok(j);
     }
     let spec = ctx.spec;
-    let Some(init) = spec
-        .registers
-        .get("1.8.0")
-        .copied()
-        .filter(|v| v.fract() == 0.0)
-        .or((!spec.registers.contains_key("1.8.0")).then_some(0.0))
-    else {
+    let Some(init) = declared_whole_kwh(spec, "1.8.0") else {
         return Ok(Judgement::skip(
             clause,
             "the meter file declares 1.8.0 with a fraction: its start is not on a whole kWh",
         ));
     };
-    let now = ctx.target.now()?;
     // registered primary kWh (× 1000) at t, from the declared load
     let mkwh = |t: u64| {
         init as i128 * 1000
             + declared_energy(&spec.load, t).0 * spec.ratio as i128 * 1000 / MWNS_PER_KWH
     };
-    let m0 = mkwh(now.0);
-    let target_at = |frac_milli: i128| -> Option<Timestamp> {
-        let goal = (m0 / 1000 + 1) * 1000 + frac_milli;
-        first_time_reaching(
-            now.0,
-            now.0 + ctx.opts.max_constant_window.as_nanos() as u64,
-            |t| mkwh(t) >= goal,
-        )
-        .map(Timestamp)
+    let now = ctx.target.now()?;
+    let window = ctx.opts.max_constant_window.as_nanos() as u64;
+    let whole = mkwh(now.0) / 1000 + 1;
+    let at = |milli: i128| {
+        first_time_reaching(now.0, now.0 + window, |t| mkwh(t) >= whole * 1000 + milli)
     };
-    let (Some(t_low), Some(t_high)) = (target_at(600), target_at(1050)) else {
+    let (Some(t_low), Some(t_high)) = (at(600).map(Timestamp), at(1050).map(Timestamp)) else {
         return Ok(Judgement::inconclusive(
             clause,
             format!(
-            "the declared load does not register 1.05 kWh more within {} s (--max-constant-window)",
-            ctx.opts.max_constant_window.as_secs()
-        ),
+                "the declared load does not register 1.05 kWh more within {} s (--max-constant-window)",
+                ctx.opts.max_constant_window.as_secs()
+            ),
         ));
     };
     let port = ctx
@@ -434,23 +433,11 @@ fn truncation(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetErro
     };
     let (va, vb) = (mkwh(a.snapshot_time().0), mkwh(b.snapshot_time().0));
     let fa = (va % 1000) as f64 / 1000.0;
+    // whole kWh registered: what a truncating register shows
+    let (wa, wb) = ((va / 1000) as f64, (vb / 1000) as f64);
     let ms = vec![
-        reg(
-            "register_at_fraction",
-            ra,
-            "kWh",
-            (va / 1000) as f64,
-            (va / 1000) as f64,
-            0.0,
-        ),
-        reg(
-            "register_after_step",
-            rb,
-            "kWh",
-            (vb / 1000) as f64,
-            (vb / 1000) as f64,
-            0.0,
-        ),
+        reg("register_at_fraction", ra, "kWh", wa, wa, 0.0),
+        reg("register_after_step", rb, "kWh", wb, wb, 0.0),
         Measurement::info(
             "fraction_at_first_readout",
             fa,
@@ -462,35 +449,9 @@ fn truncation(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetErro
     let mut undecided = vec![];
     if let Some(p) = port {
         let edges = ctx.target.take_edges(p)?;
-        let (ta, tb) = (a.snapshot_time(), b.snapshot_time());
-        let pulses = edges
-            .iter()
-            .filter(|e| !e.level && e.t > ta && e.t <= tb)
-            .count() as f64;
-        let k = match spec.pulse_basis {
-            crate::meter::config::PulseBasis::Secondary => {
-                spec.pulse_constant as f64 / spec.ratio as f64
-            }
-            crate::meter::config::PulseBasis::Primary => spec.pulse_constant as f64,
-        };
-        let expect = (vb - va) as f64 / 1000.0 * k;
-        let a_pct = spec.profile.accuracy_pct / 100.0;
-        let secs = tb.diff_ns(ta) as f64 / 1e9;
-        let max_rate = 1000.0 / (spec.pulse_width_ms + spec.profile.min_pause_ms);
-        if expect / secs > max_rate {
-            undecided.push(format!(
-                "{p} would need {} pulses/s, more than the {} pulses/s {} ms pulses and {} ms pauses allow: no pulse cross-check of the declared load",
-                fmt_num(expect / secs),
-                fmt_num(max_rate),
-                fmt_num(spec.pulse_width_ms),
-                fmt_num(spec.profile.min_pause_ms)
-            ));
-        } else if (pulses - expect).abs() > expect * a_pct + 1.0 {
-            undecided.push(format!(
-                "{p} gave {pulses} pulses where the declared load makes {} : the meter is not measuring the load its file declares",
-                fmt_num(expect)
-            ));
-        }
+        let span = (a.snapshot_time(), b.snapshot_time());
+        let kwh = (vb - va) as f64 / 1000.0;
+        undecided.extend(pulse_cross_check(spec, p, &edges, span, kwh));
     }
     let ok = format!(
         "1.8.0 showed {} kWh at {} kWh registered and stepped to {} by {} kWh (truncated, not rounded)",
@@ -500,6 +461,55 @@ fn truncation(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetErro
         fmt_num(vb as f64 / 1000.0)
     );
     Ok(judge(clause, ms, undecided, ok))
+}
+
+/// The whole kWh the meter file declares for `address` at its start (0 when not declared), or
+/// `None` when it declares a fraction.
+fn declared_whole_kwh(spec: &MeterSpec, address: &str) -> Option<f64> {
+    match spec.registers.get(address) {
+        None => Some(0.0),
+        Some(v) => (v.fract() == 0.0).then_some(*v),
+    }
+}
+
+/// Whether the pulses on `port` in `(ta, tb]` agree with `kwh` of registered (primary) energy
+/// from the declared load, within class accuracy and one pulse; `Some(reason)` when they do not,
+/// or when the output cannot carry that many pulses (30/80 ms pulses and 30 ms pauses).
+fn pulse_cross_check(
+    spec: &MeterSpec,
+    port: Port,
+    edges: &[crate::uart::Edge],
+    (ta, tb): (Timestamp, Timestamp),
+    kwh: f64,
+) -> Option<String> {
+    let pulses = edges
+        .iter()
+        .filter(|e| !e.level && e.t > ta && e.t <= tb)
+        .count() as f64;
+    // pulses per kWh of the register (registers show true energy)
+    let k = match spec.pulse_basis {
+        PulseBasis::Secondary => spec.pulse_constant as f64 / spec.ratio as f64,
+        PulseBasis::Primary => spec.pulse_constant as f64,
+    };
+    let expect = kwh * k;
+    let secs = tb.diff_ns(ta) as f64 / 1e9;
+    let max_rate = 1000.0 / (spec.pulse_width_ms + spec.profile.min_pause_ms);
+    if expect / secs > max_rate {
+        return Some(format!(
+            "{port} would need {} pulses/s, more than the {} pulses/s {} ms pulses and {} ms pauses allow: no pulse cross-check of the declared load",
+            fmt_num(expect / secs),
+            fmt_num(max_rate),
+            fmt_num(spec.pulse_width_ms),
+            fmt_num(spec.profile.min_pause_ms)
+        ));
+    }
+    let a = spec.profile.accuracy_pct / 100.0;
+    ((pulses - expect).abs() > expect * a + 1.0).then(|| {
+        format!(
+            "{port} gave {pulses} pulses where the declared load makes {}: the meter is not measuring the load its file declares",
+            fmt_num(expect)
+        )
+    })
 }
 
 /// The first virtual time in `[from, to]` (1 ms resolution) where the monotone `reached` holds.
@@ -532,7 +542,7 @@ fn peak(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
         return Ok(j);
     }
     let spec = ctx.spec;
-    let j_len = Duration::from_secs(spec.logging_period_min as u64 * 60);
+    let j_len = Duration::from_secs(period_min(spec) as u64 * 60);
     let now = ctx.target.now()?;
     // a meter started mid-period averages a partial first period: start after it
     let mut start = now.max(next_boundary(spec, Timestamp::ZERO) + Duration::from_secs(1));
@@ -585,7 +595,7 @@ fn peak(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
         if win < r0 + 2 {
             undecided.push(format!(
                 "{addr}: no {}-min period rose 0.2 {unit} above the month's peak {} (highest {}), so an update cannot be told from none",
-                spec.logging_period_min,
+                period_min(spec),
                 fmt_num(before[i]),
                 fmt_num(win as f64 / 10.0)
             ));
@@ -604,7 +614,7 @@ fn peak(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
     let ok = format!(
         "over {} periods of {} min: 1.6.0 {} → {} kW, 3.6.0 {} → {} kvar, the month's maximum of the primary period averages",
         periods.len(),
-        spec.logging_period_min,
+        period_min(spec),
         fmt_num(before[0]),
         fmt_num(after[0]),
         fmt_num(before[1]),
@@ -720,7 +730,7 @@ fn max_reset(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError
             ),
         ));
     }
-    let j_len = Duration::from_secs(spec.logging_period_min as u64 * 60);
+    let j_len = Duration::from_secs(period_min(spec) as u64 * 60);
     let mut a = ctx.readout()?;
     if values(&a, ["1.6.0"], clause).is_ok_and(|[p]| p < 0.1) {
         // no peak to move yet: let a logging period complete
@@ -817,7 +827,7 @@ fn monthly(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> 
         [Ok(a), Ok(b), Ok(c), Ok(d)] => [a, b, c, d],
         [Err(j), ..] | [_, Err(j), ..] | [_, _, Err(j), _] | [_, _, _, Err(j)] => return Ok(j),
     };
-    let j_len = spec.logging_period_min as u64 * 60 * NS_PER_S;
+    let j_len = period_min(spec) as u64 * 60 * NS_PER_S;
     // a meter started inside that period averages what it saw of it
     let last = period_peak_tenths(spec, t.0.saturating_sub(j_len), t.0);
     let moved = (tenths(v[0][0]).max(last.0), tenths(v[0][1]).max(last.1));
