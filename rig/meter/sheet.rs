@@ -44,7 +44,7 @@ const fn ds(
 }
 
 /// 004 "IEC61107 data request", lines 31–47, in the order sent. 3.8.0's unit is the worked
-/// example's `kvarh` (004 line 62; the template on line 38 prints `kWh`, see `readout.rs`).
+/// example's `kvarh` (004 line 66; the template on line 38 prints `kWh`, see `readout.rs`).
 pub const DATA_SETS: [SheetDataSet; 17] = [
     ds("0.0.0", 8, 0, None, 31),
     SheetDataSet {

@@ -900,3 +900,50 @@ fn module_controlled(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, Tar
         ),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meter::config::LoadStep;
+
+    fn burst() -> Load {
+        let step = |s: u64, w: i64| LoadStep {
+            offset_ns: s * NS_PER_S,
+            active_mw: w * 1000,
+            reactive_mvar: 0,
+        };
+        Load {
+            steps: vec![step(0, 100), step(900, 3000), step(1200, 100)],
+            repeat_ns: Some(3600 * NS_PER_S),
+        }
+    }
+
+    #[test]
+    fn declared_energy_integrates_a_repeating_schedule() {
+        let l = burst();
+        // one hour: 100 W × 3300 s + 3000 W × 300 s = 1.23 MJ = 1.23e18 mW·ns
+        let hour = 1_230_000_000_000_000_000i128;
+        assert_eq!(declared_energy(&l, 3600 * NS_PER_S).0, hour);
+        assert_eq!(declared_energy(&l, 7200 * NS_PER_S).0, 2 * hour);
+        // into the second hour's burst by 100 s: 100 W × 900 s + 3000 W × 100 s
+        let part = (100_000 * 900 + 3_000_000 * 100) * NS_PER_S as i128;
+        assert_eq!(declared_energy(&l, 4600 * NS_PER_S).0, hour + part);
+    }
+
+    #[test]
+    fn periods_and_their_peaks_follow_the_meter_clock() {
+        let mut spec = MeterSpec::builtin_default();
+        spec.load = burst();
+        // 15-min periods from the meter's midnight start; the one holding the burst
+        let p = periods_ending_in(&spec, Timestamp(NS_PER_S), Timestamp(3600 * NS_PER_S));
+        assert_eq!(p.len(), 4);
+        assert_eq!(p[1], (900 * NS_PER_S, 1800 * NS_PER_S));
+        // (3000 × 300 + 100 × 600) / 900 W × 80 = 85.33 kW → 853 tenths
+        assert_eq!(period_peak_tenths(&spec, p[1].0, p[1].1).0, 853);
+        assert_eq!(period_peak_tenths(&spec, p[0].0, p[0].1).0, 80);
+        assert_eq!(
+            window_highest(&spec, Timestamp(NS_PER_S), Timestamp(3600 * NS_PER_S)).0,
+            853
+        );
+    }
+}
