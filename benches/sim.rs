@@ -99,9 +99,10 @@ fn main() {
             .count();
     }
     println!(
-        "sim/default_run: {:.1} ms wall (best of {runs}), {:.0} s simulated, {passed}/15 passed",
+        "sim/default_run: {:.1} ms wall (best of {runs}), {:.0} s simulated, {passed}/{} passed",
         best.as_secs_f64() * 1e3,
-        sim_s
+        sim_s,
+        suite::case_ids().len()
     );
     if let Some(kib) = peak_rss_kib() {
         println!(

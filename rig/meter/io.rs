@@ -76,8 +76,10 @@ pub enum TariffControl {
 }
 
 impl TariffControl {
-    /// The tariff (1–4) the sheet's table gives for logical inputs `in1`, `in2`
+    /// The tariff (1–4) the software meter registers in for logical inputs `in1`, `in2`
     /// (000, "Tariff control"). For 2-tariff, `in2` is ignored: 0 → 1, 1 → 2 (inverted: 1 → 1, 0 → 2).
+    /// The meter's own table; the suites judge by [`TariffControl::table`], which reads the
+    /// independent transcription in `meter::sheet`.
     pub fn tariff(&self, in1: bool, in2: bool) -> u8 {
         match *self {
             TariffControl::Communication => 1,
@@ -101,15 +103,22 @@ impl TariffControl {
 
     /// The expected tariff for each input state index (bit 0 = input 1, bit 1 = input 2); the
     /// states a test walks: 2 for 2-tariff, 4 for 4-tariff, none for communication control.
+    /// Expectations come from the judge's transcription of 000's tables (`meter::sheet`), not from
+    /// the software meter's [`TariffControl::tariff`].
     pub fn table(&self) -> Vec<(u8, u8)> {
         match *self {
             TariffControl::Communication => vec![],
-            TariffControl::Module { tariffs: 2, .. } => (0..2u8)
-                .map(|s| (s, self.tariff(s & 1 == 1, false)))
-                .collect(),
-            TariffControl::Module { .. } => (0..4u8)
-                .map(|s| (s, self.tariff(s & 1 == 1, s & 2 == 2)))
-                .collect(),
+            TariffControl::Module {
+                tariffs, inverted, ..
+            } => {
+                let states = if tariffs == 2 { 2 } else { 4 };
+                (0..states)
+                    .map(|s| {
+                        let t = super::sheet::tariff(tariffs, inverted, s & 1 == 1, s & 2 == 2);
+                        (s, t)
+                    })
+                    .collect()
+            }
         }
     }
 }
@@ -215,6 +224,19 @@ const fn io(
         port1,
         port2,
         tariff,
+    }
+}
+
+/// The software meter's module pulse length for an MM (351, 000 Configuration 2) or Z8
+/// (OMNIPOWER, 002/003) code, ms. The suites judge by `meter::sheet::pulse_length_ms` instead.
+pub fn pulse_length_ms(table: crate::meter::profile::IoTable, code: u8) -> Option<f64> {
+    use crate::meter::profile::IoTable;
+    match (table, code) {
+        (IoTable::Kk351, 1 | 3) => Some(30.0),
+        (IoTable::Kk351, 2 | 4) => Some(80.0),
+        (IoTable::Z3, 1 | 2) => Some(30.0),
+        (IoTable::Z3, 3 | 4) => Some(80.0),
+        _ => Option::None,
     }
 }
 

@@ -9,3 +9,4 @@ pub mod config;
 pub mod io;
 pub mod profile;
 pub mod readout;
+pub mod sheet;

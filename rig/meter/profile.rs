@@ -111,6 +111,8 @@ pub struct Profile {
     pub phases: u32,
     /// Nominal phase voltage Un at the meter terminals, V.
     pub nominal_voltage_v: f64,
+    /// How far above Un the voltage range reaches, percent (000: ±10 %; 002/003: −20 % +15 %).
+    pub voltage_upper_tolerance_pct: f64,
     /// Maximum current Imax at the meter terminals, A (secondary for transformer meters).
     pub max_current_a: f64,
     /// Clause for Un and Imax.
@@ -118,10 +120,16 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// The largest load a meter file may put on the meter terminals: phases × Un × Imax, in W
-    /// (and var, for reactive power). True (primary) power is this × the transformer ratio.
+    /// The highest phase voltage of the voltage range, V: Un plus its upper tolerance.
+    pub fn max_voltage_v(&self) -> f64 {
+        self.nominal_voltage_v * (100.0 + self.voltage_upper_tolerance_pct) / 100.0
+    }
+
+    /// The largest load a meter file may put on the meter terminals: phases × the top of the
+    /// voltage range × Imax, in W (and var, for reactive power). True (primary) power is this ×
+    /// the transformer ratio.
     pub fn max_terminal_power_w(&self) -> f64 {
-        f64::from(self.phases) * self.nominal_voltage_v * self.max_current_a
+        f64::from(self.phases) * self.max_voltage_v() * self.max_current_a
     }
 }
 
@@ -154,8 +162,9 @@ pub static COMBI_351: Profile = Profile {
     registers_clause: Clause { source: SHEET_351, section: "Display configurations (peak power, pulse input) and Configuration 2 (NN, Q)" },
     phases: 3,
     nominal_voltage_v: 230.0,
+    voltage_upper_tolerance_pct: 10.0,
     max_current_a: 6.0,
-    max_load_clause: Clause { source: SHEET_351, section: "Technical data: voltage range Un 3 x 230/400 VAC; current range In 5 A, Imax 6 A" },
+    max_load_clause: Clause { source: SHEET_351, section: "Technical data: voltage range Un 3 x 230/400 VAC +/- 10%; current range In 5 A, Imax 6 A" },
 };
 
 /// The OMNIPOWER three-phase meter: S0 1000 imp/kWh, 30 ms ±10 %, Z3 module codes, Z8 pulse length.
@@ -225,10 +234,11 @@ pub static OMNIPOWER_3PH: Profile = Profile {
     },
     phases: 3,
     nominal_voltage_v: 230.0,
+    voltage_upper_tolerance_pct: 15.0,
     max_current_a: 100.0,
     max_load_clause: Clause {
         source: SHEET_OMNI_3PH,
-        section: "Technical data: nominal voltage Un 3x230/400 VAC; current Imin - Iref (Imax) 0.25-5(100) A",
+        section: "Technical data: nominal voltage Un 3x230/400 VAC -20 % - +15 %; current Imin - Iref (Imax) 0.25-5(100) A",
     },
 };
 
@@ -297,10 +307,11 @@ pub static OMNIPOWER_CT: Profile = Profile {
     },
     phases: 3,
     nominal_voltage_v: 230.0,
+    voltage_upper_tolerance_pct: 15.0,
     max_current_a: 6.0,
     max_load_clause: Clause {
         source: SHEET_OMNI_CT,
-        section: "Technical data: nominal voltage Un 3 x 230/400 VAC; current Imin - In (Imax) 0.05 - 5(6) A",
+        section: "Technical data: nominal voltage Un 3 x 230/400 VAC -20 % - +15 %; current Imin - In (Imax) 0.05 - 5(6) A",
     },
 };
 

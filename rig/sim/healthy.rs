@@ -403,9 +403,12 @@ fn matrix_meter_text(profile: &str, io_code: u8, width_code: u8) -> String {
     } else {
         ""
     };
+    // a customer number to compare 0.0.0 with, and a reactive load whose peak (0.3 kvar) the
+    // 0.1 kvar display can show rising
     format!(
         "profile = \"{profile}\"\n[config]\nz3 = {io_code}\nz8 = {width_code}\n{ratio}\
-         [registers]\n\"0.2.0\" = \"5000D1\"\n[load]\nactive_w = 2000.0\nreactive_var = 100.0\n\
+         [registers]\n\"0.0.0\" = \"00004711\"\n\"0.2.0\" = \"5000D1\"\n\
+         [load]\nactive_w = 2000.0\nreactive_var = 300.0\n\
          [faults]\nresponse_delay_ms = 100.0\n"
     )
 }

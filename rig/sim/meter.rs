@@ -16,6 +16,7 @@ use crate::line::{CharPeer, ScheduledChar};
 use crate::meter::calendar;
 use crate::meter::config::{MeterSpec, PulseBasis};
 use crate::meter::io::PortRole;
+use crate::meter::profile::IoTable;
 use crate::meter::readout::{Format, Quantity, COMBI_351};
 use crate::target::Port;
 use crate::time::Timestamp;
@@ -71,6 +72,43 @@ pub struct Registers {
     pub info: u64,
     /// The tariff that is registering now (1–4).
     pub active_tariff: u8,
+}
+
+/// The pulse constant the meter runs on, imp/kWh: its profile's on verified energy, the
+/// configured one on true energy (the suites judge by `MeterSpec::pulse_constant`, from the sheet).
+fn own_pulse_constant(spec: &MeterSpec) -> u32 {
+    match spec.pulse_basis {
+        PulseBasis::Secondary => spec.profile.secondary_pulse_constant,
+        PulseBasis::Primary => spec.pulse_constant,
+    }
+}
+
+/// The pulse length the meter runs on, ms, from its own MM/Z8 table.
+fn own_pulse_length_ms(spec: &MeterSpec) -> f64 {
+    let code = match spec.profile.io_table {
+        IoTable::Kk351 => spec.codes.mm.unwrap_or(1),
+        IoTable::Z3 => spec.codes.z8.unwrap_or(1),
+    };
+    crate::meter::io::pulse_length_ms(spec.profile.io_table, code).unwrap_or(spec.pulse_width_ms)
+}
+
+/// The length of the peak period, minutes: J's, or the `peak_period_min` defect's.
+fn peak_period_min(spec: &MeterSpec) -> u32 {
+    spec.faults
+        .peak_period_min
+        .unwrap_or(spec.logging_period_min)
+}
+
+/// The day of the month the meter logs on at midnight: NN, none for NN 00 (module controlled),
+/// with the `no_monthly_logging` and `logging_on_first_when_nn00` defects applied.
+fn logging_day(spec: &MeterSpec) -> Option<u8> {
+    let f = &spec.faults;
+    match spec.logging_day {
+        _ if f.no_monthly_logging => None,
+        0 if f.logging_on_first_when_nn00 => Some(1),
+        0 => None,
+        d => Some(d),
+    }
 }
 
 /// The software meter.
@@ -146,9 +184,13 @@ impl SoftMeter {
                 port,
                 reactive,
                 accum: 0,
-                rate_num: spec.pulse_constant as i128 * (PPM + err_ppm),
+                rate_num: own_pulse_constant(&spec) as i128 * (PPM + err_ppm),
                 free_at: Timestamp::ZERO,
-                width_ns: ms_ns(spec.faults.pulse_width_ms.unwrap_or(spec.pulse_width_ms)),
+                width_ns: ms_ns(
+                    spec.faults
+                        .pulse_width_ms
+                        .unwrap_or_else(|| own_pulse_length_ms(&spec)),
+                ),
                 pause_ns: ms_ns(
                     spec.faults
                         .pulse_pause_ms
@@ -159,19 +201,16 @@ impl SoftMeter {
                 dropped_edges: 0,
             });
         }
-        let period_ns = spec.logging_period_min as u64 * 60 * 1_000_000_000;
-        let period_s = spec.logging_period_min as i64 * 60;
+        let period_ns = peak_period_min(&spec) as u64 * 60 * 1_000_000_000;
+        let period_s = peak_period_min(&spec) as i64 * 60;
         let next_boundary_unix = (start_unix.div_euclid(period_s) + 1) * period_s;
         let next_period_end = Timestamp(((next_boundary_unix - start_unix) as u64) * 1_000_000_000);
         debug_assert!(next_period_end.0 <= period_ns);
-        let next_logging = if spec.logging_day == 0 {
-            None
-        } else {
-            Some(Timestamp(
-                ((calendar::next_logging(start_unix, spec.logging_day) - start_unix) as u64)
-                    * 1_000_000_000,
-            ))
-        };
+        let next_logging = logging_day(&spec).map(|day| {
+            Timestamp(
+                ((calendar::next_logging(start_unix, day) - start_unix) as u64) * 1_000_000_000,
+            )
+        });
         let first = spec.load.steps[0];
         SoftMeter {
             init_act_mkwh: mk("1.8.0"),
@@ -378,25 +417,21 @@ impl SoftMeter {
         if t == self.next_period_end {
             let len = (t.0 - self.period_start.0) as i128;
             if len > 0 {
-                let ratio = self.spec.ratio as i128;
-                let pa = ((self.e_act - self.period_e.0) * ratio / len) as i64;
-                let pr = ((self.e_react - self.period_e.1) * ratio / len) as i64;
-                // mW → W
-                self.peak.0 = self.peak.0.max(pa / 1000);
-                self.peak.1 = self.peak.1.max(pr / 1000);
+                self.period_peak(len);
             }
             self.period_start = t;
             self.period_e = (self.e_act, self.e_react);
             self.next_period_end =
-                Timestamp(t.0 + self.spec.logging_period_min as u64 * 60 * 1_000_000_000);
+                Timestamp(t.0 + peak_period_min(&self.spec) as u64 * 60 * 1_000_000_000);
         }
         if self.next_logging == Some(t) {
             self.billing_reset();
             let unix = self.start_unix + (t.0 / 1_000_000_000) as i64;
-            self.next_logging = Some(Timestamp(
-                ((calendar::next_logging(unix, self.spec.logging_day) - self.start_unix) as u64)
-                    * 1_000_000_000,
-            ));
+            self.next_logging = logging_day(&self.spec).map(|day| {
+                Timestamp(
+                    ((calendar::next_logging(unix, day) - self.start_unix) as u64) * 1_000_000_000,
+                )
+            });
         }
         self.poll_uart(t);
     }
@@ -428,8 +463,35 @@ impl SoftMeter {
         }
     }
 
+    /// A logging period of `len` ns ended: its average power (primary, W) updates the peaks.
+    fn period_peak(&mut self, len: i128) {
+        let f = &self.spec.faults;
+        let ratio = if f.peak_secondary {
+            1
+        } else {
+            self.spec.ratio as i128
+        };
+        let e_act = if f.peak_from_reactive {
+            self.e_react - self.period_e.1
+        } else {
+            self.e_act - self.period_e.0
+        };
+        // mW → W
+        let pa = (e_act * ratio / len) as i64 / 1000;
+        let pr = ((self.e_react - self.period_e.1) * self.spec.ratio as i128 / len) as i64 / 1000;
+        let keep = f.peak_keep_max.unwrap_or(true);
+        self.peak.0 = if keep { self.peak.0.max(pa) } else { pa };
+        if !f.reactive_peak_frozen {
+            self.peak.1 = if keep { self.peak.1.max(pr) } else { pr };
+        }
+    }
+
     fn billing_reset(&mut self) {
+        let keep_reactive = self.last_month_peak.1;
         self.last_month_peak = self.peak;
+        if self.spec.faults.last_month_reactive_not_moved {
+            self.last_month_peak.1 = keep_reactive;
+        }
         self.acc_peak.0 += self.peak.0;
         self.acc_peak.1 += self.peak.1;
         self.peak = (0, 0);
@@ -456,10 +518,15 @@ impl SoftMeter {
                     self.pulse_input += 1;
                 }
             }
-            PortRole::MaxReset | PortRole::DebitingStop
-                if rising_to_active && !self.spec.faults.max_reset_ignored =>
-            {
-                self.billing_reset();
+            PortRole::MaxReset | PortRole::DebitingStop if !self.spec.faults.max_reset_ignored => {
+                let edge = if self.spec.faults.max_reset_on_release {
+                    was && !active
+                } else {
+                    rising_to_active
+                };
+                if edge {
+                    self.billing_reset();
+                }
             }
             PortRole::AlarmIn { inverted } => self.alarm = active != inverted,
             _ => {}
@@ -569,7 +636,13 @@ impl SoftMeter {
             active_mkwh: self.init_act_mkwh + mk(self.e_act),
             tariff_mkwh: std::array::from_fn(|i| self.init_tariff_mkwh[i] + mk(self.e_tariff[i])),
             reactive_mkvarh: self.init_react_mkvarh + mk(self.e_react),
-            hours: self.init_hours + self.now.0 / 3_600_000_000_000,
+            hours: self.init_hours
+                + match self.spec.faults.hour_counter.as_deref() {
+                    Some("stuck") => 0,
+                    Some("half") => self.now.0 / 7_200_000_000_000,
+                    Some("minutes") => self.now.0 / 60_000_000_000,
+                    _ => self.now.0 / 3_600_000_000_000,
+                },
             pulse_input: self.pulse_input,
             peak: self.peak,
             last_month_peak: self.last_month_peak,
@@ -589,7 +662,8 @@ impl SoftMeter {
         } else {
             0
         };
-        let kwh = |m: i128| ((m - back).max(0) / 1000) as f64;
+        let half = if f.round_energy { 500 } else { 0 };
+        let kwh = |m: i128| (((m - back).max(0) + half) / 1000) as f64;
         let kw = |w: i64| w as f64 / 1000.0;
         let mut data_sets = Vec::with_capacity(17);
         for spec in COMBI_351.iter() {
@@ -597,6 +671,7 @@ impl SoftMeter {
                 continue;
             }
             let value = match spec.quantity {
+                Quantity::CustomerNumber if f.customer_number_zero => 0.0,
                 Quantity::CustomerNumber => {
                     self.spec.registers.get("0.0.0").copied().unwrap_or(0.0)
                 }

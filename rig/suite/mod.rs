@@ -9,6 +9,7 @@
 
 pub mod pins;
 pub mod readout;
+pub mod registers;
 pub mod registry;
 
 pub use registry::{CaseDef, Declared, Need, Unit, CASES};
@@ -317,6 +318,8 @@ pub struct Ctx<'a> {
 pub struct ExchangeNote {
     /// The request's end on the target's clock.
     pub request_end: Timestamp,
+    /// The end of the last character received (the request's end when none came).
+    pub answer_end: Timestamp,
     /// The judgement under the profile's rules.
     pub assessment: Assessment,
 }
@@ -326,6 +329,7 @@ impl ExchangeNote {
     pub fn of(ex: &Exchange, rules: &AnswerRules) -> Self {
         ExchangeNote {
             request_end: ex.request_end,
+            answer_end: ex.chars.last().map_or(ex.request_end, |c| c.end),
             assessment: ex.assess(rules),
         }
     }

@@ -1126,8 +1126,9 @@ mod tests {
         assert_eq!(measured(&c, "1.8.0.rollover"), 1.0);
         assert!(measured(&c, "1.8.0.min_step") >= 0.0);
         assert!(c.message.contains("rolled over"), "{}", c.message);
-        // 1.8.0 already past 9999999 while the tariffs are not: 0000000 against 9999999 + 1
-        let regs = "\"1.8.0\" = 10000000\n\"1.8.1\" = 4999999\n\"1.8.2\" = 5000001\n\"1.8.3\" = 0\n\"1.8.4\" = 0\n";
+        // 1.8.0 already rolled past 9999999 while the tariffs have not: 0000000 against a sum of
+        // 4999999 + 5000001
+        let regs = "\"1.8.0\" = 0\n\"1.8.1\" = 4999999\n\"1.8.2\" = 5000001\n\"1.8.3\" = 0\n\"1.8.4\" = 0\n";
         let s = meter("2026-01-10T10:00:00", "hh = 30\nkk = 5", regs, 3000.0);
         let c = run_case(&s, "readout.tariff_sum");
         assert_eq!(c.verdict, Verdict::Pass, "{}", c.message);

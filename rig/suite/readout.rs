@@ -9,7 +9,7 @@ use crate::iec62056::decoder::{FindingKind, Severity};
 use crate::iec62056::exchange::AnswerEnd;
 use crate::iec62056::{parity, ReactionClass, Request};
 use crate::meter::profile::Clause;
-use crate::meter::readout::COMBI_351;
+use crate::meter::sheet;
 use crate::target::TargetError;
 use crate::time::TimeSource;
 
@@ -312,9 +312,11 @@ fn judge_registers(r: &Readout, clause: Clause) -> Judgement {
     let mut details = Vec::new();
     let got = &r.tolerant.data_sets;
     let mut gi = 0usize;
-    for (ei, spec) in COMBI_351.iter().enumerate() {
+    // judged by the judge's own transcription of 004 (`meter::sheet`), never by the table the
+    // software meter formats its answer from
+    for (ei, spec) in sheet::DATA_SETS.iter().enumerate() {
         match got.iter().position(|d| d.address == spec.address) {
-            None => problems.push(format!("{} ({}) missing", spec.address, spec.meaning)),
+            None => problems.push(format!("{} (004 line {}) missing", spec.address, spec.line)),
             Some(pos) => {
                 if pos != gi {
                     problems.push(format!(
@@ -338,7 +340,7 @@ fn judge_registers(r: &Readout, clause: Clause) -> Judgement {
         }
     }
     for d in got {
-        if !COMBI_351.iter().any(|s| s.address == d.address) {
+        if sheet::data_set(&d.address).is_none() {
             problems.push(format!(
                 "{} is not one of the 17 data sets of 004",
                 d.address

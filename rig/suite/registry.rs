@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 
-use super::{pins, readout, Ctx, Judgement, Shared};
+use super::{pins, readout, registers, Ctx, Judgement, Shared};
 use crate::meter::config::MeterSpec;
 use crate::meter::profile::{Clause, Profile};
 use crate::target::{Capabilities, TargetError};
@@ -70,6 +70,10 @@ pub enum Unit {
     RegisterUnits,
     /// Resets.
     Resets,
+    /// Hours.
+    Hours,
+    /// A count of things (periods, events).
+    Count,
 }
 
 impl Unit {
@@ -87,6 +91,8 @@ impl Unit {
             Unit::Pulses => "pulses",
             Unit::RegisterUnits => "register units",
             Unit::Resets => "resets",
+            Unit::Hours => "h",
+            Unit::Count => "count",
         }
     }
 }
@@ -273,6 +279,43 @@ pub static CASES: &[CaseDef] = &[
         run: readout::character_timing,
     },
     CaseDef {
+        id: "readout.hour_counter",
+        suite: "readout",
+        title: "96.8.0 counts hours of the target's clock (±1 h quantisation)",
+        clause: |_| registers::clause_for("readout.hour_counter"),
+        needs: &[],
+        measures: |_| {
+            vec![
+                d("hour_counter_step", Unit::Hours, None, None),
+                d("elapsed", Unit::Hours, None, None),
+            ]
+        },
+        run: registers::hour_counter,
+    },
+    CaseDef {
+        id: "readout.truncation",
+        suite: "readout",
+        title: "Energy registers show completed kWh (truncated, not rounded)",
+        clause: |_| registers::clause_for("readout.truncation"),
+        needs: &[],
+        measures: |_| {
+            vec![
+                d("register_at_fraction", Unit::Kwh, None, None),
+                d("register_after_step", Unit::Kwh, None, None),
+            ]
+        },
+        run: registers::truncation,
+    },
+    CaseDef {
+        id: "readout.customer_number",
+        suite: "readout",
+        title: "0.0.0 is the programmed customer number",
+        clause: |_| registers::clause_for("readout.customer_number"),
+        needs: &[],
+        measures: |_| vec![],
+        run: registers::customer_number,
+    },
+    CaseDef {
         id: "pulse_out.width",
         suite: "pulse_out",
         title: "Pulse length 30 or 80 ms per MM, ±10 %",
@@ -341,6 +384,58 @@ pub static CASES: &[CaseDef] = &[
         needs: PORTS,
         measures: |_| vec![d("counted", Unit::Pulses, None, None)],
         run: pins::pulse_in,
+    },
+    CaseDef {
+        id: "logging.monthly",
+        suite: "logging",
+        title: "The monthly move at 00:00 of day NN and at no other midnight",
+        clause: |_| registers::clause_for("logging.monthly"),
+        needs: &[],
+        measures: |_| {
+            vec![
+                d("reset_counter_step", Unit::Resets, Some(1.0), Some(1.0)),
+                d(
+                    "reset_counter_step_ordinary_midnight",
+                    Unit::Resets,
+                    Some(0.0),
+                    Some(0.0),
+                ),
+            ]
+        },
+        run: registers::monthly,
+    },
+    CaseDef {
+        id: "max_demand.peak",
+        suite: "max_demand",
+        title: "1.6.0 / 3.6.0 are the month's highest primary averages over periods of J",
+        clause: |_| registers::clause_for("max_demand.peak"),
+        needs: &[],
+        measures: |_| {
+            vec![
+                d("periods", Unit::Count, None, None),
+                d("*.highest_period", Unit::Kw, None, None),
+            ]
+        },
+        run: registers::peak,
+    },
+    CaseDef {
+        id: "max_demand.reset",
+        suite: "max_demand",
+        title: "Max reset on the assert edge: peaks to last month, accumulated, 0.1 counts",
+        clause: |_| registers::clause_for("max_demand.reset"),
+        needs: PORTS,
+        measures: |_| {
+            vec![
+                d("reset_counter_step", Unit::Resets, Some(1.0), Some(1.0)),
+                d(
+                    "reset_counter_step_on_release",
+                    Unit::Resets,
+                    Some(0.0),
+                    Some(0.0),
+                ),
+            ]
+        },
+        run: registers::max_reset,
     },
     CaseDef {
         id: "max_reset.peak_reset",

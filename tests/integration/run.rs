@@ -120,7 +120,7 @@ fn usage_and_setup_errors_exit_2_naming_the_cause() {
 )]
 #[case::load_1_8e13_w(
     "[load]\nactive_w = 1.8e13\n",
-    "badmeter.toml:3:12: load.active_w = 18000000000000 is outside 0–4140 W (3 × 230 V × 6 A"
+    "badmeter.toml:3:12: load.active_w = 18000000000000 is outside 0–4554 W (3 × 253 V × 6 A"
 )]
 #[case::register_beyond_7_digits(
     "[registers]\n\"1.8.0\" = 123456789012\n",

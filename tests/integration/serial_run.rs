@@ -107,8 +107,14 @@ fn healthy_meter_passes_the_readout_suite_at_300_baud() {
     let (c, rec, text) = run_readout(&s);
     assert_eq!(c, 0, "{text}");
     for case in rec["cases"].as_array().unwrap() {
-        // bit rate and stop bits need edge times, which a pty has not
-        let want = if case["id"] == "readout.character_timing" {
+        // bit rate and stop bits need edge times, which a pty has not; a real-time target has
+        // no meter clock for truncation and no 4 h window for the hours
+        let skipped = [
+            "readout.character_timing",
+            "readout.hour_counter",
+            "readout.truncation",
+        ];
+        let want = if skipped.contains(&case["id"].as_str().unwrap()) {
             "skip"
         } else {
             "pass"
@@ -141,7 +147,12 @@ fn a_meter_pausing_after_every_line_passes_the_readout_suite() {
     let (c, rec, text) = run_readout(&s);
     assert_eq!(c, 0, "{text}");
     for case in rec["cases"].as_array().unwrap() {
-        let want = if case["id"] == "readout.character_timing" {
+        let skipped = [
+            "readout.character_timing",
+            "readout.hour_counter",
+            "readout.truncation",
+        ];
+        let want = if skipped.contains(&case["id"].as_str().unwrap()) {
             "skip"
         } else {
             "pass"

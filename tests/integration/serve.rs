@@ -161,7 +161,9 @@ fn module_loop_counts_every_pulse_including_during_a_run() {
         cases: vec![],
         paced: false,
     });
-    let (shared, sim) = run_loop(spec, None, &data, 6.0, vec![run]);
+    // the readout suite takes about 27 h of meter time (readout.hour_counter watches 24 h): the
+    // loop runs past it so it reads after the run too
+    let (shared, sim) = run_loop(spec, None, &data, 32.0, vec![run]);
     let s = shared.snapshot();
     let emitted = sim.meter().pulses_emitted(Port::Port2);
     let counted = s.counters.pulses["port2"];

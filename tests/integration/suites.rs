@@ -17,7 +17,13 @@ impl CaseSink for Null {
 }
 
 /// A meter file: the default meter with `config` lines added to `[config]`, other tables after.
+/// Lines of `tail` that start with `"` set registers (`"0.0.0" = "12345678"`); the rest go to
+/// `[load]`.
 fn spec(config: &str, faults: &str, tail: &str) -> MeterSpec {
+    let (registers, load): (Vec<&str>, Vec<&str>) =
+        tail.lines().partition(|l| l.trim_start().starts_with('"'));
+    let (registers, tail) = (registers.join("\n"), load.join("\n"));
+    let tail = tail.as_str();
     let base = std::fs::read_to_string(crate::util::path("fixtures/meters/default.toml")).unwrap();
     let mut text = String::new();
     for line in base.lines() {
@@ -27,16 +33,27 @@ fn spec(config: &str, faults: &str, tail: &str) -> MeterSpec {
             src.lines()
                 .any(|l| l.split('=').next().unwrap_or("").trim() == key)
         };
-        if !key.is_empty() && !key.starts_with('[') && (overridden(config) || overridden(faults)) {
+        if !key.is_empty()
+            && !key.starts_with('[')
+            && (overridden(config) || overridden(faults) || overridden(&registers))
+        {
             continue;
         }
-        if key.starts_with("active_w") && tail.contains("active_w") {
+        // a load in `tail` replaces the default's (a schedule replaces both powers)
+        let replaced = |k: &str| tail.contains(k) || tail.contains("schedule");
+        if (key == "active_w" && replaced("active_w"))
+            || (key == "reactive_var" && replaced("reactive_var"))
+        {
             continue;
         }
         text.push_str(line);
         text.push('\n');
         if line.starts_with("[config]") {
             text.push_str(config);
+            text.push('\n');
+        }
+        if line.starts_with("[registers]") {
+            text.push_str(&registers);
             text.push('\n');
         }
         if line.starts_with("[faults]") {
@@ -491,7 +508,7 @@ fn omnipower_profiles_pass_their_suites(
     #[case] constant: u32,
 ) {
     let text = format!(
-        "profile = \"{profile}\"\n[config]\n{config}\n[registers]\n\"0.2.0\" = \"5000D1\"\n[load]\nactive_w = 2000.0\nreactive_var = 100.0\n[faults]\nresponse_delay_ms = 100.0\n"
+        "profile = \"{profile}\"\n[config]\n{config}\n[registers]\n\"0.2.0\" = \"5000D1\"\n[load]\nactive_w = 2000.0\nreactive_var = 300.0\n[faults]\nresponse_delay_ms = 100.0\n"
     );
     let s = MeterSpec::from_toml(&text, "test", None).unwrap();
     assert_eq!(s.pulse_constant, constant);
@@ -526,4 +543,332 @@ fn tariff_table_on_an_unloaded_meter_cannot_judge_and_names_the_window() {
         msg.contains("is the meter loaded") && msg.contains("--max-constant-window"),
         "{msg}"
     );
+}
+
+/// Runs the one case `id` alone from virtual time zero.
+fn verdict_alone(config: &str, faults: &str, tail: &str, id: &str) -> (Verdict, String) {
+    let s = spec(config, faults, tail);
+    let mut t = SimTarget::new(s.clone());
+    let mut opts = RunOptions::for_target(&t.capabilities());
+    opts.cases = vec![id.into()];
+    let cases = suite::run(&mut t, &s, &opts, &mut Null);
+    let c = case(&cases, id);
+    (
+        c.verdict,
+        format!(
+            "{}: {} {:?} {:?}",
+            c.id, c.message, c.details, c.measurements
+        ),
+    )
+}
+
+/// The burst load of `max_demand.peak`'s tests: 100 W, then 3 kW for 5 minutes at :15 of every
+/// hour (secondary; × 80 primary): 15-min averages 85.3 kW once an hour and 8 kW otherwise.
+const BURST: &str = "schedule = \"fixtures/loads/peak-burst.csv\"\nrepeat_s = 3600";
+
+#[rstest]
+// readout.hour_counter: 96.8.0 over 24 h within ±1 h
+#[case::hours_healthy("readout.hour_counter", "kk = 0", "", "", Verdict::Pass)]
+#[case::hours_stuck(
+    "readout.hour_counter",
+    "kk = 0",
+    "hour_counter = \"stuck\"",
+    "",
+    Verdict::Fail
+)]
+#[case::hours_half(
+    "readout.hour_counter",
+    "kk = 0",
+    "hour_counter = \"half\"",
+    "",
+    Verdict::Fail
+)]
+#[case::hours_minutes(
+    "readout.hour_counter",
+    "kk = 0",
+    "hour_counter = \"minutes\"",
+    "",
+    Verdict::Fail
+)]
+// readout.truncation: 1.8.0 at a fraction of 0.6 kWh shows the lower whole kWh
+#[case::truncation_healthy("readout.truncation", "", "", "", Verdict::Pass)]
+#[case::truncation_no_output("readout.truncation", "kk = 0", "", "", Verdict::Pass)]
+#[case::truncation_primary_pulses(
+    "readout.truncation",
+    "p = 2\npulse_constant = 100",
+    "",
+    "",
+    Verdict::Pass
+)]
+#[case::truncation_light_load("readout.truncation", "", "", "active_w = 5.0", Verdict::Pass)]
+#[case::truncation_rounded("readout.truncation", "", "round_energy = true", "", Verdict::Fail)]
+// readout.customer_number: 0.0.0 as the meter file declares
+#[case::customer_healthy(
+    "readout.customer_number",
+    "",
+    "",
+    "\"0.0.0\" = \"12345678\"",
+    Verdict::Pass
+)]
+#[case::customer_zero(
+    "readout.customer_number",
+    "",
+    "customer_number_zero = true",
+    "\"0.0.0\" = \"12345678\"",
+    Verdict::Fail
+)]
+// max_demand.peak: the month's highest 15-min primary average
+#[case::peak_healthy("max_demand.peak", "kk = 0", "", "", Verdict::Pass)]
+#[case::peak_healthy_burst("max_demand.peak", "kk = 0", "", BURST, Verdict::Pass)]
+#[case::peak_healthy_5min("max_demand.peak", "kk = 0\nj = 1", "", BURST, Verdict::Pass)]
+#[case::peak_healthy_60min("max_demand.peak", "kk = 0\nj = 4", "", BURST, Verdict::Pass)]
+#[case::peak_5min_period(
+    "max_demand.peak",
+    "kk = 0",
+    "peak_period_min = 5",
+    BURST,
+    Verdict::Fail
+)]
+#[case::peak_overwritten(
+    "max_demand.peak",
+    "kk = 0",
+    "peak_keep_max = false",
+    BURST,
+    Verdict::Fail
+)]
+#[case::peak_reactive(
+    "max_demand.peak",
+    "kk = 0",
+    "peak_from_reactive = true",
+    "",
+    Verdict::Fail
+)]
+#[case::peak_secondary(
+    "max_demand.peak",
+    "kk = 0",
+    "peak_secondary = true",
+    "",
+    Verdict::Fail
+)]
+#[case::peak_reactive_frozen(
+    "max_demand.peak",
+    "kk = 0",
+    "reactive_peak_frozen = true",
+    "",
+    Verdict::Fail
+)]
+// max_demand.reset: on the assert edge, both peaks moved and accumulated, 0.1 counts one
+#[case::reset_healthy("max_demand.reset", "kk = 15", "", "", Verdict::Pass)]
+#[case::reset_healthy_kk17("max_demand.reset", "kk = 17", "", "", Verdict::Pass)]
+#[case::reset_on_release(
+    "max_demand.reset",
+    "kk = 15",
+    "max_reset_on_release = true",
+    "",
+    Verdict::Fail
+)]
+#[case::reset_reactive_not_moved(
+    "max_demand.reset",
+    "kk = 15",
+    "last_month_reactive_not_moved = true",
+    "",
+    Verdict::Fail
+)]
+#[case::reset_ignored(
+    "max_demand.reset",
+    "kk = 15",
+    "max_reset_ignored = true",
+    "",
+    Verdict::Fail
+)]
+// logging.monthly: the move at 00:00 of day NN, none at another midnight, none for NN 00
+#[case::monthly_healthy("logging.monthly", "kk = 0", "", "", Verdict::Pass)]
+#[case::monthly_nn28("logging.monthly", "kk = 0\nnn = 28", "", "", Verdict::Pass)]
+#[case::monthly_nn00("logging.monthly", "kk = 0\nnn = 0", "", "", Verdict::Pass)]
+#[case::monthly_missing(
+    "logging.monthly",
+    "kk = 0",
+    "no_monthly_logging = true",
+    "",
+    Verdict::Fail
+)]
+#[case::monthly_nn00_on_first(
+    "logging.monthly",
+    "kk = 0\nnn = 0",
+    "logging_on_first_when_nn00 = true",
+    "",
+    Verdict::Fail
+)]
+#[case::monthly_reactive_not_moved(
+    "logging.monthly",
+    "kk = 0",
+    "last_month_reactive_not_moved = true",
+    "",
+    Verdict::Fail
+)]
+fn register_case_against_meter(
+    #[case] id: &str,
+    #[case] config: &str,
+    #[case] faults: &str,
+    #[case] tail: &str,
+    #[case] expected: Verdict,
+) {
+    let (v, msg) = verdict_alone(config, faults, tail, id);
+    assert_eq!(v, expected, "{msg}");
+}
+
+#[test]
+fn peak_below_the_display_resolution_is_inconclusive() {
+    // 1 W × 80 = 0.08 kW: every period truncates to 0.0 kW
+    let (v, msg) = verdict_alone("kk = 0", "", "active_w = 1.0", "max_demand.peak");
+    assert_eq!(v, Verdict::Inconclusive, "{msg}");
+    assert!(msg.contains("cannot be told from none"), "{msg}");
+}
+
+#[test]
+fn hour_counter_in_a_short_window_is_inconclusive() {
+    // 3 h cannot tell half rate (1–2 h) from full rate (2–4 h): a healthy count is not a pass
+    let s = spec("kk = 0", "", "");
+    let mut t = SimTarget::new(s.clone());
+    let mut opts = RunOptions::for_target(&t.capabilities());
+    opts.cases = vec!["readout.hour_counter".into()];
+    opts.max_constant_window = std::time::Duration::from_secs(3 * 3600);
+    let cases = suite::run(&mut t, &s, &opts, &mut Null);
+    let c = case(&cases, "readout.hour_counter");
+    assert_eq!(c.verdict, Verdict::Inconclusive, "{}", c.message);
+    assert!(c.message.contains("--max-constant-window"), "{}", c.message);
+}
+
+#[test]
+fn truncation_with_a_saturated_pulse_output_is_inconclusive() {
+    // 240 kW at 1000 imp/kWh is 67 pulses/s; 30 ms pulses with 30 ms pauses allow 16.7
+    let (v, msg) = verdict_alone("p = 2\npulse_constant = 1000", "", "", "readout.truncation");
+    assert_eq!(v, Verdict::Inconclusive, "{msg}");
+    assert!(msg.contains("pulses/s"), "{msg}");
+}
+
+#[test]
+fn truncation_with_a_load_other_than_declared_is_inconclusive() {
+    // 5 % more pulses than the declared load makes: the reference is wrong, not the register
+    let (v, msg) = verdict_alone(
+        "",
+        "pulse_constant_error_pct = 5.0",
+        "",
+        "readout.truncation",
+    );
+    assert_eq!(v, Verdict::Inconclusive, "{msg}");
+}
+
+#[test]
+fn cases_without_the_meter_clock_say_why() {
+    // a target whose time is not virtual: the readout carries no date or time
+    for id in ["max_demand.peak", "logging.monthly", "readout.truncation"] {
+        let s = spec("kk = 0", "", "");
+        let mut t = NoClock(SimTarget::new(s.clone()));
+        let mut opts = RunOptions::for_target(&t.0.capabilities());
+        opts.cases = vec![id.into()];
+        let cases = suite::run(&mut t, &s, &opts, &mut Null);
+        let c = case(&cases, id);
+        assert_eq!(c.verdict, Verdict::Skip, "{id}: {}", c.message);
+        assert!(c.message.contains("meter's clock"), "{id}: {}", c.message);
+    }
+}
+
+/// The software meter presented as a real-time target (no virtual clock).
+struct NoClock(SimTarget);
+impl std::fmt::Debug for NoClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NoClock")
+    }
+}
+impl Target for NoClock {
+    fn describe(&self) -> String {
+        "no-clock".into()
+    }
+    fn capabilities(&self) -> meter_rig::target::Capabilities {
+        let mut c = self.0.capabilities();
+        c.virtual_time = false;
+        c
+    }
+    fn now(&mut self) -> Result<meter_rig::time::Timestamp, meter_rig::target::TargetError> {
+        self.0.now()
+    }
+    fn wait_until(
+        &mut self,
+        t: meter_rig::time::Timestamp,
+    ) -> Result<(), meter_rig::target::TargetError> {
+        self.0.wait_until(t)
+    }
+    fn send(
+        &mut self,
+        b: &[u8],
+    ) -> Result<meter_rig::time::Timestamp, meter_rig::target::TargetError> {
+        self.0.send(b)
+    }
+    fn recv(
+        &mut self,
+        until: meter_rig::time::Timestamp,
+        gap: std::time::Duration,
+        done: &mut dyn FnMut(&[meter_rig::uart::RxChar]) -> bool,
+    ) -> Result<
+        (Vec<meter_rig::uart::RxChar>, meter_rig::target::RecvEnd),
+        meter_rig::target::TargetError,
+    > {
+        self.0.recv(until, gap, done)
+    }
+    fn discard_input(&mut self) -> Result<(), meter_rig::target::TargetError> {
+        self.0.discard_input()
+    }
+    fn set_input(
+        &mut self,
+        p: meter_rig::target::Port,
+        a: bool,
+    ) -> Result<(), meter_rig::target::TargetError> {
+        self.0.set_input(p, a)
+    }
+    fn take_edges(
+        &mut self,
+        p: meter_rig::target::Port,
+    ) -> Result<Vec<meter_rig::uart::Edge>, meter_rig::target::TargetError> {
+        self.0.take_edges(p)
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+    /// Healthy meters of any valid configuration (HH, J, KK, NN, start, constant load from none
+    /// to 500 W) never fail or error in the register cases: undecidable observations are
+    /// inconclusive.
+    #[test]
+    fn random_healthy_meters_never_fail_the_register_cases(
+        hh in proptest::sample::select(vec![0u8, 2, 5, 15, 30, 60, 95]),
+        j in 1u8..=4,
+        kk in 0u8..=19,
+        nn in 0u8..=28,
+        day in 1u8..=28,
+        month in 1u8..=12,
+        secs in 0u32..86_400,
+        active_w in proptest::sample::select(vec![0.0f64, 0.5, 3.0, 40.0, 500.0]),
+        reactive_var in proptest::sample::select(vec![0.0f64, 1.0, 30.0, 200.0]),
+    ) {
+        let text = format!(
+            "profile = \"351-combi\"\nstart = \"2027-{month:02}-{day:02}T{:02}:{:02}:{:02}\"\n\
+             [config]\nhh = {hh}\nj = {j}\nkk = {kk}\nnn = {nn}\n\
+             [registers]\n\"0.0.0\" = \"00004711\"\n\"1.8.0\" = 12658\n\"1.6.0\" = 23.4\n\"3.6.0\" = 1.5\n\
+             [load]\nactive_w = {active_w}\nreactive_var = {reactive_var}\n\
+             [faults]\nresponse_delay_ms = 150.0\n",
+            secs / 3600, secs / 60 % 60, secs % 60
+        );
+        let s = MeterSpec::from_toml(&text, "random", None).unwrap();
+        let mut t = SimTarget::new(s.clone());
+        let mut opts = RunOptions::for_target(&t.capabilities());
+        opts.cases = meter_rig::suite::registers::IDS.iter().map(|x| x.to_string()).collect();
+        for c in suite::run(&mut t, &s, &opts, &mut Null) {
+            proptest::prop_assert!(
+                !matches!(c.verdict, Verdict::Fail | Verdict::Error),
+                "{} {}: {}\n{:?}\n{text}", c.id, c.verdict, c.message, c.measurements
+            );
+        }
+    }
 }
