@@ -3,10 +3,11 @@
 //!
 //! **One snapshot, three files.** After every case the [`Reporter`] renders all three files from
 //! one [`Record`] (the same cases, the same `run_id`, the same `snapshot` number) and replaces
-//! each through a temporary file, fsync and rename, in the order `record.json`,
-//! `measurements.csv`, `junit.xml`, then fsyncs the directory. Linux has no rename of three files
-//! at once, so a kill between two renames leaves the files one snapshot apart; the order makes
-//! that readable: `record.json` is never behind, `junit.xml` is never ahead, each carries the
+//! each through a temporary file, fsync and rename: the three temporary files are written and
+//! fsynced first, then renamed back to back in the order `record.json`, `measurements.csv`,
+//! `junit.xml`, then the directory is fsynced. Linux has no rename of three files at once, so a
+//! kill between two renames (a window of two rename system calls) leaves the files one snapshot
+//! apart; the order makes that readable: `record.json` is never behind, `junit.xml` is never ahead, each carries the
 //! run id and the snapshot number (JUnit as testsuite properties `run.id`/`run.snapshot`, the
 //! CSV as columns `run`/`snapshot`), and a completed snapshot write leaves all three equal.
 //! [`read_dir`] checks this; the kill test in `tests/integration/run.rs` kills `rig run` at 30
@@ -603,12 +604,15 @@ pub struct Reporter {
 /// file is `path` with the extension `tmp`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_data()?;
-    }
+    write_synced(&tmp, bytes)?;
     fs::rename(&tmp, path)
+}
+
+/// Creates (or truncates) `path` with `bytes` and fsyncs it.
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_data()
 }
 
 /// Removes `path`; absent is fine.
@@ -671,10 +675,16 @@ impl Reporter {
         let json = serde_json::to_vec_pretty(&self.record).map_err(render_err(RECORD))?;
         let csv = measurements_csv(&self.record).map_err(render_err(CSV))?;
         let xml = junit(&self.record).map_err(render_err(JUNIT))?;
-        for (name, bytes) in [(RECORD, json), (CSV, csv), (JUNIT, xml.into_bytes())] {
+        // every temporary file written and fsynced first, then three renames back to back: a
+        // kill can only fall between two renames for the time of a rename system call
+        let files = [(RECORD, json), (CSV, csv), (JUNIT, xml.into_bytes())];
+        for (name, bytes) in &files {
+            let tmp = self.dir.join(name).with_extension("tmp");
+            write_synced(&tmp, bytes).map_err(io_err(&tmp, "write and fsync"))?;
+        }
+        for (name, _) in &files {
             let p = self.dir.join(name);
-            write_atomic(&p, &bytes)
-                .map_err(io_err(&p, "write (temporary file, fsync, rename)"))?;
+            fs::rename(p.with_extension("tmp"), &p).map_err(io_err(&p, "rename"))?;
         }
         sync_dir(&self.dir)
     }
