@@ -477,8 +477,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         _ => args.target.clone(),
     };
     let is_sim = kind == "sim";
+    // the port first: a service that cannot listen writes nothing into the data directory
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .with_context(|| {
+            format!("cannot listen on {listen} (in use? try another --listen port)")
+        })?;
+    // then the data directory, locked for the life of the process
     let store = Store::open(&args.data)
         .with_context(|| format!("cannot use --data {}", args.data.display()))?;
+    let _data_lock = store.lock();
     let root = store.root().to_path_buf();
     let poll = if is_sim {
         Duration::from_secs_f64((0.1 * args.sim_speed).min(3600.0))
@@ -569,16 +581,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         token,
     };
     let http_shared = shared.clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let outcome = rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| {
-                format!("cannot listen on {listen} (in use? try another --listen port)")
-            })?;
         let addr = listener.local_addr().context("listening socket")?;
         eprintln!(
             "rig serve: {describe}, readout every {:?}, data in {}; listening on http://{addr}",
