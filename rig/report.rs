@@ -567,12 +567,7 @@ impl Record {
 /// Reads `DIR/record.json` back. A record written `running` whose writer no longer holds
 /// `DIR/.lock` is returned as [`RunState::Interrupted`].
 pub fn read_record(dir: &Path) -> Result<Record, RecordError> {
-    let path = dir.join(RECORD);
-    let bytes = fs::read(&path).map_err(io_err(&path, "read"))?;
-    let mut r: Record = serde_json::from_slice(&bytes).map_err(|source| RecordError::Parse {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let mut r = read_raw(dir)?;
     if r.state == RunState::Running && !PidLock::is_held(&dir.join(LOCK)) {
         r.state = RunState::Interrupted;
     }
@@ -583,6 +578,78 @@ const RECORD: &str = "record.json";
 const CSV: &str = "measurements.csv";
 const JUNIT: &str = "junit.xml";
 const LOCK: &str = ".lock";
+
+/// Renders `r` as the three files and replaces them in `dir` (see the module doc for the order).
+fn write_three(dir: &Path, r: &Record) -> Result<(), RecordError> {
+    let json = serde_json::to_vec_pretty(r).map_err(render_err(RECORD))?;
+    let csv = measurements_csv(r).map_err(render_err(CSV))?;
+    let xml = junit(r).map_err(render_err(JUNIT))?;
+    // every temporary file written and fsynced first, then three renames back to back: a
+    // kill can only fall between two renames for the time of a rename system call
+    let files = [(RECORD, json), (CSV, csv), (JUNIT, xml.into_bytes())];
+    for (name, bytes) in &files {
+        let tmp = dir.join(name).with_extension("tmp");
+        write_synced(&tmp, bytes).map_err(io_err(&tmp, "write and fsync"))?;
+    }
+    for (name, _) in &files {
+        let p = dir.join(name);
+        fs::rename(p.with_extension("tmp"), &p).map_err(io_err(&p, "rename"))?;
+    }
+    sync_dir(dir)
+}
+
+/// Removes the three files' temporary files, then (with `files`) the files themselves, in the
+/// order junit.xml, measurements.csv, record.json.
+fn clear(dir: &Path, files: bool) -> Result<(), RecordError> {
+    for name in [JUNIT, CSV, RECORD] {
+        let p = dir.join(name);
+        remove(&p.with_extension("tmp"))?;
+        if files {
+            remove(&p)?;
+        }
+    }
+    sync_dir(dir)
+}
+
+/// `DIR/record.json` as written.
+fn read_raw(dir: &Path) -> Result<Record, RecordError> {
+    let path = dir.join(RECORD);
+    let bytes = fs::read(&path).map_err(io_err(&path, "read"))?;
+    serde_json::from_slice(&bytes).map_err(|source| RecordError::Parse {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Closes the records of a run whose writer died (`rig serve` does this at start for its runs):
+/// under the directory's lock, a record still `running` becomes `interrupted` and all three files
+/// are rewritten from it as the next snapshot, so they agree again and JUnit says why the cases
+/// left were not run; stale temporary files go. Returns whether it closed a run. A directory
+/// whose writer is alive, or without a record, is left alone.
+pub fn close_interrupted(dir: &Path) -> Result<bool, RecordError> {
+    let _lock = match PidLock::acquire(&dir.join(LOCK)) {
+        Ok(l) => l,
+        Err(LockError::Held { .. }) => return Ok(false),
+        Err(source) => {
+            return Err(RecordError::Busy {
+                dir: dir.display().to_string(),
+                source,
+            })
+        }
+    };
+    clear(dir, false)?;
+    if !dir.join(RECORD).exists() {
+        return Ok(false);
+    }
+    let mut r = read_raw(dir)?;
+    if r.state != RunState::Running {
+        return Ok(false);
+    }
+    r.state = RunState::Interrupted;
+    r.snapshot += 1;
+    write_three(dir, &r)?;
+    Ok(true)
+}
 
 /// Test-only: milliseconds to sleep before each case, so tests can kill a run between cases
 /// at chosen instants. Never set it outside tests.
@@ -641,12 +708,7 @@ impl Reporter {
             source,
         })?;
         // junit.xml first, record.json last: a kill here leaves files of one run only
-        for name in [JUNIT, CSV, RECORD] {
-            let p = dir.join(name);
-            remove(&p.with_extension("tmp"))?;
-            remove(&p)?;
-        }
-        sync_dir(dir)?;
+        clear(dir, true)?;
         let test_case_delay = std::env::var(TEST_CASE_DELAY_ENV)
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -672,21 +734,7 @@ impl Reporter {
     fn write_snapshot(&mut self) -> Result<(), RecordError> {
         self.record.snapshot += 1;
         self.record.wall_time_s = self.started.elapsed().as_secs_f64();
-        let json = serde_json::to_vec_pretty(&self.record).map_err(render_err(RECORD))?;
-        let csv = measurements_csv(&self.record).map_err(render_err(CSV))?;
-        let xml = junit(&self.record).map_err(render_err(JUNIT))?;
-        // every temporary file written and fsynced first, then three renames back to back: a
-        // kill can only fall between two renames for the time of a rename system call
-        let files = [(RECORD, json), (CSV, csv), (JUNIT, xml.into_bytes())];
-        for (name, bytes) in &files {
-            let tmp = self.dir.join(name).with_extension("tmp");
-            write_synced(&tmp, bytes).map_err(io_err(&tmp, "write and fsync"))?;
-        }
-        for (name, _) in &files {
-            let p = self.dir.join(name);
-            fs::rename(p.with_extension("tmp"), &p).map_err(io_err(&p, "rename"))?;
-        }
-        sync_dir(&self.dir)
+        write_three(&self.dir, &self.record)
     }
 
     /// Marks the run finished (`complete`, or `stopped` with the reason) and writes the final

@@ -492,6 +492,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot use --data {}", args.data.display()))?;
     let _data_lock = store.lock();
     let root = store.root().to_path_buf();
+    // runs a killed service left `running` now say `interrupted`, in all three files
+    for id in store::run_ids(&root) {
+        match meter_rig::report::close_interrupted(&store::run_dir(&root, &id)) {
+            Ok(true) => eprintln!("rig serve: run {id} was interrupted (the service died mid-run)"),
+            Ok(false) => {}
+            Err(e) => eprintln!("rig serve: warning: run {id}: {e}"),
+        }
+    }
     let poll = if is_sim {
         Duration::from_secs_f64((0.1 * args.sim_speed).min(3600.0))
     } else {

@@ -586,6 +586,30 @@ fn serve_killed_mid_run_keeps_readings_cases_and_pulse_totals() {
     let (code, xml) = s.req("GET", &format!("/runs/{id}/junit.xml"), None);
     assert_eq!(code, 200);
     assert!(xml.contains("readout."), "{xml}");
+    // the restart closed the run's records: all three files say interrupted, as one snapshot
+    let dir = data.join("runs").join(&id);
+    let rec: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("record.json")).unwrap()).unwrap();
+    assert_eq!(rec["state"], "interrupted");
+    assert_eq!(rec["cases"].as_array().unwrap(), &cases_before);
+    let snapshot = rec["snapshot"].as_u64().unwrap();
+    assert!(
+        xml.contains("name=\"run.state\" value=\"interrupted\"")
+            && xml.contains(&format!("name=\"run.snapshot\" value=\"{snapshot}\"")),
+        "{xml}"
+    );
+    let csv = std::fs::read_to_string(dir.join("measurements.csv")).unwrap();
+    assert!(
+        csv.lines()
+            .skip(1)
+            .all(|l| l.ends_with(&format!(",{snapshot}"))),
+        "{csv}"
+    );
+    assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".tmp")));
     // totals continue from what was saved, and keep counting
     let st = s.json("/status");
     assert!(st["counters"]["pulses"]["port2"].as_u64().unwrap() >= pulses_before);
