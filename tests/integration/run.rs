@@ -359,3 +359,23 @@ fn kill_9_at_30_instants_leaves_three_files_of_one_run_and_snapshot() {
     assert_ne!(Some(rec.run_id), before);
     assert_eq!(rec.cases.len(), 15);
 }
+
+#[test]
+fn a_second_run_into_a_directory_in_use_exits_2_naming_the_pid() {
+    let out = tmp("in-use");
+    let t = SimTarget::new(MeterSpec::builtin_default());
+    let record = Record::start(t.describe(), t.capabilities(), serde_json::Value::Null);
+    let held = Reporter::create(&out, record, false).unwrap();
+    let o = run_rig(&["run", "--out", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(
+        err.contains(&format!("held by pid {}", std::process::id())),
+        "{err}"
+    );
+    // the refused run left the holder's records alone
+    assert_eq!(
+        report::read_record(&out).unwrap().run_id,
+        held.record().run_id
+    );
+}
