@@ -77,9 +77,10 @@ pub enum RecordError {
         /// What the OS said.
         source: io::Error,
     },
-    /// The records directory is locked by another process.
-    #[error("records directory {dir} is in use: {source}; two runs must not write one directory (wait for the other or choose another --out)")]
-    Busy {
+    /// The records directory could not be locked (another process writes there, or the lock
+    /// file cannot be opened).
+    #[error("cannot lock records directory {dir}: {source}; one run at a time writes a directory (wait for the other or choose another --out)")]
+    Lock {
         /// The directory.
         dir: String,
         /// Why the lock was not taken.
@@ -134,7 +135,7 @@ pub enum LockError {
         source: io::Error,
     },
     /// Another process holds the lock.
-    #[error("{path} is held by {holder}")]
+    #[error("{path} is held by {holder} (the directory is in use)")]
     Held {
         /// The lock file.
         path: String,
@@ -631,7 +632,7 @@ pub fn close_interrupted(dir: &Path) -> Result<bool, RecordError> {
         Ok(l) => l,
         Err(LockError::Held { .. }) => return Ok(false),
         Err(source) => {
-            return Err(RecordError::Busy {
+            return Err(RecordError::Lock {
                 dir: dir.display().to_string(),
                 source,
             })
@@ -703,7 +704,7 @@ impl Reporter {
     /// to stderr.
     pub fn create(dir: &Path, record: Record, progress: bool) -> Result<Reporter, RecordError> {
         fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
-        let lock = PidLock::acquire(&dir.join(LOCK)).map_err(|source| RecordError::Busy {
+        let lock = PidLock::acquire(&dir.join(LOCK)).map_err(|source| RecordError::Lock {
             dir: dir.display().to_string(),
             source,
         })?;

@@ -77,7 +77,7 @@ pub enum StoreError {
     },
     /// Another process uses the data directory.
     #[error(
-        "data directory {path} is in use: {source}; stop that rig serve or choose another --data"
+        "cannot lock data directory {path}: {source}; one rig serve at a time uses it (stop the other or choose another --data)"
     )]
     Locked {
         /// The data directory.
