@@ -2,16 +2,15 @@
 //! spreadsheets), written as cases finish, so that the three never lie about a run.
 //!
 //! **One snapshot, three files.** After every case the [`Reporter`] renders all three files from
-//! one [`Record`] (the same cases, the same `run_id`, the same `snapshot` number) and replaces
-//! each through a temporary file, fsync and rename: the three temporary files are written and
-//! fsynced first, then renamed back to back in the order `record.json`, `measurements.csv`,
-//! `junit.xml`, then the directory is fsynced. Linux has no rename of three files at once, so a
-//! kill between two renames (a window of two rename system calls) leaves the files one snapshot
-//! apart; the order makes that readable: `record.json` is never behind, `junit.xml` is never ahead, each carries the
-//! run id and the snapshot number (JUnit as testsuite properties `run.id`/`run.snapshot`, the
-//! CSV as columns `run`/`snapshot`), and a completed snapshot write leaves all three equal.
-//! [`read_dir`] checks this; the kill test in `tests/integration/run.rs` kills `rig run` at 30
-//! instants and checks it.
+//! one [`Record`] (the same cases, the same `run_id`, the same `snapshot` number). The three
+//! temporary files are written and fsynced first, then renamed back to back in the order
+//! `record.json`, `measurements.csv`, `junit.xml`, then the directory is fsynced. Linux has no
+//! rename of three files at once, so a kill between two of those renames leaves the files one
+//! snapshot apart; the order makes that readable: `record.json` is never behind, `junit.xml` is
+//! never ahead, and each carries the run id and the snapshot number (JUnit as testsuite
+//! properties `run.id`/`run.snapshot`/`run.state`, the CSV as columns `run`/`snapshot`). A
+//! completed snapshot write leaves all three equal. The kill test in `tests/integration/run.rs`
+//! kills `rig run` at 30 instants and checks exactly this.
 //!
 //! **A reused directory never mixes two runs.** [`Reporter::create`] takes an exclusive lock on
 //! `DIR/.lock` (flock, holding the writer's pid) for the reporter's lifetime, so two runs cannot
@@ -19,18 +18,19 @@
 //! `junit.xml` first and `record.json` last (so whatever a kill leaves belongs to one run and
 //! `record.json` is present whenever another file is), and only then writes the new run's
 //! first snapshot. (A fresh subdirectory per run flipped by a symlink would make the three files
-//! change together, but `out/junit.xml` would then be a symlink, which CI artifact uploads do not
-//! all follow.)
+//! change together, but `out/junit.xml` would then be a symlink, which not every CI artifact
+//! upload follows.)
 //!
 //! **The state is in the record.** `state` is `running` while cases are recorded, `complete` or
 //! `stopped` (ended early, `aborted` says why) at the end. A killed writer cannot say so itself:
 //! a record whose state is `running` while no process holds `DIR/.lock` is `interrupted`, which
-//! [`read_dir`] reports. Every case the run selected but did not record (still to come, or never
-//! run because the run ended) is in `junit.xml` as an error `not run: …` with the reason, and in
-//! the CSV with the verdict `not_run`, so a short run is never green.
+//! [`read_record`] reports and [`close_interrupted`] writes into all three files. Every case the
+//! run selected but did not record (still to come, or never run because the run ended) is in
+//! `junit.xml` as an error `not run: …` with the reason, and in the CSV with the verdict
+//! `not_run`, so a short run is never green.
 //!
-//! This module renders and writes records; it never decides the exit code (the caller does,
-//! NOTES §5) and never runs cases.
+//! This module renders, writes and reads records; it never decides the exit code (the caller
+//! does, NOTES §5) and never runs cases.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};

@@ -279,7 +279,7 @@ const FIXED: [&str; 6] = [
 const OTHER: &str = "other_registers";
 
 /// The readings header: the fixed columns, the 17 data-set addresses of the readout layout in
-/// the meter's order, and [`OTHER`].
+/// the meter's order, and `other_registers`.
 pub fn readings_header() -> Vec<String> {
     FIXED
         .iter()
