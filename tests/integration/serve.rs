@@ -578,8 +578,13 @@ fn serve_killed_mid_run_keeps_readings_cases_and_pulse_totals() {
     let saved = Store::open(&data).unwrap().load_state().unwrap();
     let pulses_before = saved.pulses["port2"];
     assert!(pulses_before > 0);
+    // what a kill mid-save leaves behind goes at the next start
+    std::fs::write(data.join("state.tmp"), b"{\"torn").unwrap();
+    let run_dir = data.join("runs").join(&id);
+    std::fs::write(run_dir.join("junit.tmp"), b"<torn").unwrap();
 
     let s = Serve::start(&data, &args);
+    assert!(!data.join("state.tmp").exists() && !run_dir.join("junit.tmp").exists());
     let view = s.json(&format!("/runs/{id}"));
     assert_eq!(view["state"], "interrupted");
     assert_eq!(view["cases"].as_array().unwrap(), &cases_before);
