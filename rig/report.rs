@@ -329,10 +329,11 @@ impl Summary {
 }
 
 /// Where a run stands. A record is written `running`; see the module doc for `interrupted`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunState {
     /// Cases are being recorded (or the writer was killed: [`read_record`] tells).
+    #[default]
     Running,
     /// Every selected case was recorded and the run ended normally.
     Complete,
@@ -458,13 +459,17 @@ pub struct Record {
     /// Format version of this record.
     pub record_version: u32,
     /// This run's id, also in every row of `measurements.csv` and in `junit.xml`.
+    #[serde(default)] // absent in version 1 records
     pub run_id: String,
     /// Number of this snapshot of the run (1 when the run starts, +1 per case and at the end),
     /// also in the other two files.
+    #[serde(default)] // absent in version 1 records
     pub snapshot: u64,
     /// Where the run stands.
+    #[serde(default)] // absent in version 1 records
     pub state: RunState,
     /// Process that wrote the record.
+    #[serde(default)] // absent in version 1 records
     pub writer_pid: u32,
     /// rig version.
     pub rig_version: String,
@@ -612,14 +617,23 @@ fn clear(dir: &Path, files: bool) -> Result<(), RecordError> {
     sync_dir(dir)
 }
 
-/// `DIR/record.json` as written.
+/// `DIR/record.json` as written. A version 1 record (before `state`) gets its state from
+/// `complete` and `aborted`.
 fn read_raw(dir: &Path) -> Result<Record, RecordError> {
     let path = dir.join(RECORD);
     let bytes = fs::read(&path).map_err(io_err(&path, "read"))?;
-    serde_json::from_slice(&bytes).map_err(|source| RecordError::Parse {
+    let mut r: Record = serde_json::from_slice(&bytes).map_err(|source| RecordError::Parse {
         path: path.display().to_string(),
         source,
-    })
+    })?;
+    if r.record_version < 2 {
+        r.state = match (r.complete, &r.aborted) {
+            (true, _) => RunState::Complete,
+            (false, Some(_)) => RunState::Stopped,
+            (false, None) => RunState::Interrupted,
+        };
+    }
+    Ok(r)
 }
 
 /// Closes the records of a run whose writer died (`rig serve` does this at start for its runs):
@@ -1055,6 +1069,35 @@ mod tests {
         let again: Record = serde_json::from_str(&json).unwrap();
         assert!(again.cases[0].target_time_s.0.is_nan() && again.target_time_s.is_nan());
         assert_eq!(again.cases[0].target_time_s.1, 3.0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn version_1_records_read_back_with_their_state() {
+        let dir = tmp("v1");
+        let mut rep = readout_run(&dir);
+        rep.finish(1.0, None).unwrap();
+        drop(rep);
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.join(RECORD)).unwrap()).unwrap();
+        let o = v.as_object_mut().unwrap();
+        for k in ["run_id", "snapshot", "state", "writer_pid", "planned"] {
+            o.remove(k);
+        }
+        o.insert("record_version".into(), 1.into());
+        for (complete, aborted, state) in [
+            (true, serde_json::Value::Null, RunState::Complete),
+            (false, "device vanished".into(), RunState::Stopped),
+            (false, serde_json::Value::Null, RunState::Interrupted),
+        ] {
+            v["complete"] = complete.into();
+            v["aborted"] = aborted;
+            fs::write(dir.join(RECORD), serde_json::to_vec(&v).unwrap()).unwrap();
+            let r = read_record(&dir).unwrap();
+            assert_eq!((r.state, r.cases.len()), (state, 10));
+            // an old record is never rewritten as if it were running
+            assert!(!close_interrupted(&dir).unwrap());
+        }
         let _ = fs::remove_dir_all(&dir);
     }
 
