@@ -320,18 +320,24 @@ fn our_tmp_files(dir: &Path) -> Vec<String> {
 #[test]
 fn kill_9_at_30_instants_leaves_three_files_of_one_run_and_snapshot() {
     let out = tmp("kills");
-    let mut seen = Seen::default();
-    for i in 0..30u64 {
-        let mut child = crate::util::rig()
+    let paced = || {
+        crate::util::rig()
             .args(["run", "--out", out.to_str().unwrap()])
             .env(report::TEST_CASE_DELAY_ENV, "30")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .unwrap();
-        // spread over the start, the 15 cases (30 ms apart plus the writes: about 1.1 s on the
-        // 2-core development machine) and the end
-        std::thread::sleep(Duration::from_millis(i * 45));
+            .unwrap()
+    };
+    // how long a whole paced run takes here (0.8-1.1 s on the 2-core development machine)
+    let t0 = std::time::Instant::now();
+    assert!(paced().wait().unwrap().success());
+    let whole = t0.elapsed();
+    let mut seen = Seen::default();
+    for i in 0..30u32 {
+        let mut child = paced();
+        // spread over the start, the 15 cases and the end (the last 1/6 after it)
+        std::thread::sleep(whole * i / 25);
         child.kill().unwrap();
         child.wait().unwrap();
         check_one_run(&out, &mut seen);
@@ -342,7 +348,7 @@ fn kill_9_at_30_instants_leaves_three_files_of_one_run_and_snapshot() {
             );
         }
     }
-    eprintln!("30 kills: {seen:?}");
+    eprintln!("30 kills over {whole:?}: {seen:?}");
     assert!(seen.mid_run >= 5, "too few kills landed mid-run: {seen:?}");
     // what a kill leaves, and stale temporaries, do not survive the next start
     for t in ["record.tmp", "measurements.tmp", "junit.tmp"] {
