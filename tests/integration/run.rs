@@ -341,6 +341,14 @@ fn kill_9_at_30_instants_leaves_three_files_of_one_run_and_snapshot() {
         child.kill().unwrap();
         child.wait().unwrap();
         check_one_run(&out, &mut seen);
+        // closing the killed run's records (as rig serve does at start) makes them agree exactly
+        if report::close_interrupted(&out).unwrap() {
+            let mut closed = Seen::default();
+            check_one_run(&out, &mut closed);
+            assert_eq!((closed.one_snapshot_apart, closed.mid_run), (0, 1));
+            let xml = fs::read_to_string(out.join("junit.xml")).unwrap();
+            assert!(xml.contains("name=\"run.state\" value=\"interrupted\""));
+        }
         for t in our_tmp_files(&out) {
             assert!(
                 ["record.tmp", "measurements.tmp", "junit.tmp"].contains(&t.as_str()),
