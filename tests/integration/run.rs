@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
-use std::time::Duration;
 
 use meter_rig::meter::config::MeterSpec;
 use meter_rig::report::{self, Record, Reporter, RunState};
