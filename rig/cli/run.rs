@@ -141,7 +141,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     opts.answer_limit = secs("answer-limit", args.answer_limit)?;
     let meter_json = serde_json::to_value(&spec).context("serialising the meter configuration")?;
-    let record = Record::start(target.describe(), caps.clone(), meter_json);
+    let record = Record::start(target.describe(), caps.clone(), meter_json).with_plan(&opts);
     let progress = args.progress || (!caps.virtual_time && std::io::stderr().is_terminal());
     let mut reporter = Reporter::create(&args.out, record, progress)
         .with_context(|| format!("cannot write records to {}", args.out.display()))?;

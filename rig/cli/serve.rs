@@ -445,6 +445,32 @@ fn epoch_for(is_sim: bool, spec: &MeterSpec) -> i64 {
     }
 }
 
+/// Takes the port, then the data directory (locked for the life of the process; see
+/// [`Store::open`]), so a service that cannot listen writes nothing there; then closes the
+/// records of runs a killed service left `running`.
+fn listen_then_open(
+    rt: &tokio::runtime::Runtime,
+    listen: SocketAddr,
+    data: &Path,
+) -> anyhow::Result<(tokio::net::TcpListener, Store)> {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .with_context(|| {
+            format!("cannot listen on {listen} (in use? try another --listen port)")
+        })?;
+    let store =
+        Store::open(data).with_context(|| format!("cannot use --data {}", data.display()))?;
+    let root = store.root();
+    for id in store::run_ids(root) {
+        match meter_rig::report::close_interrupted(&store::run_dir(root, &id)) {
+            Ok(true) => eprintln!("rig serve: run {id} was interrupted (the service died mid-run)"),
+            Ok(false) => {}
+            Err(e) => eprintln!("rig serve: warning: run {id}: {e}"),
+        }
+    }
+    Ok((listener, store))
+}
+
 /// Runs `rig serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let spec = super::meter_spec(args.meter.as_deref(), args.baud)?;
@@ -478,8 +504,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         _ => args.target.clone(),
     };
     let is_sim = kind == "sim";
-    let store = Store::open(&args.data)
-        .with_context(|| format!("cannot use --data {}", args.data.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (listener, store) = listen_then_open(&rt, listen, &args.data)?;
+    let _data_lock = store.lock();
     let root = store.root().to_path_buf();
     let poll = if is_sim {
         Duration::from_secs_f64((0.1 * args.sim_speed).min(3600.0))
@@ -570,16 +600,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         token,
     };
     let http_shared = shared.clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let outcome = rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| {
-                format!("cannot listen on {listen} (in use? try another --listen port)")
-            })?;
         let addr = listener.local_addr().context("listening socket")?;
         eprintln!(
             "rig serve: {describe}, readout every {:?}, data in {}; listening on http://{addr}",

@@ -2,23 +2,33 @@
 //!
 //! ```text
 //! DATA/
+//!   lock                      flock held by the service for its lifetime; holds its pid
 //!   readings/YYYY-MM-DD.csv   one row per readout (UTC date of the row), fsynced per row
 //!   state.json                pulse totals and loop counters, rewritten atomically
 //!   runs/ID/                  record.json, junit.xml, measurements.csv of each run (as `rig run`)
 //! ```
 //!
-//! Every write is either an appended, fsynced CSV row or a whole-file rewrite through a temporary
-//! file and a rename, so a power cut or kill -9 leaves the last complete row and the last complete
-//! state. A torn last line (killed mid-write) is detected on restart and cut off before appending.
+//! Only one process may use a data directory: [`Store::open`] takes an exclusive advisory lock on
+//! `DATA/lock` before it writes anything and fails naming the holder's pid, and only then removes
+//! a `state.tmp` a kill left behind. Every write is either an appended, fsynced CSV row or a
+//! whole-file rewrite through a temporary file and a rename, so a power cut or kill -9 leaves the
+//! last complete row and the last complete state. A torn last line (killed mid-write) is detected
+//! on restart and cut off before appending. The readings' columns are fixed by the meter's
+//! readout layout (the 17 data sets of [`COMBI_351`], in the order the meter sends them, then
+//! `other_registers` for any address outside it), never by whichever readout came first.
+//!
+//! This module stores; it never talks to the target and never decides what a reading means.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::write_atomic;
+use crate::meter::readout::COMBI_351;
+use crate::report::{write_atomic, LockError, PidLock};
 
 /// A readout taken by the module loop.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +74,16 @@ pub enum StoreError {
         call: &'static str,
         /// What the OS said.
         source: io::Error,
+    },
+    /// Another process uses the data directory.
+    #[error(
+        "cannot lock data directory {path}: {source}; one rig serve at a time uses it (stop the other or choose another --data)"
+    )]
+    Locked {
+        /// The data directory.
+        path: String,
+        /// Why the lock was not taken (names the holder's pid).
+        source: LockError,
     },
     /// state.json is not ours or is damaged.
     #[error(
@@ -133,18 +153,38 @@ pub struct Store {
     root: PathBuf,
     /// Open readings file: (date, header, file).
     readings: Option<(String, Vec<String>, File)>,
+    lock: Arc<PidLock>,
 }
 
 impl Store {
-    /// Opens (creating) the data directory.
+    /// Opens (creating) the data directory and locks it for this process (see the module doc).
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        for d in [root.to_path_buf(), root.join("readings"), root.join("runs")] {
+        fs::create_dir_all(root).map_err(io_err(root, "create directory"))?;
+        let lock = PidLock::acquire(&root.join("lock")).map_err(|source| StoreError::Locked {
+            path: root.display().to_string(),
+            source,
+        })?;
+        let tmp = root.join("state.tmp");
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io_err(&tmp, "remove stale temporary file")(e))
+            }
+            _ => {}
+        }
+        for d in [root.join("readings"), root.join("runs")] {
             fs::create_dir_all(&d).map_err(io_err(&d, "create directory"))?;
         }
         Ok(Store {
             root: root.to_path_buf(),
             readings: None,
+            lock: Arc::new(lock),
         })
+    }
+
+    /// The data directory's lock: keep a clone to hold it after the store is dropped (the
+    /// service holds it until the process exits).
+    pub fn lock(&self) -> Arc<PidLock> {
+        self.lock.clone()
     }
 
     /// The root directory.
@@ -177,10 +217,11 @@ impl Store {
         write_atomic(&p, &json).map_err(io_err(&p, "write"))
     }
 
-    /// Appends `r` to `readings/DATE.csv` (DATE from `r.time_utc`) and fsyncs it. The header is
-    /// the fixed columns plus the register addresses of the first row written to that file; a
-    /// register the header lacks is dropped from the row and one it has but the reading lacks
-    /// is left empty. Returns the file written.
+    /// Appends `r` to `readings/DATE.csv` (DATE from `r.time_utc`) and fsyncs it. A new file
+    /// gets the [`readings_header`]; an existing file keeps its own header (older versions wrote
+    /// other layouts). A register the reading lacks is left empty; one the header lacks goes to
+    /// `other_registers` as `address=value` (dropped only under an old header without that
+    /// column). Returns the file written.
     pub fn append_reading(&mut self, r: &Reading) -> Result<PathBuf, StoreError> {
         let date: String = r.time_utc.chars().take(10).collect();
         let path = self.root.join("readings").join(format!("{date}.csv"));
@@ -191,7 +232,7 @@ impl Store {
             .unwrap_or(true)
         {
             self.readings = None;
-            let (header, file) = open_readings(&path, r)?;
+            let (header, file) = open_readings(&path)?;
             self.readings = Some((date, header, file));
         }
         let (_, header, file) = self.readings.as_mut().expect("opened above");
@@ -205,7 +246,17 @@ impl Store {
             r.problem.clone(),
         ];
         for a in header.iter().skip(FIXED.len()) {
-            row.push(r.registers.get(a).cloned().unwrap_or_default());
+            if a == OTHER {
+                let other: Vec<String> = r
+                    .registers
+                    .iter()
+                    .filter(|(k, _)| !header.contains(k))
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                row.push(other.join(" "));
+            } else {
+                row.push(r.registers.get(a).cloned().unwrap_or_default());
+            }
         }
         w.write_record(&row).expect("csv into memory");
         let bytes = w.into_inner().expect("csv into memory");
@@ -224,9 +275,24 @@ const FIXED: [&str; 6] = [
     "problem",
 ];
 
+/// The column of registers outside the readout layout.
+const OTHER: &str = "other_registers";
+
+/// The readings header: the fixed columns, the 17 data-set addresses of the readout layout in
+/// the meter's order, and `other_registers`.
+pub fn readings_header() -> Vec<String> {
+    FIXED
+        .iter()
+        .copied()
+        .chain(COMBI_351.iter().map(|r| r.address))
+        .chain([OTHER])
+        .map(str::to_string)
+        .collect()
+}
+
 /// Opens a readings file for appending: reads its header if it exists (cutting a torn last line
-/// left by a kill mid-write), or creates it with a header from `first`.
-fn open_readings(path: &Path, first: &Reading) -> Result<(Vec<String>, File), StoreError> {
+/// left by a kill mid-write), or creates it with [`readings_header`].
+fn open_readings(path: &Path) -> Result<(Vec<String>, File), StoreError> {
     let mut f = OpenOptions::new()
         .read(true)
         .append(true)
@@ -255,8 +321,7 @@ fn open_readings(path: &Path, first: &Reading) -> Result<(Vec<String>, File), St
         // not our header (or only a torn header): keep the file, start a fresh header line so
         // the rows below it are still readable as their own table
     }
-    let mut header: Vec<String> = FIXED.iter().map(|s| s.to_string()).collect();
-    header.extend(first.registers.keys().cloned());
+    let header = readings_header();
     let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
     w.write_record(&header).expect("csv into memory");
     let bytes = w.into_inner().expect("csv into memory");
@@ -303,7 +368,8 @@ mod tests {
         let mut rd = csv::Reader::from_path(&p).unwrap();
         let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
         assert_eq!(rows.len(), 2);
-        assert_eq!(&rows[1][6], "2*kWh");
+        let col = readings_header().iter().position(|c| c == "1.8.0").unwrap();
+        assert_eq!(&rows[1][col], "2*kWh");
         // another day, another file
         let p2 = s
             .append_reading(&reading("2026-11-22T00:00:00.000Z", "3*kWh"))

@@ -571,7 +571,7 @@ impl<'a> Worker<'a> {
         opts.cases = req.cases.clone();
         opts.check_type_number = caps.virtual_time || self.cfg.meter_given;
         let meter_json = serde_json::to_value(&self.cfg.spec).unwrap_or_default();
-        let record = Record::start(self.target.describe(), caps, meter_json);
+        let record = Record::start(self.target.describe(), caps, meter_json).with_plan(&opts);
         let reporter = match Reporter::create(&dir, record, false) {
             Ok(r) => r,
             Err(e) => {

@@ -1,10 +1,12 @@
 //! `rig run` as a user runs it: exit codes, the three records, and records that stay valid when
 //! a run is cut short.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::path::Path;
 
 use meter_rig::meter::config::MeterSpec;
-use meter_rig::report::{Record, Reporter};
+use meter_rig::report::{self, Record, Reporter, RunState};
 use meter_rig::sim::SimTarget;
 use meter_rig::suite::{self, CaseResult, CaseSink, RunOptions};
 use meter_rig::target::Target;
@@ -192,27 +194,274 @@ fn records_of_finished_cases_stay_valid_when_the_run_is_cut_short() {
     let spec = MeterSpec::builtin_default();
     let mut t = SimTarget::new(spec.clone());
     let opts = RunOptions::for_target(&t.capabilities());
-    let record = Record::start(t.describe(), t.capabilities(), serde_json::Value::Null);
+    let record =
+        Record::start(t.describe(), t.capabilities(), serde_json::Value::Null).with_plan(&opts);
     let mut sink = DieAfter {
         inner: Reporter::create(&out, record, false).unwrap(),
         n: 4,
     };
     suite::run(&mut t, &spec, &opts, &mut sink);
-    // never finished: the files hold exactly the four cases that were recorded
-    let rec: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(out.join("record.json")).unwrap()).unwrap();
-    assert_eq!(rec["complete"], false);
-    assert_eq!(rec["cases"].as_array().unwrap().len(), 4);
+    // the writer is still alive: the run reads as running
+    assert_eq!(report::read_record(&out).unwrap().state, RunState::Running);
+    drop(sink);
+    // never finished, writer gone: the files hold exactly the four cases that were recorded,
+    // the record reads as interrupted and JUnit shows the others as not run
+    let rec = report::read_record(&out).unwrap();
+    assert_eq!(rec.state, RunState::Interrupted);
+    assert!(!rec.complete);
+    assert_eq!(rec.cases.len(), 4);
     let report = quick_junit::Report::deserialize_from_str(
         &fs::read_to_string(out.join("junit.xml")).unwrap(),
     )
     .unwrap();
-    assert_eq!(report.tests, 4);
-    let rows = csv::Reader::from_path(out.join("measurements.csv"))
+    let all = suite::case_ids().len();
+    assert_eq!(report.tests, all);
+    assert_eq!(report.errors, all - 4);
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_path(out.join("measurements.csv"))
         .unwrap()
         .records()
-        .count();
-    assert!(rows >= 4);
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(rows.iter().filter(|r| &r[2] == "not_run").count(), all - 4);
+    assert!(rows.iter().all(|r| r[13] == rec.run_id));
+}
+
+/// What one of the three files says about the run: run id, snapshot, recorded case ids and
+/// every case id it lists (recorded or not run).
+#[derive(Debug, PartialEq)]
+struct View {
+    run: String,
+    snapshot: u64,
+    recorded: BTreeSet<String>,
+    listed: BTreeSet<String>,
+}
+
+fn record_view(r: &Record) -> View {
+    let recorded: BTreeSet<String> = r.cases.iter().map(|c| c.id.clone()).collect();
+    let mut listed = recorded.clone();
+    listed.extend(r.unrun().map(|p| p.id.clone()));
+    View {
+        run: r.run_id.clone(),
+        snapshot: r.snapshot,
+        recorded,
+        listed,
+    }
+}
+
+/// The CSV's view, parsed independently of the library (None when it has no rows).
+fn csv_view(path: &Path) -> Option<View> {
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_path(path)
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap())
+        .collect();
+    let first = rows.first()?;
+    let (run, snapshot) = (first[13].to_string(), first[14].to_string());
+    for r in &rows {
+        assert_eq!(
+            (&r[13], &r[14]),
+            (run.as_str(), snapshot.as_str()),
+            "{rows:?}"
+        );
+    }
+    Some(View {
+        run,
+        snapshot: snapshot.parse().unwrap(),
+        recorded: rows
+            .iter()
+            .filter(|r| &r[2] != "not_run")
+            .map(|r| r[0].to_string())
+            .collect(),
+        listed: rows.iter().map(|r| r[0].to_string()).collect(),
+    })
+}
+
+/// JUnit's view, parsed independently of the library (None when it has no testsuite). Also
+/// checks that every case not recorded is an error, never a pass or a skip.
+fn junit_view(path: &Path) -> Option<View> {
+    let xml = fs::read_to_string(path).unwrap();
+    let report = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+    let props: BTreeMap<String, String> = report
+        .test_suites
+        .iter()
+        .flat_map(|s| s.properties.iter())
+        .map(|p| (p.name.to_string(), p.value.to_string()))
+        .collect();
+    let run = props.get("run.id")?.clone();
+    let mut v = View {
+        run,
+        snapshot: props["run.snapshot"].parse().unwrap(),
+        recorded: BTreeSet::new(),
+        listed: BTreeSet::new(),
+    };
+    for tc in report.test_suites.iter().flat_map(|s| s.test_cases.iter()) {
+        let id = tc.name.to_string();
+        if props[&format!("{id}.verdict")] == "not_run" {
+            assert!(
+                matches!(&tc.status, quick_junit::TestCaseStatus::NonSuccess { kind: quick_junit::NonSuccessKind::Error, message: Some(m), .. } if m.starts_with("not run: ")),
+                "{id}: {xml}"
+            );
+        } else {
+            v.recorded.insert(id.clone());
+        }
+        v.listed.insert(id);
+    }
+    Some(v)
+}
+
+/// How a killed run's directory looked.
+#[derive(Debug, Default)]
+struct Seen {
+    empty: usize,
+    mid_run: usize,
+    complete: usize,
+    one_snapshot_apart: usize,
+}
+
+/// Checks that the three files in `dir` describe one run and one snapshot, or (a kill between
+/// two renames) that `record.json` is one snapshot ahead of the files after it, never behind.
+fn check_one_run(dir: &Path, seen: &mut Seen) {
+    let [rec_p, csv_p, junit_p] =
+        ["record.json", "measurements.csv", "junit.xml"].map(|f| dir.join(f));
+    // written and cleared in the order record → csv → junit, removed junit → csv → record
+    assert!(
+        !junit_p.exists() || csv_p.exists(),
+        "junit.xml without measurements.csv"
+    );
+    assert!(
+        !csv_p.exists() || rec_p.exists(),
+        "measurements.csv without record.json"
+    );
+    if !rec_p.exists() {
+        seen.empty += 1;
+        return;
+    }
+    let rec = report::read_record(dir).unwrap();
+    let r = record_view(&rec);
+    let views: Vec<View> = [
+        csv_p.exists().then(|| csv_view(&csv_p)).flatten(),
+        junit_p.exists().then(|| junit_view(&junit_p)).flatten(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut apart = false;
+    for v in &views {
+        assert_eq!(v.run, r.run, "files of two runs in one directory");
+        assert_eq!(v.listed, r.listed, "{v:?} vs {r:?}");
+        if v.snapshot == r.snapshot {
+            assert_eq!(v.recorded, r.recorded);
+        } else {
+            assert_eq!(v.snapshot + 1, r.snapshot, "{v:?} vs {r:?}");
+            assert!(v.recorded.is_subset(&r.recorded) && r.recorded.len() - v.recorded.len() <= 1);
+            apart = true;
+        }
+    }
+    if views.len() == 2 {
+        assert!(
+            views[1].snapshot <= views[0].snapshot,
+            "junit.xml ahead of the CSV"
+        );
+    }
+    seen.one_snapshot_apart += usize::from(apart);
+    match rec.state {
+        RunState::Complete => seen.complete += 1,
+        RunState::Interrupted => {
+            // all recorded but killed before the end still reads as interrupted
+            assert!(
+                rec.cases.len() <= suite::case_ids().len() && !rec.complete && rec.ended.is_none()
+            );
+            seen.mid_run += 1;
+        }
+        s => panic!("a killed run reads as {s}"),
+    }
+}
+
+fn our_tmp_files(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".tmp"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn kill_9_at_30_instants_leaves_three_files_of_one_run_and_snapshot() {
+    let out = tmp("kills");
+    let paced = || {
+        crate::util::rig()
+            .args(["run", "--out", out.to_str().unwrap()])
+            .env(report::TEST_CASE_DELAY_ENV, "30")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // how long a whole paced run takes here (0.8-1.1 s on the 2-core development machine)
+    let t0 = std::time::Instant::now();
+    assert!(paced().wait().unwrap().success());
+    let whole = t0.elapsed();
+    let mut seen = Seen::default();
+    for i in 0..30u32 {
+        let mut child = paced();
+        // spread over the start, every case and the end (the last 1/6 after it)
+        std::thread::sleep(whole * i / 25);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        check_one_run(&out, &mut seen);
+        // closing the killed run's records (as rig serve does at start) makes them agree exactly
+        if report::close_interrupted(&out).unwrap() {
+            let mut closed = Seen::default();
+            check_one_run(&out, &mut closed);
+            assert_eq!((closed.one_snapshot_apart, closed.mid_run), (0, 1));
+            let xml = fs::read_to_string(out.join("junit.xml")).unwrap();
+            assert!(xml.contains("name=\"run.state\" value=\"interrupted\""));
+        }
+        for t in our_tmp_files(&out) {
+            assert!(
+                ["record.tmp", "measurements.tmp", "junit.tmp"].contains(&t.as_str()),
+                "{t}"
+            );
+        }
+    }
+    eprintln!("30 kills over {whole:?}: {seen:?}");
+    assert!(seen.mid_run >= 5, "too few kills landed mid-run: {seen:?}");
+    // what a kill leaves, and stale temporaries, do not survive the next start
+    for t in ["record.tmp", "measurements.tmp", "junit.tmp"] {
+        fs::write(out.join(t), b"stale").unwrap();
+    }
+    let before = report::read_record(&out).ok().map(|r| r.run_id);
+    let o = run_rig(&["run", "--out", out.to_str().unwrap()]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(our_tmp_files(&out), Vec::<String>::new());
+    let mut last = Seen::default();
+    check_one_run(&out, &mut last);
+    assert_eq!(last.complete, 1);
+    let rec = report::read_record(&out).unwrap();
+    assert_ne!(Some(rec.run_id), before);
+    assert_eq!(rec.cases.len(), suite::case_ids().len());
+}
+
+#[test]
+fn a_second_run_into_a_directory_in_use_exits_2_naming_the_pid() {
+    let out = tmp("in-use");
+    let t = SimTarget::new(MeterSpec::builtin_default());
+    let record = Record::start(t.describe(), t.capabilities(), serde_json::Value::Null);
+    let held = Reporter::create(&out, record, false).unwrap();
+    let o = run_rig(&["run", "--out", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(
+        err.contains(&format!("held by pid {}", std::process::id())),
+        "{err}"
+    );
+    // the refused run left the holder's records alone
+    assert_eq!(
+        report::read_record(&out).unwrap().run_id,
+        held.record().run_id
+    );
 }
 
 /// `rig run --list` prints every case with its clause and the limits each fixture meter file

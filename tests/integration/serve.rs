@@ -2,6 +2,7 @@
 //! the software meter: every endpoint, 400/401/404/409, a run to completion, SIGTERM mid-run, and
 //! kill -9 mid-run followed by a restart.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -14,8 +15,9 @@ use rstest::rstest;
 use serde_json::Value;
 
 use meter_rig::meter::config::MeterSpec;
+use meter_rig::meter::readout::COMBI_351;
 use meter_rig::service::schedule::Schedule;
-use meter_rig::service::store::Store;
+use meter_rig::service::store::{Reading, Store};
 use meter_rig::service::worker::{Command, LoopConfig, RunRequest, Shared, Worker};
 use meter_rig::sim::SimTarget;
 use meter_rig::target::Port;
@@ -578,14 +580,43 @@ fn serve_killed_mid_run_keeps_readings_cases_and_pulse_totals() {
     let saved = Store::open(&data).unwrap().load_state().unwrap();
     let pulses_before = saved.pulses["port2"];
     assert!(pulses_before > 0);
+    // what a kill mid-save leaves behind goes at the next start
+    std::fs::write(data.join("state.tmp"), b"{\"torn").unwrap();
+    let run_dir = data.join("runs").join(&id);
+    std::fs::write(run_dir.join("junit.tmp"), b"<torn").unwrap();
 
     let s = Serve::start(&data, &args);
+    assert!(!data.join("state.tmp").exists() && !run_dir.join("junit.tmp").exists());
     let view = s.json(&format!("/runs/{id}"));
     assert_eq!(view["state"], "interrupted");
     assert_eq!(view["cases"].as_array().unwrap(), &cases_before);
     let (code, xml) = s.req("GET", &format!("/runs/{id}/junit.xml"), None);
     assert_eq!(code, 200);
     assert!(xml.contains("readout."), "{xml}");
+    // the restart closed the run's records: all three files say interrupted, as one snapshot
+    let dir = data.join("runs").join(&id);
+    let rec: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("record.json")).unwrap()).unwrap();
+    assert_eq!(rec["state"], "interrupted");
+    assert_eq!(rec["cases"].as_array().unwrap(), &cases_before);
+    let snapshot = rec["snapshot"].as_u64().unwrap();
+    assert!(
+        xml.contains("name=\"run.state\" value=\"interrupted\"")
+            && xml.contains(&format!("name=\"run.snapshot\" value=\"{snapshot}\"")),
+        "{xml}"
+    );
+    let csv = std::fs::read_to_string(dir.join("measurements.csv")).unwrap();
+    assert!(
+        csv.lines()
+            .skip(1)
+            .all(|l| l.ends_with(&format!(",{snapshot}"))),
+        "{csv}"
+    );
+    assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".tmp")));
     // totals continue from what was saved, and keep counting
     let st = s.json("/status");
     assert!(st["counters"]["pulses"]["port2"].as_u64().unwrap() >= pulses_before);
@@ -819,4 +850,145 @@ fn serve_counts_late_answers_as_readout_failures() {
         .parse()
         .unwrap();
     assert!(failures >= 2, "{metrics}");
+}
+
+fn reading(time_utc: &str, registers: BTreeMap<String, String>) -> Reading {
+    Reading {
+        time_utc: time_utc.into(),
+        target_time_s: 0.0,
+        response_ms: None,
+        timing: "edge ±0 ms".into(),
+        valid: !registers.is_empty(),
+        problem: if registers.is_empty() {
+            "no answer".into()
+        } else {
+            String::new()
+        },
+        registers,
+    }
+}
+
+#[test]
+fn readings_keep_every_register_when_the_days_first_readout_fails() {
+    let data = tmp("first-fails");
+    let mut store = Store::open(&data).unwrap();
+    let day = "2026-11-21T00:00:00.000Z";
+    store
+        .append_reading(&reading(day, BTreeMap::new()))
+        .unwrap();
+    let mut regs: BTreeMap<String, String> = COMBI_351
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.address.to_string(), format!("{i}")))
+        .collect();
+    regs.insert("9.9.9".into(), "7*kWh".into());
+    store
+        .append_reading(&reading("2026-11-21T00:15:00.000Z", regs))
+        .unwrap();
+    // the header is the readout layout, whatever the first row held
+    let h = header(&data);
+    let addrs: Vec<&str> = h.iter().skip(6).collect();
+    let mut expected: Vec<&str> = COMBI_351.iter().map(|r| r.address).collect();
+    expected.push("other_registers");
+    assert_eq!(addrs, expected);
+    let rows = rows(&data);
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0].iter().skip(6).all(str::is_empty), "{:?}", rows[0]);
+    for (i, r) in COMBI_351.iter().enumerate() {
+        let col = h.iter().position(|c| c == r.address).unwrap();
+        assert_eq!(&rows[1][col], i.to_string().as_str(), "{}", r.address);
+    }
+    // an address outside the layout is kept, not dropped
+    assert_eq!(&rows[1][6 + 17], "9.9.9=7*kWh");
+}
+
+/// Runs `rig ARGS` that must exit by itself within 60 s (a service that starts instead fails
+/// the test rather than hanging it); returns the exit code and stderr.
+fn must_exit(args: &[&str]) -> (i32, String) {
+    let mut child = util::rig()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rig {args:?} did not exit: it started");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code().expect("exited by a signal"), err)
+}
+
+#[test]
+fn a_second_service_on_one_data_directory_exits_2_naming_the_first() {
+    let data = tmp("two");
+    let s = Serve::start(&data, &["--sim-speed", "3600", "--interval", "15m"]);
+    s.wait_for("the first readout", |s| {
+        s.req("GET", "/readings/latest", None).0 == 200
+    });
+    let pid = s.child.id();
+    let (code, err) = must_exit(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("is in use") && err.contains(&format!("held by pid {pid}")),
+        "{err}"
+    );
+    // the refused service left the first one's lock as it was
+    assert_eq!(
+        std::fs::read_to_string(data.join("lock")).unwrap().trim(),
+        pid.to_string()
+    );
+    // the store refuses the same way inside one process
+    let e = Store::open(&data).unwrap_err().to_string();
+    assert!(e.contains(&format!("pid {pid}")), "{e}");
+    // once the first has stopped, the directory is free again
+    let mut s = s;
+    s.signal(rustix::process::Signal::TERM);
+    let (code, log) = s.exit();
+    assert_eq!(code, Some(0), "{log}");
+    let s = Serve::start(&data, &["--sim-speed", "3600"]);
+    assert!(s.json("/status")["loop_state"].is_string());
+}
+
+#[test]
+fn a_service_that_cannot_listen_writes_nothing() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let parent = tmp("cannot-listen");
+    let data = parent.join("data");
+    let (code, err) = must_exit(&["serve", "--listen", &addr, "--data", data.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(
+        !data.exists(),
+        "the data directory was created before listening"
+    );
+    // nor in a data directory another service holds: its lock and files stay as they were
+    let s = Serve::start(&data, &["--sim-speed", "60"]);
+    let lock = std::fs::read(data.join("lock")).unwrap();
+    let (code, err) = must_exit(&["serve", "--listen", &addr, "--data", data.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot listen"), "{err}");
+    assert_eq!(std::fs::read(data.join("lock")).unwrap(), lock);
+    drop(s);
 }
