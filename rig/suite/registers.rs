@@ -241,19 +241,35 @@ fn reg(name: &str, value: f64, unit: &str, lo: f64, hi: f64, u: f64) -> Measurem
 }
 
 /// The verdict of measurements plus questions the observation could not decide.
-/// Fail when a measurement fails; inconclusive when nothing with a limit could be judged and
-/// something could not be decided; otherwise pass on what was decided, with what could not be
-/// (a reactive peak below the display's step beside a decided active one) in the message.
+/// Fail when a measurement fails; inconclusive when something the verdict rests on could not be
+/// decided; otherwise pass.
 fn judge(clause: Clause, ms: Vec<Measurement>, undecided: Vec<String>, ok: String) -> Judgement {
-    let decided = ms.iter().any(|m| m.low.is_some() || m.high.is_some());
     let mut j = Judgement::from_problems(clause, vec![], ms, ok);
     if j.verdict == Verdict::Pass && !undecided.is_empty() {
-        if decided {
-            j.message = format!("{}; not decided: {}", j.message, undecided.join("; "));
-        } else {
-            j.verdict = Verdict::Inconclusive;
-            j.message = format!("{}; {}", undecided.join("; "), j.message);
-        }
+        j.verdict = Verdict::Inconclusive;
+        j.message = format!("{}; {}", undecided.join("; "), j.message);
+    }
+    j.details.extend(undecided);
+    j
+}
+
+/// For cases that judge independent quantities (the active and the reactive peak): fail when a
+/// measurement fails; pass on the quantities that could be decided, naming those that could
+/// not (a reactive load below the display's 0.1 kvar step beside a decided active peak);
+/// inconclusive when none could.
+fn judge_each(
+    clause: Clause,
+    ms: Vec<Measurement>,
+    undecided: Vec<String>,
+    ok: String,
+) -> Judgement {
+    let decided = ms.iter().any(|m| m.low.is_some() || m.high.is_some());
+    if !decided {
+        return judge(clause, ms, undecided, ok);
+    }
+    let mut j = Judgement::from_problems(clause, vec![], ms, ok);
+    if j.verdict == Verdict::Pass && !undecided.is_empty() {
+        j.message = format!("{}; not decided: {}", j.message, undecided.join("; "));
     }
     j.details.extend(undecided);
     j
@@ -643,7 +659,7 @@ pub(crate) fn peak(
         fmt_num(before[1]),
         fmt_num(after[1])
     );
-    Ok(judge(clause, ms, undecided, ok))
+    Ok(judge_each(clause, ms, undecided, ok))
 }
 
 /// The highest period averages (tenths of kW, kvar) of the periods ending in `(from, to]`.

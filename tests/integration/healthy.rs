@@ -12,7 +12,7 @@ const SEED: u64 = 14;
 const METERS: usize = 60;
 
 #[test]
-fn randomized_healthy_meters_pass_or_skip_every_case() {
+fn randomized_healthy_meters_never_fail_or_error() {
     let mut rng = Rng::new(SEED);
     let mut counts = [0usize; 5];
     let mut bad = Vec::new();
@@ -27,7 +27,13 @@ fn randomized_healthy_meters_pass_or_skip_every_case() {
         );
         for c in &cases {
             counts[c.verdict as usize] += 1;
-            if !matches!(c.verdict, Verdict::Pass | Verdict::Skip) {
+            if c.verdict == Verdict::Inconclusive {
+                // not a false verdict: the observation could not decide, and says why
+                println!(
+                    "meter {i} of seed {SEED}: {} inconclusive: {}",
+                    c.id, c.message
+                );
+            } else if !matches!(c.verdict, Verdict::Pass | Verdict::Skip) {
                 bad.push(format!(
                     "meter {i} of seed {SEED}: {} {}: {}\n{text}",
                     c.id, c.verdict, c.message
@@ -44,9 +50,15 @@ fn randomized_healthy_meters_pass_or_skip_every_case() {
         counts[Verdict::Error as usize]
     );
     assert!(counts[Verdict::Pass as usize] > METERS * 5, "{counts:?}");
+    // an undecidable observation is rare: a steady load hiding a move while slow answers let the
+    // meter's own period end fall between two presses
+    assert!(
+        counts[Verdict::Inconclusive as usize] * 20 <= METERS,
+        "{counts:?}"
+    );
     assert!(
         bad.is_empty(),
-        "{} cases did not pass or skip:\n{}",
+        "{} cases failed or errored on a healthy meter:\n{}",
         bad.len(),
         bad.join("\n")
     );

@@ -719,10 +719,19 @@ fn register_case_against_meter(
 
 #[test]
 fn peak_below_the_display_resolution_is_inconclusive() {
-    // 1 W × 80 = 0.08 kW: every period truncates to 0.0 kW
-    let (v, msg) = verdict_alone("kk = 0", "", "active_w = 1.0", "max_demand.peak");
+    // 1 W × 80 = 0.08 kW: every period truncates to 0.0 kW; the reactive load likewise
+    let (v, msg) = verdict_alone(
+        "kk = 0",
+        "",
+        "active_w = 1.0\nreactive_var = 1.0",
+        "max_demand.peak",
+    );
     assert_eq!(v, Verdict::Inconclusive, "{msg}");
     assert!(msg.contains("cannot be told from none"), "{msg}");
+    // the reactive peak decided, the active one below the step: a pass on what was decided
+    let (v, msg) = verdict_alone("kk = 0", "", "active_w = 1.0", "max_demand.peak");
+    assert_eq!(v, Verdict::Pass, "{msg}");
+    assert!(msg.contains("not decided: 1.6.0"), "{msg}");
 }
 
 #[test]
