@@ -160,6 +160,12 @@ pub trait Target {
     /// Edges captured on `port` (a meter output) since the last call, as levels at the module pin
     /// (`true` = high; a pulse is low). Backends without pins return [`TargetError::Unsupported`].
     fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError>;
+    /// Drops the edges captured on `port` so far, for a caller that only keeps the capture buffer
+    /// from filling (hours of waiting); returns how many there were. Backends that can skip
+    /// producing them (the software meter) override it.
+    fn discard_edges(&mut self, port: Port) -> Result<u64, TargetError> {
+        self.take_edges(port).map(|e| e.len() as u64)
+    }
     /// Output edges on `port` the backend has dropped since it started (a buffer that overflowed
     /// because nobody took them in time). A capture that spans a drop has lost pulses: that is the
     /// rig's failure, never the meter's. Backends that report drops otherwise (a sequence gap is a

@@ -84,6 +84,40 @@ pub enum MeterFileError {
     },
 }
 
+/// The `faults.bcc` knob: the block check character the software meter sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BccFault {
+    /// XOR of the block (IEC 62056-21), whatever the profile says.
+    Xor,
+    /// Sum of the block modulo 128, whatever the profile says.
+    Sum,
+    /// A value that matches neither rule.
+    Corrupt,
+}
+
+/// The `faults.line_end` knob: how the answer's data lines end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LineEnd {
+    /// CR LF (004, IEC 62056-21): healthy.
+    Crlf,
+    /// LF alone.
+    Lf,
+}
+
+/// The `faults.hour_counter` knob: how 96.8.0 counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HourCounterFault {
+    /// Never counts.
+    Stuck,
+    /// One hour per two elapsed.
+    Half,
+    /// Counts minutes as hours.
+    Minutes,
+}
+
 /// The `[faults]` table: defects a software meter can be given.
 ///
 /// Every number has a range, checked by [`MeterSpec::from_toml`]; a value outside it (or NaN,
@@ -96,8 +130,8 @@ pub struct Faults {
     /// Delay from the end of the request's stop bit to the start bit of `/`, ms (healthy: set),
     /// 0–60000 (the profile's window is 20–500 ms, 004 Note 1).
     pub response_delay_ms: Option<f64>,
-    /// BCC rule the meter uses ("xor", "sum") or "corrupt" (matches neither rule).
-    pub bcc: Option<String>,
+    /// BCC rule the meter uses (`"xor"`, `"sum"`) or `"corrupt"` (matches neither rule).
+    pub bcc: Option<BccFault>,
     /// Character index (0 = `/`) sent with the wrong parity bit, 0–4095 (an answer is shorter).
     pub parity_error_at: Option<usize>,
     /// Character index sent with a low stop bit (framing error), 0–4095.
@@ -137,8 +171,8 @@ pub struct Faults {
     /// Identification line sent instead of `/KAM <type>` (without CR LF): at most 128 ASCII
     /// characters.
     pub identification: Option<String>,
-    /// Line end of the data lines: "crlf" (healthy) or "lf".
-    pub line_end: Option<String>,
+    /// Line end of the data lines: `"crlf"` (healthy) or `"lf"`.
+    pub line_end: Option<LineEnd>,
     /// Leave out STX.
     #[serde(default)]
     pub omit_stx: bool,
@@ -164,9 +198,9 @@ pub struct Faults {
     pub stop_bits: Option<u32>,
     /// The meter's transmit clock error, percent (+4 = 4 % fast: every bit 1/1.04 long).
     pub tx_clock_error_pct: Option<f64>,
-    /// 96.8.0 defect: "stuck" (never counts), "half" (one hour per two), "minutes" (counts
-    /// minutes as hours).
-    pub hour_counter: Option<String>,
+    /// 96.8.0 defect: `"stuck"` (never counts), `"half"` (one hour per two), `"minutes"`
+    /// (counts minutes as hours).
+    pub hour_counter: Option<HourCounterFault>,
     /// Peak (1.6.0/3.6.0) averaged over periods of this many minutes instead of J's.
     pub peak_period_min: Option<u32>,
     /// `false`: each period's average overwrites 1.6.0/3.6.0 (a lower one too) instead of the
@@ -1034,34 +1068,14 @@ fn resolve_load(
     Ok(Load { steps, repeat_ns })
 }
 
-/// The string knobs of `[faults]` and `tariff_map`.
+/// The free-form knobs of `[faults]`: `tariff_map`, `identification` (the word knobs are enums
+/// serde checks).
 fn check_fault_words(cx: &Ctx, f: &Faults) -> R<()> {
-    if let Some(b) = &f.bcc {
-        if !matches!(b.as_str(), "xor" | "sum" | "corrupt") {
-            return Err(cx.invalid(
-                &["faults", "bcc"],
-                format!("{b:?}: expected \"xor\", \"sum\" or \"corrupt\""),
-            ));
-        }
-    }
     if let Some(m) = &f.tariff_map {
         if m.len() != 4 || m.iter().any(|&r| !(1..=4).contains(&r)) {
             return Err(cx.invalid(
                 &["faults", "tariff_map"],
                 "four registers 1–4, one per input state (in1 + 2·in2)",
-            ));
-        }
-    }
-    if let Some(l) = &f.line_end {
-        if !matches!(l.as_str(), "crlf" | "lf") {
-            return Err(cx.invalid(&["faults", "line_end"], "\"crlf\" or \"lf\""));
-        }
-    }
-    if let Some(h) = &f.hour_counter {
-        if !matches!(h.as_str(), "stuck" | "half" | "minutes") {
-            return Err(cx.invalid(
-                &["faults", "hour_counter"],
-                format!("{h:?}: expected \"stuck\", \"half\" or \"minutes\""),
             ));
         }
     }

@@ -217,7 +217,7 @@ pub static OMNIPOWER_3PH: Profile = Profile {
     },
     tariff_clause: Clause {
         source: SHEET_351,
-        section: "Tariff control tables (Z3 names the same 4-tariff / 2-tariff inputs)",
+        section: "Tariff control tables of the 351, assumed for the 2-tariff / 4-tariff inputs Z3 names",
     },
     io_clause: Clause {
         source: SHEET_OMNI_3PH,
@@ -290,7 +290,7 @@ pub static OMNIPOWER_CT: Profile = Profile {
     },
     tariff_clause: Clause {
         source: SHEET_351,
-        section: "Tariff control tables (Z3 names the same 4-tariff / 2-tariff inputs)",
+        section: "Tariff control tables of the 351, assumed for the 2-tariff / 4-tariff inputs Z3 names",
     },
     io_clause: Clause {
         source: SHEET_OMNI_CT,

@@ -11,10 +11,11 @@
 
 use std::collections::VecDeque;
 
+use super::capture::{PulseCapture, PulseRun};
 use crate::iec62056::{self, parity, BccRule, Identification, Request, Telegram, ETX, STX};
 use crate::line::{CharPeer, ScheduledChar};
 use crate::meter::calendar;
-use crate::meter::config::{MeterSpec, PulseBasis};
+use crate::meter::config::{BccFault, HourCounterFault, LineEnd, MeterSpec, PulseBasis};
 use crate::meter::io::PortRole;
 use crate::meter::profile::IoTable;
 use crate::meter::readout::{Format, Quantity, COMBI_351};
@@ -26,7 +27,7 @@ use crate::uart::{bit_start, Edge, RxChar, TxFrame, UartRx};
 pub const MWNS_PER_KWH: i128 = 3_600_000_000_000_000_000;
 const PPM: i128 = 1_000_000;
 /// Output edges kept per port when nobody takes them (older ones are dropped and counted).
-const EDGE_CAP: usize = 4_000_000;
+const EDGE_CAP: u64 = 4_000_000;
 
 fn ms_ns(ms: f64) -> u64 {
     (ms * 1e6).round() as u64
@@ -42,9 +43,8 @@ struct PulseOut {
     free_at: Timestamp,
     width_ns: u64,
     pause_ns: u64,
-    edges: VecDeque<Edge>,
+    edges: PulseCapture,
     emitted: u64,
-    dropped_edges: u64,
 }
 
 /// A snapshot of the registers, in display units (kWh, kW, counts).
@@ -196,9 +196,8 @@ impl SoftMeter {
                         .pulse_pause_ms
                         .unwrap_or(spec.profile.min_pause_ms),
                 ),
-                edges: VecDeque::new(),
+                edges: PulseCapture::new(EDGE_CAP),
                 emitted: 0,
-                dropped_edges: 0,
             });
         }
         let period_ns = peak_period_min(&spec) as u64 * 60 * 1_000_000_000;
@@ -282,7 +281,7 @@ impl SoftMeter {
         self.keep_edges = keep;
         if !keep {
             for o in &mut self.outs {
-                o.edges = VecDeque::new();
+                o.edges.clear();
             }
         }
     }
@@ -362,7 +361,9 @@ impl SoftMeter {
         self.now = t;
     }
 
-    fn next_internal_event(&self) -> Timestamp {
+    /// The next event that is not a pulse-output crossing: a logging-period end, a logging date,
+    /// a load step, the end of a character being received.
+    fn next_other_event(&self) -> Timestamp {
         let mut te = self.next_period_end;
         if let Some(l) = self.next_logging {
             te = te.min(l);
@@ -370,13 +371,18 @@ impl SoftMeter {
         if let Some(l) = self.next_load_change() {
             te = te.min(l);
         }
+        if let Some(e) = self.rx_uart.pending_end() {
+            te = te.min(e);
+        }
+        te
+    }
+
+    fn next_internal_event(&self) -> Timestamp {
+        let mut te = self.next_other_event();
         for o in &self.outs {
             if let Some(d) = self.next_pulse_due(o) {
                 te = te.min(d);
             }
-        }
-        if let Some(e) = self.rx_uart.pending_end() {
-            te = te.min(e);
         }
         te
     }
@@ -384,6 +390,10 @@ impl SoftMeter {
     /// Advances the meter to `t`, processing every internal event on the way.
     pub fn advance(&mut self, t: Timestamp) {
         loop {
+            let horizon = self.next_other_event().min(t);
+            for i in 0..self.outs.len() {
+                self.emit_steady_pulses(i, horizon);
+            }
             let te = self.next_internal_event();
             if te > t {
                 self.integrate_to(t);
@@ -392,6 +402,57 @@ impl SoftMeter {
             }
             self.integrate_to(te);
             self.handle_events_at(te);
+        }
+    }
+
+    /// Emits at once every pulse of output `i` due before `horizon`, when nothing but pulses
+    /// happens before it (power is constant, so pulse `k` is due at
+    /// `now + ⌈(k·T − accum)/rate⌉`, the time the event loop gives it). Pulses held back by the
+    /// previous pulse's width and pause go one by one; once a pulse starts when it is due and the
+    /// output cannot fall behind (T/rate ≥ width + pause), the rest form one [`PulseRun`].
+    fn emit_steady_pulses(&mut self, i: usize, horizon: Timestamp) {
+        let rate = self.basis_power(&self.outs[i]) * self.outs[i].rate_num;
+        let span = horizon.0.saturating_sub(self.now.0) as i128;
+        if rate <= 0 || span <= 1 {
+            return;
+        }
+        let threshold = Self::threshold();
+        let (origin, a0) = (self.now.0, self.outs[i].accum);
+        // pulses due strictly before the horizon
+        let due_count = (a0 + rate * (span - 1)).div_euclid(threshold);
+        if due_count < 2 {
+            return;
+        }
+        let o = &self.outs[i];
+        let mut run = PulseRun {
+            origin,
+            a0,
+            rate,
+            threshold,
+            next: 1,
+            last: due_count as u64,
+            started: false,
+            width_ns: o.width_ns,
+        };
+        let keeps_up = threshold >= rate * (o.width_ns + o.pause_ns) as i128;
+        while run.next <= run.last {
+            let due = run.start(run.next);
+            if keeps_up && due >= self.outs[i].free_at.0 {
+                break;
+            }
+            self.outs[i].accum -= threshold;
+            self.emit_pulse(i, Timestamp(due));
+            run.next += 1;
+        }
+        let o = &mut self.outs[i];
+        if run.next <= run.last {
+            let n = run.last + 1 - run.next;
+            o.accum -= threshold * n as i128;
+            o.emitted += n;
+            o.free_at = Timestamp(run.start(run.last) + o.width_ns + o.pause_ns);
+            if self.keep_edges {
+                o.edges.push_run(run);
+            }
         }
     }
 
@@ -445,22 +506,14 @@ impl SoftMeter {
         if !self.keep_edges {
             return;
         }
-        for e in [
-            Edge {
-                t: start,
-                level: false,
-            },
-            Edge {
-                t: end,
-                level: true,
-            },
-        ] {
-            if o.edges.len() >= EDGE_CAP {
-                o.edges.pop_front();
-                o.dropped_edges += 1;
-            }
-            o.edges.push_back(e);
-        }
+        o.edges.push(Edge {
+            t: start,
+            level: false,
+        });
+        o.edges.push(Edge {
+            t: end,
+            level: true,
+        });
     }
 
     /// A logging period of `len` ns ended: its average power (primary, W) updates the peaks.
@@ -536,10 +589,17 @@ impl SoftMeter {
     /// Output edges on `port` up to and including `t`, removed from the meter.
     pub fn take_port_edges(&mut self, port: Port, t: Timestamp, out: &mut Vec<Edge>) {
         if let Some(o) = self.outs.iter_mut().find(|o| o.port == port) {
-            while o.edges.front().is_some_and(|e| e.t <= t) {
-                out.extend(o.edges.pop_front());
-            }
+            o.edges.take_until(t, out);
         }
+    }
+
+    /// Drops the output edges on `port` up to and including `t` without producing them; returns
+    /// how many there were.
+    pub fn discard_port_edges(&mut self, port: Port, t: Timestamp) -> u64 {
+        self.outs
+            .iter_mut()
+            .find(|o| o.port == port)
+            .map_or(0, |o| o.edges.discard_until(t))
     }
 
     /// Output edges dropped because nobody took them (like a kernel event-buffer overflow).
@@ -547,7 +607,7 @@ impl SoftMeter {
         self.outs
             .iter()
             .find(|o| o.port == port)
-            .map_or(0, |o| o.dropped_edges)
+            .map_or(0, |o| o.edges.dropped())
     }
 
     /// A level change on the data-in line (the rig's transmitter), decoded by the meter's UART.
@@ -637,11 +697,11 @@ impl SoftMeter {
             tariff_mkwh: std::array::from_fn(|i| self.init_tariff_mkwh[i] + mk(self.e_tariff[i])),
             reactive_mkvarh: self.init_react_mkvarh + mk(self.e_react),
             hours: self.init_hours
-                + match self.spec.faults.hour_counter.as_deref() {
-                    Some("stuck") => 0,
-                    Some("half") => self.now.0 / 7_200_000_000_000,
-                    Some("minutes") => self.now.0 / 60_000_000_000,
-                    _ => self.now.0 / 3_600_000_000_000,
+                + match self.spec.faults.hour_counter {
+                    Some(HourCounterFault::Stuck) => 0,
+                    Some(HourCounterFault::Half) => self.now.0 / 7_200_000_000_000,
+                    Some(HourCounterFault::Minutes) => self.now.0 / 60_000_000_000,
+                    None => self.now.0 / 3_600_000_000_000,
                 },
             pulse_input: self.pulse_input,
             peak: self.peak,
@@ -718,10 +778,10 @@ impl SoftMeter {
     pub fn answer_chars(&self) -> Vec<u8> {
         let f = &self.spec.faults;
         let tel = self.telegram();
-        let rule = match f.bcc.as_deref() {
-            Some("sum") => BccRule::Sum,
-            Some("xor") => BccRule::Xor,
-            _ => self.spec.profile.bcc_rule,
+        let rule = match f.bcc {
+            Some(BccFault::Sum) => BccRule::Sum,
+            Some(BccFault::Xor) => BccRule::Xor,
+            Some(BccFault::Corrupt) | None => self.spec.profile.bcc_rule,
         };
         let mut ident = match &f.identification {
             Some(line) => {
@@ -733,7 +793,7 @@ impl SoftMeter {
         };
         let (full, layout) = tel.encode(rule);
         let mut body: Vec<u8> = full[layout.stx + 1..layout.etx].to_vec();
-        if f.line_end.as_deref() == Some("lf") {
+        if f.line_end == Some(LineEnd::Lf) {
             let mut b = Vec::with_capacity(body.len());
             for (i, &c) in body.iter().enumerate() {
                 if !(c == b'\r' && body.get(i + 1) == Some(&b'\n')) {
@@ -745,7 +805,7 @@ impl SoftMeter {
         let mut block = body;
         block.push(ETX);
         let mut bcc = iec62056::bcc(rule, &block);
-        if f.bcc.as_deref() == Some("corrupt") {
+        if f.bcc == Some(BccFault::Corrupt) {
             let (x, s) = (
                 iec62056::bcc(BccRule::Xor, &block),
                 iec62056::bcc(BccRule::Sum, &block),
@@ -892,5 +952,98 @@ impl CharPeer for SoftMeter {
 
     fn next_transmit(&self) -> Option<Timestamp> {
         self.next_frame_start()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meter::config::{LoadStep, DEFAULT_METER};
+
+    /// The default 351 Combi with a repeating load schedule: full load, a pause, reactive only.
+    fn meter(width_ms: Option<f64>, pause_ms: Option<f64>) -> SoftMeter {
+        // KK 06: R+ out on port 1, A+ out on port 2
+        let text = DEFAULT_METER.replace("kk = 5 ", "kk = 6 ");
+        let mut spec = MeterSpec::from_toml(&text, "kk06", None).unwrap();
+        let step = |s: u64, p: i64, q: i64| LoadStep {
+            offset_ns: s * 1_000_000_000,
+            active_mw: p,
+            reactive_mvar: q,
+        };
+        // half and full load in turns (a pulse after each rise can come before the last pulse's
+        // width and pause are over), then no load, then reactive only
+        let mut steps: Vec<_> = (0..25)
+            .map(|i| step(37 * i, [2_000_000, 4_554_000][i as usize % 2], 1_200_000))
+            .collect();
+        steps.push(step(1_000, 0, 0));
+        steps.push(step(1_300, 1_000, 2_500_000));
+        spec.load.steps = steps;
+        spec.load.repeat_ns = Some(2_000 * 1_000_000_000);
+        spec.faults.pulse_width_ms = width_ms;
+        spec.faults.pulse_pause_ms = pause_ms;
+        SoftMeter::new(spec)
+    }
+
+    /// Per port: the edges taken, the pulses emitted, the edges dropped.
+    type PortState = (Port, Vec<Edge>, u64, u64);
+
+    fn state(m: &mut SoftMeter) -> (Registers, Vec<PortState>) {
+        let now = m.now();
+        let mut ports = Vec::new();
+        for p in Port::ALL {
+            let mut e = Vec::new();
+            m.take_port_edges(p, now, &mut e);
+            ports.push((p, e, m.pulses_emitted(p), m.dropped_edges(p)));
+        }
+        (m.registers(), ports)
+    }
+
+    /// Steady pulses emitted at once give what the event loop gives pulse by pulse: the same
+    /// edges to the nanosecond, the same counts and registers; also when the width and pause
+    /// hold pulses back (an output that cannot keep up).
+    #[test]
+    fn a_long_jump_gives_what_small_steps_give() {
+        for (w, p) in [
+            (None, None),
+            (Some(70.0), Some(5.0)),
+            (Some(150.0), Some(700.0)),
+            (Some(60.0), Some(30.0)),
+        ] {
+            let end = Timestamp(5_000 * 1_000_000_000);
+            let mut jump = meter(w, p);
+            jump.advance(Timestamp(777_777_777_777));
+            jump.advance(end);
+            // steps of 40 ms, under the 79 ms between pulses at full load: at most one pulse due
+            // per step, so the event loop emits every pulse
+            let mut steps = meter(w, p);
+            let mut t = 0;
+            while t < end.0 {
+                t = (t + 40_000_000).min(end.0);
+                steps.advance(Timestamp(t));
+            }
+            let (a, b) = (state(&mut jump), state(&mut steps));
+            assert!(a.1.iter().all(|(_, e, n, _)| !e.is_empty() && *n > 1_000));
+            assert_eq!(a, b, "width {w:?} pause {p:?}");
+        }
+    }
+
+    /// A month at full load costs a handful of events, and edges nobody takes are counted as
+    /// dropped beyond the buffer without being produced.
+    #[test]
+    fn a_month_of_pulses_is_cheap_and_bounded() {
+        let mut m = meter(None, None);
+        m.advance(Timestamp(31 * 86_400 * 1_000_000_000));
+        let p = Port::Port2;
+        let n = m.pulses_emitted(p);
+        assert!(n > 1_000_000, "{n}");
+        assert_eq!(m.dropped_edges(p), 2 * n - EDGE_CAP);
+        let mut e = Vec::new();
+        m.take_port_edges(p, Timestamp(86_400 * 1_000_000_000), &mut e);
+        assert!(e.is_empty());
+        assert_eq!(
+            m.discard_port_edges(p, m.now()),
+            EDGE_CAP,
+            "the newest edges are kept"
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! One clock serves the meter, the wire and the rig, and it jumps from event to event, so a 12 s
 //! readout costs microseconds and timing is exact to the nanosecond. No I/O, no wall clock.
 
+mod capture;
 pub mod healthy;
 pub mod meter;
 
@@ -31,7 +32,6 @@ pub struct SimTarget {
     data_out: VecDeque<Edge>,
     rx: UartRx,
     rx_chars: VecDeque<RxChar>,
-    port_edges: [Vec<Edge>; 2],
     port_level: [bool; 2],
 }
 
@@ -51,7 +51,6 @@ impl SimTarget {
             data_out: VecDeque::new(),
             rx: UartRx::new(baud),
             rx_chars: VecDeque::new(),
-            port_edges: [Vec::new(), Vec::new()],
             port_level: [true, true],
         }
     }
@@ -91,10 +90,6 @@ impl SimTarget {
         }
         self.rx.advance(Timestamp(t.0 + 1), &mut chars);
         self.rx_chars.extend(chars);
-        for p in Port::ALL {
-            self.meter
-                .take_port_edges(p, t, &mut self.port_edges[p as usize]);
-        }
         self.now = t;
     }
 
@@ -217,7 +212,13 @@ impl Target for SimTarget {
     }
 
     fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
-        Ok(std::mem::take(&mut self.port_edges[port as usize]))
+        let mut edges = Vec::new();
+        self.meter.take_port_edges(port, self.now, &mut edges);
+        Ok(edges)
+    }
+
+    fn discard_edges(&mut self, port: Port) -> Result<u64, TargetError> {
+        Ok(self.meter.discard_port_edges(port, self.now))
     }
 
     fn dropped_edges(&mut self, port: Port) -> Result<u64, TargetError> {

@@ -17,7 +17,7 @@ use super::{fmt_num, Ctx, Judgement, Measurement, Readout, Shared, Verdict};
 use crate::meter::calendar;
 use crate::meter::config::{Load, MeterSpec, PulseBasis};
 use crate::meter::io::PortRole;
-use crate::meter::profile::{Clause, SHEET_351, SPEC_351};
+use crate::meter::profile::{Clause, Profile, ProfileId, SHEET_351, SPEC_351};
 use crate::meter::sheet;
 use crate::target::{Port, TargetError};
 use crate::time::{TimeSource, Timestamp};
@@ -32,8 +32,28 @@ pub const IDS: [&str; 6] = [
     "logging.monthly",
 ];
 
-/// The clause each case checks.
-pub fn clause_for(id: &str) -> Clause {
+/// The clause each case checks, from the data sheet of `profile`'s meter: the 351 Combi's (000,
+/// 004), or the OMNIPOWER's (002 three-phase, 003 CT), whose sheets name the registers (hour
+/// counter, peak powers, accumulated peaks), the integration period Z4 and the debiting stop date
+/// Z6 / interval Z7 but not the mode A readout: there the 351's layout is the assumption the
+/// profile records.
+pub fn clause_for(id: &str, profile: &Profile) -> Clause {
+    if profile.id == ProfileId::Combi351 {
+        return clause_351(id);
+    }
+    let source = profile.sources.first().copied().unwrap_or(SHEET_351);
+    let section = match id {
+        "readout.hour_counter" => "Permanent memory, Various: Hour counter (as 96.8.0 in h of the 351 mode A layout, assumed)",
+        "readout.truncation" => "Permanent memory, Energy registers: Active positive primary energy A+ (whole kWh in the 351 mode A layout's 7 digits, assumed)",
+        "readout.customer_number" => "Optical interface: meter number and other settings (as 0.0.0 of the 351 mode A layout, assumed)",
+        "max_demand.peak" => "Permanent memory, Power registers: Peak power P+max / Q+max over Z4 Integration period",
+        "max_demand.reset" => "Permanent memory, Power registers: Accumulated peak power P+max / Q+max at the end of a debiting period",
+        _ => "Permanent memory: values stored at the end of a debiting period; Z6 Debiting stop date, Z7 Debiting logging interval",
+    };
+    Clause { source, section }
+}
+
+fn clause_351(id: &str) -> Clause {
     let section = match id {
         "readout.hour_counter" => "Display configurations, Operating hour counter: the number of hours the meter has been in operation (96.8.0 in h, 004)",
         "readout.truncation" => "Display: the total value for consumed energy in 7 digits (kWh) — a whole-kWh register shows completed kWh, it steps when the kWh is complete",
@@ -124,7 +144,7 @@ fn wait_until(ctx: &mut Ctx<'_>, t: Timestamp) -> Result<(), TargetError> {
         if ctx.caps.pins {
             for p in Port::ALL {
                 if ctx.spec.io.role(p).is_output() {
-                    ctx.target.take_edges(p)?;
+                    ctx.target.discard_edges(p)?;
                 }
             }
         }

@@ -282,7 +282,7 @@ pub static CASES: &[CaseDef] = &[
         id: "readout.hour_counter",
         suite: "readout",
         title: "96.8.0 counts hours of the target's clock (±1 h quantisation)",
-        clause: |_| registers::clause_for("readout.hour_counter"),
+        clause: |p| registers::clause_for("readout.hour_counter", p),
         needs: &[],
         measures: |_| {
             vec![
@@ -296,7 +296,7 @@ pub static CASES: &[CaseDef] = &[
         id: "readout.truncation",
         suite: "readout",
         title: "Energy registers show completed kWh (truncated, not rounded)",
-        clause: |_| registers::clause_for("readout.truncation"),
+        clause: |p| registers::clause_for("readout.truncation", p),
         needs: &[],
         measures: |_| {
             vec![
@@ -310,7 +310,7 @@ pub static CASES: &[CaseDef] = &[
         id: "readout.customer_number",
         suite: "readout",
         title: "0.0.0 is the programmed customer number",
-        clause: |_| registers::clause_for("readout.customer_number"),
+        clause: |p| registers::clause_for("readout.customer_number", p),
         needs: &[],
         measures: |_| vec![],
         run: registers::customer_number,
@@ -389,7 +389,7 @@ pub static CASES: &[CaseDef] = &[
         id: "logging.monthly",
         suite: "logging",
         title: "The monthly move at 00:00 of day NN and at no other midnight",
-        clause: |_| registers::clause_for("logging.monthly"),
+        clause: |p| registers::clause_for("logging.monthly", p),
         needs: &[],
         measures: |_| {
             vec![
@@ -408,7 +408,7 @@ pub static CASES: &[CaseDef] = &[
         id: "max_demand.peak",
         suite: "max_demand",
         title: "1.6.0 / 3.6.0 are the month's highest primary averages over periods of J",
-        clause: |_| registers::clause_for("max_demand.peak"),
+        clause: |p| registers::clause_for("max_demand.peak", p),
         needs: &[],
         measures: |_| {
             vec![
@@ -422,7 +422,7 @@ pub static CASES: &[CaseDef] = &[
         id: "max_demand.reset",
         suite: "max_demand",
         title: "Max reset on the assert edge: peaks to last month, accumulated, 0.1 counts",
-        clause: |_| registers::clause_for("max_demand.reset"),
+        clause: |p| registers::clause_for("max_demand.reset", p),
         needs: PORTS,
         measures: |_| {
             vec![
@@ -513,5 +513,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A case cites the data sheet of the profile's meter, or says which 351 clause it assumes
+    /// (the OMNIPOWER sheets do not give the mode A readout).
+    #[test]
+    fn every_clause_cites_the_profiles_sheet_or_names_its_assumption() {
+        use crate::meter::profile::{COMBI_351, OMNIPOWER_3PH, OMNIPOWER_CT};
+        let mut bad = Vec::new();
+        for p in [&COMBI_351, &OMNIPOWER_3PH, &OMNIPOWER_CT] {
+            for c in CASES {
+                let clause = (c.clause)(p);
+                if !(p.sources.contains(&clause.source) || clause.section.contains("assumed")) {
+                    bad.push(format!(
+                        "{} for {}: {} {}",
+                        c.id, p.name, clause.source, clause.section
+                    ));
+                }
+            }
+        }
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
     }
 }
