@@ -3,6 +3,7 @@
 //! A limit that cites no clause has no business failing anyone, so limits live here, next to their
 //! source, and nowhere else. Pure data.
 
+use super::readout::{RegisterSpec, COMBI_351 as COMBI_351_LAYOUT};
 use crate::iec62056::BccRule;
 
 /// Where a limit comes from: a source document in `shared/seeds` and its section.
@@ -63,6 +64,13 @@ pub struct Profile {
     pub name: &'static str,
     /// The documents it is built from.
     pub sources: &'static [&'static str],
+    /// The identification's manufacturer code (`/KAM`), as the software meter sends it.
+    pub manufacturer: &'static str,
+    /// The mode A readout's data sets in the order the software meter sends them (for the
+    /// OMNIPOWER, the 351's: an assumption the readout clause records). The suites judge by
+    /// `meter::sheet`'s transcription instead.
+    #[serde(skip)]
+    pub readout_layout: &'static [RegisterSpec],
     /// Default line rate.
     pub baud: u32,
     /// BCC rule of the readout.
@@ -138,6 +146,8 @@ pub static COMBI_351: Profile = Profile {
     id: ProfileId::Combi351,
     name: "Kamstrup 351 Combi",
     sources: &[SPEC_351, SHEET_351, "001_fb0b65c21cb40e49.txt"],
+    manufacturer: "KAM",
+    readout_layout: &COMBI_351_LAYOUT,
     baud: 300,
     bcc_rule: BccRule::Xor,
     bcc_clause: Clause { source: SPEC_351, section: "IEC61107 data request: BCC by 7 bit modulo 2 addition, STX excluded, ETX included" },
@@ -174,6 +184,8 @@ pub static OMNIPOWER_3PH: Profile = Profile {
     id: ProfileId::OmnipowerThreePhase,
     name: "Kamstrup OMNIPOWER three-phase",
     sources: &[SHEET_OMNI_3PH],
+    manufacturer: "KAM",
+    readout_layout: &COMBI_351_LAYOUT,
     baud: 300,
     bcc_rule: BccRule::Xor,
     bcc_clause: Clause {
@@ -247,6 +259,8 @@ pub static OMNIPOWER_CT: Profile = Profile {
     id: ProfileId::OmnipowerCt,
     name: "Kamstrup OMNIPOWER CT",
     sources: &[SHEET_OMNI_CT],
+    manufacturer: "KAM",
+    readout_layout: &COMBI_351_LAYOUT,
     baud: 300,
     bcc_rule: BccRule::Xor,
     bcc_clause: Clause {

@@ -9,6 +9,9 @@
 
 use super::profile::{ProfileId, SHEET_351, SHEET_OMNI_3PH, SHEET_OMNI_CT, SPEC_351};
 
+/// The identification's manufacturer code, 004 lines 30 and 58 (`/KAM [SP] (Typenumber)`).
+pub const MANUFACTURER: &str = "KAM";
+
 /// One data set of the mode A answer as 004 prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SheetDataSet {

@@ -18,7 +18,7 @@ use crate::meter::calendar;
 use crate::meter::config::{BccFault, HourCounterFault, LineEnd, MeterSpec, PulseBasis};
 use crate::meter::io::PortRole;
 use crate::meter::profile::IoTable;
-use crate::meter::readout::{Format, Quantity, COMBI_351};
+use crate::meter::readout::{Format, Quantity};
 use crate::target::Port;
 use crate::time::Timestamp;
 use crate::uart::{bit_start, Edge, RxChar, TxFrame, UartRx};
@@ -726,7 +726,7 @@ impl SoftMeter {
         let kwh = |m: i128| (((m - back).max(0) + half) / 1000) as f64;
         let kw = |w: i64| w as f64 / 1000.0;
         let mut data_sets = Vec::with_capacity(17);
-        for spec in COMBI_351.iter() {
+        for spec in self.spec.profile.readout_layout {
             if f.drop_data_sets.iter().any(|a| a == spec.address) {
                 continue;
             }
@@ -769,7 +769,11 @@ impl SoftMeter {
             data_sets.push(spec.data_set(raw));
         }
         Telegram {
-            identification: Identification::kamstrup(self.spec.type_number.clone()),
+            identification: Identification {
+                manufacturer: self.spec.profile.manufacturer.into(),
+                mode_char: ' ',
+                text: self.spec.type_number.clone(),
+            },
             data_sets,
         }
     }

@@ -122,7 +122,7 @@ fn judge_identification(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement
     match &r.tolerant.identification {
         None => problems.push("no identification line".into()),
         Some(id) => {
-            if id.manufacturer != "KAM" {
+            if id.manufacturer != crate::meter::sheet::MANUFACTURER {
                 problems.push(format!(
                     "manufacturer {:?}, 004 shows \"KAM\"",
                     id.manufacturer
