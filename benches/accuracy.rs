@@ -30,7 +30,7 @@ use meter_rig::sim::SimTarget;
 use meter_rig::suite::{self, Ctx, RunOptions};
 use meter_rig::target::Target;
 
-use common::{env_count, rig_read_under, Null, Rng, SimChild};
+use common::{env_count, rig_read_under, rng_from_env, Null, Rng, SimChild};
 
 /// The built-in meter's text with `key = value` lines replaced (keys must exist in it).
 fn meter_text(replace: &[(&str, String)]) -> String {
@@ -211,7 +211,7 @@ fn over_pty(rng: &mut Rng, wrap: &[&str], baud: u32, runs: usize) -> f64 {
 
 fn main() {
     common::print_machine("accuracy (issue 7 part 4)");
-    let mut rng = Rng::from_env();
+    let mut rng = rng_from_env();
     let runs = env_count("METER_RIG_BENCH_RUNS", 1000);
     let t0 = std::time::Instant::now();
     in_process(&mut rng, runs);

@@ -137,40 +137,23 @@ pub fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// SplitMix64: a small seeded generator, so a run can be repeated with its printed seed.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
+/// The software meter's seeded generator (SplitMix64), so a run can be repeated with its printed
+/// seed.
+pub use meter_rig::sim::healthy::Rng;
 
-impl Rng {
-    /// Seeded from `METER_RIG_BENCH_SEED` if set, else from the clock; the seed is printed.
-    pub fn from_env() -> Rng {
-        let seed = std::env::var("METER_RIG_BENCH_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
-        println!("seed:      {seed} (repeat with METER_RIG_BENCH_SEED={seed})");
-        Rng(seed)
-    }
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `[lo, hi)`.
-    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
-    }
-    /// One of `items`.
-    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[(self.next_u64() % items.len() as u64) as usize]
-    }
+/// A generator seeded from `METER_RIG_BENCH_SEED` if set, else from the clock; the seed is
+/// printed.
+pub fn rng_from_env() -> Rng {
+    let seed = std::env::var("METER_RIG_BENCH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    println!("seed:      {seed} (repeat with METER_RIG_BENCH_SEED={seed})");
+    Rng::new(seed)
 }
 
 /// A count from the environment variable `name`, or `default`.
