@@ -105,9 +105,10 @@ fn default_process() {
         );
         let rec: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("record.json")).unwrap()).unwrap();
+        // the default meter (KK 05) has no tariff or max-reset inputs: three cases skip
         assert_eq!(
             rec["summary"]["pass"].as_u64(),
-            Some(suite::case_ids().len() as u64 - 2),
+            Some(suite::case_ids().len() as u64 - 3),
             "{rec}"
         );
         sim_s = rec["target_time_s"].as_f64().expect("target_time_s");
@@ -186,11 +187,7 @@ fn matrix() -> bool {
                         Verdict::Error => 3,
                         Verdict::Inconclusive => 4,
                     }] += 1;
-                    let skip_without_reason =
-                        c.verdict == Verdict::Skip && !c.message.contains(&m.io_label);
-                    if matches!(c.verdict, Verdict::Fail | Verdict::Inconclusive)
-                        || skip_without_reason
-                    {
+                    if !m.accepts(c) {
                         bad.push(format!("{name}: {} {}: {}", c.id, c.verdict, c.message));
                     }
                 }

@@ -361,10 +361,35 @@ pub struct MatrixMeter {
     pub text: String,
 }
 
-/// The configuration matrix: the default 351 Combi under every KK 00–19 × MM 1–4, the OMNIPOWER
-/// three-phase and CT meters under every Z3 00–16 × Z8 1–4 (216 meters). Every one is healthy:
-/// each case must pass, or skip naming the I/O code that makes it meaningless. The oracle of the
-/// mutation runs (MUTATION.md) and of `cargo bench --bench matrix`.
+impl MatrixMeter {
+    /// Whether `case` is what a healthy meter of the matrix may give: a pass, a skip naming the
+    /// I/O code that makes the case meaningless, or for NN 00 (Z6 00) under the matrix's
+    /// constant load, `max_demand.peak` inconclusive because nothing resets the month's peak
+    /// (module controlled), so no later period can rise above it and show an update.
+    pub fn accepts(&self, case: &crate::suite::CaseResult) -> bool {
+        use crate::suite::Verdict;
+        match case.verdict {
+            Verdict::Pass => true,
+            Verdict::Skip => case.message.contains(&self.io_label),
+            Verdict::Inconclusive => {
+                self.name.contains("NN 00")
+                    && case.id == "max_demand.peak"
+                    && case
+                        .message
+                        .contains("so an update cannot be told from none")
+            }
+            Verdict::Fail | Verdict::Error => false,
+        }
+    }
+}
+
+/// The configuration matrix (275 meters). The I/O axes: the default 351 Combi under every
+/// KK 00–19 × MM 1–4, the OMNIPOWER three-phase and CT meters under every Z3 00–16 × Z8 1–4 (216).
+/// The logging axes: the 351 (KK 05) under every J 1–4 × NN 00, 01, 15, 28 × P 1–2 (32), the
+/// OMNIPOWER (Z3 06) under every Z4 15–60 min × Z6 00, 01, 28, and the CT also under both pulse
+/// bases Z24 (27). Every one is healthy: each case must pass, or skip naming the I/O code that
+/// makes it meaningless. The oracle of the mutation runs (MUTATION.md) and of
+/// `cargo bench --bench matrix`.
 pub fn matrix() -> Vec<MatrixMeter> {
     let axes = [
         ("351-combi", "KK", 0..=19u8, 1..=4u8),
@@ -376,24 +401,79 @@ pub fn matrix() -> Vec<MatrixMeter> {
         let w_name = if profile == "351-combi" { "MM" } else { "Z8" };
         for io in io_codes {
             for w in w_codes.clone() {
-                v.push(MatrixMeter {
-                    name: format!("{profile} {io_name} {io:02} {w_name} {w}"),
-                    io_label: format!("{io_name} {io:02}"),
-                    text: matrix_meter_text(profile, io, w),
-                });
+                let config = [(io_name, io), (w_name, w)];
+                v.push(matrix_meter(profile, &config, &config[..1]));
+            }
+        }
+    }
+    for j in 1..=4u8 {
+        for nn in [0u8, 1, 15, 28] {
+            for p in 1..=2u8 {
+                let config = [("KK", 5), ("J", j), ("NN", nn), ("P", p)];
+                let mut m = matrix_meter("351-combi", &config, &config[..1]);
+                if p == 2 {
+                    // true energy at 240 kW (3 kW × HH 30's ratio 80): 10 imp/kWh, 0.7 Hz
+                    m.text = m
+                        .text
+                        .replace("[config]\n", "[config]\npulse_constant = 10\n");
+                }
+                v.push(m);
+            }
+        }
+    }
+    for (profile, bases) in [("omnipower-3ph", 0..=0u8), ("omnipower-ct", 0..=1)] {
+        for j in 2..=4u8 {
+            for nn in [0u8, 1, 28] {
+                for z24 in bases.clone() {
+                    let mut config = vec![("Z3", 6), ("J", j), ("NN", nn)];
+                    if profile == "omnipower-ct" {
+                        config.push(("Z24", z24));
+                    }
+                    let mut m = matrix_meter(profile, &config, &config[..1]);
+                    if z24 == 1 {
+                        // true energy at 80 kW (2 kW × Z21 40): 100 imp/kWh, 2.2 Hz
+                        m.text = m
+                            .text
+                            .replace("[config]\n", "[config]\npulse_constant = 100\n");
+                    }
+                    v.push(m);
+                }
             }
         }
     }
     v
 }
 
-fn matrix_meter_text(profile: &str, io_code: u8, width_code: u8) -> String {
+/// A matrix meter with the configuration codes `config` (`("KK", 5)`), named by all of them and
+/// labelled by `io` (the code skips name).
+fn matrix_meter(profile: &str, config: &[(&str, u8)], io: &[(&str, u8)]) -> MatrixMeter {
+    let label = |codes: &[(&str, u8)]| {
+        codes
+            .iter()
+            .map(|(k, v)| format!("{k} {v:02}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    MatrixMeter {
+        name: format!("{profile} {}", label(config)),
+        io_label: label(io),
+        text: matrix_meter_text(profile, config),
+    }
+}
+
+fn matrix_meter_text(profile: &str, config: &[(&str, u8)]) -> String {
+    let code = |key: &str| {
+        config
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| *v)
+    };
     if profile == "351-combi" {
         let mut text = String::new();
         for line in crate::meter::config::DEFAULT_METER.lines() {
-            match line.split('=').next().unwrap_or("").trim() {
-                "kk" => text.push_str(&format!("kk = {io_code}\n")),
-                "mm" => text.push_str(&format!("mm = {width_code}\n")),
+            let key = line.split('=').next().unwrap_or("").trim();
+            match code(key) {
+                Some(v) if !key.is_empty() => text.push_str(&format!("{key} = {v}\n")),
                 _ => {
                     text.push_str(line);
                     text.push('\n');
@@ -402,15 +482,17 @@ fn matrix_meter_text(profile: &str, io_code: u8, width_code: u8) -> String {
         }
         return text;
     }
-    let ratio = if profile == "omnipower-ct" {
-        "z21 = 40\n"
-    } else {
-        ""
-    };
+    let mut codes = String::new();
+    for (k, v) in config {
+        codes.push_str(&format!("{} = {v}\n", k.to_ascii_lowercase()));
+    }
+    if profile == "omnipower-ct" {
+        codes.push_str("z21 = 40\n");
+    }
     // a customer number to compare 0.0.0 with, and a reactive load whose peak (0.3 kvar) the
     // 0.1 kvar display can show rising
     format!(
-        "profile = \"{profile}\"\n[config]\nz3 = {io_code}\nz8 = {width_code}\n{ratio}\
+        "profile = \"{profile}\"\n[config]\n{codes}\
          [registers]\n\"0.0.0\" = \"00004711\"\n\"0.2.0\" = \"5000D1\"\n\
          [load]\nactive_w = 2000.0\nreactive_var = 300.0\n\
          [faults]\nresponse_delay_ms = 100.0\n"
