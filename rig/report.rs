@@ -44,7 +44,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::meter::calendar;
 use crate::meter::profile::Clause;
-use crate::suite::{self, fmt_num, CaseResult, CaseSink, Measurement, RunOptions, Verdict};
+use crate::suite::{
+    self, fmt_num, CaseResult, Event, Measurement, Observer, ObserverError, Outcome, RunOptions,
+    Verdict,
+};
 use crate::target::Capabilities;
 use crate::time::TimeSource;
 
@@ -253,8 +256,8 @@ enum VerdictDef {
 #[serde(remote = "Measurement")]
 struct MeasurementDef {
     name: String,
-    #[serde(with = "num_or_null")]
-    value: f64,
+    /// `null`: a declared measurement its case did not take (it errored).
+    value: Option<f64>,
     unit: String,
     low: Option<f64>,
     high: Option<f64>,
@@ -491,6 +494,10 @@ pub struct Record {
     pub complete: bool,
     /// Why the run ended early, if it did (`state` is `stopped`).
     pub aborted: Option<String>,
+    /// How the run ended, typed (`passed`, `failed`, `inconclusive`, `stopped` with the reason,
+    /// `interrupted` with the reason); absent while it runs and in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
     /// Simulated (virtual) or target time covered, seconds.
     #[serde(with = "num_or_null")]
     pub target_time_s: f64,
@@ -531,6 +538,7 @@ impl Record {
             ended: None,
             complete: false,
             aborted: None,
+            outcome: None,
             target_time_s: 0.0,
             wall_time_s: 0.0,
             summary: Summary::default(),
@@ -681,7 +689,6 @@ pub struct Reporter {
     dir: PathBuf,
     record: Record,
     started: std::time::Instant,
-    progress: bool,
     test_case_delay: Option<Duration>,
     _lock: PidLock,
 }
@@ -719,9 +726,8 @@ fn sync_dir(dir: &Path) -> Result<(), RecordError> {
 
 impl Reporter {
     /// Creates `dir` (and parents), locks it, removes the previous run's records and stale
-    /// temporary files, and writes this run's first snapshot; `progress` prints a line per case
-    /// to stderr.
-    pub fn create(dir: &Path, record: Record, progress: bool) -> Result<Reporter, RecordError> {
+    /// temporary files, and writes this run's first snapshot.
+    pub fn create(dir: &Path, record: Record) -> Result<Reporter, RecordError> {
         fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
         let lock = PidLock::acquire(&dir.join(LOCK)).map_err(|source| RecordError::Lock {
             dir: dir.display().to_string(),
@@ -737,12 +743,25 @@ impl Reporter {
             dir: dir.to_path_buf(),
             record,
             started: std::time::Instant::now(),
-            progress,
             test_case_delay,
             _lock: lock,
         };
         r.write_snapshot()?;
         Ok(r)
+    }
+
+    /// The records of a run about to start against `target`: the record names the target, its
+    /// capabilities, the meter's resolved configuration and the cases `opts` selects, then
+    /// [`Reporter::create`] takes `dir`. The one start of `rig run` and `rig serve`'s runs.
+    pub fn start(
+        dir: &Path,
+        target: &dyn crate::target::Target,
+        spec: &crate::meter::config::MeterSpec,
+        opts: &RunOptions,
+    ) -> Result<Reporter, RecordError> {
+        let meter = serde_json::to_value(spec).map_err(render_err(RECORD))?;
+        let record = Record::start(target.describe(), target.capabilities(), meter).with_plan(opts);
+        Reporter::create(dir, record)
     }
 
     /// The record so far.
@@ -777,25 +796,66 @@ impl Reporter {
     }
 }
 
-impl CaseSink for Reporter {
-    fn case_started(&mut self, id: &str) {
-        if let Some(d) = self.test_case_delay {
-            std::thread::sleep(d);
-        }
-        if self.progress {
-            eprint!("  {id:<26} … ");
-            let _ = io::stderr().flush();
-        }
-    }
-
-    fn case_done(&mut self, case: &CaseResult) -> io::Result<()> {
-        if self.progress {
-            eprintln!("{} ({:.1} s)", case.verdict, case.wall_time_s);
-        }
+impl Reporter {
+    /// Records one finished case and writes the next snapshot.
+    pub fn case_done(&mut self, case: &CaseResult) -> Result<(), RecordError> {
         self.record.cases.push(case.into());
         self.record.summary = Summary::of_verdicts(self.record.cases.iter().map(|c| c.verdict));
         self.record.target_time_s = case.target_time_s.1;
-        self.write_snapshot().map_err(io::Error::other)
+        self.write_snapshot()
+    }
+}
+
+/// The records as an observer: a snapshot after every case, the final one when the run ends
+/// (`complete`, or `stopped` with the outcome's reason).
+impl Observer for Reporter {
+    fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
+        let r = match e {
+            Event::CaseStarted { .. } => {
+                if let Some(d) = self.test_case_delay {
+                    std::thread::sleep(d);
+                }
+                Ok(())
+            }
+            Event::CaseDone { case } => self.case_done(case),
+            Event::RunEnded {
+                outcome,
+                target_time_s,
+            } => {
+                self.record.outcome = Some((*outcome).clone());
+                self.finish(*target_time_s, outcome.ended_early())
+            }
+            _ => Ok(()),
+        };
+        r.map_err(|e| ObserverError {
+            observer: "records",
+            source: Box::new(e),
+        })
+    }
+}
+
+/// One line per case on stderr as the run goes (`rig run --progress`, or a terminal on a real
+/// target), and how the run ended.
+#[derive(Debug, Default)]
+pub struct Progress;
+
+impl Observer for Progress {
+    fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
+        match e {
+            Event::CaseStarted { case } => {
+                eprint!("  {:<26} … ", case.id);
+                let _ = io::stderr().flush();
+            }
+            Event::CaseDone { case } => {
+                eprintln!("{} ({:.1} s)", case.verdict, case.wall_time_s)
+            }
+            Event::RunEnded { outcome, .. } => match outcome.ended_early() {
+                Some(why) => eprintln!("  run {}: {why}", outcome.name()),
+                None => eprintln!("  run {}", outcome.name()),
+            },
+            _ => {}
+        }
+        Ok(())
     }
 }
 
@@ -832,7 +892,7 @@ pub fn measurements_csv(r: &Record) -> Result<Vec<u8>, csv::Error> {
             .map(|m| {
                 [
                     m.name.clone(),
-                    m.value.to_string(),
+                    opt(m.value),
                     m.unit.clone(),
                     opt(m.low),
                     opt(m.high),
@@ -927,7 +987,7 @@ fn case_status(c: &RecordedCase) -> TestCaseStatus {
         text.push_str(&format!(
             "{} = {} {} (limit {}; source {}, ±{} {})\n",
             m.name,
-            fmt_num(m.value),
+            m.value_text(),
             m.unit,
             m.limit_text(),
             m.source,
@@ -957,7 +1017,7 @@ fn recorded_testcase(c: &RecordedCase) -> (TestCase, Vec<Property>) {
     for m in &c.measurements {
         props.push(Property::new(
             format!("{}.{}", c.id, m.name),
-            format!("{} {}", m.value, m.unit),
+            format!("{} {}", m.value_text(), m.unit),
         ));
         props.push(Property::new(
             format!("{}.{}.limit", c.id, m.name),
@@ -966,7 +1026,7 @@ fn recorded_testcase(c: &RecordedCase) -> (TestCase, Vec<Property>) {
         out.push_str(&format!(
             "{}={} {} low={} high={} source={} uncertainty={} verdict={}\n",
             m.name,
-            m.value,
+            m.value.map(|x| x.to_string()).unwrap_or_default(),
             m.unit,
             m.low.map(|x| x.to_string()).unwrap_or_default(),
             m.high.map(|x| x.to_string()).unwrap_or_default(),
@@ -1065,9 +1125,21 @@ mod tests {
         let opts = readout_opts();
         let record = Record::start(t.describe(), t.capabilities(), serde_json::json!({"k": 1}))
             .with_plan(&opts);
-        let mut rep = Reporter::create(dir, record, false).unwrap();
-        suite::run(&mut t, &spec, &opts, &mut rep);
+        let mut rep = Reporter::create(dir, record).unwrap();
+        suite::run(&mut t, &spec, &opts, &mut NoEnd(&mut rep));
         rep
+    }
+
+    /// Passes every event but the run's end to the reporter, so the run stays open.
+    struct NoEnd<'a>(&'a mut Reporter);
+
+    impl Observer for NoEnd<'_> {
+        fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
+            match e {
+                Event::RunEnded { .. } => Ok(()),
+                _ => self.0.event(e),
+            }
+        }
     }
 
     #[test]
@@ -1133,9 +1205,7 @@ mod tests {
             rep.record().capabilities.clone(),
             serde_json::Value::Null,
         );
-        let e = Reporter::create(&dir, rec.clone(), false)
-            .unwrap_err()
-            .to_string();
+        let e = Reporter::create(&dir, rec.clone()).unwrap_err().to_string();
         assert!(
             e.contains(&format!("held by pid {}", std::process::id())) && e.contains("--out"),
             "{e}"
@@ -1149,7 +1219,7 @@ mod tests {
         // the next run takes the directory over and clears the last one's files
         fs::write(dir.join("record.tmp"), b"stale").unwrap();
         fs::write(dir.join("junit.tmp"), b"stale").unwrap();
-        let _rep2 = Reporter::create(&dir, rec, false).unwrap();
+        let _rep2 = Reporter::create(&dir, rec).unwrap();
         assert!(!dir.join("record.tmp").exists() && !dir.join("junit.tmp").exists());
         let now = read_record(&dir).unwrap();
         assert_ne!(now.run_id, back.run_id);

@@ -127,7 +127,7 @@ fn drain_until(
         if now >= until {
             return Ok(());
         }
-        ctx.target.wait_until((now + step).min(until))?;
+        ctx.wait_until((now + step).min(until))?;
         each(&ctx.target.take_edges(port)?);
     }
 }
@@ -149,7 +149,7 @@ fn collect(
     let mut found = 0;
     loop {
         let now = ctx.target.now()?;
-        ctx.target.wait_until(now + step)?;
+        ctx.wait_until(now + step)?;
         let new = ctx.target.take_edges(port)?;
         found += new.iter().filter(|e| e.level).count();
         edges.extend(new);
@@ -855,7 +855,7 @@ fn readout_with_peak(
     let period = Duration::from_secs(ctx.spec.logging_period_min as u64 * 60);
     loop {
         if let Some(t) = quiet_start(ctx)? {
-            ctx.target.wait_until(t)?;
+            ctx.wait_until(t)?;
         }
         let a = ctx.readout()?;
         match register(&a, "1.6.0") {
@@ -1006,16 +1006,11 @@ mod tests {
     use super::*;
     use crate::meter::config::MeterSpec;
     use crate::sim::SimTarget;
-    use crate::suite::{self, CaseResult, CaseSink, RunOptions, Verdict};
+    use crate::suite::{self, CaseResult, RunOptions, Verdict};
     use crate::target::{Capabilities, RecvEnd, Target};
     use crate::uart::RxChar;
 
-    struct Null;
-    impl CaseSink for Null {
-        fn case_done(&mut self, _: &CaseResult) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::suite::Discard as Null;
 
     /// A healthy 351 meter file: `config` and `registers` lines, `active_w` W at the terminals.
     fn meter(start: &str, config: &str, registers: &str, active_w: f64) -> MeterSpec {
@@ -1103,6 +1098,7 @@ mod tests {
             .find(|m| m.name == name)
             .unwrap_or_else(|| panic!("{name} not in {:?}", c.measurements))
             .value
+            .unwrap()
     }
 
     #[test]

@@ -120,7 +120,7 @@ fn wait_until(ctx: &mut Ctx<'_>, t: Timestamp) -> Result<(), TargetError> {
             return Ok(());
         }
         let step = (now + Duration::from_secs(3600)).min(t);
-        ctx.target.wait_until(step)?;
+        ctx.wait_until(step)?;
         if ctx.caps.pins {
             for p in Port::ALL {
                 if ctx.spec.io.role(p).is_output() {
@@ -454,12 +454,12 @@ pub(crate) fn truncation(
         .then(|| ctx.spec.io.find(|r| r == PortRole::ActiveOut))
         .flatten();
     // plain waits: the pulses between the two readouts are the cross-check
-    ctx.target.wait_until(t_low)?;
+    ctx.wait_until(t_low)?;
     if let Some(p) = port {
         ctx.target.take_edges(p)?;
     }
     let a = ctx.readout()?;
-    ctx.target.wait_until(t_high)?;
+    ctx.wait_until(t_high)?;
     let b = ctx.readout()?;
     let (ra, rb) = match (values(&a, ["1.8.0"], clause), values(&b, ["1.8.0"], clause)) {
         (Ok([x]), Ok([y])) => (x, y),

@@ -8,7 +8,7 @@ use std::path::Path;
 use meter_rig::meter::config::MeterSpec;
 use meter_rig::report::{self, Record, Reporter, RunState};
 use meter_rig::sim::SimTarget;
-use meter_rig::suite::{self, CaseResult, CaseSink, RunOptions};
+use meter_rig::suite::{self, Event, Observer, ObserverError, RunOptions};
 use meter_rig::target::Target;
 
 use crate::util::{code, run_rig};
@@ -173,18 +173,21 @@ fn bad_meter_files_exit_2_naming_field_value_and_range(#[case] body: &str, #[cas
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// A sink that dies (like a killed process) after `n` cases, leaving whatever was written.
+/// An observer that dies (like a killed process) after `n` cases, leaving whatever was written.
 struct DieAfter {
     inner: Reporter,
     n: usize,
 }
-impl CaseSink for DieAfter {
-    fn case_done(&mut self, c: &CaseResult) -> std::io::Result<()> {
-        if self.n == 0 {
-            return Ok(());
+impl Observer for DieAfter {
+    fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
+        if let Event::CaseDone { .. } = e {
+            if self.n == 0 {
+                return Ok(());
+            }
+            self.n -= 1;
+            return self.inner.event(e);
         }
-        self.n -= 1;
-        self.inner.case_done(c)
+        Ok(())
     }
 }
 
@@ -197,7 +200,7 @@ fn records_of_finished_cases_stay_valid_when_the_run_is_cut_short() {
     let record =
         Record::start(t.describe(), t.capabilities(), serde_json::Value::Null).with_plan(&opts);
     let mut sink = DieAfter {
-        inner: Reporter::create(&out, record, false).unwrap(),
+        inner: Reporter::create(&out, record).unwrap(),
         n: 4,
     };
     suite::run(&mut t, &spec, &opts, &mut sink);
@@ -449,7 +452,7 @@ fn a_second_run_into_a_directory_in_use_exits_2_naming_the_pid() {
     let out = tmp("in-use");
     let t = SimTarget::new(MeterSpec::builtin_default());
     let record = Record::start(t.describe(), t.capabilities(), serde_json::Value::Null);
-    let held = Reporter::create(&out, record, false).unwrap();
+    let held = Reporter::create(&out, record).unwrap();
     let o = run_rig(&["run", "--out", out.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(code(&o), 2, "{err}");

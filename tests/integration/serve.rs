@@ -162,6 +162,7 @@ fn module_loop_counts_every_pulse_including_during_a_run() {
         suites: vec!["readout".into(), "pulse_out".into()],
         cases: vec![],
         paced: false,
+        max_run_time: None,
     });
     // the readout suite takes about 27 h of meter time (readout.hour_counter watches 24 h): the
     // loop runs past it so it reads after the run too
