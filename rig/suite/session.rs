@@ -417,3 +417,270 @@ pub(super) fn target_secs(ctx: &mut Ctx<'_>) -> f64 {
         .map(|t| t.as_secs_f64())
         .unwrap_or(f64::NAN)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{self, Record, Reporter, RunState};
+    use crate::sim::SimTarget;
+    use crate::target::{Capabilities, Port, RecvEnd};
+    use crate::time::Timestamp;
+    use crate::uart::{Edge, RxChar};
+    use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
+
+    /// The software meter, whose data line vanishes at the `n`th request.
+    struct VanishAt {
+        sim: SimTarget,
+        n: usize,
+    }
+
+    impl Target for VanishAt {
+        fn describe(&self) -> String {
+            self.sim.describe()
+        }
+        fn capabilities(&self) -> Capabilities {
+            self.sim.capabilities()
+        }
+        fn now(&mut self) -> Result<Timestamp, TargetError> {
+            self.sim.now()
+        }
+        fn wait_until(&mut self, t: Timestamp) -> Result<(), TargetError> {
+            self.sim.wait_until(t)
+        }
+        fn send(&mut self, bytes: &[u8]) -> Result<Timestamp, TargetError> {
+            self.n = self.n.saturating_sub(1);
+            if self.n == 0 {
+                return Err(TargetError::Vanished {
+                    device: "test-port".into(),
+                    detail: "unplugged".into(),
+                });
+            }
+            self.sim.send(bytes)
+        }
+        fn recv(
+            &mut self,
+            deadline: Timestamp,
+            max_gap: Duration,
+            complete: &mut dyn FnMut(&[RxChar]) -> bool,
+        ) -> Result<(Vec<RxChar>, RecvEnd), TargetError> {
+            self.sim.recv(deadline, max_gap, complete)
+        }
+        fn discard_input(&mut self) -> Result<(), TargetError> {
+            self.sim.discard_input()
+        }
+        fn set_input(&mut self, port: Port, active: bool) -> Result<(), TargetError> {
+            self.sim.set_input(port, active)
+        }
+        fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
+            self.sim.take_edges(port)
+        }
+    }
+
+    fn spec(fixture: &str) -> MeterSpec {
+        let path = format!("{}/fixtures/meters/{fixture}", env!("CARGO_MANIFEST_DIR"));
+        MeterSpec::from_toml(&std::fs::read_to_string(&path).unwrap(), &path, None).unwrap()
+    }
+
+    /// Options selecting `cases` (all of the readout and register suites they belong to).
+    fn opts(cases: &[&str]) -> RunOptions {
+        let mut o =
+            RunOptions::for_target(&SimTarget::new(MeterSpec::builtin_default()).capabilities());
+        o.cases = cases.iter().map(|c| c.to_string()).collect();
+        o
+    }
+
+    const QUICK: [&str; 4] = [
+        "readout.response_time",
+        "readout.identification",
+        "readout.bcc",
+        "readout.monotonic",
+    ];
+
+    fn session(
+        t: &mut dyn Target,
+        spec: &MeterSpec,
+        o: &RunOptions,
+        limits: &Limits,
+        dir: &std::path::Path,
+    ) -> (SessionEnd, Record) {
+        let _ = std::fs::remove_dir_all(dir);
+        let mut rep = Reporter::start(dir, t, spec, o).unwrap();
+        let end = run(t, spec, o, limits, vec![&mut rep]);
+        assert!(end.observer_errors.is_empty(), "{:?}", end.observer_errors);
+        (end, report::read_record(dir).unwrap())
+    }
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("rig-session-{name}-{}", std::process::id()))
+    }
+
+    /// JUnit's counts, and how many testcases are errors of type `not_run`.
+    fn junit_counts(dir: &std::path::Path) -> (usize, usize, usize) {
+        let xml = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+        let r = Report::deserialize_from_str(&xml).unwrap();
+        let not_run = r
+            .test_suites
+            .iter()
+            .flat_map(|s| &s.test_cases)
+            .filter(|c| {
+                matches!(&c.status, TestCaseStatus::NonSuccess { kind: NonSuccessKind::Error, ty: Some(t), .. } if t.as_str() == "not_run")
+            })
+            .count();
+        (r.tests, r.errors, not_run)
+    }
+
+    #[test]
+    fn each_outcome_is_reached_and_gives_its_exit_code() {
+        let healthy = MeterSpec::builtin_default();
+        let o = opts(&QUICK);
+        let dir = tmp("outcomes");
+        let mut t = SimTarget::new(healthy.clone());
+        let (end, rec) = session(&mut t, &healthy, &o, &Limits::default(), &dir);
+        assert_eq!(
+            (end.outcome.clone(), end.outcome.exit_code()),
+            (Outcome::Passed, 0)
+        );
+        assert_eq!(rec.outcome, Some(Outcome::Passed));
+        assert_eq!(rec.state, RunState::Complete);
+
+        let faulty = spec("faulty-slow-sum-bcc.toml");
+        let mut t = SimTarget::new(faulty.clone());
+        let (end, _) = session(&mut t, &faulty, &o, &Limits::default(), &dir);
+        assert_eq!(
+            (end.outcome.clone(), end.outcome.exit_code()),
+            (Outcome::Failed, 1)
+        );
+
+        // a window of two hours cannot tell a counter at half rate from a healthy one
+        let mut cut = opts(&["readout.hour_counter"]);
+        cut.max_constant_window = Duration::from_secs(2 * 3600);
+        let mut t = SimTarget::new(healthy.clone());
+        let (end, _) = session(&mut t, &healthy, &cut, &Limits::default(), &dir);
+        let seen: Vec<_> = end
+            .cases
+            .iter()
+            .map(|c| (&c.id, c.verdict, &c.message))
+            .collect();
+        assert_eq!(
+            (end.outcome.clone(), end.outcome.exit_code()),
+            (Outcome::Inconclusive, 1),
+            "{seen:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_stop_asked_before_a_case_leaves_the_rest_not_run_in_junit() {
+        let healthy = MeterSpec::builtin_default();
+        let o = opts(&QUICK);
+        let dir = tmp("stopped");
+        let limits = Limits::default();
+        limits.stop.stop(StopReason::Deleted);
+        let mut t = SimTarget::new(healthy.clone());
+        let (end, rec) = session(&mut t, &healthy, &o, &limits, &dir);
+        let want = Outcome::Stopped {
+            reason: StopReason::Deleted,
+        };
+        assert_eq!(
+            (end.outcome.clone(), end.outcome.exit_code()),
+            (want.clone(), 2)
+        );
+        assert_eq!((rec.state, rec.outcome), (RunState::Stopped, Some(want)));
+        assert!(rec.cases.is_empty());
+        assert_eq!(junit_counts(&dir), (QUICK.len(), QUICK.len(), QUICK.len()));
+        let xml = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+        assert!(xml.contains("stopped by DELETE /runs/{id}"), "{xml}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_maximum_run_time_cuts_a_wait_and_stops_the_run() {
+        let healthy = MeterSpec::builtin_default();
+        let o = opts(&QUICK);
+        let dir = tmp("max-run-time");
+        // readout.monotonic waits an hour of meter time between readouts: 10 minutes cut it
+        let limits = Limits {
+            max_run_time: Some(Duration::from_secs(600)),
+            ..Limits::default()
+        };
+        let mut t = SimTarget::new(healthy.clone());
+        let (end, rec) = session(&mut t, &healthy, &o, &limits, &dir);
+        let want = Outcome::Stopped {
+            reason: StopReason::MaxRunTime { seconds: 600.0 },
+        };
+        assert_eq!((end.outcome.clone(), end.outcome.exit_code()), (want, 2));
+        // cut at the deadline, not after the hour
+        assert!(
+            (600.0..700.0).contains(&end.target_time_s),
+            "{}",
+            end.target_time_s
+        );
+        let cut = rec.cases.last().unwrap();
+        assert_eq!(
+            (cut.id.as_str(), cut.verdict),
+            ("readout.monotonic", Verdict::Error)
+        );
+        assert!(
+            cut.message.contains("maximum run time of 600 s"),
+            "{}",
+            cut.message
+        );
+        // the cut case lists what it should have measured, unset
+        assert!(!cut.measurements.is_empty());
+        assert!(
+            cut.measurements.iter().all(|m| m.value.is_none()),
+            "{:?}",
+            cut.measurements
+        );
+        let (tests, errors, not_run) = junit_counts(&dir);
+        assert_eq!(
+            (tests, not_run),
+            (QUICK.len(), QUICK.len() - rec.cases.len())
+        );
+        assert!(errors > not_run, "the cut case is an error too");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_vanished_device_interrupts_the_run_and_its_case_lists_unset_measurements() {
+        let healthy = MeterSpec::builtin_default();
+        let o = opts(&["readout.monotonic", "pulse_out.width", "tariff.table"]);
+        let dir = tmp("vanished");
+        let mut t = VanishAt {
+            sim: SimTarget::new(healthy.clone()),
+            n: 2,
+        };
+        let (end, rec) = session(&mut t, &healthy, &o, &Limits::default(), &dir);
+        let Outcome::Interrupted { reason } = &end.outcome else {
+            panic!("{:?}", end.outcome)
+        };
+        assert!(reason.contains("test-port vanished"), "{reason}");
+        assert_eq!(end.outcome.exit_code(), 2);
+        assert_eq!(rec.state, RunState::Stopped);
+        let c = &rec.cases[0];
+        assert_eq!(
+            (c.id.as_str(), c.verdict),
+            ("readout.monotonic", Verdict::Error)
+        );
+        let declared = (crate::suite::CASES
+            .iter()
+            .find(|d| d.id == c.id)
+            .unwrap()
+            .measures)(&healthy);
+        assert!(!declared.is_empty());
+        for d in &declared {
+            let m = c.measurements.iter().find(|m| m.name == d.name).unwrap();
+            assert_eq!((m.value, m.unit.as_str()), (None, d.unit.as_str()));
+        }
+        let json = std::fs::read_to_string(dir.join("record.json")).unwrap();
+        assert!(json.contains("\"value\": null"), "{json}");
+        let csv = std::fs::read_to_string(dir.join("measurements.csv")).unwrap();
+        let name = declared[0].name;
+        assert!(
+            csv.contains(&format!("readout.monotonic,readout,error,{name},,")),
+            "{csv}"
+        );
+        assert_eq!(junit_counts(&dir), (3, 3, 2));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
