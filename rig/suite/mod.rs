@@ -29,9 +29,9 @@ use crate::iec62056::exchange::{
 use crate::iec62056::{parity, Request};
 use crate::meter::config::MeterSpec;
 use crate::meter::profile::Clause;
-use crate::target::{Capabilities, RecvEnd, Target, TargetError};
+use crate::target::{Capabilities, Port, RecvEnd, Target, TargetError};
 use crate::time::{TimeSource, Timestamp};
-use crate::uart::RxChar;
+use crate::uart::{Edge, RxChar};
 
 /// A case's or a measurement's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -486,6 +486,18 @@ impl<'a> Ctx<'a> {
         });
         self.log.push(note);
         Ok(ex)
+    }
+
+    /// Edges captured on a meter output since the last take ([`Target::take_edges`]), also
+    /// reported to the run's observers as they are taken.
+    pub fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
+        let edges = self.target.take_edges(port)?;
+        let _ = self.events.event(&Event::Edges {
+            case: self.case,
+            port,
+            edges: &edges,
+        });
+        Ok(edges)
     }
 
     /// A general readout.

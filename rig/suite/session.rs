@@ -2,8 +2,8 @@
 //! a maximum run time, a typed [`Outcome`] and a stream of [`Event`]s to [`Observer`]s.
 //!
 //! `rig run` and `rig serve`'s runs both go through [`run`]: it emits `RunStarted`, runs each
-//! selected case (emitting `CaseStarted`, every `Exchange` as it happens, the case's `Finding`s
-//! and `CaseDone`), checks the [`StopToken`] and the maximum run time between cases and during
+//! selected case (emitting `CaseStarted`, every `Exchange` and the output `Edges` taken as they
+//! happen, the case's `Finding`s and `CaseDone`), checks the [`StopToken`] and the maximum run time between cases and during
 //! the cases' waits ([`super::Ctx::wait_until`] waits in slices), and ends with `RunEnded`
 //! carrying the outcome. A vanished device is recognised by its type
 //! ([`TargetError::Vanished`]), never by words in a message.
@@ -176,6 +176,15 @@ pub enum Event<'a> {
         exchange: &'a Exchange,
         /// The request's end, the answer's end and the judgement under the profile's rules.
         note: &'a ExchangeNote,
+    },
+    /// Edges a case took from a meter output (pulses), as levels at the module pin.
+    Edges {
+        /// The case that took them.
+        case: &'static str,
+        /// The output port.
+        port: crate::target::Port,
+        /// The edges, in time order.
+        edges: &'a [crate::uart::Edge],
     },
     /// A finding of a case (a detail that goes with its verdict).
     Finding {
@@ -682,5 +691,67 @@ mod tests {
         );
         assert_eq!(junit_counts(&dir), (3, 3, 2));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Counts events by kind.
+    #[derive(Default)]
+    struct Count(std::collections::BTreeMap<&'static str, usize>);
+
+    impl Observer for Count {
+        fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
+            let k = match e {
+                Event::RunStarted { .. } => "run_started",
+                Event::CaseStarted { .. } => "case_started",
+                Event::Exchange { note, .. } => {
+                    assert!(note.assessment.response_ms.is_some());
+                    "exchange"
+                }
+                Event::Edges { edges, .. } => {
+                    if edges.is_empty() {
+                        return Ok(());
+                    }
+                    "edges"
+                }
+                Event::Finding { .. } => "finding",
+                Event::CaseDone { .. } => "case_done",
+                Event::RunEnded { .. } => "run_ended",
+            };
+            *self.0.entry(k).or_default() += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn observers_see_every_exchange_and_the_edges_taken_in_order() {
+        let healthy = MeterSpec::builtin_default();
+        let o = opts(&[
+            "readout.response_time",
+            "readout.monotonic",
+            "pulse_out.width",
+        ]);
+        let mut t = SimTarget::new(healthy.clone());
+        let (mut a, mut b) = (Count::default(), Count::default());
+        let end = run(
+            &mut t,
+            &healthy,
+            &o,
+            &Limits::default(),
+            vec![&mut a, &mut b],
+        );
+        assert_eq!(end.outcome, Outcome::Passed);
+        let n = |k| a.0.get(k).copied().unwrap_or(0);
+        assert_eq!(
+            (
+                n("run_started"),
+                n("case_started"),
+                n("case_done"),
+                n("run_ended")
+            ),
+            (1, 3, 3, 1)
+        );
+        // the first readout is shared by response_time and monotonic, which takes two more
+        assert_eq!(n("exchange"), 3, "{:?}", a.0);
+        assert!(n("edges") >= 1, "{:?}", a.0);
+        assert_eq!(a.0, b.0);
     }
 }
