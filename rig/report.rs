@@ -368,7 +368,7 @@ impl std::fmt::Display for RunState {
 }
 
 /// A case the run selected, recorded or not.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedCase {
     /// Case id.
     pub id: String,
@@ -376,16 +376,48 @@ pub struct PlannedCase {
     pub suite: String,
     /// What the case checks.
     pub title: String,
+    /// The measurements it declares, with the limits the meter resolves (empty when the writer
+    /// did not say): a case not run lists them with the value unset.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measures: Vec<PlannedMeasure>,
 }
 
-/// The cases `opts` selects, in run order (the selection `suite::run` makes).
-pub fn planned_cases(opts: &RunOptions) -> Vec<PlannedCase> {
+/// A measurement a planned case declares ([`suite::Declared`], owned).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedMeasure {
+    /// Name (`*` stands for a port number or a register address).
+    pub name: String,
+    /// Unit.
+    pub unit: String,
+    /// Lower limit, inclusive.
+    pub low: Option<f64>,
+    /// Upper limit, inclusive.
+    pub high: Option<f64>,
+}
+
+/// The cases `opts` selects, in run order (the selection `suite::run` makes), with the
+/// measurements each declares for `spec` when it is given.
+pub fn planned_cases(
+    opts: &RunOptions,
+    spec: Option<&crate::meter::config::MeterSpec>,
+) -> Vec<PlannedCase> {
     suite::selected(opts)
         .into_iter()
         .map(|c| PlannedCase {
             id: c.id.into(),
             suite: c.suite.into(),
             title: c.title.into(),
+            measures: spec.map_or_else(Vec::new, |s| {
+                (c.measures)(s)
+                    .into_iter()
+                    .map(|d| PlannedMeasure {
+                        name: d.name.into(),
+                        unit: d.unit.as_str().into(),
+                        low: d.low,
+                        high: d.high,
+                    })
+                    .collect()
+            }),
         })
         .collect()
 }
@@ -549,7 +581,17 @@ impl Record {
 
     /// The same record, knowing which cases `opts` selects (so cases not run show as not run).
     pub fn with_plan(mut self, opts: &RunOptions) -> Record {
-        self.planned = planned_cases(opts);
+        self.planned = planned_cases(opts, None);
+        self
+    }
+
+    /// [`Record::with_plan`], each planned case with the measurements it declares for `spec`.
+    pub fn with_declared_plan(
+        mut self,
+        opts: &RunOptions,
+        spec: &crate::meter::config::MeterSpec,
+    ) -> Record {
+        self.planned = planned_cases(opts, Some(spec));
         self
     }
 
@@ -760,7 +802,8 @@ impl Reporter {
         opts: &RunOptions,
     ) -> Result<Reporter, RecordError> {
         let meter = serde_json::to_value(spec).map_err(render_err(RECORD))?;
-        let record = Record::start(target.describe(), target.capabilities(), meter).with_plan(opts);
+        let record = Record::start(target.describe(), target.capabilities(), meter)
+            .with_declared_plan(opts, spec);
         Reporter::create(dir, record)
     }
 
@@ -860,8 +903,9 @@ impl Observer for Progress {
 }
 
 /// The CSV view of a record: one row per measurement of each recorded case (one row with empty
-/// measurement columns for a case without any), then one row per selected case not run
-/// (`case_verdict` = `not_run`); every row carries the run id and snapshot number.
+/// measurement columns for a case without any), then for each selected case not run
+/// (`case_verdict` = `not_run`) one row per measurement it declares with the value empty (one
+/// bare row when it declares none); every row carries the run id and snapshot number.
 pub fn measurements_csv(r: &Record) -> Result<Vec<u8>, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
@@ -914,10 +958,27 @@ pub fn measurements_csv(r: &Record) -> Result<Vec<u8>, csv::Error> {
         }
     }
     for p in r.unrun() {
-        let mut row = vec![p.id.as_str(), p.suite.as_str(), "not_run"];
-        row.extend([""; 10]);
-        row.extend([r.run_id.as_str(), snapshot.as_str()]);
-        w.write_record(row)?;
+        let head = [p.id.clone(), p.suite.clone(), "not_run".into()];
+        let tail = [r.run_id.clone(), snapshot.clone()];
+        // one row per declared measurement, value unset; one bare row when none is declared
+        let mut rows: Vec<[String; 10]> = p
+            .measures
+            .iter()
+            .map(|m| {
+                let mut row = [(); 10].map(|_| String::new());
+                row[0] = m.name.clone();
+                row[2] = m.unit.clone();
+                row[3] = opt(m.low);
+                row[4] = opt(m.high);
+                row
+            })
+            .collect();
+        if rows.is_empty() {
+            rows.push([(); 10].map(|_| String::new()));
+        }
+        for m in &rows {
+            w.write_record(head.iter().chain(m).chain(&tail))?;
+        }
     }
     w.into_inner().map_err(|e| e.into_error().into())
 }
@@ -1049,7 +1110,17 @@ fn not_run_testcase(p: &PlannedCase, reason: &str) -> (TestCase, Vec<Property>) 
     s.set_type("not_run");
     let mut tc = TestCase::new(p.id.clone(), s);
     tc.set_classname(p.suite.clone());
-    tc.set_system_out("verdict=not_run\n");
+    let mut out = String::from("verdict=not_run\n");
+    for m in &p.measures {
+        out.push_str(&format!(
+            "{}= {} low={} high={} verdict=not_run\n",
+            m.name,
+            m.unit,
+            m.low.map(|x| x.to_string()).unwrap_or_default(),
+            m.high.map(|x| x.to_string()).unwrap_or_default(),
+        ));
+    }
+    tc.set_system_out(out);
     let props = vec![Property::new(format!("{}.verdict", p.id), "not_run")];
     (tc, props)
 }

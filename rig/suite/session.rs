@@ -599,6 +599,17 @@ mod tests {
         assert_eq!(junit_counts(&dir), (QUICK.len(), QUICK.len(), QUICK.len()));
         let xml = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
         assert!(xml.contains("stopped by DELETE /runs/{id}"), "{xml}");
+        // the cases not run list what they would have measured, unset, in the CSV
+        let csv = std::fs::read_to_string(dir.join("measurements.csv")).unwrap();
+        let planned: usize = rec.planned.iter().map(|p| p.measures.len().max(1)).sum();
+        assert_eq!(csv.matches(",not_run,").count(), planned, "{csv}");
+        assert!(rec.planned.iter().any(|p| !p.measures.is_empty()));
+        for p in &rec.planned {
+            for m in &p.measures {
+                let row = format!("{},{},not_run,{},,{},", p.id, p.suite, m.name, m.unit);
+                assert!(csv.contains(&row), "{row} in {csv}");
+            }
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
