@@ -14,11 +14,11 @@ use clap::Args;
 
 use meter_rig::meter::config::MeterSpec;
 use meter_rig::pins::safe;
-use meter_rig::report::{self, Progress, Reporter};
+use meter_rig::report::{self, Progress, Record, Reporter};
 use meter_rig::sim::SimTarget;
 use meter_rig::suite::session::{self, Limits, Observer, StopReason, StopToken};
-use meter_rig::suite::{self, RunOptions};
-use meter_rig::target::Target;
+use meter_rig::suite::{self, CaseResult, RunOptions};
+use meter_rig::target::{Capabilities, Target};
 
 /// Arguments of `rig run`.
 #[derive(Debug, Args)]
@@ -164,20 +164,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut target = open_target(&args.target, &spec, &args.framing)?;
     let caps = target.capabilities();
-    let mut opts = RunOptions::for_target(&caps);
-    opts.suites = args.suites.clone();
-    opts.cases = args.cases.clone();
-    opts.check_type_number = caps.virtual_time || args.meter.is_some();
-    if let Some(d) = secs("monotonic-wait", args.monotonic_wait)? {
-        opts.monotonic_wait = d;
-    }
-    if let Some(d) = secs("tariff-dwell", args.tariff_dwell)? {
-        opts.tariff_dwell = d;
-    }
-    if let Some(d) = secs("max-constant-window", args.max_constant_window)? {
-        opts.max_constant_window = d;
-    }
-    opts.answer_limit = secs("answer-limit", args.answer_limit)?;
+    let opts = run_options(&args, &caps)?;
     let limits = Limits {
         stop: StopToken::new(),
         max_run_time: secs("max-run-time", args.max_run_time)?,
@@ -200,8 +187,35 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = end.observer_errors.first() {
         bail!("cannot write records to {}: {e}", args.out.display());
     }
-    let rec = reporter.record();
-    print!("{}", report::summary_table(&end.cases));
+    print_summary(reporter.record(), &end.cases, caps.virtual_time);
+    if let Some(why) = end.outcome.ended_early() {
+        eprintln!("rig: run {}: {why}", end.outcome.name());
+    }
+    Ok(ExitCode::from(end.outcome.exit_code()))
+}
+
+/// The run's options from the arguments, with the target's defaults.
+fn run_options(args: &RunArgs, caps: &Capabilities) -> anyhow::Result<RunOptions> {
+    let mut opts = RunOptions::for_target(caps);
+    opts.suites = args.suites.clone();
+    opts.cases = args.cases.clone();
+    opts.check_type_number = caps.virtual_time || args.meter.is_some();
+    if let Some(d) = secs("monotonic-wait", args.monotonic_wait)? {
+        opts.monotonic_wait = d;
+    }
+    if let Some(d) = secs("tariff-dwell", args.tariff_dwell)? {
+        opts.tariff_dwell = d;
+    }
+    if let Some(d) = secs("max-constant-window", args.max_constant_window)? {
+        opts.max_constant_window = d;
+    }
+    opts.answer_limit = secs("answer-limit", args.answer_limit)?;
+    Ok(opts)
+}
+
+/// The summary table and the counts line on stdout.
+fn print_summary(rec: &Record, cases: &[CaseResult], virtual_time: bool) {
+    print!("{}", report::summary_table(cases));
     let s = &rec.summary;
     println!(
         "{} passed, {} failed, {} inconclusive, {} skipped, {} errors — {:.3} s wall, {:.1} s {} time",
@@ -212,16 +226,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         s.error,
         rec.wall_time_s,
         rec.target_time_s,
-        if caps.virtual_time {
+        if virtual_time {
             "simulated"
         } else {
             "target"
         }
     );
-    if let Some(why) = end.outcome.ended_early() {
-        eprintln!("rig: run {}: {why}", end.outcome.name());
-    }
-    Ok(ExitCode::from(end.outcome.exit_code()))
 }
 
 /// `rig run --list`: every selected case with its clause, needs and declared measurements, the
