@@ -352,10 +352,11 @@ pub struct Ctx<'a> {
 }
 
 /// The longest one slice of a wait, so a stop is seen within it: one second of a real target's
-/// clock, ten minutes of virtual time (seconds of wall time when a run is paced).
+/// clock, a minute of virtual time (a minute of wall time at most, when `rig serve` paces the
+/// software meter to real time; more slices would slow the simulated runs for nothing).
 fn wait_slice(virtual_time: bool) -> Duration {
     if virtual_time {
-        Duration::from_secs(600)
+        Duration::from_secs(60)
     } else {
         Duration::from_secs(1)
     }
