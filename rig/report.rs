@@ -30,8 +30,13 @@
 //! `junit.xml` as an error `not run: …` with the reason, and in the CSV with the verdict
 //! `not_run`, so a short run is never green.
 //!
+//! **Observers.** The [`Reporter`] and the [`Progress`] lines are observers of the run session's
+//! event stream ([`crate::suite::session`]): the reporter writes a snapshot on each `CaseDone`
+//! and the final one on `RunEnded` (with the typed outcome in the record). The three files stay
+//! one observer, because they must be rendered from one snapshot.
+//!
 //! This module renders, writes and reads records; it never decides the exit code (the caller
-//! does, NOTES §5) and never runs cases.
+//! does, NOTES §5), never runs cases and never changes a verdict.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
