@@ -63,7 +63,7 @@ fn measured(spec: &MeterSpec, case: &str) -> Vec<(String, f64)> {
     );
     c.measurements
         .iter()
-        .map(|m| (m.name.clone(), m.value))
+        .map(|m| (m.name.clone(), m.value.unwrap_or(f64::NAN)))
         .collect()
 }
 

@@ -16,17 +16,10 @@ use meter_rig::iec62056::decoder::{decode, DecodeOptions, ParityMode};
 use meter_rig::iec62056::{parity, BccRule, Request};
 use meter_rig::meter::config::MeterSpec;
 use meter_rig::sim::SimTarget;
-use meter_rig::suite::{self, CaseResult, CaseSink, RunOptions};
+use meter_rig::suite::{self, Discard as Null, RunOptions};
 use meter_rig::target::Target;
 use meter_rig::time::Timestamp;
 use meter_rig::uart::RxChar;
-
-struct Null;
-impl CaseSink for Null {
-    fn case_done(&mut self, _: &CaseResult) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn day_with_readouts() -> (Duration, usize, u64) {
     let spec = MeterSpec::builtin_default();

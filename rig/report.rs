@@ -30,8 +30,13 @@
 //! `junit.xml` as an error `not run: …` with the reason, and in the CSV with the verdict
 //! `not_run`, so a short run is never green.
 //!
+//! **Observers.** The [`Reporter`] and the [`Progress`] lines are observers of the run session's
+//! event stream ([`crate::suite::session`]): the reporter writes a snapshot on each `CaseDone`
+//! and the final one on `RunEnded` (with the typed outcome in the record). The three files stay
+//! one observer, because they must be rendered from one snapshot.
+//!
 //! This module renders, writes and reads records; it never decides the exit code (the caller
-//! does, NOTES §5) and never runs cases.
+//! does, NOTES §5), never runs cases and never changes a verdict.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -44,7 +49,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::meter::calendar;
 use crate::meter::profile::Clause;
-use crate::suite::{self, fmt_num, CaseResult, CaseSink, Measurement, RunOptions, Verdict};
+use crate::suite::{
+    self, fmt_num, CaseResult, Event, Measurement, Observer, ObserverError, Outcome, RunOptions,
+    Verdict,
+};
 use crate::target::Capabilities;
 use crate::time::TimeSource;
 
@@ -253,8 +261,8 @@ enum VerdictDef {
 #[serde(remote = "Measurement")]
 struct MeasurementDef {
     name: String,
-    #[serde(with = "num_or_null")]
-    value: f64,
+    /// `null`: a declared measurement its case did not take (it errored).
+    value: Option<f64>,
     unit: String,
     low: Option<f64>,
     high: Option<f64>,
@@ -365,7 +373,7 @@ impl std::fmt::Display for RunState {
 }
 
 /// A case the run selected, recorded or not.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedCase {
     /// Case id.
     pub id: String,
@@ -373,16 +381,48 @@ pub struct PlannedCase {
     pub suite: String,
     /// What the case checks.
     pub title: String,
+    /// The measurements it declares, with the limits the meter resolves (empty when the writer
+    /// did not say): a case not run lists them with the value unset.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measures: Vec<PlannedMeasure>,
 }
 
-/// The cases `opts` selects, in run order (the selection `suite::run` makes).
-pub fn planned_cases(opts: &RunOptions) -> Vec<PlannedCase> {
+/// A measurement a planned case declares ([`suite::Declared`], owned).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedMeasure {
+    /// Name (`*` stands for a port number or a register address).
+    pub name: String,
+    /// Unit.
+    pub unit: String,
+    /// Lower limit, inclusive.
+    pub low: Option<f64>,
+    /// Upper limit, inclusive.
+    pub high: Option<f64>,
+}
+
+/// The cases `opts` selects, in run order (the selection `suite::run` makes), with the
+/// measurements each declares for `spec` when it is given.
+pub fn planned_cases(
+    opts: &RunOptions,
+    spec: Option<&crate::meter::config::MeterSpec>,
+) -> Vec<PlannedCase> {
     suite::selected(opts)
         .into_iter()
         .map(|c| PlannedCase {
             id: c.id.into(),
             suite: c.suite.into(),
             title: c.title.into(),
+            measures: spec.map_or_else(Vec::new, |s| {
+                (c.measures)(s)
+                    .into_iter()
+                    .map(|d| PlannedMeasure {
+                        name: d.name.into(),
+                        unit: d.unit.as_str().into(),
+                        low: d.low,
+                        high: d.high,
+                    })
+                    .collect()
+            }),
         })
         .collect()
 }
@@ -491,6 +531,10 @@ pub struct Record {
     pub complete: bool,
     /// Why the run ended early, if it did (`state` is `stopped`).
     pub aborted: Option<String>,
+    /// How the run ended, typed (`passed`, `failed`, `inconclusive`, `stopped` with the reason,
+    /// `interrupted` with the reason); absent while it runs and in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
     /// Simulated (virtual) or target time covered, seconds.
     #[serde(with = "num_or_null")]
     pub target_time_s: f64,
@@ -531,6 +575,7 @@ impl Record {
             ended: None,
             complete: false,
             aborted: None,
+            outcome: None,
             target_time_s: 0.0,
             wall_time_s: 0.0,
             summary: Summary::default(),
@@ -541,7 +586,17 @@ impl Record {
 
     /// The same record, knowing which cases `opts` selects (so cases not run show as not run).
     pub fn with_plan(mut self, opts: &RunOptions) -> Record {
-        self.planned = planned_cases(opts);
+        self.planned = planned_cases(opts, None);
+        self
+    }
+
+    /// [`Record::with_plan`], each planned case with the measurements it declares for `spec`.
+    pub fn with_declared_plan(
+        mut self,
+        opts: &RunOptions,
+        spec: &crate::meter::config::MeterSpec,
+    ) -> Record {
+        self.planned = planned_cases(opts, Some(spec));
         self
     }
 
@@ -681,7 +736,6 @@ pub struct Reporter {
     dir: PathBuf,
     record: Record,
     started: std::time::Instant,
-    progress: bool,
     test_case_delay: Option<Duration>,
     _lock: PidLock,
 }
@@ -719,9 +773,8 @@ fn sync_dir(dir: &Path) -> Result<(), RecordError> {
 
 impl Reporter {
     /// Creates `dir` (and parents), locks it, removes the previous run's records and stale
-    /// temporary files, and writes this run's first snapshot; `progress` prints a line per case
-    /// to stderr.
-    pub fn create(dir: &Path, record: Record, progress: bool) -> Result<Reporter, RecordError> {
+    /// temporary files, and writes this run's first snapshot.
+    pub fn create(dir: &Path, record: Record) -> Result<Reporter, RecordError> {
         fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
         let lock = PidLock::acquire(&dir.join(LOCK)).map_err(|source| RecordError::Lock {
             dir: dir.display().to_string(),
@@ -737,12 +790,26 @@ impl Reporter {
             dir: dir.to_path_buf(),
             record,
             started: std::time::Instant::now(),
-            progress,
             test_case_delay,
             _lock: lock,
         };
         r.write_snapshot()?;
         Ok(r)
+    }
+
+    /// The records of a run about to start against `target`: the record names the target, its
+    /// capabilities, the meter's resolved configuration and the cases `opts` selects, then
+    /// [`Reporter::create`] takes `dir`. The one start of `rig run` and `rig serve`'s runs.
+    pub fn start(
+        dir: &Path,
+        target: &dyn crate::target::Target,
+        spec: &crate::meter::config::MeterSpec,
+        opts: &RunOptions,
+    ) -> Result<Reporter, RecordError> {
+        let meter = serde_json::to_value(spec).map_err(render_err(RECORD))?;
+        let record = Record::start(target.describe(), target.capabilities(), meter)
+            .with_declared_plan(opts, spec);
+        Reporter::create(dir, record)
     }
 
     /// The record so far.
@@ -777,31 +844,73 @@ impl Reporter {
     }
 }
 
-impl CaseSink for Reporter {
-    fn case_started(&mut self, id: &str) {
-        if let Some(d) = self.test_case_delay {
-            std::thread::sleep(d);
-        }
-        if self.progress {
-            eprint!("  {id:<26} … ");
-            let _ = io::stderr().flush();
-        }
-    }
-
-    fn case_done(&mut self, case: &CaseResult) -> io::Result<()> {
-        if self.progress {
-            eprintln!("{} ({:.1} s)", case.verdict, case.wall_time_s);
-        }
+impl Reporter {
+    /// Records one finished case and writes the next snapshot.
+    pub fn case_done(&mut self, case: &CaseResult) -> Result<(), RecordError> {
         self.record.cases.push(case.into());
         self.record.summary = Summary::of_verdicts(self.record.cases.iter().map(|c| c.verdict));
         self.record.target_time_s = case.target_time_s.1;
-        self.write_snapshot().map_err(io::Error::other)
+        self.write_snapshot()
+    }
+}
+
+/// The records as an observer: a snapshot after every case, the final one when the run ends
+/// (`complete`, or `stopped` with the outcome's reason).
+impl Observer for Reporter {
+    fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
+        let r = match e {
+            Event::CaseStarted { .. } => {
+                if let Some(d) = self.test_case_delay {
+                    std::thread::sleep(d);
+                }
+                Ok(())
+            }
+            Event::CaseDone { case } => self.case_done(case),
+            Event::RunEnded {
+                outcome,
+                target_time_s,
+            } => {
+                self.record.outcome = Some((*outcome).clone());
+                self.finish(*target_time_s, outcome.ended_early())
+            }
+            _ => Ok(()),
+        };
+        r.map_err(|e| ObserverError {
+            observer: "records",
+            source: Box::new(e),
+        })
+    }
+}
+
+/// One line per case on stderr as the run goes (`rig run --progress`, or a terminal on a real
+/// target), and how the run ended.
+#[derive(Debug, Default)]
+pub struct Progress;
+
+impl Observer for Progress {
+    fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
+        match e {
+            Event::CaseStarted { case } => {
+                eprint!("  {:<26} … ", case.id);
+                let _ = io::stderr().flush();
+            }
+            Event::CaseDone { case } => {
+                eprintln!("{} ({:.1} s)", case.verdict, case.wall_time_s)
+            }
+            Event::RunEnded { outcome, .. } => match outcome.ended_early() {
+                Some(why) => eprintln!("  run {}: {why}", outcome.name()),
+                None => eprintln!("  run {}", outcome.name()),
+            },
+            _ => {}
+        }
+        Ok(())
     }
 }
 
 /// The CSV view of a record: one row per measurement of each recorded case (one row with empty
-/// measurement columns for a case without any), then one row per selected case not run
-/// (`case_verdict` = `not_run`); every row carries the run id and snapshot number.
+/// measurement columns for a case without any), then for each selected case not run
+/// (`case_verdict` = `not_run`) one row per measurement it declares with the value empty (one
+/// bare row when it declares none); every row carries the run id and snapshot number.
 pub fn measurements_csv(r: &Record) -> Result<Vec<u8>, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
@@ -832,7 +941,7 @@ pub fn measurements_csv(r: &Record) -> Result<Vec<u8>, csv::Error> {
             .map(|m| {
                 [
                     m.name.clone(),
-                    m.value.to_string(),
+                    opt(m.value),
                     m.unit.clone(),
                     opt(m.low),
                     opt(m.high),
@@ -854,10 +963,27 @@ pub fn measurements_csv(r: &Record) -> Result<Vec<u8>, csv::Error> {
         }
     }
     for p in r.unrun() {
-        let mut row = vec![p.id.as_str(), p.suite.as_str(), "not_run"];
-        row.extend([""; 10]);
-        row.extend([r.run_id.as_str(), snapshot.as_str()]);
-        w.write_record(row)?;
+        let head = [p.id.clone(), p.suite.clone(), "not_run".into()];
+        let tail = [r.run_id.clone(), snapshot.clone()];
+        // one row per declared measurement, value unset; one bare row when none is declared
+        let mut rows: Vec<[String; 10]> = p
+            .measures
+            .iter()
+            .map(|m| {
+                let mut row = [(); 10].map(|_| String::new());
+                row[0] = m.name.clone();
+                row[2] = m.unit.clone();
+                row[3] = opt(m.low);
+                row[4] = opt(m.high);
+                row
+            })
+            .collect();
+        if rows.is_empty() {
+            rows.push([(); 10].map(|_| String::new()));
+        }
+        for m in &rows {
+            w.write_record(head.iter().chain(m).chain(&tail))?;
+        }
     }
     w.into_inner().map_err(|e| e.into_error().into())
 }
@@ -927,7 +1053,7 @@ fn case_status(c: &RecordedCase) -> TestCaseStatus {
         text.push_str(&format!(
             "{} = {} {} (limit {}; source {}, ±{} {})\n",
             m.name,
-            fmt_num(m.value),
+            m.value_text(),
             m.unit,
             m.limit_text(),
             m.source,
@@ -957,7 +1083,7 @@ fn recorded_testcase(c: &RecordedCase) -> (TestCase, Vec<Property>) {
     for m in &c.measurements {
         props.push(Property::new(
             format!("{}.{}", c.id, m.name),
-            format!("{} {}", m.value, m.unit),
+            format!("{} {}", m.value_text(), m.unit),
         ));
         props.push(Property::new(
             format!("{}.{}.limit", c.id, m.name),
@@ -966,7 +1092,7 @@ fn recorded_testcase(c: &RecordedCase) -> (TestCase, Vec<Property>) {
         out.push_str(&format!(
             "{}={} {} low={} high={} source={} uncertainty={} verdict={}\n",
             m.name,
-            m.value,
+            m.value.map(|x| x.to_string()).unwrap_or_default(),
             m.unit,
             m.low.map(|x| x.to_string()).unwrap_or_default(),
             m.high.map(|x| x.to_string()).unwrap_or_default(),
@@ -989,7 +1115,17 @@ fn not_run_testcase(p: &PlannedCase, reason: &str) -> (TestCase, Vec<Property>) 
     s.set_type("not_run");
     let mut tc = TestCase::new(p.id.clone(), s);
     tc.set_classname(p.suite.clone());
-    tc.set_system_out("verdict=not_run\n");
+    let mut out = String::from("verdict=not_run\n");
+    for m in &p.measures {
+        out.push_str(&format!(
+            "{}= {} low={} high={} verdict=not_run\n",
+            m.name,
+            m.unit,
+            m.low.map(|x| x.to_string()).unwrap_or_default(),
+            m.high.map(|x| x.to_string()).unwrap_or_default(),
+        ));
+    }
+    tc.set_system_out(out);
     let props = vec![Property::new(format!("{}.verdict", p.id), "not_run")];
     (tc, props)
 }
@@ -1065,9 +1201,21 @@ mod tests {
         let opts = readout_opts();
         let record = Record::start(t.describe(), t.capabilities(), serde_json::json!({"k": 1}))
             .with_plan(&opts);
-        let mut rep = Reporter::create(dir, record, false).unwrap();
-        suite::run(&mut t, &spec, &opts, &mut rep);
+        let mut rep = Reporter::create(dir, record).unwrap();
+        suite::run(&mut t, &spec, &opts, &mut NoEnd(&mut rep));
         rep
+    }
+
+    /// Passes every event but the run's end to the reporter, so the run stays open.
+    struct NoEnd<'a>(&'a mut Reporter);
+
+    impl Observer for NoEnd<'_> {
+        fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
+            match e {
+                Event::RunEnded { .. } => Ok(()),
+                _ => self.0.event(e),
+            }
+        }
     }
 
     #[test]
@@ -1133,9 +1281,7 @@ mod tests {
             rep.record().capabilities.clone(),
             serde_json::Value::Null,
         );
-        let e = Reporter::create(&dir, rec.clone(), false)
-            .unwrap_err()
-            .to_string();
+        let e = Reporter::create(&dir, rec.clone()).unwrap_err().to_string();
         assert!(
             e.contains(&format!("held by pid {}", std::process::id())) && e.contains("--out"),
             "{e}"
@@ -1149,7 +1295,7 @@ mod tests {
         // the next run takes the directory over and clears the last one's files
         fs::write(dir.join("record.tmp"), b"stale").unwrap();
         fs::write(dir.join("junit.tmp"), b"stale").unwrap();
-        let _rep2 = Reporter::create(&dir, rec, false).unwrap();
+        let _rep2 = Reporter::create(&dir, rec).unwrap();
         assert!(!dir.join("record.tmp").exists() && !dir.join("junit.tmp").exists());
         let now = read_record(&dir).unwrap();
         assert_ne!(now.run_id, back.run_id);

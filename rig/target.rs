@@ -128,6 +128,13 @@ pub enum TargetError {
     /// The backend cannot do this (e.g. drive pins over a plain serial port).
     #[error("{0}")]
     Unsupported(String),
+    /// The run was asked to stop (signal, `DELETE /runs/{id}`, maximum run time) while a case
+    /// waited; not the device's fault. Raised by the suites' waits, never by a backend.
+    #[error("{reason}; the case was cut short")]
+    Stopped {
+        /// Why the run stops.
+        reason: String,
+    },
 }
 
 /// A meter reached through some backend.

@@ -10,7 +10,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use meter_rig::suite::{CaseResult, CaseSink};
+use meter_rig::suite::{Event, Observer, ObserverError};
+
+/// An observer that keeps nothing (the runner returns the cases anyway).
+pub struct Null;
+
+impl Observer for Null {
+    fn event(&mut self, _: &Event<'_>) -> Result<(), ObserverError> {
+        Ok(())
+    }
+}
 
 /// The `rig` binary cargo built for this bench.
 pub const RIG: &str = env!("CARGO_BIN_EXE_rig");
@@ -18,15 +27,6 @@ pub const RIG: &str = env!("CARGO_BIN_EXE_rig");
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A case sink that keeps nothing (the runner returns the cases anyway).
-pub struct Null;
-
-impl CaseSink for Null {
-    fn case_done(&mut self, _: &CaseResult) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 fn first_line(cmd: &str, args: &[&str]) -> Option<String> {

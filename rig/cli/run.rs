@@ -1,4 +1,9 @@
 //! `rig run`: every selected suite against a target, with records written as cases finish.
+//!
+//! This module parses options, opens the target and maps the run session's outcome
+//! ([`meter_rig::suite::session`]) to the exit code; it holds no run logic of its own. The first
+//! SIGINT/SIGTERM/SIGHUP asks the session to stop (the records then say `stopped`); a second one
+//! puts the pins in safe state and exits at once (`meter_rig::pins::safe`).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -8,10 +13,12 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use meter_rig::meter::config::MeterSpec;
-use meter_rig::report::{self, Record, Reporter};
+use meter_rig::pins::safe;
+use meter_rig::report::{self, Progress, Record, Reporter};
 use meter_rig::sim::SimTarget;
-use meter_rig::suite::{self, RunOptions};
-use meter_rig::target::Target;
+use meter_rig::suite::session::{self, Limits, Observer, StopReason, StopToken};
+use meter_rig::suite::{self, CaseResult, RunOptions};
+use meter_rig::target::{Capabilities, Target};
 
 /// Arguments of `rig run`.
 #[derive(Debug, Args)]
@@ -60,6 +67,37 @@ pub struct RunArgs {
     /// every conforming answer). An answer this limit cuts is inconclusive, never a failure.
     #[arg(long, value_name = "S")]
     pub answer_limit: Option<f64>,
+    /// Stop the run after this many seconds on the target's clock (simulated seconds for the
+    /// software meter); the records then say `stopped` and the cases left show as not run.
+    #[arg(long, value_name = "S")]
+    pub max_run_time: Option<f64>,
+}
+
+/// The first SIGINT, SIGTERM or SIGHUP stops `stop` with the signal's name; the pins' safe-state
+/// handler (graceful) then acts on the second.
+fn watch_signals(stop: StopToken) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    safe::install_signal_handler().context("installing the signal handler")?;
+    safe::set_graceful_signals(true);
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("watching SIGINT, SIGTERM and SIGHUP")?;
+    std::thread::Builder::new()
+        .name("rig-run-stop".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let name = match sig {
+                    SIGINT => "SIGINT",
+                    SIGTERM => "SIGTERM",
+                    _ => "SIGHUP",
+                };
+                eprintln!("rig: {name}: stopping after the step in hand (again: stop at once)");
+                stop.stop(StopReason::Signal {
+                    signal: name.into(),
+                });
+            }
+        })
+        .context("spawning the signal thread")?;
+    Ok(())
 }
 
 fn secs(name: &str, v: Option<f64>) -> anyhow::Result<Option<std::time::Duration>> {
@@ -126,7 +164,39 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut target = open_target(&args.target, &spec, &args.framing)?;
     let caps = target.capabilities();
-    let mut opts = RunOptions::for_target(&caps);
+    let opts = run_options(&args, &caps)?;
+    let limits = Limits {
+        stop: StopToken::new(),
+        max_run_time: secs("max-run-time", args.max_run_time)?,
+    };
+    let mut reporter = Reporter::start(&args.out, target.as_ref(), &spec, &opts)
+        .with_context(|| format!("cannot write records to {}", args.out.display()))?;
+    watch_signals(limits.stop.clone())?;
+    eprintln!(
+        "rig: {} ({}), records in {}",
+        target.describe(),
+        spec.profile.name,
+        args.out.display()
+    );
+    let mut progress = Progress;
+    let mut observers: Vec<&mut dyn Observer> = vec![&mut reporter];
+    if args.progress || (!caps.virtual_time && std::io::stderr().is_terminal()) {
+        observers.push(&mut progress);
+    }
+    let end = session::run(target.as_mut(), &spec, &opts, &limits, observers);
+    if let Some(e) = end.observer_errors.first() {
+        bail!("cannot write records to {}: {e}", args.out.display());
+    }
+    print_summary(reporter.record(), &end.cases, caps.virtual_time);
+    if let Some(why) = end.outcome.ended_early() {
+        eprintln!("rig: run {}: {why}", end.outcome.name());
+    }
+    Ok(ExitCode::from(end.outcome.exit_code()))
+}
+
+/// The run's options from the arguments, with the target's defaults.
+fn run_options(args: &RunArgs, caps: &Capabilities) -> anyhow::Result<RunOptions> {
+    let mut opts = RunOptions::for_target(caps);
     opts.suites = args.suites.clone();
     opts.cases = args.cases.clone();
     opts.check_type_number = caps.virtual_time || args.meter.is_some();
@@ -140,28 +210,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         opts.max_constant_window = d;
     }
     opts.answer_limit = secs("answer-limit", args.answer_limit)?;
-    let meter_json = serde_json::to_value(&spec).context("serialising the meter configuration")?;
-    let record = Record::start(target.describe(), caps.clone(), meter_json).with_plan(&opts);
-    let progress = args.progress || (!caps.virtual_time && std::io::stderr().is_terminal());
-    let mut reporter = Reporter::create(&args.out, record, progress)
-        .with_context(|| format!("cannot write records to {}", args.out.display()))?;
-    eprintln!(
-        "rig: {} ({}), records in {}",
-        target.describe(),
-        spec.profile.name,
-        args.out.display()
-    );
-    let cases = suite::run(target.as_mut(), &spec, &opts, &mut reporter);
-    let t_end = target.now().map(|t| t.as_secs_f64()).unwrap_or(f64::NAN);
-    let aborted = cases
-        .iter()
-        .find(|c| c.message.contains("vanished"))
-        .map(|c| c.message.clone());
-    reporter
-        .finish(t_end, aborted.clone())
-        .with_context(|| format!("cannot write records to {}", args.out.display()))?;
-    let rec = reporter.record();
-    print!("{}", report::summary_table(&cases));
+    Ok(opts)
+}
+
+/// The summary table and the counts line on stdout.
+fn print_summary(rec: &Record, cases: &[CaseResult], virtual_time: bool) {
+    print!("{}", report::summary_table(cases));
     let s = &rec.summary;
     println!(
         "{} passed, {} failed, {} inconclusive, {} skipped, {} errors — {:.3} s wall, {:.1} s {} time",
@@ -172,17 +226,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         s.error,
         rec.wall_time_s,
         rec.target_time_s,
-        if caps.virtual_time {
+        if virtual_time {
             "simulated"
         } else {
             "target"
         }
     );
-    if let Some(a) = aborted {
-        eprintln!("rig: run aborted: {a}");
-        return Ok(ExitCode::from(2));
-    }
-    Ok(ExitCode::from(if s.not_passed() { 1 } else { 0 }))
 }
 
 /// `rig run --list`: every selected case with its clause, needs and declared measurements, the

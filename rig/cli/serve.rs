@@ -160,6 +160,9 @@ struct RunBody {
     cases: Vec<String>,
     #[serde(default)]
     paced: bool,
+    /// Stop the run after this many seconds on the target's clock.
+    #[serde(default)]
+    max_run_time_s: Option<f64>,
 }
 
 async fn post_run(State(app): State<App>, body: Bytes) -> Response {
@@ -174,7 +177,7 @@ async fn post_run(State(app): State<App>, body: Bytes) -> Response {
             Err(e) => {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    format!("malformed run request: {e}; expected {{\"suites\": [..], \"cases\": [..], \"paced\": false}}"),
+                    format!("malformed run request: {e}; expected {{\"suites\": [..], \"cases\": [..], \"paced\": false, \"max_run_time_s\": null}}"),
                 )
             }
         }
@@ -201,6 +204,16 @@ async fn post_run(State(app): State<App>, body: Bytes) -> Response {
             );
         }
     }
+    let max_run_time = match body.max_run_time_s {
+        None => None,
+        Some(x) if x.is_finite() && (0.0..1e7).contains(&x) => Some(Duration::from_secs_f64(x)),
+        Some(x) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("max_run_time_s {x}: expected seconds ≥ 0"),
+            )
+        }
+    };
     if app.shared.stop.load(Ordering::Relaxed) {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -219,6 +232,7 @@ async fn post_run(State(app): State<App>, body: Bytes) -> Response {
         suites: body.suites,
         cases: body.cases,
         paced: body.paced,
+        max_run_time,
     });
     let sent = app
         .commands
@@ -266,6 +280,36 @@ async fn get_run(State(app): State<App>, UrlPath(id): UrlPath<String>) -> Respon
     }
     match run_view(&app, &id) {
         Some(v) => Json(v).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no run {id:?} (GET /runs lists them)"),
+        ),
+    }
+}
+
+/// `DELETE /runs/{id}`: asks the run in progress to stop (202 with `stopping`); 409 when it
+/// already ended (with its state), 404 for an unknown id.
+async fn delete_run(State(app): State<App>, UrlPath(id): UrlPath<String>) -> Response {
+    if !store::valid_run_id(&id) {
+        return error(StatusCode::NOT_FOUND, format!("no run {id:?}"));
+    }
+    if app.shared.stop_run(&id).is_ok() {
+        return (
+            StatusCode::ACCEPTED,
+            Json(json!({ "id": id, "state": "stopping", "url": format!("/runs/{id}") })),
+        )
+            .into_response();
+    }
+    match run_view(&app, &id) {
+        Some(v) => (
+            StatusCode::CONFLICT,
+            Json(json!({
+                "id": id,
+                "state": v["state"],
+                "error": format!("run {id} is not in progress (state {})", v["state"]),
+            })),
+        )
+            .into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             format!("no run {id:?} (GET /runs lists them)"),
@@ -398,7 +442,7 @@ async fn metrics(State(app): State<App>) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint: GET /status, /readings/latest, /runs, /runs/{id}, /runs/{id}/junit.xml, /metrics; POST /runs",
+        "no such endpoint: GET /status, /readings/latest, /runs, /runs/{id}, /runs/{id}/junit.xml, /metrics; POST /runs; DELETE /runs/{id}",
     )
 }
 
@@ -407,7 +451,7 @@ fn router(app: App) -> Router {
         .route("/status", get(status))
         .route("/readings/latest", get(latest))
         .route("/runs", post(post_run).get(list_runs))
-        .route("/runs/{id}", get(get_run))
+        .route("/runs/{id}", get(get_run).delete(delete_run))
         .route("/runs/{id}/junit.xml", get(get_junit))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -619,7 +663,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 _ = int.recv() => false,
                 _ = done_rx => true,
             };
-            stop_shared.stop.store(true, Ordering::SeqCst);
+            stop_shared.request_stop();
             eprintln!("rig serve: stopping: finishing the row or case in hand");
             let _ = worker_died_tx.send(died);
         };
@@ -629,7 +673,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .context("HTTP server")?;
         Ok::<bool, anyhow::Error>(worker_died_rx.await.unwrap_or(true))
     });
-    shared.stop.store(true, Ordering::SeqCst);
+    shared.request_stop();
     let joined = hw.join();
     let died = match outcome {
         Ok(d) => d,

@@ -30,6 +30,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static REGISTRY: Mutex<BTreeMap<u64, Action>> = Mutex::new(BTreeMap::new());
 static SIGNALS: Once = Once::new();
 static GRACEFUL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static SEEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// Hands the first SIGINT/SIGTERM/SIGHUP to the caller instead of exiting at once: `rig serve`
 /// finishes the row or case in hand and releases its pins itself. A second signal still puts
@@ -102,9 +103,9 @@ fn watch(sig: i32) -> Result<(), PinError> {
         .name(format!("pins-safe-state-{sig}"))
         .spawn(move || {
             let mut b = [0u8; 1];
-            let mut seen = 0;
             while r.read(&mut b).is_ok() {
-                seen += 1;
+                // counted across the three signals: SIGINT then SIGTERM is a second signal too
+                let seen = SEEN.fetch_add(1, Ordering::SeqCst) + 1;
                 if GRACEFUL.load(Ordering::SeqCst) && seen == 1 {
                     continue;
                 }

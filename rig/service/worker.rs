@@ -8,9 +8,11 @@
 //! the run sees the target through [`Tap`], which counts the edges the suites take.
 //!
 //! The HTTP side never touches the target: it reads [`Shared::status`] and sends [`Command`]s.
-//! Stopping ([`Shared::stop`]) is honoured between rows and between cases: the readout in hand or
-//! the case in hand finishes and is recorded, then the thread releases the target (safe pin
-//! state) and returns.
+//! Stopping ([`Shared::request_stop`]) is honoured between rows and between cases: the readout in
+//! hand or the case in hand finishes and is recorded, then the thread releases the target (safe
+//! pin state) and returns. A run itself goes through the one run session
+//! ([`crate::suite::session`]), like `rig run`'s: `DELETE /runs/{id}` ([`Shared::stop_run`]) and
+//! the request's maximum run time stop it through its stop token.
 //!
 //! Wall-clock use here is limited to records (`time_utc`) and to throttling state writes; every
 //! time that is judged or reported as a measurement comes from the target.
@@ -27,8 +29,9 @@ use serde::Serialize;
 use crate::iec62056::exchange::{AnswerRules, Conformance, Exchange, Listening};
 use crate::iec62056::Request;
 use crate::meter::config::MeterSpec;
-use crate::report::{utc_now, Record, Reporter, Summary};
-use crate::suite::{self, CaseResult, CaseSink, RunOptions};
+use crate::report::{utc_now, Reporter, Summary};
+use crate::suite::session::{self, Event, Limits, Observer, ObserverError, StopReason, StopToken};
+use crate::suite::{self, RunOptions};
 use crate::target::{Capabilities, Port, RecvEnd, Target, TargetError};
 use crate::time::Timestamp;
 use crate::uart::{Edge, RxChar};
@@ -75,8 +78,11 @@ pub enum LoopPhase {
 pub struct RunBrief {
     /// Run id.
     pub id: String,
-    /// `done`, `stopped` (SIGTERM) or `aborted` (device vanished, records not writable).
+    /// `done`, `stopped` (SIGTERM, `DELETE /runs/{id}`, the maximum run time, a vanished
+    /// device) or `aborted` (records not writable).
     pub state: String,
+    /// How the run ended (absent when it could not start).
+    pub outcome: Option<session::Outcome>,
     /// Verdict counts.
     pub summary: Summary,
 }
@@ -121,6 +127,16 @@ pub struct Shared {
     pub status: Mutex<Status>,
     /// Set to stop: the row or case in hand finishes, then the thread releases the target.
     pub stop: AtomicBool,
+    /// The stop token of the run claimed or in progress, with its id.
+    run_stop: Mutex<Option<(String, StopToken)>>,
+}
+
+/// Why `DELETE /runs/{id}` could not stop a run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StopRunError {
+    /// No such run is in progress (it finished, or never existed).
+    #[error("run {0} is not in progress")]
+    NotActive(String),
 }
 
 impl Shared {
@@ -144,6 +160,7 @@ impl Shared {
                 started_utc: utc_now(),
             }),
             stop: AtomicBool::new(false),
+            run_stop: Mutex::new(None),
         }
     }
 
@@ -166,7 +183,43 @@ impl Shared {
         }
         s.current_run = Some(id.to_string());
         s.current_run_cases = 0;
+        *self.run_stop.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((id.to_string(), StopToken::new()));
         Ok(())
+    }
+
+    /// The stop token of run `id` (a fresh one when it was not claimed through
+    /// [`Shared::claim_run`]).
+    fn run_token(&self, id: &str) -> StopToken {
+        let mut slot = self.run_stop.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            Some((cur, t)) if cur == id => t.clone(),
+            _ => {
+                let t = StopToken::new();
+                *slot = Some((id.to_string(), t.clone()));
+                t
+            }
+        }
+    }
+
+    /// `DELETE /runs/{id}`: asks run `id` to stop (the case in hand is cut at its next wait,
+    /// the records say `stopped`).
+    pub fn stop_run(&self, id: &str) -> Result<(), StopRunError> {
+        let active = self.lock().current_run.as_deref() == Some(id);
+        let slot = self.run_stop.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            Some((cur, t)) if active && cur == id => {
+                t.stop(StopReason::Deleted);
+                Ok(())
+            }
+            _ => Err(StopRunError::NotActive(id.to_string())),
+        }
+    }
+
+    /// Stops the service: the loop ends after the row in hand; a run in progress finishes the
+    /// case in hand (README: the unit allows a stop as long as the longest case) and stops there.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 
     /// Undoes [`Shared::claim_run`] when the command could not be delivered.
@@ -190,6 +243,8 @@ pub struct RunRequest {
     /// Keep the software meter paced at the service's speed during the run (instead of virtual
     /// time), to watch a run or to interrupt it. No effect on real targets.
     pub paced: bool,
+    /// Stop the run when this much time has passed on the target's clock.
+    pub max_run_time: Option<Duration>,
 }
 
 /// Commands from the HTTP side.
@@ -200,8 +255,8 @@ pub enum Command {
 }
 
 /// A run's state from its record on disk: `running` (the active run), `done` (finished),
-/// `stopped` (ended early on purpose or by a vanished device) or `interrupted` (the service died
-/// mid-run; the cases recorded are intact).
+/// `stopped` (ended early on purpose or by a vanished device; the record's `outcome` says which)
+/// or `interrupted` (the service died mid-run; the cases recorded are intact).
 pub fn run_state(record: &serde_json::Value, active: bool) -> &'static str {
     if active {
         "running"
@@ -277,30 +332,32 @@ fn sync_counters(
     shared.lock().counters = state.clone();
 }
 
-/// Records each case of a service run and, with it, the pulse totals counted so far, so a kill
-/// mid-run loses neither.
-struct RunSink<'a> {
-    reporter: Reporter,
+/// Keeps the service's state with each case of a run: the case count, the pulse totals counted
+/// so far (saved, so a kill mid-run loses neither), and a shutdown asked between cases.
+struct RunObserver<'a> {
     shared: &'a Shared,
     store: &'a Store,
     state: &'a mut LoopState,
     counters: &'a RefCell<BTreeMap<Port, PulseCounter>>,
-    stopped: bool,
+    stop: StopToken,
 }
 
-impl CaseSink for RunSink<'_> {
-    fn case_done(&mut self, case: &CaseResult) -> std::io::Result<()> {
-        let r = self.reporter.case_done(case);
-        self.shared.lock().current_run_cases += 1;
-        sync_counters(self.counters, self.state, self.shared);
-        if let Err(e) = self.store.save_state(self.state) {
-            self.shared.lock().last_error = Some(format!("{} {e}", utc_now()));
+impl Observer for RunObserver<'_> {
+    fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
+        if let Event::CaseDone { .. } = e {
+            self.shared.lock().current_run_cases += 1;
+            sync_counters(self.counters, self.state, self.shared);
+            if self.shared.stop.load(Ordering::Relaxed) {
+                self.stop.stop(StopReason::Shutdown);
+            }
+            self.store
+                .save_state(self.state)
+                .map_err(|e| ObserverError {
+                    observer: "service state",
+                    source: Box::new(e),
+                })?;
         }
-        r
-    }
-    fn should_stop(&mut self) -> bool {
-        self.stopped = self.shared.stop.load(Ordering::Relaxed);
-        self.stopped
+        Ok(())
     }
 }
 
@@ -570,59 +627,57 @@ impl<'a> Worker<'a> {
         opts.suites = req.suites.clone();
         opts.cases = req.cases.clone();
         opts.check_type_number = caps.virtual_time || self.cfg.meter_given;
-        let meter_json = serde_json::to_value(&self.cfg.spec).unwrap_or_default();
-        let record = Record::start(self.target.describe(), caps, meter_json).with_plan(&opts);
-        let reporter = match Reporter::create(&dir, record, false) {
+        let mut reporter = match Reporter::start(&dir, &*self.target, &self.cfg.spec, &opts) {
             Ok(r) => r,
             Err(e) => {
-                self.note_error(format!(
-                    "run {}: cannot write {}: {e}",
-                    req.id,
-                    dir.display()
-                ));
+                self.note_error(format!("run {}: {e}", req.id));
                 return RunBrief {
                     id: req.id.clone(),
                     state: "aborted".into(),
+                    outcome: None,
                     summary: Summary::default(),
                 };
             }
         };
-        let mut sink = RunSink {
-            reporter,
+        let limits = Limits {
+            stop: self.shared.run_token(&req.id),
+            max_run_time: req.max_run_time,
+        };
+        if self.shared.stop.load(Ordering::Relaxed) {
+            limits.stop.stop(StopReason::Shutdown);
+        }
+        let mut obs = RunObserver {
             shared: self.shared,
             store: &self.store,
             state: &mut self.state,
             counters: &self.counters,
-            stopped: false,
+            stop: limits.stop.clone(),
         };
         let mut tap = Tap {
             inner: &mut *self.target,
             counters: &self.counters,
         };
-        let cases = suite::run(&mut tap, &self.cfg.spec, &opts, &mut sink);
-        let t_end = tap.now().map(|t| t.as_secs_f64()).unwrap_or(f64::NAN);
-        let aborted = if sink.stopped {
-            Some("stopped: rig serve is shutting down; the case in hand finished".to_string())
-        } else {
-            cases
-                .iter()
-                .find(|c| c.message.contains("vanished"))
-                .map(|c| c.message.clone())
-        };
-        let state = if aborted.is_some() { "stopped" } else { "done" };
-        let finished = sink.reporter.finish(t_end, aborted);
-        let summary = sink.reporter.record().summary.clone();
-        drop(sink);
-        if let Err(e) = finished {
-            self.note_error(format!(
-                "run {}: cannot write the final record: {e}",
-                req.id
-            ));
+        let end = session::run(
+            &mut tap,
+            &self.cfg.spec,
+            &opts,
+            &limits,
+            vec![&mut reporter, &mut obs],
+        );
+        drop(obs);
+        for e in &end.observer_errors {
+            self.note_error(format!("run {}: {e}", req.id));
         }
+        let state = if end.outcome.ended_early().is_some() {
+            "stopped"
+        } else {
+            "done"
+        };
         RunBrief {
             id: req.id.clone(),
             state: state.into(),
-            summary,
+            outcome: Some(end.outcome),
+            summary: reporter.record().summary.clone(),
         }
     }
 }

@@ -327,16 +327,6 @@ pub fn healthy_meter(rng: &mut Rng, max_char_gap_ms: f64) -> String {
     )
 }
 
-/// A case sink that keeps nothing.
-#[derive(Debug)]
-struct Discard;
-
-impl crate::suite::CaseSink for Discard {
-    fn case_done(&mut self, _: &crate::suite::CaseResult) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Runs every suite against the software meter of meter-file `text`, as `rig run --meter FILE`
 /// does (`RunOptions::for_target`), and returns the cases.
 pub fn run_meter(
@@ -347,7 +337,12 @@ pub fn run_meter(
     let spec = crate::meter::config::MeterSpec::from_toml(text, name, None)?;
     let mut t = super::SimTarget::new(spec.clone());
     let opts = crate::suite::RunOptions::for_target(&t.capabilities());
-    Ok(crate::suite::run(&mut t, &spec, &opts, &mut Discard))
+    Ok(crate::suite::run(
+        &mut t,
+        &spec,
+        &opts,
+        &mut crate::suite::Discard,
+    ))
 }
 
 /// One meter of the configuration matrix.

@@ -4,15 +4,20 @@
 //! The suites talk to the meter only through [`Target`], so the same code runs against the
 //! software meter, a pty, a USB adapter and the Pi's pins. Limits come from the meter's profile
 //! and configuration ([`MeterSpec`]), never from constants here. Times come from the target's edge
-//! or byte timestamps. The suites never print and never write files: the runner hands every
-//! finished case to a [`CaseSink`] (the reports) as soon as it is judged.
+//! or byte timestamps. The suites never print and never write files: the run session
+//! ([`session`]) emits every exchange and every judged case as an [`Event`] to its observers (the
+//! reports) as it happens, and cuts waits short when the run is asked to stop.
 
 pub mod pins;
 pub mod readout;
 pub mod registers;
 pub mod registry;
+pub mod session;
 
 pub use registry::{CaseDef, Declared, Need, Unit, CASES};
+pub use session::{
+    Discard, Event, Limits, Observer, ObserverError, Outcome, StopReason, StopToken,
+};
 
 use std::time::Duration;
 
@@ -24,9 +29,9 @@ use crate::iec62056::exchange::{
 use crate::iec62056::{parity, Request};
 use crate::meter::config::MeterSpec;
 use crate::meter::profile::Clause;
-use crate::target::{Capabilities, RecvEnd, Target, TargetError};
+use crate::target::{Capabilities, Port, RecvEnd, Target, TargetError};
 use crate::time::{TimeSource, Timestamp};
-use crate::uart::RxChar;
+use crate::uart::{Edge, RxChar};
 
 /// A case's or a measurement's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -63,8 +68,9 @@ impl std::fmt::Display for Verdict {
 pub struct Measurement {
     /// Name, unique within the case.
     pub name: String,
-    /// The value.
-    pub value: f64,
+    /// The value; unset (`null` in JSON, an empty CSV cell) for a declared measurement of a case
+    /// that errored before taking it.
+    pub value: Option<f64>,
     /// Unit.
     pub unit: String,
     /// Lower limit (inclusive), if any.
@@ -99,7 +105,7 @@ impl Measurement {
                 || high.is_some_and(|h| h - value < uncertainty));
         Measurement {
             name: name.into(),
-            value,
+            value: Some(value),
             unit: unit.into(),
             low,
             high,
@@ -113,6 +119,26 @@ impl Measurement {
     /// A recorded value with no limit (information).
     pub fn info(name: &str, value: f64, unit: &str, source: TimeSource, uncertainty: f64) -> Self {
         Measurement::new(name, value, unit, None, None, source, uncertainty)
+    }
+
+    /// A declared measurement that was not taken (its case errored): value unset, verdict error.
+    pub fn unset(d: &Declared) -> Self {
+        Measurement {
+            name: d.name.into(),
+            value: None,
+            unit: d.unit.as_str().into(),
+            low: d.low,
+            high: d.high,
+            source: TimeSource::Register,
+            uncertainty: 0.0,
+            verdict: Verdict::Error,
+            marginal: false,
+        }
+    }
+
+    /// The value for messages: the number, or `unset`.
+    pub fn value_text(&self) -> String {
+        self.value.map_or_else(|| "unset".into(), fmt_num)
     }
 
     /// `[low, high]` as text.
@@ -151,16 +177,18 @@ pub struct CaseResult {
     pub wall_time_s: f64,
 }
 
-/// Receives each case as soon as it is judged (reports write it out at once).
-pub trait CaseSink {
-    /// A case finished.
-    fn case_done(&mut self, case: &CaseResult) -> std::io::Result<()>;
-    /// A case is starting (progress display).
-    fn case_started(&mut self, _id: &str) {}
-    /// Asked before each case: `true` ends the run there (the cases not started are not
-    /// recorded). `rig serve` says so on SIGTERM, so the case in hand finishes and no other starts.
-    fn should_stop(&mut self) -> bool {
-        false
+/// Adds to `taken` every measurement of `declared` it lacks, unset, so an errored case still
+/// lists what it should have measured. A declared name with `*` (one per port or register)
+/// is added as declared when no taken name matches it.
+pub fn add_unset(taken: &mut Vec<Measurement>, declared: &[Declared]) {
+    for d in declared {
+        let matches = |m: &Measurement| match d.name.split_once('*') {
+            Some((pre, post)) => m.name.starts_with(pre) && m.name.ends_with(post),
+            None => m.name == d.name,
+        };
+        if !taken.iter().any(matches) {
+            taken.push(Measurement::unset(d));
+        }
     }
 }
 
@@ -299,7 +327,9 @@ impl RunOptions {
     }
 }
 
-/// What a case needs while it runs.
+/// What a case needs while it runs. Cases wait through [`Ctx::wait`] and [`Ctx::wait_until`]
+/// (never the target's `wait_until` directly), so a stop or the maximum run time cuts a long wait
+/// short.
 pub struct Ctx<'a> {
     /// The meter.
     pub target: &'a mut dyn Target,
@@ -311,6 +341,25 @@ pub struct Ctx<'a> {
     pub caps: Capabilities,
     /// Every exchange of the run so far, judged.
     pub log: Vec<ExchangeNote>,
+    /// Asked from outside to stop.
+    pub stop: StopToken,
+    /// The end of the maximum run time on the target's clock, and that time.
+    pub deadline: Option<(Timestamp, Duration)>,
+    /// Where exchanges are reported as they happen.
+    pub events: &'a mut dyn Observer,
+    /// The case running now.
+    pub case: &'static str,
+}
+
+/// The longest one slice of a wait, so a stop is seen within it: one second of a real target's
+/// clock, a minute of virtual time (a minute of wall time at most, when `rig serve` paces the
+/// software meter to real time; more slices would slow the simulated runs for nothing).
+fn wait_slice(virtual_time: bool) -> Duration {
+    if virtual_time {
+        Duration::from_secs(60)
+    } else {
+        Duration::from_secs(1)
+    }
 }
 
 /// What the run keeps of each exchange: when, the response time and the judgement.
@@ -355,6 +404,49 @@ impl<'a> Ctx<'a> {
             opts,
             caps,
             log: Vec::new(),
+            stop: StopToken::new(),
+            deadline: None,
+            // a zero-sized observer: leaking it allocates nothing
+            events: Box::leak(Box::new(Discard)),
+            case: "",
+        }
+    }
+
+    /// `Err(TargetError::Stopped)` when the run was asked to stop or its maximum run time has
+    /// passed on the target's clock (which then becomes the stop's reason).
+    pub fn check_stop(&mut self) -> Result<(), TargetError> {
+        if let Some((end, max)) = self.deadline {
+            if self.stop.reason().is_none() && self.target.now()? >= end {
+                self.stop.stop(StopReason::MaxRunTime {
+                    seconds: max.as_secs_f64(),
+                });
+            }
+        }
+        match self.stop.reason() {
+            Some(r) => Err(TargetError::Stopped {
+                reason: r.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until `t` on the target's clock in slices, checking for a stop between them.
+    pub fn wait_until(&mut self, t: Timestamp) -> Result<(), TargetError> {
+        let slice = wait_slice(self.caps.virtual_time);
+        loop {
+            self.check_stop()?;
+            let now = self.target.now()?;
+            if now >= t {
+                return Ok(());
+            }
+            let mut next = (now + slice).min(t);
+            if let Some((end, _)) = self.deadline {
+                next = next.min(end.max(now));
+            }
+            self.target.wait_until(next)?;
+            if next >= t {
+                return self.check_stop();
+            }
         }
     }
 
@@ -387,8 +479,26 @@ impl<'a> Ctx<'a> {
     pub fn readout_with(&mut self, request: &Request) -> Result<Readout, TargetError> {
         let (rules, listen) = (self.answer_rules(), self.listening());
         let ex = exchange(self.target, request, &rules, &listen)?;
-        self.log.push(ExchangeNote::of(&ex, &rules));
+        let note = ExchangeNote::of(&ex, &rules);
+        let _ = self.events.event(&Event::Exchange {
+            case: self.case,
+            exchange: &ex,
+            note: &note,
+        });
+        self.log.push(note);
         Ok(ex)
+    }
+
+    /// Edges captured on a meter output since the last take ([`Target::take_edges`]), also
+    /// reported to the run's observers as they are taken.
+    pub fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
+        let edges = self.target.take_edges(port)?;
+        let _ = self.events.event(&Event::Edges {
+            case: self.case,
+            port,
+            edges: &edges,
+        });
+        Ok(edges)
     }
 
     /// A general readout.
@@ -399,7 +509,7 @@ impl<'a> Ctx<'a> {
     /// Waits `d` on the target's clock.
     pub fn wait(&mut self, d: Duration) -> Result<(), TargetError> {
         let now = self.target.now()?;
-        self.target.wait_until(now + d)
+        self.wait_until(now + d)
     }
 }
 
@@ -512,7 +622,7 @@ impl Judgement {
                 msg.push(format!(
                     "{} = {} {} outside {}",
                     m.name,
-                    fmt_num(m.value),
+                    m.value_text(),
                     m.unit,
                     m.limit_text()
                 ));
@@ -545,73 +655,13 @@ pub struct Shared {
     pub first: Option<Result<Readout, TargetError>>,
 }
 
-/// Runs the selected suites against `target`, handing each case to `sink` as soon as it is
-/// judged. Returns all cases. A target error inside a case makes that case an error and the run
-/// goes on; a vanished device ([`TargetError::Vanished`]) ends the run after recording the case:
-/// the cases after it are recorded as errors saying they were not run.
+/// Runs the selected suites against `target` to the end (no stop, no time limit), emitting every
+/// event to `observer`, and returns the recorded cases: [`session::run`] with default limits.
 pub fn run(
     target: &mut dyn Target,
     spec: &MeterSpec,
     opts: &RunOptions,
-    sink: &mut dyn CaseSink,
+    observer: &mut dyn Observer,
 ) -> Vec<CaseResult> {
-    let mut ctx = Ctx::new(target, spec, opts);
-    let mut shared = Shared::default();
-    let mut results = Vec::new();
-    let mut vanished: Option<String> = None;
-    for def in selected(opts) {
-        if sink.should_stop() {
-            break;
-        }
-        sink.case_started(def.id);
-        let wall = std::time::Instant::now();
-        let t0 = target_secs(&mut ctx);
-        let clause = (def.clause)(spec.profile);
-        let j = match (&vanished, def.unmet(&ctx.caps)) {
-            (Some(v), _) => Judgement::error(clause, format!("not run: {v}")),
-            (None, Some(need)) => Judgement::skip(clause, need.missing(&ctx.target.describe())),
-            (None, None) => match (def.run)(&mut ctx, &mut shared, clause) {
-                Ok(j) => j,
-                Err(e) => {
-                    if matches!(e, TargetError::Vanished { .. }) {
-                        vanished = Some(e.to_string());
-                    }
-                    Judgement::error(clause, e.to_string())
-                }
-            },
-        };
-        let t1 = target_secs(&mut ctx);
-        let verdict = if j.verdict == Verdict::Pass
-            && j.measurements.iter().any(|m| m.verdict == Verdict::Fail)
-        {
-            Verdict::Fail
-        } else {
-            j.verdict
-        };
-        let r = CaseResult {
-            id: def.id.into(),
-            suite: def.suite.into(),
-            title: def.title.into(),
-            clause: j.clause,
-            verdict,
-            message: j.message,
-            measurements: j.measurements,
-            details: j.details,
-            target_time_s: (t0, t1),
-            wall_time_s: wall.elapsed().as_secs_f64(),
-        };
-        if let Err(e) = sink.case_done(&r) {
-            eprintln!("rig: warning: could not write the result of {}: {e}", r.id);
-        }
-        results.push(r);
-    }
-    let _ = ctx.target.release();
-    results
-}
-
-fn target_secs(ctx: &mut Ctx<'_>) -> f64 {
-    ctx.target
-        .now()
-        .map(|t| t.as_secs_f64())
-        .unwrap_or(f64::NAN)
+    session::run(target, spec, opts, &Limits::default(), vec![observer]).cases
 }

@@ -127,8 +127,8 @@ fn drain_until(
         if now >= until {
             return Ok(());
         }
-        ctx.target.wait_until((now + step).min(until))?;
-        each(&ctx.target.take_edges(port)?);
+        ctx.wait_until((now + step).min(until))?;
+        each(&ctx.take_edges(port)?);
     }
 }
 
@@ -141,7 +141,7 @@ fn collect(
     max_wait: Duration,
     clause: Clause,
 ) -> Result<Result<Vec<(Timestamp, Timestamp)>, Judgement>, TargetError> {
-    ctx.target.take_edges(port)?;
+    ctx.take_edges(port)?;
     let dropped = ctx.target.dropped_edges(port)?;
     let start = ctx.target.now()?;
     let step = Duration::from_millis(if ctx.caps.virtual_time { 2000 } else { 250 });
@@ -149,8 +149,8 @@ fn collect(
     let mut found = 0;
     loop {
         let now = ctx.target.now()?;
-        ctx.target.wait_until(now + step)?;
-        let new = ctx.target.take_edges(port)?;
+        ctx.wait_until(now + step)?;
+        let new = ctx.take_edges(port)?;
         found += new.iter().filter(|e| e.level).count();
         edges.extend(new);
         if found >= n || ctx.target.now()?.saturating_since(start) >= max_wait {
@@ -457,7 +457,7 @@ fn constant_window(
     addr: &str,
     window: Duration,
 ) -> Result<Result<Counted, Judgement>, TargetError> {
-    ctx.target.take_edges(port)?;
+    ctx.take_edges(port)?;
     let dropped = ctx.target.dropped_edges(port)?;
     let ra = ctx.readout()?;
     let ta = ra.snapshot_time();
@@ -466,7 +466,7 @@ fn constant_window(
     drain_until(ctx, port, end, &mut |e| count += leading_edges(e, ta, None))?;
     let rb = ctx.readout()?;
     let tb = rb.snapshot_time();
-    count += leading_edges(&ctx.target.take_edges(port)?, ta, Some(tb));
+    count += leading_edges(&ctx.take_edges(port)?, ta, Some(tb));
     if let Some(j) = dropped_error(ctx, port, dropped, clause)? {
         return Ok(Err(j));
     }
@@ -855,7 +855,7 @@ fn readout_with_peak(
     let period = Duration::from_secs(ctx.spec.logging_period_min as u64 * 60);
     loop {
         if let Some(t) = quiet_start(ctx)? {
-            ctx.target.wait_until(t)?;
+            ctx.wait_until(t)?;
         }
         let a = ctx.readout()?;
         match register(&a, "1.6.0") {
@@ -1006,16 +1006,11 @@ mod tests {
     use super::*;
     use crate::meter::config::MeterSpec;
     use crate::sim::SimTarget;
-    use crate::suite::{self, CaseResult, CaseSink, RunOptions, Verdict};
+    use crate::suite::{self, CaseResult, RunOptions, Verdict};
     use crate::target::{Capabilities, RecvEnd, Target};
     use crate::uart::RxChar;
 
-    struct Null;
-    impl CaseSink for Null {
-        fn case_done(&mut self, _: &CaseResult) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::suite::Discard as Null;
 
     /// A healthy 351 meter file: `config` and `registers` lines, `active_w` W at the terminals.
     fn meter(start: &str, config: &str, registers: &str, active_w: f64) -> MeterSpec {
@@ -1103,6 +1098,7 @@ mod tests {
             .find(|m| m.name == name)
             .unwrap_or_else(|| panic!("{name} not in {:?}", c.measurements))
             .value
+            .unwrap()
     }
 
     #[test]

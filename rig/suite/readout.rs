@@ -85,7 +85,7 @@ fn judge_response_time(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement 
     };
     let msg = format!(
         "the identification's '/' started {} ms after the request's last stop bit (limit {}, source {})",
-        fmt_num(m.value),
+        m.value_text(),
         m.limit_text(),
         m.source
     );

@@ -140,10 +140,11 @@ fn wait_until(ctx: &mut Ctx<'_>, t: Timestamp) -> Result<(), TargetError> {
             return Ok(());
         }
         let step = (now + Duration::from_secs(3600)).min(t);
-        ctx.target.wait_until(step)?;
+        ctx.wait_until(step)?;
         if ctx.caps.pins {
             for p in Port::ALL {
                 if ctx.spec.io.role(p).is_output() {
+                    // a drain, not an observation: nothing goes to the observers
                     ctx.target.discard_edges(p)?;
                 }
             }
@@ -474,12 +475,12 @@ pub(crate) fn truncation(
         .then(|| ctx.spec.io.find(|r| r == PortRole::ActiveOut))
         .flatten();
     // plain waits: the pulses between the two readouts are the cross-check
-    ctx.target.wait_until(t_low)?;
+    ctx.wait_until(t_low)?;
     if let Some(p) = port {
-        ctx.target.take_edges(p)?;
+        ctx.take_edges(p)?;
     }
     let a = ctx.readout()?;
-    ctx.target.wait_until(t_high)?;
+    ctx.wait_until(t_high)?;
     let b = ctx.readout()?;
     let (ra, rb) = match (values(&a, ["1.8.0"], clause), values(&b, ["1.8.0"], clause)) {
         (Ok([x]), Ok([y])) => (x, y),
@@ -503,7 +504,7 @@ pub(crate) fn truncation(
     ];
     let mut undecided = vec![];
     if let Some(p) = port {
-        let edges = ctx.target.take_edges(p)?;
+        let edges = ctx.take_edges(p)?;
         let span = (a.snapshot_time(), b.snapshot_time());
         let kwh = (vb - va) as f64 / 1000.0;
         undecided.extend(pulse_cross_check(spec, p, &edges, span, kwh));

@@ -602,7 +602,7 @@ mod e2e {
     use meter_rig::pins::wiring::Wiring;
     use meter_rig::pins::{monotonic_now, BusConfig, PinTarget};
     use meter_rig::sim::SoftMeter;
-    use meter_rig::suite::{self, CaseResult, CaseSink, RunOptions, Verdict};
+    use meter_rig::suite::{self, CaseResult, Event, Observer, ObserverError, RunOptions, Verdict};
     use meter_rig::target::{Capabilities, Port, RecvEnd, Target, TargetError};
     use meter_rig::time::Timestamp;
     use meter_rig::uart::{frame_ns, Edge, RxChar};
@@ -702,14 +702,17 @@ mod e2e {
     }
 
     struct Null;
-    impl CaseSink for Null {
-        fn case_done(&mut self, c: &CaseResult) -> std::io::Result<()> {
+    impl Observer for Null {
+        fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
+            let Event::CaseDone { case: c } = e else {
+                return Ok(());
+            };
             println!("e2e: {} {}: {}", c.id, c.verdict, c.message);
             for m in &c.measurements {
                 println!(
                     "e2e:   {} = {} {} [{}]",
                     m.name,
-                    m.value,
+                    m.value_text(),
                     m.unit,
                     m.limit_text()
                 );

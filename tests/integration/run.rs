@@ -8,7 +8,7 @@ use std::path::Path;
 use meter_rig::meter::config::MeterSpec;
 use meter_rig::report::{self, Record, Reporter, RunState};
 use meter_rig::sim::SimTarget;
-use meter_rig::suite::{self, CaseResult, CaseSink, RunOptions};
+use meter_rig::suite::{self, Event, Observer, ObserverError, RunOptions};
 use meter_rig::target::Target;
 
 use crate::util::{code, run_rig};
@@ -173,18 +173,21 @@ fn bad_meter_files_exit_2_naming_field_value_and_range(#[case] body: &str, #[cas
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// A sink that dies (like a killed process) after `n` cases, leaving whatever was written.
+/// An observer that dies (like a killed process) after `n` cases, leaving whatever was written.
 struct DieAfter {
     inner: Reporter,
     n: usize,
 }
-impl CaseSink for DieAfter {
-    fn case_done(&mut self, c: &CaseResult) -> std::io::Result<()> {
-        if self.n == 0 {
-            return Ok(());
+impl Observer for DieAfter {
+    fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
+        if let Event::CaseDone { .. } = e {
+            if self.n == 0 {
+                return Ok(());
+            }
+            self.n -= 1;
+            return self.inner.event(e);
         }
-        self.n -= 1;
-        self.inner.case_done(c)
+        Ok(())
     }
 }
 
@@ -197,7 +200,7 @@ fn records_of_finished_cases_stay_valid_when_the_run_is_cut_short() {
     let record =
         Record::start(t.describe(), t.capabilities(), serde_json::Value::Null).with_plan(&opts);
     let mut sink = DieAfter {
-        inner: Reporter::create(&out, record, false).unwrap(),
+        inner: Reporter::create(&out, record).unwrap(),
         n: 4,
     };
     suite::run(&mut t, &spec, &opts, &mut sink);
@@ -449,7 +452,7 @@ fn a_second_run_into_a_directory_in_use_exits_2_naming_the_pid() {
     let out = tmp("in-use");
     let t = SimTarget::new(MeterSpec::builtin_default());
     let record = Record::start(t.describe(), t.capabilities(), serde_json::Value::Null);
-    let held = Reporter::create(&out, record, false).unwrap();
+    let held = Reporter::create(&out, record).unwrap();
     let o = run_rig(&["run", "--out", out.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(code(&o), 2, "{err}");
@@ -482,4 +485,108 @@ fn list_prints_every_case_with_its_limits_for_each_fixture_meter() {
     let o = crate::util::run_rig(&["run", "--case", "readout.bcc", "--suite", "pulse_out"]);
     assert_eq!(crate::util::code(&o), 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("selects no case"));
+}
+
+/// JUnit's total and the testcases that are errors of type `not_run`, from `dir/junit.xml`.
+fn junit_not_run(dir: &Path) -> (usize, usize) {
+    let xml = fs::read_to_string(dir.join("junit.xml")).unwrap();
+    let r = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+    let not_run = r
+        .test_suites
+        .iter()
+        .flat_map(|s| &s.test_cases)
+        .filter(|c| {
+            matches!(&c.status, quick_junit::TestCaseStatus::NonSuccess { kind: quick_junit::NonSuccessKind::Error, ty: Some(t), .. } if t.as_str() == "not_run")
+        })
+        .count();
+    (r.tests, not_run)
+}
+
+#[test]
+fn max_run_time_stops_the_run_with_exit_2_and_junit_shows_the_rest_not_run() {
+    let out = tmp("max-run-time");
+    let o = run_rig(&[
+        "run",
+        "--suite",
+        "readout",
+        "--max-run-time",
+        "1800",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(err.contains("maximum run time of 1800 s"), "{err}");
+    let rec = report::read_record(&out).unwrap();
+    assert_eq!(rec.state, RunState::Stopped);
+    assert!(matches!(
+        rec.outcome,
+        Some(suite::Outcome::Stopped {
+            reason: suite::StopReason::MaxRunTime { .. }
+        })
+    ));
+    let (tests, not_run) = junit_not_run(&out);
+    assert_eq!(tests, rec.planned.len());
+    assert_eq!(not_run, rec.planned.len() - rec.cases.len());
+    assert!(not_run > 0);
+    let _ = fs::remove_dir_all(&out);
+}
+
+/// Starts `rig run` with a pause before each case, waits until `cases` are recorded, then sends
+/// `signals` SIGINTs; returns the exit status and stderr.
+fn signalled_run(out: &Path, cases: usize, signals: usize) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let mut child = crate::util::rig()
+        .args(["run", "--out", out.to_str().unwrap()])
+        .env(report::TEST_CASE_DELAY_ENV, "400")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while report::read_record(out).map_or(0, |r| r.cases.len()) < cases {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "no cases"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    for _ in 0..signals {
+        rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let st = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (st, err)
+}
+
+#[test]
+fn sigint_stops_after_the_step_in_hand_and_a_second_exits_at_once() {
+    let out = tmp("sigint");
+    let (st, err) = signalled_run(&out, 2, 1);
+    assert_eq!(st.code(), Some(2), "{err}");
+    let rec = report::read_record(&out).unwrap();
+    assert_eq!(rec.state, RunState::Stopped, "{err}");
+    assert!(
+        rec.aborted.as_deref().unwrap().contains("SIGINT"),
+        "{:?}",
+        rec.aborted
+    );
+    let (tests, not_run) = junit_not_run(&out);
+    assert_eq!(tests, suite::case_ids().len());
+    assert!(not_run >= 1 && not_run == tests - rec.cases.len(), "{err}");
+
+    // a second signal does not wait for the step in hand: 128 + SIGINT, records as they were
+    let out2 = tmp("sigint-twice");
+    let (st, err) = signalled_run(&out2, 1, 2);
+    assert_eq!(st.code(), Some(130), "{err}");
+    let _ = fs::remove_dir_all(&out);
+    let _ = fs::remove_dir_all(&out2);
 }

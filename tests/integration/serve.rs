@@ -162,6 +162,7 @@ fn module_loop_counts_every_pulse_including_during_a_run() {
         suites: vec!["readout".into(), "pulse_out".into()],
         cases: vec![],
         paced: false,
+        max_run_time: None,
     });
     // the readout suite takes about 27 h of meter time (readout.hour_counter watches 24 h): the
     // loop runs past it so it reads after the run too
@@ -550,6 +551,54 @@ fn serve_sigterm_mid_run_finishes_the_case_in_hand_and_exits_0() {
     let view = s.json(&format!("/runs/{id}"));
     assert_eq!(view["state"], "stopped");
     assert_eq!(view["cases"].as_array().unwrap().len(), n);
+}
+
+#[test]
+fn delete_stops_a_run_in_progress_and_the_records_say_stopped() {
+    let data = tmp("delete");
+    let s = Serve::start(&data, &["--sim-speed", "100", "--interval", "1m"]);
+    assert_eq!(s.req("DELETE", "/runs/20990101T000000Z", None).0, 404);
+    let id = start_slow_run(&s);
+    let (code, body) = s.req("DELETE", &format!("/runs/{id}"), None);
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["state"],
+        "stopping"
+    );
+    s.wait_for("the run to end", |s| run_state(s, &id) != "running");
+    let view = s.json(&format!("/runs/{id}"));
+    assert_eq!(view["state"], "stopped", "{view}");
+    assert_eq!(view["outcome"]["outcome"], "stopped", "{view}");
+    assert_eq!(view["outcome"]["reason"]["by"], "deleted", "{view}");
+    let recorded = view["cases"].as_array().unwrap().len();
+    let planned = view["planned"].as_array().unwrap().len();
+    assert!(recorded < planned, "{recorded} of {planned}");
+    let junit = s.req("GET", &format!("/runs/{id}/junit.xml"), None).1;
+    let report = quick_junit::Report::deserialize_from_str(&junit).unwrap();
+    assert_eq!(report.tests, planned);
+    assert!(report.errors >= planned - recorded, "{junit}");
+    // a finished run cannot be stopped again
+    let (code, body) = s.req("DELETE", &format!("/runs/{id}"), None);
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["state"],
+        "stopped"
+    );
+}
+
+#[test]
+fn a_run_request_with_a_maximum_run_time_stops_there() {
+    let data = tmp("max-run-time");
+    let s = Serve::start(&data, &["--interval", "1m"]);
+    let id = s.start_run(r#"{"suites": ["readout"], "max_run_time_s": 1800}"#);
+    s.wait_for("the run to end", |s| run_state(s, &id) != "running");
+    let view = s.json(&format!("/runs/{id}"));
+    assert_eq!(view["state"], "stopped", "{view}");
+    assert_eq!(view["outcome"]["reason"]["by"], "max_run_time", "{view}");
+    assert_eq!(
+        s.req("POST", "/runs", Some(r#"{"max_run_time_s": -1}"#)).0,
+        400
+    );
 }
 
 #[test]

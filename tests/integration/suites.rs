@@ -6,15 +6,10 @@ use rstest::rstest;
 use meter_rig::meter::config::MeterSpec;
 use meter_rig::meter::io::TariffControl;
 use meter_rig::sim::SimTarget;
-use meter_rig::suite::{self, CaseResult, CaseSink, RunOptions, Verdict};
+use meter_rig::suite::{self, CaseResult, RunOptions, Verdict};
 use meter_rig::target::Target;
 
-struct Null;
-impl CaseSink for Null {
-    fn case_done(&mut self, _: &CaseResult) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use meter_rig::suite::Discard as Null;
 
 /// A meter file: the default meter with `config` lines added to `[config]`, other tables after.
 /// Lines of `tail` that start with `"` set registers (`"0.0.0" = "12345678"`); the rest go to
