@@ -349,6 +349,10 @@ pub struct Ctx<'a> {
     pub events: &'a mut dyn Observer,
     /// The case running now.
     pub case: &'static str,
+    /// Set when an answer the running case judges was cut by a rig-side limit
+    /// (`--answer-limit`, `--timeout-ms`): what the limit was. The session then turns the case's
+    /// fail or error into inconclusive, as the meter was still sending within its limits.
+    pub cut: Option<String>,
 }
 
 /// The longest one slice of a wait, so a stop is seen within it: one second of a real target's
@@ -409,6 +413,7 @@ impl<'a> Ctx<'a> {
             // a zero-sized observer: leaking it allocates nothing
             events: Box::leak(Box::new(Discard)),
             case: "",
+            cut: None,
         }
     }
 
@@ -486,7 +491,16 @@ impl<'a> Ctx<'a> {
             note: &note,
         });
         self.log.push(note);
+        self.note_cut(&ex);
         Ok(ex)
+    }
+
+    /// Records that the running case judges `ex`: if a rig-side limit cut it, the case cannot
+    /// blame the meter for what it did not see ([`Ctx::cut`]).
+    pub fn note_cut(&mut self, ex: &Readout) {
+        if let AnswerEnd::RigLimit { limit } = &ex.end {
+            self.cut = Some(limit.to_string());
+        }
     }
 
     /// Edges captured on a meter output since the last take ([`Target::take_edges`]), also

@@ -17,7 +17,11 @@ fn first(ctx: &mut Ctx<'_>, shared: &mut Shared) -> Result<Readout, TargetError>
     if shared.first.is_none() {
         shared.first = Some(ctx.readout());
     }
-    shared.first.clone().expect("set above")
+    let first = shared.first.clone().expect("set above");
+    if let Ok(r) = &first {
+        ctx.note_cut(r);
+    }
+    first
 }
 
 /// The exchange's own words for a missing answer (one definition for every path).
@@ -28,8 +32,10 @@ fn no_answer(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
 
 /// Wraps a judgement of the run's first answer as a case: one readout serves them all, and a
 /// missing answer is judged by the exchange's own words.
+/// `seen`: the case judges only the characters it saw (the start of the answer, its framing), so
+/// an answer a rig-side limit cut still decides it; the others need the whole answer.
 macro_rules! on_first_answer {
-    ($(#[$doc:meta] $name:ident => $judge:ident($($ctx:ident)?);)*) => {$(
+    ($(#[$doc:meta] $name:ident => $judge:ident($($ctx:ident)?) $($seen:ident)?;)*) => {$(
         #[$doc]
         pub(crate) fn $name(
             ctx: &mut Ctx<'_>,
@@ -37,6 +43,7 @@ macro_rules! on_first_answer {
             clause: Clause,
         ) -> Result<Judgement, TargetError> {
             let r = first(ctx, shared)?;
+            $(on_first_answer!(@$seen ctx);)?
             if let AnswerEnd::NoAnswer { .. } = r.end {
                 return Ok(no_answer(ctx, &r, clause));
             }
@@ -44,15 +51,16 @@ macro_rules! on_first_answer {
         }
     )*};
     (@ctx $x:ident, $ctx:ident) => { $ctx };
+    (@seen $ctx:ident) => { $ctx.cut = None };
 }
 
 on_first_answer! {
     /// `readout.response_time`.
-    response_time => judge_response_time(ctx);
+    response_time => judge_response_time(ctx) seen;
     /// `readout.identification`.
-    identification => judge_identification(ctx);
+    identification => judge_identification(ctx) seen;
     /// `readout.framing`.
-    framing => judge_framing(ctx);
+    framing => judge_framing(ctx) seen;
     /// `readout.structure`.
     structure => judge_structure();
     /// `readout.bcc`.
@@ -576,6 +584,8 @@ pub(crate) fn character_timing(
     clause: Clause,
 ) -> Result<Judgement, TargetError> {
     let r = first(ctx, shared)?;
+    // judged on the characters seen: a cut answer still decides it
+    ctx.cut = None;
     let mut bits: Vec<f64> = r
         .answer()
         .iter()
@@ -658,14 +668,21 @@ pub(crate) fn every_exchange(
     let src = ctx.caps.data_timing;
     let u = 2.0 * ctx.caps.data_uncertainty_ns as f64 / 1e6;
     let mut problems = Vec::new();
+    let mut undecided = Vec::new();
     for (i, n) in ctx.log.iter().enumerate() {
-        if n.assessment.conformance != crate::iec62056::exchange::Conformance::Conforms {
-            problems.push(format!(
+        use crate::iec62056::exchange::Conformance;
+        let what = || {
+            format!(
                 "exchange {} (request ending at {}): {}",
                 i + 1,
                 n.request_end,
                 n.assessment.problems.join("; ")
-            ));
+            )
+        };
+        match n.assessment.conformance {
+            Conformance::Conforms => {}
+            Conformance::Violates => problems.push(what()),
+            Conformance::Undecided => undecided.push(what()),
         }
     }
     let times: Vec<f64> = ctx
@@ -716,5 +733,17 @@ pub(crate) fn every_exchange(
         fmt_num(p.response_min_ms),
         fmt_num(p.response_max_ms)
     );
+    if let (true, Some(first)) = (problems.is_empty(), undecided.first()) {
+        let mut j = Judgement::inconclusive(
+            clause,
+            format!(
+                "{} of {} exchanges undecided (a rig-side limit cut them) and none breaks the window or the framing; {first}",
+                undecided.len(),
+                ctx.log.len()
+            ),
+        );
+        j.measurements = ms;
+        return Ok(j);
+    }
     Ok(Judgement::from_problems(clause, problems, ms, ok))
 }

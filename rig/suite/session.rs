@@ -379,7 +379,8 @@ fn run_case(
     let t0 = target_secs(ctx);
     let clause = (def.clause)(ctx.spec.profile);
     let mut end = CaseEnd::Next;
-    let j = match def.unmet(&ctx.caps) {
+    ctx.cut = None;
+    let mut j = match def.unmet(&ctx.caps) {
         Some(need) => Judgement::skip(clause, need.missing(&ctx.target.describe())),
         None => match (def.run)(ctx, shared, clause) {
             Ok(j) => j,
@@ -393,6 +394,9 @@ fn run_case(
             }
         },
     };
+    if matches!(end, CaseEnd::Next) {
+        undecided_when_cut(&mut j, ctx.cut.take());
+    }
     let t1 = target_secs(ctx);
     let verdict = if j.verdict == Verdict::Pass
         && j.measurements.iter().any(|m| m.verdict == Verdict::Fail)
@@ -418,6 +422,27 @@ fn run_case(
         wall_time_s: wall.elapsed().as_secs_f64(),
     };
     (r, end)
+}
+
+/// A case that failed or errored on an answer a rig-side limit cut (`--answer-limit`,
+/// `--timeout-ms`) is inconclusive: the meter was still sending within its limits, so what the
+/// case missed is the rig's, never the meter's. The message keeps what the case would have said.
+fn undecided_when_cut(j: &mut Judgement, cut: Option<String>) {
+    let failed = j.verdict == Verdict::Error
+        || j.verdict == Verdict::Fail
+        || j.measurements.iter().any(|m| m.verdict == Verdict::Fail);
+    if let (true, Some(limit)) = (failed, cut) {
+        j.message = format!(
+            "undecided: {limit}; the meter was still sending within its limits (the case saw: {} {})",
+            j.verdict, j.message
+        );
+        j.verdict = Verdict::Inconclusive;
+        for m in &mut j.measurements {
+            if m.verdict == Verdict::Fail {
+                m.verdict = Verdict::Inconclusive;
+            }
+        }
+    }
 }
 
 pub(super) fn target_secs(ctx: &mut Ctx<'_>) -> f64 {

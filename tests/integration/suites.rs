@@ -876,3 +876,52 @@ proptest::proptest! {
         }
     }
 }
+
+/// A rig-side limit (`--answer-limit`) that cuts every answer is the rig's, never the meter's:
+/// a healthy meter gets no fail and no error; the cases that need the whole answer are
+/// inconclusive naming the option; the cases that judge the characters they saw still decide.
+/// A violation the cut answer shows (a response at 600 ms) still fails.
+#[test]
+fn an_answer_limit_that_cuts_every_answer_blames_no_meter() {
+    let cut = |faults: &str| {
+        let spec = spec("", faults, "");
+        let mut t = SimTarget::new(spec.clone());
+        let mut opts = RunOptions::for_target(&t.capabilities());
+        opts.answer_limit = Some(std::time::Duration::from_secs(2));
+        suite::run(&mut t, &spec, &opts, &mut Null)
+    };
+    let cases = cut("");
+    for c in &cases {
+        assert!(
+            matches!(
+                c.verdict,
+                Verdict::Pass | Verdict::Skip | Verdict::Inconclusive
+            ),
+            "{} {}: {}",
+            c.id,
+            c.verdict,
+            c.message
+        );
+    }
+    for id in [
+        "readout.bcc",
+        "readout.registers",
+        "readout.every_exchange",
+        "logging.monthly",
+    ] {
+        let c = case(&cases, id);
+        assert_eq!(c.verdict, Verdict::Inconclusive, "{id}: {}", c.message);
+        assert!(c.message.contains("--answer-limit"), "{id}: {}", c.message);
+    }
+    for id in [
+        "readout.response_time",
+        "readout.framing",
+        "readout.character_timing",
+    ] {
+        assert_eq!(case(&cases, id).verdict, Verdict::Pass, "{id}");
+    }
+    let late = cut("response_delay_ms = 600.0");
+    let c = case(&late, "readout.response_time");
+    assert_eq!(c.verdict, Verdict::Fail, "{}", c.message);
+    assert_eq!(c.measurements[0].value, Some(600.0));
+}
