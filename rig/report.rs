@@ -1047,7 +1047,7 @@ mod tests {
 
     /// The options of [`readout_run`].
     fn readout_opts() -> RunOptions {
-        let t = SimTarget::new(MeterSpec::builtin_default());
+        let mut t = SimTarget::new(MeterSpec::builtin_default());
         let mut opts = RunOptions::for_target(&t.capabilities());
         opts.suites = vec!["readout".into(), "max_reset".into()];
         opts

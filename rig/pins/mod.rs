@@ -76,9 +76,11 @@ pub mod wiring;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use crate::target::{Capabilities, Port, RecvEnd, Target, TargetError};
+use crate::target::{
+    Clock, DataLink, Drive, ModulePorts, Port, RecvEnd, SentAt, Target, TargetError, Timing,
+};
 use crate::time::{TimeSource, Timestamp};
-use crate::uart::{Edge, RxChar, UartRx};
+use crate::uart::{Edge, Level, RxChar, UartRx};
 
 pub use safe::RELEASE_HOLD;
 use wiring::{BackendKind, GpioRef, Opto, Role, Wiring};
@@ -491,7 +493,7 @@ impl LineConv {
         };
         Edge {
             t: Timestamp(t),
-            level,
+            level: Level::from_high(level),
         }
     }
 }
@@ -658,6 +660,11 @@ impl<B: PinBus> PinTarget<B> {
         }
     }
 
+    /// One-sided uncertainty of a data-in (request) edge time at the meter's pin, ns.
+    pub fn data_in_uncertainty_ns(&self) -> u64 {
+        self.uncertainty(Signal::DataIn)
+    }
+
     fn uncertainty(&self, s: Signal) -> u64 {
         self.conv.get(&s).map_or(EDGE_LATENCY_NS, |c| {
             EDGE_LATENCY_NS + c.opto.delay_for(true).1.max(c.opto.delay_for(false).1)
@@ -670,22 +677,27 @@ impl<B: PinBus> Target for PinTarget<B> {
         self.bus.describe()
     }
 
-    fn capabilities(&self) -> Capabilities {
+    fn timing(&self) -> Timing {
         let pin_unc = Port::ALL
             .iter()
             .map(|&p| self.uncertainty(Signal::Port(p)))
             .max()
             .unwrap_or(EDGE_LATENCY_NS);
-        Capabilities {
+        Timing {
             data_timing: TimeSource::Edge,
             data_uncertainty_ns: self.uncertainty(Signal::DataOut),
-            pins: true,
             pin_uncertainty_ns: pin_unc,
             parity_checked: true,
             virtual_time: false,
         }
     }
 
+    fn try_as_module_ports(&mut self) -> Option<&mut dyn ModulePorts> {
+        Some(self)
+    }
+}
+
+impl<B: PinBus> Clock for PinTarget<B> {
     fn now(&mut self) -> Result<Timestamp, TargetError> {
         Ok(self.bus.now()?)
     }
@@ -696,8 +708,10 @@ impl<B: PinBus> Target for PinTarget<B> {
         }
         Ok(())
     }
+}
 
-    fn send(&mut self, _bytes: &[u8]) -> Result<Timestamp, TargetError> {
+impl<B: PinBus> DataLink for PinTarget<B> {
+    fn send(&mut self, _bytes: &[u8]) -> Result<SentAt, TargetError> {
         Err(TargetError::Unsupported(format!(
             "{}: sending needs a UART TX; serial integration pending (the data_in tap already records the request's edges)",
             self.bus.describe()
@@ -751,11 +765,13 @@ impl<B: PinBus> Target for PinTarget<B> {
         self.chars.clear();
         Ok(())
     }
+}
 
-    fn set_input(&mut self, port: Port, active: bool) -> Result<(), TargetError> {
+impl<B: PinBus> ModulePorts for PinTarget<B> {
+    fn set_input(&mut self, port: Port, drive: Drive) -> Result<(), TargetError> {
         match self.wiring.port(port) {
             Some(p) if p.role.rig_drives() && p.gpio.is_some() => {
-                Ok(self.bus.set_output(Signal::Port(port), active)?)
+                Ok(self.bus.set_output(Signal::Port(port), drive.is_active())?)
             }
             Some(p) => Err(TargetError::Unsupported(format!(
                 "{port} is wired as {} (not a meter input the rig drives)",
@@ -854,9 +870,9 @@ mod tests {
     fn glitch_filter_removes_short_pulses_only() {
         let mut g = GlitchFilter::new(100);
         let mut out = Vec::new();
-        let e = |t, level| Edge {
+        let e = |t, high| Edge {
             t: Timestamp(t),
-            level,
+            level: Level::from_high(high),
         };
         assert_eq!(g.push(e(1000, false), &mut out), None);
         assert_eq!(g.push(e(1050, true), &mut out), Some((Timestamp(1000), 50)));
@@ -938,8 +954,9 @@ opto = {{ inverting = true }}
         for b in [b'/', b'K' | 0x80] {
             let (es, end) = frame_edges(b, t, 300, 1, TxFrame::default());
             for e in es {
-                let delay = if e.level { 0 } else { 50_000 };
-                edges.push_back(pe(Signal::DataOut, e.t.as_ns() + delay, !e.level, seq));
+                let delay = if e.level.is_high() { 0 } else { 50_000 };
+                let rig_level = e.level.is_low();
+                edges.push_back(pe(Signal::DataOut, e.t.as_ns() + delay, rig_level, seq));
                 seq += 1;
             }
             t = end;
@@ -976,13 +993,13 @@ opto = {{ inverting = true }}
             outputs: vec![],
         };
         let mut tg = PinTarget::new(bus, wiring(true, 0), 300);
-        tg.set_input(Port::Port1, true).unwrap();
+        tg.set_input(Port::Port1, Drive::Active).unwrap();
         assert_eq!(
             tg.bus_mut().outputs,
             vec![(Signal::Port(Port::Port1), true)]
         );
         assert!(matches!(
-            tg.set_input(Port::Port2, true),
+            tg.set_input(Port::Port2, Drive::Active),
             Err(TargetError::Unsupported(m)) if m.contains("pulse_out")
         ));
         tg.bus_mut().now = Timestamp(100);
@@ -992,9 +1009,9 @@ opto = {{ inverting = true }}
         let edges = tg.take_edges(Port::Port2).unwrap();
         assert_eq!(
             edges.iter().map(|e| e.level).collect::<Vec<_>>(),
-            vec![false, true]
+            vec![Level::Low, Level::High]
         );
-        tg.release().unwrap();
+        ModulePorts::release(&mut tg).unwrap();
         assert_eq!(
             tg.bus_mut().outputs.last(),
             Some(&(Signal::Loop(255), false))

@@ -29,9 +29,9 @@ use crate::iec62056::Request;
 use crate::meter::config::MeterSpec;
 use crate::report::{utc_now, Record, Reporter, Summary};
 use crate::suite::{self, CaseResult, CaseSink, RunOptions};
-use crate::target::{Capabilities, Port, RecvEnd, Target, TargetError};
+use crate::target::{Clock, Drive, Layer, Layered, ModulePorts, Port, Target, TargetError};
 use crate::time::Timestamp;
-use crate::uart::{Edge, RxChar};
+use crate::uart::Edge;
 
 use super::pulses::PulseCounter;
 use super::schedule::Schedule;
@@ -214,55 +214,24 @@ pub fn run_state(record: &serde_json::Value, active: bool) -> &'static str {
     }
 }
 
-/// A target seen through a pulse counter: every edge taken from an output port is also counted.
+/// The module ports seen through a pulse counter: every edge taken from an output port is also
+/// counted. It wraps only the ports ([`Layered`] passes the rest through).
 #[derive(Debug)]
 pub struct Tap<'a> {
-    inner: &'a mut dyn Target,
     counters: &'a RefCell<BTreeMap<Port, PulseCounter>>,
 }
 
-impl Target for Tap<'_> {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn now(&mut self) -> Result<Timestamp, TargetError> {
-        self.inner.now()
-    }
-    fn wait_until(&mut self, t: Timestamp) -> Result<(), TargetError> {
-        self.inner.wait_until(t)
-    }
-    fn send(&mut self, bytes: &[u8]) -> Result<Timestamp, TargetError> {
-        self.inner.send(bytes)
-    }
-    fn recv(
+impl Layer for Tap<'_> {
+    fn take_edges(
         &mut self,
-        deadline: Timestamp,
-        max_gap: Duration,
-        complete: &mut dyn FnMut(&[RxChar]) -> bool,
-    ) -> Result<(Vec<RxChar>, RecvEnd), TargetError> {
-        self.inner.recv(deadline, max_gap, complete)
-    }
-    fn discard_input(&mut self) -> Result<(), TargetError> {
-        self.inner.discard_input()
-    }
-    fn set_input(&mut self, port: Port, active: bool) -> Result<(), TargetError> {
-        self.inner.set_input(port, active)
-    }
-    fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
-        let edges = self.inner.take_edges(port)?;
+        inner: &mut dyn ModulePorts,
+        port: Port,
+    ) -> Result<Vec<Edge>, TargetError> {
+        let edges = inner.take_edges(port)?;
         if let Some(c) = self.counters.borrow_mut().get_mut(&port) {
             c.push(&edges);
         }
         Ok(edges)
-    }
-    fn dropped_edges(&mut self, port: Port) -> Result<u64, TargetError> {
-        self.inner.dropped_edges(port)
-    }
-    fn release(&mut self) -> Result<(), TargetError> {
-        self.inner.release()
     }
 }
 
@@ -438,7 +407,9 @@ impl<'a> Worker<'a> {
         let until = s.until_next(tod);
         if self.applied != Some(sw.tariff) {
             for (port, level) in levels {
-                self.target.set_input(port, level)?;
+                self.target
+                    .module_ports()?
+                    .set_input(port, Drive::from_active(level))?;
             }
             self.applied = Some(sw.tariff);
             self.shared.lock().tariff = Some(sw.tariff);
@@ -453,21 +424,22 @@ impl<'a> Worker<'a> {
     fn drain_pulses(&mut self) {
         let ports: Vec<Port> = self.counters.borrow().keys().copied().collect();
         for p in ports {
-            match self.target.take_edges(p) {
+            let Some(ports) = self.target.try_as_module_ports() else {
+                // a serial-only target cannot see the pulse ports: no counter (totals an
+                // earlier pin target saved stay in state.json untouched)
+                if let Some(c) = self.counters.borrow_mut().remove(&p) {
+                    if c.total == 0 {
+                        self.state.pulses.remove(&port_key(p));
+                    }
+                }
+                continue;
+            };
+            match ports.take_edges(p) {
                 Ok(edges) => {
                     let mut counters = self.counters.borrow_mut();
                     let c = counters.get_mut(&p).expect("port has a counter");
                     if c.push(&edges) > 0 {
                         self.state_dirty = true;
-                    }
-                }
-                Err(TargetError::Unsupported(_)) => {
-                    // a serial-only target cannot see the pulse ports: no counter (totals an
-                    // earlier pin target saved stay in state.json untouched)
-                    if let Some(c) = self.counters.borrow_mut().remove(&p) {
-                        if c.total == 0 {
-                            self.state.pulses.remove(&port_key(p));
-                        }
                     }
                 }
                 Err(e) => self.note_error(format!("pulse edges on {p}: {e}")),
@@ -595,10 +567,12 @@ impl<'a> Worker<'a> {
             counters: &self.counters,
             stopped: false,
         };
-        let mut tap = Tap {
-            inner: &mut *self.target,
-            counters: &self.counters,
-        };
+        let mut tap = Layered::new(
+            &mut *self.target,
+            Tap {
+                counters: &self.counters,
+            },
+        );
         let cases = suite::run(&mut tap, &self.cfg.spec, &opts, &mut sink);
         let t_end = tap.now().map(|t| t.as_secs_f64()).unwrap_or(f64::NAN);
         let aborted = if sink.stopped {

@@ -20,7 +20,7 @@ use crate::meter::profile::IoTable;
 use crate::meter::readout::{Format, Quantity, COMBI_351};
 use crate::target::Port;
 use crate::time::Timestamp;
-use crate::uart::{bit_start, Edge, RxChar, TxFrame, UartRx};
+use crate::uart::{bit_start, Edge, Level, RxChar, TxFrame, UartRx};
 
 /// mW·ns in one kWh.
 pub const MWNS_PER_KWH: i128 = 3_600_000_000_000_000_000;
@@ -448,11 +448,11 @@ impl SoftMeter {
         for e in [
             Edge {
                 t: start,
-                level: false,
+                level: Level::Low,
             },
             Edge {
                 t: end,
-                level: true,
+                level: Level::High,
             },
         ] {
             if o.edges.len() >= EDGE_CAP {

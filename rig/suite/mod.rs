@@ -24,7 +24,7 @@ use crate::iec62056::exchange::{
 use crate::iec62056::{parity, Request};
 use crate::meter::config::MeterSpec;
 use crate::meter::profile::Clause;
-use crate::target::{Capabilities, RecvEnd, Target, TargetError};
+use crate::target::{Capabilities, ModulePorts, RecvEnd, Target, TargetError};
 use crate::time::{TimeSource, Timestamp};
 use crate::uart::RxChar;
 
@@ -183,14 +183,17 @@ pub fn exchange(
     listen: &Listening,
 ) -> Result<Exchange, TargetError> {
     let caps = target.capabilities();
+    target.discard_input()?;
+    let req = request.encode();
+    let sent = target.send(&parity::encode(&req))?;
+    let request_end = sent.t;
     let timing = TimingQuality {
         source: caps.data_timing,
         uncertainty_ns: caps.data_uncertainty_ns,
         parity_checked: caps.parity_checked,
+        request_source: sent.source,
+        request_uncertainty_ns: sent.uncertainty_ns,
     };
-    target.discard_input()?;
-    let req = request.encode();
-    let request_end = target.send(&parity::encode(&req))?;
     let mut rx = Receiver::new(request_end, rules.bcc_rule, timing);
     let (first, end) = target.recv(
         request_end + listen.first_wait,
@@ -389,6 +392,15 @@ impl<'a> Ctx<'a> {
         let ex = exchange(self.target, request, &rules, &listen)?;
         self.log.push(ExchangeNote::of(&ex, &rules));
         Ok(ex)
+    }
+
+    /// The target's module ports. A case that uses them declares `Need::ModulePorts` and is
+    /// skipped on a target without them.
+    ///
+    /// # Errors
+    /// [`TargetError::NoModulePorts`] when the target has none (a case that forgot its need).
+    pub fn ports(&mut self) -> Result<&mut dyn ModulePorts, TargetError> {
+        self.target.module_ports()
     }
 
     /// A general readout.

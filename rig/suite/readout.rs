@@ -66,16 +66,16 @@ on_first_answer! {
 fn response_measurement(ctx: &Ctx<'_>, name: &str, r: &Readout) -> Option<Measurement> {
     let ns = r.response_ns()?;
     let p = ctx.spec.profile;
-    // both ends of the interval carry the backend's uncertainty
-    let u = 2.0 * ctx.caps.data_uncertainty_ns as f64 / 1e6;
+    // each end carries its own source and uncertainty: a request end the backend took from the
+    // serial contract (an edge tap that missed bytes) makes the measurement serial
     Some(Measurement::new(
         name,
         ns as f64 / 1e6,
         "ms",
         Some(p.response_min_ms),
         Some(p.response_max_ms),
-        ctx.caps.data_timing,
-        u,
+        r.response_source(),
+        r.response_uncertainty_ms(),
     ))
 }
 

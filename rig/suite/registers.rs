@@ -19,7 +19,7 @@ use crate::meter::config::{Load, MeterSpec, PulseBasis};
 use crate::meter::io::PortRole;
 use crate::meter::profile::{Clause, SHEET_351, SPEC_351};
 use crate::meter::sheet;
-use crate::target::{Port, TargetError};
+use crate::target::{Drive, Port, TargetError};
 use crate::time::{TimeSource, Timestamp};
 
 /// The ids this module runs.
@@ -124,7 +124,7 @@ fn wait_until(ctx: &mut Ctx<'_>, t: Timestamp) -> Result<(), TargetError> {
         if ctx.caps.pins {
             for p in Port::ALL {
                 if ctx.spec.io.role(p).is_output() {
-                    ctx.target.take_edges(p)?;
+                    ctx.ports()?.take_edges(p)?;
                 }
             }
         }
@@ -456,7 +456,7 @@ pub(crate) fn truncation(
     // plain waits: the pulses between the two readouts are the cross-check
     ctx.target.wait_until(t_low)?;
     if let Some(p) = port {
-        ctx.target.take_edges(p)?;
+        ctx.ports()?.take_edges(p)?;
     }
     let a = ctx.readout()?;
     ctx.target.wait_until(t_high)?;
@@ -483,7 +483,7 @@ pub(crate) fn truncation(
     ];
     let mut undecided = vec![];
     if let Some(p) = port {
-        let edges = ctx.target.take_edges(p)?;
+        let edges = ctx.ports()?.take_edges(p)?;
         let span = (a.snapshot_time(), b.snapshot_time());
         let kwh = (vb - va) as f64 / 1000.0;
         undecided.extend(pulse_cross_check(spec, p, &edges, span, kwh));
@@ -519,7 +519,7 @@ fn pulse_cross_check(
 ) -> Option<String> {
     let pulses = edges
         .iter()
-        .filter(|e| !e.level && e.t > ta && e.t <= tb)
+        .filter(|e| e.level.is_low() && e.t > ta && e.t <= tb)
         .count() as f64;
     // pulses per kWh of the register (registers show true energy)
     let k = match spec.pulse_basis {
@@ -735,10 +735,10 @@ fn judge_move(
 
 /// Asserts the max-reset input, reads while it is held, releases it and reads again.
 fn press(ctx: &mut Ctx<'_>, port: Port) -> Result<(Readout, Readout), TargetError> {
-    ctx.target.set_input(port, true)?;
+    ctx.ports()?.set_input(port, Drive::Active)?;
     ctx.wait(Duration::from_secs(1))?;
     let held = ctx.readout()?;
-    ctx.target.set_input(port, false)?;
+    ctx.ports()?.set_input(port, Drive::Inactive)?;
     ctx.wait(Duration::from_secs(1))?;
     Ok((held, ctx.readout()?))
 }
