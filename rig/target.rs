@@ -16,6 +16,7 @@
 //!
 //! This module must not judge anything, nor hold a backend: it is the boundary's vocabulary.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::time::{TimeSource, Timestamp};
@@ -154,16 +155,22 @@ pub enum RecvEnd {
     Gap,
 }
 
-/// Errors at the hardware edge. They name the device and say how to fix what can be fixed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Errors at the hardware edge. They name the device and the failing call, say how to fix what
+/// can be fixed, and keep the underlying error as their `source()` where there is one (an OS
+/// error as `Arc<std::io::Error>`, so errors stay `Clone`). Callers match on the variant, never
+/// on the message.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TargetError {
     /// The device disappeared (unplugged adapter, deleted pty).
     #[error("{device} vanished: {detail}")]
     Vanished {
         /// Device path or name.
         device: String,
-        /// What the OS said.
+        /// The failing call and what the OS said.
         detail: String,
+        /// The OS error, when there is one.
+        #[source]
+        source: Option<Arc<std::io::Error>>,
     },
     /// Permission denied opening a device.
     #[error("permission denied opening {device}: {hint}")]
@@ -196,12 +203,46 @@ pub enum TargetError {
         device: String,
         /// Which call failed.
         call: String,
-        /// What the OS said.
+        /// What the OS (or the device) said.
         detail: String,
+        /// The OS error, when there is one.
+        #[source]
+        source: Option<Arc<std::io::Error>>,
     },
-    /// The backend cannot do this (e.g. send without a UART wired for the request line).
-    #[error("{0}")]
-    Unsupported(String),
+    /// The pin layer failed in a way none of the variants above names (a coarse clock, a write
+    /// to a signal that is no output).
+    #[error("{device}: {source}")]
+    Pin {
+        /// The bus (`gpio:…`, `pi`).
+        device: String,
+        /// What the pin layer said.
+        #[source]
+        source: crate::pins::PinError,
+    },
+    /// The backend has no transmitter for the request line (module pin 5).
+    #[error("{target} cannot send: {hint}")]
+    NoTransmitter {
+        /// The target's description.
+        target: String,
+        /// What to wire or configure.
+        hint: String,
+    },
+    /// The wiring lacks a line the call needs.
+    #[error("{target}: {what}")]
+    NotWired {
+        /// The target's description.
+        target: String,
+        /// Which line is missing and what it is for.
+        what: String,
+    },
+    /// `set_input` on a port the rig does not drive.
+    #[error("{port} is {wiring}: not a meter input the rig drives")]
+    PortNotDriven {
+        /// The port.
+        port: Port,
+        /// How it is wired (`wired as pulse_out`, `not wired`).
+        wiring: String,
+    },
     /// A module-port call on a target without module ports (a case that needs them declares
     /// `Need::ModulePorts` and is skipped before it gets here).
     #[error("{target} has no module ports: use --target gpio:WIRING or pi:WIRING, or the software meter")]
@@ -246,7 +287,7 @@ pub trait DataLink {
     /// Returns the end of the last byte's stop bit on the backend's clock, with its source.
     ///
     /// # Errors
-    /// The backend's: an I/O failure, a vanished device, [`TargetError::Unsupported`] when the
+    /// The backend's: an I/O failure, a vanished device, [`TargetError::NoTransmitter`] when the
     /// backend has no transmitter wired.
     fn send(&mut self, bytes: &[u8]) -> Result<SentAt, TargetError>;
     /// Receives characters from the meter's data-out line until `complete` returns true for the
@@ -275,7 +316,7 @@ pub trait ModulePorts {
     /// Drives a meter input on `port` (tariff, pulse in, max reset) to `drive`.
     ///
     /// # Errors
-    /// [`TargetError::Unsupported`] when `port` is not wired as an input the rig drives; the
+    /// [`TargetError::PortNotDriven`] when `port` is not wired as an input the rig drives; the
     /// backend's I/O errors.
     fn set_input(&mut self, port: Port, drive: Drive) -> Result<(), TargetError>;
     /// Edges captured on `port` (a meter output) since the last call, in time order, as levels at
@@ -440,6 +481,19 @@ impl<L: Layer> Target for Layered<'_, L> {
             Some(self)
         } else {
             None
+        }
+    }
+}
+
+impl TargetError {
+    /// An [`TargetError::Io`] from an OS error: `call` on `device` failed with `e`, kept as the
+    /// source.
+    pub fn io(device: impl Into<String>, call: impl Into<String>, e: std::io::Error) -> Self {
+        TargetError::Io {
+            device: device.into(),
+            call: call.into(),
+            detail: e.to_string(),
+            source: Some(Arc::new(e)),
         }
     }
 }

@@ -273,9 +273,17 @@ impl From<PinError> for TargetError {
                 hint: format!("GPIO chips here: {present}"),
             },
             PinError::Open { device, call, detail } | PinError::Io { device, call, detail } => {
-                TargetError::Io { device, call, detail }
+                TargetError::Io {
+                    device,
+                    call,
+                    detail,
+                    source: None,
+                }
             }
-            other => TargetError::Unsupported(other.to_string()),
+            other => TargetError::Pin {
+                device: "pin bus".into(),
+                source: other,
+            },
         }
     }
 }
@@ -644,6 +652,7 @@ impl<B: PinBus> PinTarget<B> {
                 device: self.bus.describe(),
                 call: "read edge events".into(),
                 detail: lost.join("; "),
+                source: None,
             });
         }
         Ok(())
@@ -712,10 +721,10 @@ impl<B: PinBus> Clock for PinTarget<B> {
 
 impl<B: PinBus> DataLink for PinTarget<B> {
     fn send(&mut self, _bytes: &[u8]) -> Result<SentAt, TargetError> {
-        Err(TargetError::Unsupported(format!(
-            "{}: sending needs a UART TX; serial integration pending (the data_in tap already records the request's edges)",
-            self.bus.describe()
-        )))
+        Err(TargetError::NoTransmitter {
+            target: self.bus.describe(),
+            hint: "sending needs a UART TX: wire data_in's `uart` (the whole rig, `RigTarget`); the data_in tap only records the request's edges".into(),
+        })
     }
 
     fn recv(
@@ -731,9 +740,10 @@ impl<B: PinBus> DataLink for PinTarget<B> {
             .and_then(|d| d.tap.as_ref())
             .is_none()
         {
-            return Err(TargetError::Unsupported(
-                "wiring has no data_out tap: receiving by edges needs one".into(),
-            ));
+            return Err(TargetError::NotWired {
+                target: self.bus.describe(),
+                what: "the wiring has no data_out tap: receiving by edges needs one".into(),
+            });
         }
         let mut got: Vec<RxChar> = Vec::new();
         loop {
@@ -773,11 +783,14 @@ impl<B: PinBus> ModulePorts for PinTarget<B> {
             Some(p) if p.role.rig_drives() && p.gpio.is_some() => {
                 Ok(self.bus.set_output(Signal::Port(port), drive.is_active())?)
             }
-            Some(p) => Err(TargetError::Unsupported(format!(
-                "{port} is wired as {} (not a meter input the rig drives)",
-                p.role
-            ))),
-            None => Err(TargetError::Unsupported(format!("{port} is not wired"))),
+            Some(p) => Err(TargetError::PortNotDriven {
+                port,
+                wiring: format!("wired as {}", p.role),
+            }),
+            None => Err(TargetError::PortNotDriven {
+                port,
+                wiring: "not wired".into(),
+            }),
         }
     }
 
@@ -1000,7 +1013,7 @@ opto = {{ inverting = true }}
         );
         assert!(matches!(
             tg.set_input(Port::Port2, Drive::Active),
-            Err(TargetError::Unsupported(m)) if m.contains("pulse_out")
+            Err(TargetError::PortNotDriven { port: Port::Port2, wiring }) if wiring.contains("pulse_out")
         ));
         tg.bus_mut().now = Timestamp(100);
         let e = tg.take_edges(Port::Port2).unwrap_err();

@@ -99,10 +99,10 @@ impl<B: PinBus> Clock for RigTarget<B> {
 impl<B: PinBus> DataLink for RigTarget<B> {
     fn send(&mut self, bytes: &[u8]) -> Result<SentAt, TargetError> {
         let Some(tx) = self.tx.as_mut() else {
-            return Err(TargetError::Unsupported(format!(
-                "{}: the wiring's data_in has no uart: add `uart = \"/dev/serial0\"` (or the adapter) under [data_in]",
-                self.pins.describe()
-            )));
+            return Err(TargetError::NoTransmitter {
+                target: self.pins.describe(),
+                hint: "the wiring's data_in has no uart: add `uart = \"/dev/serial0\"` (or the adapter) under [data_in]".into(),
+            });
         };
         self.pins.take_data_in_edges();
         let serial = tx.send(bytes)?;

@@ -318,12 +318,14 @@ pub fn map_open_error(device: &str, e: &serialport::Error) -> TargetError {
                 call: "open".into(),
                 detail: format!("{desc}: not a serial device (a tty) — check the path"),
                 device,
+                source: None,
             }
         }
         _ => TargetError::Io {
             call: "open".into(),
             detail: desc,
             device,
+            source: None,
         },
     }
 }
@@ -351,7 +353,7 @@ fn not_found_hint() -> String {
 
 /// Maps an I/O error during `call` on an open port to a [`TargetError`]: hang-ups, EIO, ENXIO and
 /// ENODEV mean the device went away.
-pub fn map_io_error(device: &str, call: &str, e: &io::Error) -> TargetError {
+pub fn map_io_error(device: &str, call: &str, e: io::Error) -> TargetError {
     let text = e.to_string();
     let vanished = matches!(
         e.kind(),
@@ -363,13 +365,10 @@ pub fn map_io_error(device: &str, call: &str, e: &io::Error) -> TargetError {
         TargetError::Vanished {
             device: device.to_string(),
             detail: format!("{call}: {text} (unplugged adapter, or the pty's other side closed)"),
+            source: Some(std::sync::Arc::new(e)),
         }
     } else {
-        TargetError::Io {
-            device: device.to_string(),
-            call: call.to_string(),
-            detail: text,
-        }
+        TargetError::io(device, call, e)
     }
 }
 
@@ -401,6 +400,7 @@ impl SerialTarget {
                 device,
                 call: "open".into(),
                 detail: "baud rate must be positive".into(),
+                source: None,
             });
         }
         let (bits, parity) = match opts.framing {
@@ -517,7 +517,7 @@ impl DataLink for SerialTarget {
         let t_handoff = self.clock();
         let res = self.port.write_all(&data);
         let _ = self.port.set_timeout(POLL_SLICE);
-        res.map_err(|e| map_io_error(&self.device, "write", &e))?;
+        res.map_err(|e| map_io_error(&self.device, "write", e))?;
         Ok(SentAt {
             t: Timestamp(t_handoff.0 + self.char_ns() * data.len() as u64),
             source: TimeSource::Serial,
@@ -563,6 +563,7 @@ impl DataLink for SerialTarget {
                     return Err(TargetError::Vanished {
                         device: self.device.clone(),
                         detail: "read: end of file (the other side hung up)".into(),
+                        source: None,
                     })
                 }
                 Ok(n) => {
@@ -591,10 +592,11 @@ impl DataLink for SerialTarget {
                         return Err(TargetError::Vanished {
                             device: self.device.clone(),
                             detail: "the device node disappeared".into(),
+                            source: None,
                         });
                     }
                 }
-                Err(e) => return Err(map_io_error(&self.device, "read", &e)),
+                Err(e) => return Err(map_io_error(&self.device, "read", e)),
             }
         }
     }
@@ -710,13 +712,19 @@ mod tests {
             if hint.contains("/dev/serial/by-id"))
         );
         let e = io::Error::new(io::ErrorKind::BrokenPipe, "Broken pipe");
-        assert!(matches!(
-            map_io_error("/dev/x", "read", &e),
-            TargetError::Vanished { .. }
-        ));
+        let v = map_io_error("/dev/x", "read", e);
+        assert!(matches!(v, TargetError::Vanished { .. }));
+        // the OS error stays reachable as the source, typed (shared, so errors stay `Clone`)
+        let source = std::error::Error::source(&v).expect("a source");
+        assert_eq!(
+            source
+                .downcast_ref::<std::sync::Arc<io::Error>>()
+                .map(|e| e.kind()),
+            Some(io::ErrorKind::BrokenPipe)
+        );
         let e = io::Error::from_raw_os_error(5);
         assert!(matches!(
-            map_io_error("/dev/x", "read", &e),
+            map_io_error("/dev/x", "read", e),
             TargetError::Vanished { .. }
         ));
     }
