@@ -1,4 +1,4 @@
-//! The small trait at the hardware edge: what the suites need from a meter, whatever carries it.
+//! The small traits at the hardware edge: what the suites need from a meter, whatever carries it.
 //!
 //! Backends implement [`Target`]: the in-process software meter in virtual time (`crate::sim`), a
 //! serial port or pty (`crate::serial`), Linux GPIO through the character device, and the
@@ -14,7 +14,10 @@
 //! backend's usual one says so ([`SentAt`]). Virtual-time backends move the clock only inside
 //! [`Clock::wait_until`], [`DataLink::send`] and [`DataLink::recv`].
 //!
-//! This module must not judge anything, nor hold a backend: it is the boundary's vocabulary.
+//! [`Layered`] lets an adapter change one thing (declared timing, what the ports return) and pass
+//! the rest through, so adapters do not re-forward every method.
+//!
+//! This module must not judge anything nor do I/O itself: it is the boundary's vocabulary.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -394,6 +394,12 @@ impl Exchange {
         (self.timing.request_uncertainty_ns + self.timing.uncertainty_ns) as f64 / 1e6
     }
 
+    /// One-sided uncertainty of a time between two received characters, ms (both carry the
+    /// characters' uncertainty; the request's end plays no part).
+    pub fn gap_uncertainty_ms(&self) -> f64 {
+        2.0 * self.timing.uncertainty_ns as f64 / 1e6
+    }
+
     /// Where the response time comes from: `serial` when either end was timed by the serial
     /// contract (an edge backend's fallback included), else the characters' source.
     pub fn response_source(&self) -> TimeSource {

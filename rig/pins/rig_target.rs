@@ -4,9 +4,11 @@
 //! The request's end is taken from the data-in capture tap when the wiring has one (kernel edge
 //! timestamps of the request as it reached the meter, decoded by the same software UART), and
 //! from the serial-only contract otherwise, or when the tap missed bytes: the [`SentAt`] returned
-//! then says `serial` with the serial uncertainty, so the measurement records the fallback; the answer is always timed from the data-out tap. The
-//! UART's own reception of the answer is a content cross-check: a mismatch with the edge decode is
-//! kept as a finding and printed. I/O only through the two backends it wraps.
+//! then says `serial` with the serial uncertainty, so the measurement records the fallback. The
+//! answer is always timed from the data-out tap. The UART's own reception of the answer is a
+//! content cross-check: a mismatch with the edge decode is kept as a finding and printed.
+//!
+//! It must not judge anything: I/O only through the two backends it wraps.
 
 use std::time::Duration;
 

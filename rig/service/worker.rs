@@ -30,7 +30,7 @@ use crate::meter::config::MeterSpec;
 use crate::report::{utc_now, Record, Reporter, Summary};
 use crate::suite::{self, CaseResult, CaseSink, RunOptions};
 use crate::target::{Clock, Drive, Layer, Layered, ModulePorts, Port, Target, TargetError};
-use crate::time::Timestamp;
+use crate::time::{TimeSource, Timestamp};
 use crate::uart::Edge;
 
 use super::pulses::PulseCounter;
@@ -475,14 +475,21 @@ impl<'a> Worker<'a> {
             caps.data_uncertainty_ns,
         );
         let result = suite::exchange(&mut *self.target, &Request::general(), &rules, &listen);
-        let timing = format!(
-            "{}{} ±{} ms",
+        let timing = timing_text(
             caps.data_timing,
-            if caps.virtual_time { " (virtual)" } else { "" },
-            caps.data_uncertainty_ns as f64 / 1e6
+            caps.virtual_time,
+            caps.data_uncertainty_ns as f64 / 1e6,
         );
         let reading = match result {
-            Ok(ex) => reading_of(&ex, &rules, timing),
+            // the response time's own source: a request end that fell back to serial says so
+            Ok(ex) => {
+                let timing = timing_text(
+                    ex.response_source(),
+                    caps.virtual_time,
+                    ex.response_uncertainty_ms(),
+                );
+                reading_of(&ex, &rules, timing)
+            }
             Err(e) => Reading {
                 time_utc: utc_now(),
                 target_time_s: self
@@ -599,6 +606,12 @@ impl<'a> Worker<'a> {
             summary,
         }
     }
+}
+
+/// `edge (virtual) ±0 ms`: where a reading's time came from and its one-sided uncertainty.
+fn timing_text(source: TimeSource, virtual_time: bool, uncertainty_ms: f64) -> String {
+    let v = if virtual_time { " (virtual)" } else { "" };
+    format!("{source}{v} ±{uncertainty_ms} ms")
 }
 
 /// The row of one module-loop readout: conforming only when the exchange keeps every rule.

@@ -325,6 +325,10 @@ pub struct ExchangeNote {
     pub answer_end: Timestamp,
     /// The judgement under the profile's rules.
     pub assessment: Assessment,
+    /// Where the response time came from (`serial` when either end did).
+    pub response_source: TimeSource,
+    /// One-sided uncertainty of the response time, ms.
+    pub response_uncertainty_ms: f64,
 }
 
 impl ExchangeNote {
@@ -334,6 +338,8 @@ impl ExchangeNote {
             request_end: ex.request_end,
             answer_end: ex.chars.last().map_or(ex.request_end, |c| c.end),
             assessment: ex.assess(rules),
+            response_source: ex.response_source(),
+            response_uncertainty_ms: ex.response_uncertainty_ms(),
         }
     }
 }

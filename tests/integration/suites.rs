@@ -881,37 +881,64 @@ impl Target for SerialRequestEnd {
     }
 }
 
-fn response_time_on(t: &mut dyn Target, s: &MeterSpec) -> meter_rig::suite::Measurement {
+/// The timing measurements of `readout.response_time` and `readout.every_exchange` on `t`.
+fn timing_measurements(t: &mut dyn Target, s: &MeterSpec) -> Vec<meter_rig::suite::Measurement> {
     let mut opts = RunOptions::for_target(&t.capabilities());
-    opts.cases = vec!["readout.response_time".into()];
+    opts.cases = vec![
+        "readout.response_time".into(),
+        "readout.every_exchange".into(),
+    ];
     let cases = suite::run(t, s, &opts, &mut Null);
-    let c = case(&cases, "readout.response_time");
-    assert_eq!(c.verdict, Verdict::Pass, "{}", c.message);
-    c.measurements
-        .iter()
-        .find(|m| m.name == "response_time")
-        .expect("a response time")
-        .clone()
+    let mut out = Vec::new();
+    for c in &cases {
+        assert_eq!(c.verdict, Verdict::Pass, "{}: {}", c.id, c.message);
+        out.extend(
+            c.measurements
+                .iter()
+                .filter(|m| m.name.ends_with("response_time"))
+                .cloned(),
+        );
+    }
+    assert_eq!(out.len(), 3, "{out:?}");
+    out
 }
 
 #[test]
 fn a_request_end_from_the_serial_contract_is_recorded_on_the_response_time() {
     let s = spec("", "", "");
     // the edge backend's own timing: edge, exact
-    let edge = response_time_on(&mut SimTarget::new(s.clone()), &s);
-    assert_eq!((edge.source, edge.uncertainty), (TimeSource::Edge, 0.0));
-    // the request end fell back: the measurement says serial and carries that end's uncertainty,
-    // though the backend still declares edge timing for its characters
+    let edge = timing_measurements(&mut SimTarget::new(s.clone()), &s);
+    for m in &edge {
+        assert_eq!(
+            (m.source, m.uncertainty),
+            (TimeSource::Edge, 0.0),
+            "{}",
+            m.name
+        );
+    }
+    // the request end fell back: every response time says serial and carries that end's
+    // uncertainty, though the backend still declares edge timing for its characters
     let mut t = SerialRequestEnd(SimTarget::new(s.clone()));
     assert_eq!(t.capabilities().data_timing, TimeSource::Edge);
-    let m = response_time_on(&mut t, &s);
-    assert_eq!(m.source, TimeSource::Serial);
-    assert!((m.uncertainty - 5.0).abs() < 1e-9, "{}", m.uncertainty);
-    assert!(
-        (m.value - edge.value).abs() < 1e-9,
-        "{} vs {}",
-        m.value,
-        edge.value
-    );
     assert!(!t.capabilities().pins, "no module ports: none declared");
+    let fell_back = timing_measurements(&mut t, &s);
+    for (m, e) in fell_back.iter().zip(&edge) {
+        assert_eq!(
+            (m.name.as_str(), m.source),
+            (e.name.as_str(), TimeSource::Serial)
+        );
+        assert!(
+            (m.uncertainty - 5.0).abs() < 1e-9,
+            "{}: {}",
+            m.name,
+            m.uncertainty
+        );
+        assert!(
+            (m.value - e.value).abs() < 1e-9,
+            "{}: {} vs {}",
+            m.name,
+            m.value,
+            e.value
+        );
+    }
 }
