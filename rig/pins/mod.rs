@@ -116,8 +116,8 @@ pub struct PinEdge {
     pub signal: Signal,
     /// Kernel timestamp (CLOCK_MONOTONIC, ns).
     pub t: Timestamp,
-    /// Rig-side level after the edge (`true` = high).
-    pub level: bool,
+    /// Rig-side level after the edge.
+    pub level: Level,
     /// The sequence the `seqno` counts in (a line request for gpiocdev; a line for rppal).
     pub stream: u16,
     /// Sequence number within `stream` (consecutive unless edges were lost).
@@ -358,7 +358,7 @@ pub enum PinFinding {
         /// The line.
         signal: String,
         /// The repeated level (rig side).
-        level: bool,
+        level: Level,
         /// When.
         t_ns: u64,
     },
@@ -384,7 +384,7 @@ impl std::fmt::Display for PinFinding {
             PinFinding::NotAlternating { signal, level, t_ns } => write!(
                 f,
                 "{signal}: two edges in a row to {} at {t_ns} ns",
-                if *level { "high" } else { "low" }
+                if level.is_high() { "high" } else { "low" }
             ),
             PinFinding::Glitch { signal, t_ns, width_ns } => {
                 write!(f, "{signal}: glitch of {width_ns} ns at {t_ns} ns removed")
@@ -397,12 +397,12 @@ impl std::fmt::Display for PinFinding {
 #[derive(Debug, Clone, Default)]
 pub struct EdgeChecker {
     next_seqno: BTreeMap<u16, u32>,
-    level: BTreeMap<Signal, bool>,
+    level: BTreeMap<Signal, Level>,
 }
 
 impl EdgeChecker {
     /// A checker; `initial` gives known starting levels.
-    pub fn new(initial: &[(Signal, bool)]) -> Self {
+    pub fn new(initial: &[(Signal, Level)]) -> Self {
         EdgeChecker {
             next_seqno: BTreeMap::new(),
             level: initial.iter().copied().collect(),
@@ -501,7 +501,7 @@ impl LineConv {
         };
         Edge {
             t: Timestamp(t),
-            level: Level::from_high(level),
+            level,
         }
     }
 }
@@ -544,8 +544,8 @@ impl<B: PinBus> PinTarget<B> {
         let mut add = |s: Signal, o: &Opto, glitch: u64| {
             let rig_side = s == Signal::DataIn;
             max_delay_ns = max_delay_ns
-                .max(o.delay_for(true).0)
-                .max(o.delay_for(false).0);
+                .max(o.delay_for(Level::High).0)
+                .max(o.delay_for(Level::Low).0);
             conv.insert(
                 s,
                 LineConv {
@@ -676,7 +676,11 @@ impl<B: PinBus> PinTarget<B> {
 
     fn uncertainty(&self, s: Signal) -> u64 {
         self.conv.get(&s).map_or(EDGE_LATENCY_NS, |c| {
-            EDGE_LATENCY_NS + c.opto.delay_for(true).1.max(c.opto.delay_for(false).1)
+            EDGE_LATENCY_NS
+                + c.opto
+                    .delay_for(Level::High)
+                    .1
+                    .max(c.opto.delay_for(Level::Low).1)
         })
     }
 }
@@ -840,11 +844,11 @@ mod tests {
     use super::*;
     use crate::uart::{frame_edges, TxFrame};
 
-    fn pe(signal: Signal, t: u64, level: bool, seqno: u32) -> PinEdge {
+    fn pe(signal: Signal, t: u64, high: bool, seqno: u32) -> PinEdge {
         PinEdge {
             signal,
             t: Timestamp(t),
-            level,
+            level: Level::from_high(high),
             stream: 0,
             seqno,
             line_seqno: seqno,
@@ -872,7 +876,7 @@ mod tests {
         assert!(matches!(
             f[1],
             PinFinding::NotAlternating {
-                level: false,
+                level: Level::Low,
                 t_ns: 4,
                 ..
             }

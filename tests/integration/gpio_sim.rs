@@ -24,7 +24,7 @@ use meter_rig::pins::{
     monotonic_now, BusConfig, InputSpec, OutputSpec, PinBus, PinEdge, PinError, PinFinding,
     PinTarget, Signal,
 };
-use meter_rig::target::{DataLink, Drive, ModulePorts, Port, RecvEnd};
+use meter_rig::target::{DataLink, Drive, Level, ModulePorts, Port, RecvEnd};
 use meter_rig::time::Timestamp;
 use meter_rig::uart::{bit_start, frame_edges, TxFrame};
 
@@ -218,7 +218,7 @@ fn edges_carry_kernel_timestamps_inside_the_write_window() {
     assert_eq!(edges.len(), 20, "{edges:?}");
     let mut lag = Vec::new();
     for (i, (e, (before, after))) in edges.iter().zip(&windows).enumerate() {
-        assert_eq!(e.level, i % 2 == 0, "edge {i} level");
+        assert_eq!(e.level, Level::from_high(i % 2 == 0), "edge {i} level");
         assert_eq!(e.seqno, i as u32 + 1, "edge {i} seqno");
         assert_eq!(e.line_seqno, i as u32 + 1, "edge {i} line_seqno");
         assert!(
