@@ -963,6 +963,32 @@ opto = {{ inverting = true }}
     }
 
     #[test]
+    fn rig_target_says_serial_when_the_data_in_tap_missed_the_request() {
+        // a UART TX on a pty; the data-in tap (scripted) captures nothing of the request
+        use serialport::SerialPort;
+        let (_master, slave) = serialport::TTYPort::pair().expect("a pty pair");
+        let path = slave.name().expect("the pty's name");
+        drop(slave);
+        let bus = Script {
+            edges: VecDeque::new(),
+            now: Timestamp(0),
+            outputs: vec![],
+        };
+        let pins = PinTarget::new(bus, wiring(true, 0), 300);
+        let mut rig = rig_target::RigTarget::new(pins, Some(&path), true, 300).unwrap();
+        assert_eq!(rig.capabilities().data_timing, TimeSource::Edge);
+        let sent = rig.send(b"/?!\r\n").unwrap();
+        // the fallback is on the time itself, not only in the findings
+        assert_eq!(sent.source, TimeSource::Serial);
+        assert!(sent.uncertainty_ns > 0, "{sent:?}");
+        assert!(
+            rig.findings.iter().any(|f| f.contains("serial contract")),
+            "{:?}",
+            rig.findings
+        );
+    }
+
+    #[test]
     fn pin_target_decodes_data_out_through_an_inverting_opto() {
         // the meter sends "/K" at 300 baud starting at 1 s; the opto inverts and delays falls by 50 µs
         let mut edges = VecDeque::new();
