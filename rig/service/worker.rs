@@ -5,7 +5,8 @@
 //! inputs from a schedule, all on the target's clock. A run request pauses the loop, runs the
 //! suites with the target to itself (writing the same records as `rig run`), then the loop
 //! resumes and re-applies the schedule. Pulses the meter emits during a run are still counted:
-//! the run sees the target through [`Tap`], which counts the edges the suites take.
+//! the run sees the target through [`Tap`] (a ports-only layer), which counts the edges the suites
+//! take.
 //!
 //! The HTTP side never touches the target: it reads [`Shared::status`] and sends [`Command`]s.
 //! Stopping ([`Shared::stop`]) is honoured between rows and between cases: the readout in hand or
