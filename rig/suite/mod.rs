@@ -24,9 +24,9 @@ use crate::iec62056::exchange::{
 use crate::iec62056::{parity, Request};
 use crate::meter::config::MeterSpec;
 use crate::meter::profile::Clause;
-use crate::target::{Capabilities, ModulePorts, RecvEnd, Target, TargetError};
+use crate::target::{Capabilities, ModulePorts, Port, RecvEnd, Target, TargetError};
 use crate::time::{TimeSource, Timestamp};
-use crate::uart::RxChar;
+use crate::uart::{Edge, RxChar};
 
 /// A case's or a measurement's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -407,6 +407,14 @@ impl<'a> Ctx<'a> {
     /// [`TargetError::NoModulePorts`] when the target has none (a case that forgot its need).
     pub fn ports(&mut self) -> Result<&mut dyn ModulePorts, TargetError> {
         self.target.module_ports()
+    }
+
+    /// Edges captured on a meter output since the last take ([`ModulePorts::take_edges`]).
+    ///
+    /// # Errors
+    /// The ports' errors; [`TargetError::NoModulePorts`] on a target without them.
+    pub fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
+        self.ports()?.take_edges(port)
     }
 
     /// A general readout.

@@ -128,7 +128,7 @@ fn drain_until(
             return Ok(());
         }
         ctx.target.wait_until((now + step).min(until))?;
-        each(&ctx.ports()?.take_edges(port)?);
+        each(&ctx.take_edges(port)?);
     }
 }
 
@@ -141,7 +141,7 @@ fn collect(
     max_wait: Duration,
     clause: Clause,
 ) -> Result<Result<Vec<(Timestamp, Timestamp)>, Judgement>, TargetError> {
-    ctx.ports()?.take_edges(port)?;
+    ctx.take_edges(port)?;
     let dropped = ctx.ports()?.dropped_edges(port)?;
     let start = ctx.target.now()?;
     let step = Duration::from_millis(if ctx.caps.virtual_time { 2000 } else { 250 });
@@ -150,7 +150,7 @@ fn collect(
     loop {
         let now = ctx.target.now()?;
         ctx.target.wait_until(now + step)?;
-        let new = ctx.ports()?.take_edges(port)?;
+        let new = ctx.take_edges(port)?;
         found += new.iter().filter(|e| e.level.is_high()).count();
         edges.extend(new);
         if found >= n || ctx.target.now()?.saturating_since(start) >= max_wait {
@@ -457,7 +457,7 @@ fn constant_window(
     addr: &str,
     window: Duration,
 ) -> Result<Result<Counted, Judgement>, TargetError> {
-    ctx.ports()?.take_edges(port)?;
+    ctx.take_edges(port)?;
     let dropped = ctx.ports()?.dropped_edges(port)?;
     let ra = ctx.readout()?;
     let ta = ra.snapshot_time();
@@ -466,7 +466,7 @@ fn constant_window(
     drain_until(ctx, port, end, &mut |e| count += leading_edges(e, ta, None))?;
     let rb = ctx.readout()?;
     let tb = rb.snapshot_time();
-    count += leading_edges(&ctx.ports()?.take_edges(port)?, ta, Some(tb));
+    count += leading_edges(&ctx.take_edges(port)?, ta, Some(tb));
     if let Some(j) = dropped_error(ctx, port, dropped, clause)? {
         return Ok(Err(j));
     }

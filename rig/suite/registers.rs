@@ -124,7 +124,7 @@ fn wait_until(ctx: &mut Ctx<'_>, t: Timestamp) -> Result<(), TargetError> {
         if ctx.caps.pins {
             for p in Port::ALL {
                 if ctx.spec.io.role(p).is_output() {
-                    ctx.ports()?.take_edges(p)?;
+                    ctx.take_edges(p)?;
                 }
             }
         }
@@ -456,7 +456,7 @@ pub(crate) fn truncation(
     // plain waits: the pulses between the two readouts are the cross-check
     ctx.target.wait_until(t_low)?;
     if let Some(p) = port {
-        ctx.ports()?.take_edges(p)?;
+        ctx.take_edges(p)?;
     }
     let a = ctx.readout()?;
     ctx.target.wait_until(t_high)?;
@@ -483,7 +483,7 @@ pub(crate) fn truncation(
     ];
     let mut undecided = vec![];
     if let Some(p) = port {
-        let edges = ctx.ports()?.take_edges(p)?;
+        let edges = ctx.take_edges(p)?;
         let span = (a.snapshot_time(), b.snapshot_time());
         let kwh = (vb - va) as f64 / 1000.0;
         undecided.extend(pulse_cross_check(spec, p, &edges, span, kwh));
