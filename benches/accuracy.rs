@@ -28,7 +28,7 @@ mod common;
 use meter_rig::meter::config::{MeterSpec, DEFAULT_METER};
 use meter_rig::sim::SimTarget;
 use meter_rig::suite::{self, Ctx, RunOptions};
-use meter_rig::target::Target;
+use meter_rig::target::{Clock, Target};
 
 use common::{env_count, rig_read_under, rng_from_env, Null, Rng, SimChild};
 

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use meter_rig::meter::config::MeterSpec;
 use meter_rig::sim::SimTarget;
 use meter_rig::suite::{self, RunOptions, Verdict};
-use meter_rig::target::Target;
+use meter_rig::target::{Clock, Target};
 
 use common::{min_med_max, Null, RIG};
 

@@ -17,7 +17,7 @@ use meter_rig::iec62056::{parity, BccRule, Request};
 use meter_rig::meter::config::MeterSpec;
 use meter_rig::sim::SimTarget;
 use meter_rig::suite::{self, Discard as Null, RunOptions};
-use meter_rig::target::Target;
+use meter_rig::target::{Clock, DataLink, Target};
 use meter_rig::time::Timestamp;
 use meter_rig::uart::RxChar;
 
@@ -31,7 +31,7 @@ fn day_with_readouts() -> (Duration, usize, u64) {
     for k in 0..96u64 {
         t.wait_until(Timestamp(k * 15 * 60 * 1_000_000_000))
             .unwrap();
-        let end = t.send(&req).unwrap();
+        let end = t.send(&req).unwrap().t;
         let (c, _) = t
             .recv(
                 end + Duration::from_secs(20),

@@ -802,7 +802,7 @@ impl Reporter {
     /// [`Reporter::create`] takes `dir`. The one start of `rig run` and `rig serve`'s runs.
     pub fn start(
         dir: &Path,
-        target: &dyn crate::target::Target,
+        target: &mut dyn crate::target::Target,
         spec: &crate::meter::config::MeterSpec,
         opts: &RunOptions,
     ) -> Result<Reporter, RecordError> {
@@ -1183,7 +1183,7 @@ mod tests {
 
     /// The options of [`readout_run`].
     fn readout_opts() -> RunOptions {
-        let t = SimTarget::new(MeterSpec::builtin_default());
+        let mut t = SimTarget::new(MeterSpec::builtin_default());
         let mut opts = RunOptions::for_target(&t.capabilities());
         opts.suites = vec!["readout".into(), "max_reset".into()];
         opts

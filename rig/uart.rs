@@ -11,13 +11,62 @@
 
 use crate::time::Timestamp;
 
-/// One level change on a line: at `t` the line became `level` (`true` = high = mark/idle).
+/// One level change on a line: at `t` the line became `level` (high = mark/idle).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Edge {
     /// When the line changed.
     pub t: Timestamp,
-    /// The level after the change.
-    pub level: bool,
+    /// The level after the change (a bool in JSON, `true` = high).
+    pub level: Level,
+}
+
+/// A line level (at the module pin, after optocoupler polarity, for captured edges). In records and JSON a level is a
+/// bool (`true` = high), as before it had a type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(from = "bool", into = "bool")]
+pub enum Level {
+    /// Low (space; a start bit; a pulse on an open-collector output).
+    Low,
+    /// High (mark; an idle line).
+    High,
+}
+
+impl Level {
+    /// `High` when `high`.
+    pub const fn from_high(high: bool) -> Self {
+        if high {
+            Level::High
+        } else {
+            Level::Low
+        }
+    }
+    /// Whether the level is high.
+    pub const fn is_high(self) -> bool {
+        matches!(self, Level::High)
+    }
+    /// Whether the level is low.
+    pub const fn is_low(self) -> bool {
+        matches!(self, Level::Low)
+    }
+}
+
+impl From<bool> for Level {
+    fn from(high: bool) -> Self {
+        Level::from_high(high)
+    }
+}
+
+impl From<Level> for bool {
+    fn from(l: Level) -> bool {
+        l.is_high()
+    }
+}
+
+impl std::ops::Not for Level {
+    type Output = Level;
+    fn not(self) -> Level {
+        Level::from_high(!self.is_high())
+    }
 }
 
 /// Start of bit `k` (0 = start bit) of a frame that began at `start`, exact to the nanosecond
@@ -64,7 +113,7 @@ pub fn frame_edges(
         if lvl != cur {
             edges.push(Edge {
                 t: bit_start(start, k as u32, baud),
-                level: lvl,
+                level: Level::from_high(lvl),
             });
             cur = lvl;
         }
@@ -74,7 +123,7 @@ pub fn frame_edges(
         // a low stop bit: release the line at the end of the frame
         edges.push(Edge {
             t: end,
-            level: true,
+            level: Level::High,
         });
     }
     (edges, end)
@@ -212,10 +261,10 @@ impl UartRx {
         let t = if e.t < self.last_t { self.last_t } else { e.t };
         self.sample_until(t, out);
         self.last_t = t;
-        if e.level == self.level {
+        if e.level.is_high() == self.level {
             return;
         }
-        self.level = e.level;
+        self.level = e.level.is_high();
         if let Some(f) = self.frame.as_mut() {
             f.last_edge = Some(t);
         }
@@ -281,11 +330,11 @@ mod tests {
             vec![
                 Edge {
                     t: Timestamp::ZERO,
-                    level: false
+                    level: Level::Low
                 },
                 Edge {
                     t: Timestamp(30_000_000),
-                    level: true
+                    level: Level::High
                 }
             ]
         );
@@ -330,14 +379,14 @@ mod tests {
         rx.push(
             Edge {
                 t: Timestamp::from_ms(1),
-                level: false,
+                level: Level::Low,
             },
             &mut out,
         );
         rx.push(
             Edge {
                 t: Timestamp(1_000_000 + 100_000),
-                level: true,
+                level: Level::High,
             },
             &mut out,
         );
@@ -352,7 +401,7 @@ mod tests {
         rx.push(
             Edge {
                 t: Timestamp::from_ms(1),
-                level: false,
+                level: Level::Low,
             },
             &mut out,
         );

@@ -175,7 +175,7 @@ fn build_report(args: &ReadArgs, ex: &Exchange, rules: &AnswerRules) -> Report {
     let a = ex.assess(rules);
     let response_time = a.response_ms.map(|ms| ResponseTime {
         ms,
-        source: ex.timing.source,
+        source: ex.response_source(),
         uncertainty_ms: ex.response_uncertainty_ms(),
         limit_ms: (rules.response_min_ms, rules.response_max_ms),
     });

@@ -169,7 +169,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         stop: StopToken::new(),
         max_run_time: secs("max-run-time", args.max_run_time)?,
     };
-    let mut reporter = Reporter::start(&args.out, target.as_ref(), &spec, &opts)
+    let mut reporter = Reporter::start(&args.out, target.as_mut(), &spec, &opts)
         .with_context(|| format!("cannot write records to {}", args.out.display()))?;
     watch_signals(limits.stop.clone())?;
     eprintln!(

@@ -168,7 +168,7 @@ impl std::fmt::Display for RigLimit {
     }
 }
 
-/// How well the backend timed the characters.
+/// How well the backend timed the characters and the request's end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct TimingQuality {
     /// Where the character times come from.
@@ -177,6 +177,23 @@ pub struct TimingQuality {
     pub uncertainty_ns: u64,
     /// Whether parity bits are seen (false with a UART's own 7E1 that does not report them).
     pub parity_checked: bool,
+    /// Where the request's end came from: the backend's usual source, or `serial` when an edge
+    /// backend fell back to the serial contract for this request.
+    pub request_source: TimeSource,
+    /// One-sided uncertainty of the request's end, ns.
+    pub request_uncertainty_ns: u64,
+}
+
+impl TimingQuality {
+    /// Where an interval from the request's end to a character comes from: the coarser of the
+    /// two ends (`serial` if either end is serial).
+    pub fn interval_source(&self) -> TimeSource {
+        if self.request_source == TimeSource::Serial {
+            TimeSource::Serial
+        } else {
+            self.source
+        }
+    }
 }
 
 /// Fed timed characters as they arrive; says when the answer is complete. Pure.
@@ -372,9 +389,21 @@ impl Exchange {
             .map(|t| t.diff_ns(self.request_end))
     }
 
-    /// One-sided uncertainty of the response time, ms (both ends carry the backend's).
+    /// One-sided uncertainty of the response time, ms: the request end's plus the character's.
     pub fn response_uncertainty_ms(&self) -> f64 {
+        (self.timing.request_uncertainty_ns + self.timing.uncertainty_ns) as f64 / 1e6
+    }
+
+    /// One-sided uncertainty of a time between two received characters, ms (both carry the
+    /// characters' uncertainty; the request's end plays no part).
+    pub fn gap_uncertainty_ms(&self) -> f64 {
         2.0 * self.timing.uncertainty_ns as f64 / 1e6
+    }
+
+    /// Where the response time comes from: `serial` when either end was timed by the serial
+    /// contract (an edge backend's fallback included), else the characters' source.
+    pub fn response_source(&self) -> TimeSource {
+        self.timing.interval_source()
     }
 
     /// Longest silence between two characters of the answer, ns (0 for fewer than two).
@@ -555,6 +584,8 @@ mod tests {
             source: TimeSource::Edge,
             uncertainty_ns: 0,
             parity_checked: true,
+            request_source: TimeSource::Edge,
+            request_uncertainty_ns: 0,
         }
     }
 

@@ -21,6 +21,7 @@ use super::safe::{Driven, OutputBank};
 use super::wiring::{ChipInventory, GpioRef};
 use super::{monotonic_now, BusConfig, PinBus, PinEdge, PinError, Signal};
 use crate::time::Timestamp;
+use crate::uart::Level;
 
 /// One line of a request as an `embedded_hal` output pin.
 #[derive(Debug, Clone)]
@@ -234,7 +235,7 @@ impl GpioBus {
                     out.push(PinEdge {
                         signal,
                         t: Timestamp(ev.timestamp_ns),
-                        level: ev.kind == EdgeKind::Rising,
+                        level: Level::from_high(ev.kind == EdgeKind::Rising),
                         stream: i as u16,
                         seqno: ev.seqno,
                         line_seqno: ev.line_seqno,

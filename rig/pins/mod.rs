@@ -76,9 +76,11 @@ pub mod wiring;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use crate::target::{Capabilities, Port, RecvEnd, Target, TargetError};
+use crate::target::{
+    Clock, DataLink, Drive, ModulePorts, Port, RecvEnd, SentAt, Target, TargetError, Timing,
+};
 use crate::time::{TimeSource, Timestamp};
-use crate::uart::{Edge, RxChar, UartRx};
+use crate::uart::{Edge, Level, RxChar, UartRx};
 
 pub use safe::RELEASE_HOLD;
 use wiring::{BackendKind, GpioRef, Opto, Role, Wiring};
@@ -114,8 +116,8 @@ pub struct PinEdge {
     pub signal: Signal,
     /// Kernel timestamp (CLOCK_MONOTONIC, ns).
     pub t: Timestamp,
-    /// Rig-side level after the edge (`true` = high).
-    pub level: bool,
+    /// Rig-side level after the edge.
+    pub level: Level,
     /// The sequence the `seqno` counts in (a line request for gpiocdev; a line for rppal).
     pub stream: u16,
     /// Sequence number within `stream` (consecutive unless edges were lost).
@@ -271,9 +273,17 @@ impl From<PinError> for TargetError {
                 hint: format!("GPIO chips here: {present}"),
             },
             PinError::Open { device, call, detail } | PinError::Io { device, call, detail } => {
-                TargetError::Io { device, call, detail }
+                TargetError::Io {
+                    device,
+                    call,
+                    detail,
+                    source: None,
+                }
             }
-            other => TargetError::Unsupported(other.to_string()),
+            other => TargetError::Pin {
+                device: "pin bus".into(),
+                source: other,
+            },
         }
     }
 }
@@ -348,7 +358,7 @@ pub enum PinFinding {
         /// The line.
         signal: String,
         /// The repeated level (rig side).
-        level: bool,
+        level: Level,
         /// When.
         t_ns: u64,
     },
@@ -374,7 +384,7 @@ impl std::fmt::Display for PinFinding {
             PinFinding::NotAlternating { signal, level, t_ns } => write!(
                 f,
                 "{signal}: two edges in a row to {} at {t_ns} ns",
-                if *level { "high" } else { "low" }
+                if level.is_high() { "high" } else { "low" }
             ),
             PinFinding::Glitch { signal, t_ns, width_ns } => {
                 write!(f, "{signal}: glitch of {width_ns} ns at {t_ns} ns removed")
@@ -387,12 +397,12 @@ impl std::fmt::Display for PinFinding {
 #[derive(Debug, Clone, Default)]
 pub struct EdgeChecker {
     next_seqno: BTreeMap<u16, u32>,
-    level: BTreeMap<Signal, bool>,
+    level: BTreeMap<Signal, Level>,
 }
 
 impl EdgeChecker {
     /// A checker; `initial` gives known starting levels.
-    pub fn new(initial: &[(Signal, bool)]) -> Self {
+    pub fn new(initial: &[(Signal, Level)]) -> Self {
         EdgeChecker {
             next_seqno: BTreeMap::new(),
             level: initial.iter().copied().collect(),
@@ -534,8 +544,8 @@ impl<B: PinBus> PinTarget<B> {
         let mut add = |s: Signal, o: &Opto, glitch: u64| {
             let rig_side = s == Signal::DataIn;
             max_delay_ns = max_delay_ns
-                .max(o.delay_for(true).0)
-                .max(o.delay_for(false).0);
+                .max(o.delay_for(Level::High).0)
+                .max(o.delay_for(Level::Low).0);
             conv.insert(
                 s,
                 LineConv {
@@ -642,6 +652,7 @@ impl<B: PinBus> PinTarget<B> {
                 device: self.bus.describe(),
                 call: "read edge events".into(),
                 detail: lost.join("; "),
+                source: None,
             });
         }
         Ok(())
@@ -658,9 +669,18 @@ impl<B: PinBus> PinTarget<B> {
         }
     }
 
+    /// One-sided uncertainty of a data-in (request) edge time at the meter's pin, ns.
+    pub fn data_in_uncertainty_ns(&self) -> u64 {
+        self.uncertainty(Signal::DataIn)
+    }
+
     fn uncertainty(&self, s: Signal) -> u64 {
         self.conv.get(&s).map_or(EDGE_LATENCY_NS, |c| {
-            EDGE_LATENCY_NS + c.opto.delay_for(true).1.max(c.opto.delay_for(false).1)
+            EDGE_LATENCY_NS
+                + c.opto
+                    .delay_for(Level::High)
+                    .1
+                    .max(c.opto.delay_for(Level::Low).1)
         })
     }
 }
@@ -670,22 +690,27 @@ impl<B: PinBus> Target for PinTarget<B> {
         self.bus.describe()
     }
 
-    fn capabilities(&self) -> Capabilities {
+    fn timing(&self) -> Timing {
         let pin_unc = Port::ALL
             .iter()
             .map(|&p| self.uncertainty(Signal::Port(p)))
             .max()
             .unwrap_or(EDGE_LATENCY_NS);
-        Capabilities {
+        Timing {
             data_timing: TimeSource::Edge,
             data_uncertainty_ns: self.uncertainty(Signal::DataOut),
-            pins: true,
             pin_uncertainty_ns: pin_unc,
             parity_checked: true,
             virtual_time: false,
         }
     }
 
+    fn try_as_module_ports(&mut self) -> Option<&mut dyn ModulePorts> {
+        Some(self)
+    }
+}
+
+impl<B: PinBus> Clock for PinTarget<B> {
     fn now(&mut self) -> Result<Timestamp, TargetError> {
         Ok(self.bus.now()?)
     }
@@ -696,12 +721,14 @@ impl<B: PinBus> Target for PinTarget<B> {
         }
         Ok(())
     }
+}
 
-    fn send(&mut self, _bytes: &[u8]) -> Result<Timestamp, TargetError> {
-        Err(TargetError::Unsupported(format!(
-            "{}: sending needs a UART TX; serial integration pending (the data_in tap already records the request's edges)",
-            self.bus.describe()
-        )))
+impl<B: PinBus> DataLink for PinTarget<B> {
+    fn send(&mut self, _bytes: &[u8]) -> Result<SentAt, TargetError> {
+        Err(TargetError::NoTransmitter {
+            target: self.bus.describe(),
+            hint: "sending needs a UART TX: wire data_in's `uart` (the whole rig, `RigTarget`); the data_in tap only records the request's edges".into(),
+        })
     }
 
     fn recv(
@@ -717,9 +744,10 @@ impl<B: PinBus> Target for PinTarget<B> {
             .and_then(|d| d.tap.as_ref())
             .is_none()
         {
-            return Err(TargetError::Unsupported(
-                "wiring has no data_out tap: receiving by edges needs one".into(),
-            ));
+            return Err(TargetError::NotWired {
+                target: self.bus.describe(),
+                what: "the wiring has no data_out tap: receiving by edges needs one".into(),
+            });
         }
         let mut got: Vec<RxChar> = Vec::new();
         loop {
@@ -751,17 +779,22 @@ impl<B: PinBus> Target for PinTarget<B> {
         self.chars.clear();
         Ok(())
     }
+}
 
-    fn set_input(&mut self, port: Port, active: bool) -> Result<(), TargetError> {
+impl<B: PinBus> ModulePorts for PinTarget<B> {
+    fn set_input(&mut self, port: Port, drive: Drive) -> Result<(), TargetError> {
         match self.wiring.port(port) {
             Some(p) if p.role.rig_drives() && p.gpio.is_some() => {
-                Ok(self.bus.set_output(Signal::Port(port), active)?)
+                Ok(self.bus.set_output(Signal::Port(port), drive.is_active())?)
             }
-            Some(p) => Err(TargetError::Unsupported(format!(
-                "{port} is wired as {} (not a meter input the rig drives)",
-                p.role
-            ))),
-            None => Err(TargetError::Unsupported(format!("{port} is not wired"))),
+            Some(p) => Err(TargetError::PortNotDriven {
+                port,
+                wiring: format!("wired as {}", p.role),
+            }),
+            None => Err(TargetError::PortNotDriven {
+                port,
+                wiring: "not wired".into(),
+            }),
         }
     }
 
@@ -811,11 +844,11 @@ mod tests {
     use super::*;
     use crate::uart::{frame_edges, TxFrame};
 
-    fn pe(signal: Signal, t: u64, level: bool, seqno: u32) -> PinEdge {
+    fn pe(signal: Signal, t: u64, high: bool, seqno: u32) -> PinEdge {
         PinEdge {
             signal,
             t: Timestamp(t),
-            level,
+            level: Level::from_high(high),
             stream: 0,
             seqno,
             line_seqno: seqno,
@@ -843,7 +876,7 @@ mod tests {
         assert!(matches!(
             f[1],
             PinFinding::NotAlternating {
-                level: false,
+                level: Level::Low,
                 t_ns: 4,
                 ..
             }
@@ -854,9 +887,9 @@ mod tests {
     fn glitch_filter_removes_short_pulses_only() {
         let mut g = GlitchFilter::new(100);
         let mut out = Vec::new();
-        let e = |t, level| Edge {
+        let e = |t, high| Edge {
             t: Timestamp(t),
-            level,
+            level: Level::from_high(high),
         };
         assert_eq!(g.push(e(1000, false), &mut out), None);
         assert_eq!(g.push(e(1050, true), &mut out), Some((Timestamp(1000), 50)));
@@ -930,6 +963,32 @@ opto = {{ inverting = true }}
     }
 
     #[test]
+    fn rig_target_says_serial_when_the_data_in_tap_missed_the_request() {
+        // a UART TX on a pty; the data-in tap (scripted) captures nothing of the request
+        use serialport::SerialPort;
+        let (_master, slave) = serialport::TTYPort::pair().expect("a pty pair");
+        let path = slave.name().expect("the pty's name");
+        drop(slave);
+        let bus = Script {
+            edges: VecDeque::new(),
+            now: Timestamp(0),
+            outputs: vec![],
+        };
+        let pins = PinTarget::new(bus, wiring(true, 0), 300);
+        let mut rig = rig_target::RigTarget::new(pins, Some(&path), true, 300).unwrap();
+        assert_eq!(rig.capabilities().data_timing, TimeSource::Edge);
+        let sent = rig.send(b"/?!\r\n").unwrap();
+        // the fallback is on the time itself, not only in the findings
+        assert_eq!(sent.source, TimeSource::Serial);
+        assert!(sent.uncertainty_ns > 0, "{sent:?}");
+        assert!(
+            rig.findings.iter().any(|f| f.contains("serial contract")),
+            "{:?}",
+            rig.findings
+        );
+    }
+
+    #[test]
     fn pin_target_decodes_data_out_through_an_inverting_opto() {
         // the meter sends "/K" at 300 baud starting at 1 s; the opto inverts and delays falls by 50 µs
         let mut edges = VecDeque::new();
@@ -938,8 +997,9 @@ opto = {{ inverting = true }}
         for b in [b'/', b'K' | 0x80] {
             let (es, end) = frame_edges(b, t, 300, 1, TxFrame::default());
             for e in es {
-                let delay = if e.level { 0 } else { 50_000 };
-                edges.push_back(pe(Signal::DataOut, e.t.as_ns() + delay, !e.level, seq));
+                let delay = if e.level.is_high() { 0 } else { 50_000 };
+                let rig_level = e.level.is_low();
+                edges.push_back(pe(Signal::DataOut, e.t.as_ns() + delay, rig_level, seq));
                 seq += 1;
             }
             t = end;
@@ -976,14 +1036,14 @@ opto = {{ inverting = true }}
             outputs: vec![],
         };
         let mut tg = PinTarget::new(bus, wiring(true, 0), 300);
-        tg.set_input(Port::Port1, true).unwrap();
+        tg.set_input(Port::Port1, Drive::Active).unwrap();
         assert_eq!(
             tg.bus_mut().outputs,
             vec![(Signal::Port(Port::Port1), true)]
         );
         assert!(matches!(
-            tg.set_input(Port::Port2, true),
-            Err(TargetError::Unsupported(m)) if m.contains("pulse_out")
+            tg.set_input(Port::Port2, Drive::Active),
+            Err(TargetError::PortNotDriven { port: Port::Port2, wiring }) if wiring.contains("pulse_out")
         ));
         tg.bus_mut().now = Timestamp(100);
         let e = tg.take_edges(Port::Port2).unwrap_err();
@@ -992,9 +1052,9 @@ opto = {{ inverting = true }}
         let edges = tg.take_edges(Port::Port2).unwrap();
         assert_eq!(
             edges.iter().map(|e| e.level).collect::<Vec<_>>(),
-            vec![false, true]
+            vec![Level::Low, Level::High]
         );
-        tg.release().unwrap();
+        ModulePorts::release(&mut tg).unwrap();
         assert_eq!(
             tg.bus_mut().outputs.last(),
             Some(&(Signal::Loop(255), false))

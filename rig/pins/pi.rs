@@ -20,6 +20,7 @@ use rppal::gpio::{Gpio, InputPin, Trigger};
 use super::safe::{Driven, OutputBank};
 use super::{monotonic_now, BusConfig, PinBus, PinEdge, PinError, Signal};
 use crate::time::Timestamp;
+use crate::uart::Level;
 
 /// A bus on the Pi's GPIO.
 #[derive(Debug)]
@@ -84,7 +85,7 @@ impl PiBus {
                 let _ = tx.send(PinEdge {
                     signal,
                     t: Timestamp(ev.timestamp.as_nanos() as u64),
-                    level: ev.trigger == Trigger::RisingEdge,
+                    level: Level::from_high(ev.trigger == Trigger::RisingEdge),
                     stream: stream as u16,
                     seqno: ev.seqno,
                     line_seqno: ev.seqno,

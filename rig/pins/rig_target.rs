@@ -3,16 +3,19 @@
 //!
 //! The request's end is taken from the data-in capture tap when the wiring has one (kernel edge
 //! timestamps of the request as it reached the meter, decoded by the same software UART), and
-//! from the serial-only contract otherwise; the answer is always timed from the data-out tap. The
-//! UART's own reception of the answer is a content cross-check: a mismatch with the edge decode is
-//! kept as a finding and printed. I/O only through the two backends it wraps.
+//! from the serial-only contract otherwise, or when the tap missed bytes: the [`SentAt`] returned
+//! then says `serial` with the serial uncertainty, so the measurement records the fallback. The
+//! answer is always timed from the data-out tap. The UART's own reception of the answer is a
+//! content cross-check: a mismatch with the edge decode is kept as a finding and printed.
+//!
+//! It must not judge anything: I/O only through the two backends it wraps.
 
 use std::time::Duration;
 
 use super::{PinBus, PinTarget};
 use crate::serial::{Framing, SerialOptions, SerialTarget};
-use crate::target::{Capabilities, Port, RecvEnd, Target, TargetError};
-use crate::time::Timestamp;
+use crate::target::{Clock, DataLink, ModulePorts, RecvEnd, SentAt, Target, TargetError, Timing};
+use crate::time::{TimeSource, Timestamp};
 use crate::uart::{frame_ns, Edge, RxChar, UartRx};
 
 /// Pins + UART TX.
@@ -76,10 +79,16 @@ impl<B: PinBus> Target for RigTarget<B> {
         }
     }
 
-    fn capabilities(&self) -> Capabilities {
-        self.pins.capabilities()
+    fn timing(&self) -> Timing {
+        self.pins.timing()
     }
 
+    fn try_as_module_ports(&mut self) -> Option<&mut dyn ModulePorts> {
+        Some(&mut self.pins)
+    }
+}
+
+impl<B: PinBus> Clock for RigTarget<B> {
     fn now(&mut self) -> Result<Timestamp, TargetError> {
         self.pins.now()
     }
@@ -87,27 +96,34 @@ impl<B: PinBus> Target for RigTarget<B> {
     fn wait_until(&mut self, t: Timestamp) -> Result<(), TargetError> {
         self.pins.wait_until(t)
     }
+}
 
-    fn send(&mut self, bytes: &[u8]) -> Result<Timestamp, TargetError> {
+impl<B: PinBus> DataLink for RigTarget<B> {
+    fn send(&mut self, bytes: &[u8]) -> Result<SentAt, TargetError> {
         let Some(tx) = self.tx.as_mut() else {
-            return Err(TargetError::Unsupported(format!(
-                "{}: the wiring's data_in has no uart: add `uart = \"/dev/serial0\"` (or the adapter) under [data_in]",
-                self.pins.describe()
-            )));
+            return Err(TargetError::NoTransmitter {
+                target: self.pins.describe(),
+                hint: "the wiring's data_in has no uart: add `uart = \"/dev/serial0\"` (or the adapter) under [data_in]".into(),
+            });
         };
         self.pins.take_data_in_edges();
-        let serial_end = tx.send(bytes)?;
+        let serial = tx.send(bytes)?;
         if !self.has_tap {
-            return Ok(serial_end);
+            return Ok(serial);
         }
         // let the tap see the whole request (plus a character of slack), then take its edges
-        let settle = serial_end + Duration::from_nanos(2 * frame_ns(self.baud, 1));
+        let settle = serial.t + Duration::from_nanos(2 * frame_ns(self.baud, 1));
         self.pins.wait_until(settle)?;
         match self.tapped_end(bytes.len()) {
-            Some(t) => Ok(t),
+            Some(t) => Ok(SentAt {
+                t,
+                source: TimeSource::Edge,
+                uncertainty_ns: self.pins.data_in_uncertainty_ns(),
+            }),
             None => {
+                // the fallback travels with the time: the measurement records serial timing
                 self.findings.push(format!("data_in tap did not capture all {} request bytes; request end from the serial contract", bytes.len()));
-                Ok(serial_end)
+                Ok(serial)
             }
         }
     }
@@ -152,17 +168,5 @@ impl<B: PinBus> Target for RigTarget<B> {
             tx.discard_input()?;
         }
         self.pins.discard_input()
-    }
-
-    fn set_input(&mut self, port: Port, active: bool) -> Result<(), TargetError> {
-        self.pins.set_input(port, active)
-    }
-
-    fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
-        self.pins.take_edges(port)
-    }
-
-    fn release(&mut self) -> Result<(), TargetError> {
-        self.pins.release()
     }
 }

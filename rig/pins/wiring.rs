@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::meter::io::{IoCode, PortRole};
 use crate::target::Port;
+use crate::uart::Level;
 
 /// The Raspberry Pi's primary UART pins (BCM numbering): TXD0/TXD1 and RXD0/RXD1.
 pub const PI_UART_TX_BCM: u32 = 14;
@@ -124,13 +125,17 @@ impl Opto {
         self.inverting.unwrap_or(false)
     }
     /// Module-pin level from a rig-side level.
-    pub fn pin_level(&self, rig_level: bool) -> bool {
-        rig_level ^ self.is_inverting()
+    pub fn pin_level(&self, rig_level: Level) -> Level {
+        if self.is_inverting() {
+            !rig_level
+        } else {
+            rig_level
+        }
     }
     /// Calibrated delay for an edge to `pin_level` at the module pin, and its one-sided
     /// uncertainty (half the spread), both ns; zeros when uncalibrated.
-    pub fn delay_for(&self, pin_level: bool) -> (u64, u64) {
-        if pin_level {
+    pub fn delay_for(&self, pin_level: Level) -> (u64, u64) {
+        if pin_level.is_high() {
             (
                 self.rise_delay_ns.unwrap_or(0),
                 self.rise_spread_ns.unwrap_or(0).div_ceil(2),
@@ -1052,9 +1057,9 @@ opto = { inverting = true, rise_delay_ns = 15000, fall_delay_ns = 60000, rise_sp
     fn delays_by_pin_level() {
         let w = Wiring::parse("t.toml", GOOD).unwrap();
         let o = &w.port2.as_ref().unwrap().opto;
-        assert_eq!(o.delay_for(true), (15000, 1000));
-        assert_eq!(o.delay_for(false), (60000, 0));
-        assert!(o.pin_level(false));
+        assert_eq!(o.delay_for(Level::High), (15000, 1000));
+        assert_eq!(o.delay_for(Level::Low), (60000, 0));
+        assert_eq!(o.pin_level(Level::Low), Level::High);
     }
 
     #[test]

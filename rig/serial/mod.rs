@@ -9,9 +9,9 @@
 //!
 //! # Framing ([`Framing`])
 //! - [`Framing::Soft7e1`] (default): the port is opened 8N1; 7E1 is done in software, so a byte
-//!   carries its even-parity bit in bit 7 both ways (NOTES §2). [`Target::send`] already receives
+//!   carries its even-parity bit in bit 7 both ways (NOTES §2). [`DataLink::send`] already receives
 //!   such bytes and writes them as they are; received bytes are handed over *unmasked* and the
-//!   caller checks parity ([`Capabilities::parity_checked`] = true).
+//!   caller checks parity ([`Timing::parity_checked`] = true).
 //! - [`Framing::Uart`]: the port is opened 7E1 and the UART adds and strips parity. Bit 7 is
 //!   cleared before sending and after receiving (a pty ignores CS7, so the mask makes it behave like
 //!   the UART). The driver does not report parity errors through this API, so parity is unchecked:
@@ -32,12 +32,12 @@
 //!   byte's end (if it was received on this port). The clamp keeps successive bytes at least one
 //!   character apart even when a sender faster than the line rate (a pty) delivers them; it can then
 //!   put a byte's end after `T`.
-//! - The uncertainty reported in [`Capabilities::data_uncertainty_ns`] depends on the device
+//! - The uncertainty reported in [`Timing::data_uncertainty_ns`] depends on the device
 //!   ([`PortKind`]): pty ~1 ms (scheduling), USB adapter the FTDI latency timer (16 ms, or the
 //!   value in sysfs), PL011 on a Pi its receive timeout of 32 bit times (106.7 ms at 300 baud).
 //!
 //! # Line faults
-//! Faults are results, never hangs: every read has a timeout, [`Target::recv`] ends at its deadline
+//! Faults are results, never hangs: every read has a timeout, [`DataLink::recv`] ends at its deadline
 //! or after `max_gap` of silence. A port that disappears mid-read (USB unplugged: EIO/ENXIO; the
 //! pty's master closed: hang-up) gives [`TargetError::Vanished`] naming the port.
 //!
@@ -59,9 +59,9 @@ use std::time::{Duration, Instant};
 
 use serialport::{ClearBuffer, DataBits, FlowControl, Parity, SerialPort, StopBits, TTYPort};
 
-use crate::target::{Capabilities, Port, RecvEnd, Target, TargetError};
+use crate::target::{Clock, DataLink, RecvEnd, SentAt, Target, TargetError, Timing};
 use crate::time::{bit_ns, TimeSource, Timestamp};
-use crate::uart::{Edge, RxChar};
+use crate::uart::RxChar;
 
 pub use pty::{PtyServer, ServeEnd, ShutdownHandle};
 
@@ -318,12 +318,14 @@ pub fn map_open_error(device: &str, e: &serialport::Error) -> TargetError {
                 call: "open".into(),
                 detail: format!("{desc}: not a serial device (a tty) — check the path"),
                 device,
+                source: None,
             }
         }
         _ => TargetError::Io {
             call: "open".into(),
             detail: desc,
             device,
+            source: None,
         },
     }
 }
@@ -351,7 +353,7 @@ fn not_found_hint() -> String {
 
 /// Maps an I/O error during `call` on an open port to a [`TargetError`]: hang-ups, EIO, ENXIO and
 /// ENODEV mean the device went away.
-pub fn map_io_error(device: &str, call: &str, e: &io::Error) -> TargetError {
+pub fn map_io_error(device: &str, call: &str, e: io::Error) -> TargetError {
     let text = e.to_string();
     let vanished = matches!(
         e.kind(),
@@ -363,13 +365,10 @@ pub fn map_io_error(device: &str, call: &str, e: &io::Error) -> TargetError {
         TargetError::Vanished {
             device: device.to_string(),
             detail: format!("{call}: {text} (unplugged adapter, or the pty's other side closed)"),
+            source: Some(std::sync::Arc::new(e)),
         }
     } else {
-        TargetError::Io {
-            device: device.to_string(),
-            call: call.to_string(),
-            detail: text,
-        }
+        TargetError::io(device, call, e)
     }
 }
 
@@ -401,6 +400,7 @@ impl SerialTarget {
                 device,
                 call: "open".into(),
                 detail: "baud rate must be positive".into(),
+                source: None,
             });
         }
         let (bits, parity) = match opts.framing {
@@ -477,17 +477,18 @@ impl Target for SerialTarget {
         format!("serial:{}", self.device)
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
+    fn timing(&self) -> Timing {
+        Timing {
             data_timing: TimeSource::Serial,
             data_uncertainty_ns: self.uncertainty_ns,
-            pins: false,
             pin_uncertainty_ns: 0,
             parity_checked: self.opts.framing.parity_checked(),
             virtual_time: false,
         }
     }
+}
 
+impl Clock for SerialTarget {
     fn now(&mut self) -> Result<Timestamp, TargetError> {
         Ok(self.clock())
     }
@@ -499,8 +500,10 @@ impl Target for SerialTarget {
         }
         Ok(())
     }
+}
 
-    fn send(&mut self, bytes: &[u8]) -> Result<Timestamp, TargetError> {
+impl DataLink for SerialTarget {
+    fn send(&mut self, bytes: &[u8]) -> Result<SentAt, TargetError> {
         let data: Vec<u8> = match self.opts.framing {
             Framing::Soft7e1 => bytes.to_vec(),
             Framing::Uart | Framing::SevenBit => bytes.iter().map(|b| b & 0x7F).collect(),
@@ -514,8 +517,12 @@ impl Target for SerialTarget {
         let t_handoff = self.clock();
         let res = self.port.write_all(&data);
         let _ = self.port.set_timeout(POLL_SLICE);
-        res.map_err(|e| map_io_error(&self.device, "write", &e))?;
-        Ok(Timestamp(t_handoff.0 + self.char_ns() * data.len() as u64))
+        res.map_err(|e| map_io_error(&self.device, "write", e))?;
+        Ok(SentAt {
+            t: Timestamp(t_handoff.0 + self.char_ns() * data.len() as u64),
+            source: TimeSource::Serial,
+            uncertainty_ns: self.uncertainty_ns,
+        })
     }
 
     fn recv(
@@ -556,6 +563,7 @@ impl Target for SerialTarget {
                     return Err(TargetError::Vanished {
                         device: self.device.clone(),
                         detail: "read: end of file (the other side hung up)".into(),
+                        source: None,
                     })
                 }
                 Ok(n) => {
@@ -584,10 +592,11 @@ impl Target for SerialTarget {
                         return Err(TargetError::Vanished {
                             device: self.device.clone(),
                             detail: "the device node disappeared".into(),
+                            source: None,
                         });
                     }
                 }
-                Err(e) => return Err(map_io_error(&self.device, "read", &e)),
+                Err(e) => return Err(map_io_error(&self.device, "read", e)),
             }
         }
     }
@@ -601,22 +610,6 @@ impl Target for SerialTarget {
         self.port
             .clear(ClearBuffer::Input)
             .map_err(|e| map_open_error(&self.device, &e))
-    }
-
-    fn set_input(&mut self, port: Port, _active: bool) -> Result<(), TargetError> {
-        Err(TargetError::Unsupported(format!(
-            "{}: a serial port has no pins to drive {port}; use a `gpio:` or `pi:` target wired to \
-             the module connector",
-            self.device
-        )))
-    }
-
-    fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
-        Err(TargetError::Unsupported(format!(
-            "{}: a serial port cannot capture pulse edges on {port}; use a `gpio:` or `pi:` target \
-             wired to the module connector",
-            self.device
-        )))
     }
 }
 
@@ -719,13 +712,19 @@ mod tests {
             if hint.contains("/dev/serial/by-id"))
         );
         let e = io::Error::new(io::ErrorKind::BrokenPipe, "Broken pipe");
-        assert!(matches!(
-            map_io_error("/dev/x", "read", &e),
-            TargetError::Vanished { .. }
-        ));
+        let v = map_io_error("/dev/x", "read", e);
+        assert!(matches!(v, TargetError::Vanished { .. }));
+        // the OS error stays reachable as the source, typed (shared, so errors stay `Clone`)
+        let source = std::error::Error::source(&v).expect("a source");
+        assert_eq!(
+            source
+                .downcast_ref::<std::sync::Arc<io::Error>>()
+                .map(|e| e.kind()),
+            Some(io::ErrorKind::BrokenPipe)
+        );
         let e = io::Error::from_raw_os_error(5);
         assert!(matches!(
-            map_io_error("/dev/x", "read", &e),
+            map_io_error("/dev/x", "read", e),
             TargetError::Vanished { .. }
         ));
     }

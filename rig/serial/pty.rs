@@ -95,11 +95,13 @@ impl PtyServer {
             device: name.clone(),
             call: "openpty".into(),
             detail: format!("{e} (is /dev/ptmx available?)"),
+            source: None,
         })?;
         let slave_name = slave.name().ok_or_else(|| TargetError::Io {
             device: name.clone(),
             call: "ptsname".into(),
             detail: "the pty has no slave name".into(),
+            source: None,
         })?;
         make_link(&link, &slave_name)?;
         Ok(PtyServer {
@@ -133,11 +135,8 @@ impl PtyServer {
     pub fn install_signal_handlers(&mut self) -> Result<(), TargetError> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         for sig in [SIGINT, SIGTERM] {
-            let err = |e: io::Error| TargetError::Io {
-                device: self.link.display().to_string(),
-                call: "sigaction".into(),
-                detail: e.to_string(),
-            };
+            let err =
+                |e: io::Error| TargetError::io(self.link.display().to_string(), "sigaction", e);
             let id =
                 signal_hook::flag::register_conditional_shutdown(sig, 130, self.stop.0.clone())
                     .map_err(err)?;
@@ -229,7 +228,7 @@ impl PtyServer {
                         e.kind(),
                         io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
                     ) => {}
-                Err(e) => return Err(map_io_error(&device, "read", &e)),
+                Err(e) => return Err(map_io_error(&device, "read", e)),
             }
         }
     }
@@ -243,7 +242,7 @@ impl PtyServer {
             Ok(1) => Ok(true),
             Ok(_) => Ok(false),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(false),
-            Err(e) => Err(map_io_error(device, "write", &e)),
+            Err(e) => Err(map_io_error(device, "write", e)),
         }
     }
 }
@@ -276,37 +275,25 @@ fn make_link(link: &Path, target: &str) -> Result<(), TargetError> {
                     ),
                 });
             }
-            std::fs::remove_file(link).map_err(|e| TargetError::Io {
-                device: device.clone(),
-                call: "unlink (stale link)".into(),
-                detail: e.to_string(),
-            })?;
+            std::fs::remove_file(link)
+                .map_err(|e| TargetError::io(device.clone(), "unlink (stale link)", e))?;
         }
         Ok(_) => {
             return Err(TargetError::Io {
                 device,
                 call: "symlink".into(),
                 detail: "the path exists and is not a symlink; choose another --link path".into(),
+                source: None,
             })
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(TargetError::Io {
-                device,
-                call: "lstat".into(),
-                detail: e.to_string(),
-            })
-        }
+        Err(e) => return Err(TargetError::io(device, "lstat", e)),
     }
     std::os::unix::fs::symlink(target, link).map_err(|e| match e.kind() {
         io::ErrorKind::PermissionDenied => TargetError::Permission {
             device: device.clone(),
             hint: "choose a --link path in a directory you can write (e.g. /tmp/meter)".into(),
         },
-        _ => TargetError::Io {
-            device: device.clone(),
-            call: "symlink".into(),
-            detail: e.to_string(),
-        },
+        _ => TargetError::io(device.clone(), "symlink", e),
     })
 }

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::target::{Capabilities, Port, RecvEnd, Target, TargetError};
+use crate::target::{Clock, DataLink, ModulePorts, RecvEnd, SentAt, Target, TargetError, Timing};
 use crate::time::Timestamp;
-use crate::uart::{Edge, RxChar};
+use crate::uart::RxChar;
 
 /// A target whose clock is held to `speed` × real time while `enabled` is set.
 #[derive(Debug)]
@@ -59,13 +59,20 @@ impl<T: Target> Paced<T> {
     }
 }
 
+/// Paces only the clock and the data link; the module ports are the inner target's own.
 impl<T: Target> Target for Paced<T> {
     fn describe(&self) -> String {
         self.inner.describe()
     }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+    fn timing(&self) -> Timing {
+        self.inner.timing()
     }
+    fn try_as_module_ports(&mut self) -> Option<&mut dyn ModulePorts> {
+        self.inner.try_as_module_ports()
+    }
+}
+
+impl<T: Target> Clock for Paced<T> {
     fn now(&mut self) -> Result<Timestamp, TargetError> {
         self.inner.now()
     }
@@ -73,7 +80,10 @@ impl<T: Target> Target for Paced<T> {
         self.inner.wait_until(t)?;
         self.pace()
     }
-    fn send(&mut self, bytes: &[u8]) -> Result<Timestamp, TargetError> {
+}
+
+impl<T: Target> DataLink for Paced<T> {
+    fn send(&mut self, bytes: &[u8]) -> Result<SentAt, TargetError> {
         self.inner.send(bytes)
     }
     fn recv(
@@ -88,15 +98,6 @@ impl<T: Target> Target for Paced<T> {
     }
     fn discard_input(&mut self) -> Result<(), TargetError> {
         self.inner.discard_input()
-    }
-    fn set_input(&mut self, port: Port, active: bool) -> Result<(), TargetError> {
-        self.inner.set_input(port, active)
-    }
-    fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
-        self.inner.take_edges(port)
-    }
-    fn release(&mut self) -> Result<(), TargetError> {
-        self.inner.release()
     }
 }
 

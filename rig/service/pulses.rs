@@ -1,25 +1,28 @@
 //! Counting the meter's output pulses from timestamped port edges, for the module loop of
 //! `rig serve`. Pure: edges in, counts out.
 //!
-//! Levels are at the module pin, as [`crate::target::Target::take_edges`] returns them: the line
+//! Levels are at the module pin, as [`crate::target::ModulePorts::take_edges`] returns them: the line
 //! idles high and a pulse pulls it low (000, "Module interface"). A pulse is counted at its
 //! leading (falling) edge, so a pulse in progress when the counts are read is already counted.
 
-use crate::uart::Edge;
+use crate::uart::{Edge, Level};
 
 /// Pulse count of one output port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PulseCounter {
     /// Pulses counted (leading edges), including those from earlier runs of the service.
     pub total: u64,
-    /// Level after the last edge seen (`true` = idle high).
-    level: bool,
+    /// Level after the last edge seen (idle high).
+    level: Level,
 }
 
 impl PulseCounter {
     /// A counter that continues from `total` (persisted by an earlier run of the service).
     pub fn continuing(total: u64) -> Self {
-        PulseCounter { total, level: true }
+        PulseCounter {
+            total,
+            level: Level::High,
+        }
     }
 
     /// Feeds edges in time order; returns how many pulses they started.
@@ -31,7 +34,7 @@ impl PulseCounter {
                 // nothing changed at the pin
                 continue;
             }
-            if !e.level {
+            if e.level.is_low() {
                 self.total += 1;
             }
             self.level = e.level;
@@ -45,10 +48,10 @@ mod tests {
     use super::*;
     use crate::time::Timestamp;
 
-    fn e(ms: u64, level: bool) -> Edge {
+    fn e(ms: u64, high: bool) -> Edge {
         Edge {
             t: Timestamp(ms * 1_000_000),
-            level,
+            level: Level::from_high(high),
         }
     }
 

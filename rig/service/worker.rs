@@ -5,7 +5,8 @@
 //! inputs from a schedule, all on the target's clock. A run request pauses the loop, runs the
 //! suites with the target to itself (writing the same records as `rig run`), then the loop
 //! resumes and re-applies the schedule. Pulses the meter emits during a run are still counted:
-//! the run sees the target through [`Tap`], which counts the edges the suites take.
+//! the run sees the target through [`Tap`] (a ports-only layer), which counts the edges the suites
+//! take.
 //!
 //! The HTTP side never touches the target: it reads [`Shared::status`] and sends [`Command`]s.
 //! Stopping ([`Shared::request_stop`]) is honoured between rows and between cases: the readout in
@@ -32,9 +33,9 @@ use crate::meter::config::MeterSpec;
 use crate::report::{utc_now, Reporter, Summary};
 use crate::suite::session::{self, Event, Limits, Observer, ObserverError, StopReason, StopToken};
 use crate::suite::{self, RunOptions};
-use crate::target::{Capabilities, Port, RecvEnd, Target, TargetError};
-use crate::time::Timestamp;
-use crate::uart::{Edge, RxChar};
+use crate::target::{Drive, Layer, Layered, ModulePorts, Port, Target, TargetError};
+use crate::time::{TimeSource, Timestamp};
+use crate::uart::Edge;
 
 use super::pulses::PulseCounter;
 use super::schedule::Schedule;
@@ -269,55 +270,33 @@ pub fn run_state(record: &serde_json::Value, active: bool) -> &'static str {
     }
 }
 
-/// A target seen through a pulse counter: every edge taken from an output port is also counted.
+/// The module ports seen through a pulse counter: every edge taken from an output port is also
+/// counted. It wraps only the ports ([`Layered`] passes the rest through).
 #[derive(Debug)]
 pub struct Tap<'a> {
-    inner: &'a mut dyn Target,
     counters: &'a RefCell<BTreeMap<Port, PulseCounter>>,
 }
 
-impl Target for Tap<'_> {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn now(&mut self) -> Result<Timestamp, TargetError> {
-        self.inner.now()
-    }
-    fn wait_until(&mut self, t: Timestamp) -> Result<(), TargetError> {
-        self.inner.wait_until(t)
-    }
-    fn send(&mut self, bytes: &[u8]) -> Result<Timestamp, TargetError> {
-        self.inner.send(bytes)
-    }
-    fn recv(
+impl Layer for Tap<'_> {
+    fn take_edges(
         &mut self,
-        deadline: Timestamp,
-        max_gap: Duration,
-        complete: &mut dyn FnMut(&[RxChar]) -> bool,
-    ) -> Result<(Vec<RxChar>, RecvEnd), TargetError> {
-        self.inner.recv(deadline, max_gap, complete)
-    }
-    fn discard_input(&mut self) -> Result<(), TargetError> {
-        self.inner.discard_input()
-    }
-    fn set_input(&mut self, port: Port, active: bool) -> Result<(), TargetError> {
-        self.inner.set_input(port, active)
-    }
-    fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
-        let edges = self.inner.take_edges(port)?;
+        inner: &mut dyn ModulePorts,
+        port: Port,
+    ) -> Result<Vec<Edge>, TargetError> {
+        let edges = inner.take_edges(port)?;
         if let Some(c) = self.counters.borrow_mut().get_mut(&port) {
             c.push(&edges);
         }
         Ok(edges)
     }
-    fn dropped_edges(&mut self, port: Port) -> Result<u64, TargetError> {
-        self.inner.dropped_edges(port)
-    }
-    fn release(&mut self) -> Result<(), TargetError> {
-        self.inner.release()
+
+    /// Counted like taken edges: the service's pulse totals include the hours a case drains.
+    fn discard_edges(
+        &mut self,
+        inner: &mut dyn ModulePorts,
+        port: Port,
+    ) -> Result<u64, TargetError> {
+        self.take_edges(inner, port).map(|e| e.len() as u64)
     }
 }
 
@@ -495,7 +474,9 @@ impl<'a> Worker<'a> {
         let until = s.until_next(tod);
         if self.applied != Some(sw.tariff) {
             for (port, level) in levels {
-                self.target.set_input(port, level)?;
+                self.target
+                    .module_ports()?
+                    .set_input(port, Drive::from_active(level))?;
             }
             self.applied = Some(sw.tariff);
             self.shared.lock().tariff = Some(sw.tariff);
@@ -510,21 +491,22 @@ impl<'a> Worker<'a> {
     fn drain_pulses(&mut self) {
         let ports: Vec<Port> = self.counters.borrow().keys().copied().collect();
         for p in ports {
-            match self.target.take_edges(p) {
+            let Some(ports) = self.target.try_as_module_ports() else {
+                // a serial-only target cannot see the pulse ports: no counter (totals an
+                // earlier pin target saved stay in state.json untouched)
+                if let Some(c) = self.counters.borrow_mut().remove(&p) {
+                    if c.total == 0 {
+                        self.state.pulses.remove(&port_key(p));
+                    }
+                }
+                continue;
+            };
+            match ports.take_edges(p) {
                 Ok(edges) => {
                     let mut counters = self.counters.borrow_mut();
                     let c = counters.get_mut(&p).expect("port has a counter");
                     if c.push(&edges) > 0 {
                         self.state_dirty = true;
-                    }
-                }
-                Err(TargetError::Unsupported(_)) => {
-                    // a serial-only target cannot see the pulse ports: no counter (totals an
-                    // earlier pin target saved stay in state.json untouched)
-                    if let Some(c) = self.counters.borrow_mut().remove(&p) {
-                        if c.total == 0 {
-                            self.state.pulses.remove(&port_key(p));
-                        }
                     }
                 }
                 Err(e) => self.note_error(format!("pulse edges on {p}: {e}")),
@@ -560,14 +542,21 @@ impl<'a> Worker<'a> {
             caps.data_uncertainty_ns,
         );
         let result = suite::exchange(&mut *self.target, &Request::general(), &rules, &listen);
-        let timing = format!(
-            "{}{} ±{} ms",
+        let timing = timing_text(
             caps.data_timing,
-            if caps.virtual_time { " (virtual)" } else { "" },
-            caps.data_uncertainty_ns as f64 / 1e6
+            caps.virtual_time,
+            caps.data_uncertainty_ns as f64 / 1e6,
         );
         let reading = match result {
-            Ok(ex) => reading_of(&ex, &rules, timing),
+            // the response time's own source: a request end that fell back to serial says so
+            Ok(ex) => {
+                let timing = timing_text(
+                    ex.response_source(),
+                    caps.virtual_time,
+                    ex.response_uncertainty_ms(),
+                );
+                reading_of(&ex, &rules, timing)
+            }
             Err(e) => Reading {
                 time_utc: utc_now(),
                 target_time_s: self
@@ -627,7 +616,7 @@ impl<'a> Worker<'a> {
         opts.suites = req.suites.clone();
         opts.cases = req.cases.clone();
         opts.check_type_number = caps.virtual_time || self.cfg.meter_given;
-        let mut reporter = match Reporter::start(&dir, &*self.target, &self.cfg.spec, &opts) {
+        let mut reporter = match Reporter::start(&dir, &mut *self.target, &self.cfg.spec, &opts) {
             Ok(r) => r,
             Err(e) => {
                 self.note_error(format!("run {}: {e}", req.id));
@@ -653,10 +642,12 @@ impl<'a> Worker<'a> {
             counters: &self.counters,
             stop: limits.stop.clone(),
         };
-        let mut tap = Tap {
-            inner: &mut *self.target,
-            counters: &self.counters,
-        };
+        let mut tap = Layered::new(
+            &mut *self.target,
+            Tap {
+                counters: &self.counters,
+            },
+        );
         let end = session::run(
             &mut tap,
             &self.cfg.spec,
@@ -680,6 +671,12 @@ impl<'a> Worker<'a> {
             summary: reporter.record().summary.clone(),
         }
     }
+}
+
+/// `edge (virtual) ±0 ms`: where a reading's time came from and its one-sided uncertainty.
+fn timing_text(source: TimeSource, virtual_time: bool, uncertainty_ms: f64) -> String {
+    let v = if virtual_time { " (virtual)" } else { "" };
+    format!("{source}{v} ±{uncertainty_ms} ms")
 }
 
 /// The row of one module-loop readout: conforming only when the exchange keeps every rule.

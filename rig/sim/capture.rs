@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 
 use crate::time::Timestamp;
-use crate::uart::Edge;
+use crate::uart::{Edge, Level};
 
 /// ⌈a / b⌉ for b > 0.
 fn ceil_div(a: i128, b: i128) -> i128 {
@@ -61,12 +61,12 @@ impl PulseRun {
         if j % 2 == 0 {
             Edge {
                 t: Timestamp(s),
-                level: false,
+                level: Level::Low,
             }
         } else {
             Edge {
                 t: Timestamp(s + self.width_ns),
-                level: true,
+                level: Level::High,
             }
         }
     }
@@ -277,11 +277,11 @@ mod tests {
             }
             v.push(Edge {
                 t: Timestamp(r.origin + dt),
-                level: false,
+                level: Level::Low,
             });
             v.push(Edge {
                 t: Timestamp(r.origin + dt + r.width_ns),
-                level: true,
+                level: Level::High,
             });
         }
         v
@@ -307,7 +307,7 @@ mod tests {
             let mut c = PulseCapture::new(1_000);
             c.push(Edge {
                 t: Timestamp(999),
-                level: true,
+                level: Level::High,
             });
             c.push_run(r);
             let mut out = Vec::new();

@@ -21,7 +21,7 @@ use crate::meter::profile::IoTable;
 use crate::meter::readout::{Format, Quantity};
 use crate::target::Port;
 use crate::time::Timestamp;
-use crate::uart::{bit_start, Edge, RxChar, TxFrame, UartRx};
+use crate::uart::{bit_start, Edge, Level, RxChar, TxFrame, UartRx};
 
 /// mW·ns in one kWh.
 pub const MWNS_PER_KWH: i128 = 3_600_000_000_000_000_000;
@@ -508,11 +508,11 @@ impl SoftMeter {
         }
         o.edges.push(Edge {
             t: start,
-            level: false,
+            level: Level::Low,
         });
         o.edges.push(Edge {
             t: end,
-            level: true,
+            level: Level::High,
         });
     }
 

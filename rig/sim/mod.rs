@@ -15,7 +15,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::meter::config::MeterSpec;
-use crate::target::{Capabilities, Port, RecvEnd, Target, TargetError};
+use crate::target::{
+    Clock, DataLink, Drive, ModulePorts, Port, RecvEnd, SentAt, Target, TargetError, Timing,
+};
 use crate::time::{TimeSource, Timestamp};
 use crate::uart::{bit_start, frame_edges, Edge, RxChar, TxFrame, UartRx};
 
@@ -119,17 +121,22 @@ impl Target for SimTarget {
         format!("sim:{}", self.meter.spec().profile.name)
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
+    fn timing(&self) -> Timing {
+        Timing {
             data_timing: TimeSource::Edge,
             data_uncertainty_ns: 0,
-            pins: true,
             pin_uncertainty_ns: 0,
             parity_checked: true,
             virtual_time: true,
         }
     }
 
+    fn try_as_module_ports(&mut self) -> Option<&mut dyn ModulePorts> {
+        Some(self)
+    }
+}
+
+impl Clock for SimTarget {
     fn now(&mut self) -> Result<Timestamp, TargetError> {
         Ok(self.now)
     }
@@ -138,8 +145,10 @@ impl Target for SimTarget {
         self.run_until(t);
         Ok(())
     }
+}
 
-    fn send(&mut self, bytes: &[u8]) -> Result<Timestamp, TargetError> {
+impl DataLink for SimTarget {
+    fn send(&mut self, bytes: &[u8]) -> Result<SentAt, TargetError> {
         let mut start = self.now.max(self.tx_free_at);
         let echo = self.meter.spec().faults.echo_request;
         for &b in bytes {
@@ -153,7 +162,11 @@ impl Target for SimTarget {
             start = end;
         }
         self.tx_free_at = start;
-        Ok(start)
+        Ok(SentAt {
+            t: start,
+            source: TimeSource::Edge,
+            uncertainty_ns: 0,
+        })
     }
 
     fn recv(
@@ -199,11 +212,13 @@ impl Target for SimTarget {
         self.rx_chars.clear();
         Ok(())
     }
+}
 
-    fn set_input(&mut self, port: Port, active: bool) -> Result<(), TargetError> {
-        // deliver pending data-in edges up to now first, then the level change
+impl ModulePorts for SimTarget {
+    fn set_input(&mut self, port: Port, drive: Drive) -> Result<(), TargetError> {
+        // deliver pending data-in edges up to now first, then the level change (active is low)
         self.run_until(self.now);
-        let level = !active;
+        let level = !drive.is_active();
         if self.port_level[port as usize] != level {
             self.port_level[port as usize] = level;
             self.meter.set_port_level(port, level, self.now);

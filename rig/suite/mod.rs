@@ -29,7 +29,7 @@ use crate::iec62056::exchange::{
 use crate::iec62056::{parity, Request};
 use crate::meter::config::MeterSpec;
 use crate::meter::profile::Clause;
-use crate::target::{Capabilities, Port, RecvEnd, Target, TargetError};
+use crate::target::{Capabilities, ModulePorts, Port, RecvEnd, Target, TargetError};
 use crate::time::{TimeSource, Timestamp};
 use crate::uart::{Edge, RxChar};
 
@@ -211,14 +211,17 @@ pub fn exchange(
     listen: &Listening,
 ) -> Result<Exchange, TargetError> {
     let caps = target.capabilities();
+    target.discard_input()?;
+    let req = request.encode();
+    let sent = target.send(&parity::encode(&req))?;
+    let request_end = sent.t;
     let timing = TimingQuality {
         source: caps.data_timing,
         uncertainty_ns: caps.data_uncertainty_ns,
         parity_checked: caps.parity_checked,
+        request_source: sent.source,
+        request_uncertainty_ns: sent.uncertainty_ns,
     };
-    target.discard_input()?;
-    let req = request.encode();
-    let request_end = target.send(&parity::encode(&req))?;
     let mut rx = Receiver::new(request_end, rules.bcc_rule, timing);
     let (first, end) = target.recv(
         request_end + listen.first_wait,
@@ -375,6 +378,10 @@ pub struct ExchangeNote {
     pub answer_end: Timestamp,
     /// The judgement under the profile's rules.
     pub assessment: Assessment,
+    /// Where the response time came from (`serial` when either end did).
+    pub response_source: TimeSource,
+    /// One-sided uncertainty of the response time, ms.
+    pub response_uncertainty_ms: f64,
 }
 
 impl ExchangeNote {
@@ -384,6 +391,8 @@ impl ExchangeNote {
             request_end: ex.request_end,
             answer_end: ex.chars.last().map_or(ex.request_end, |c| c.end),
             assessment: ex.assess(rules),
+            response_source: ex.response_source(),
+            response_uncertainty_ms: ex.response_uncertainty_ms(),
         }
     }
 }
@@ -503,10 +512,22 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Edges captured on a meter output since the last take ([`Target::take_edges`]), also
-    /// reported to the run's observers as they are taken.
+    /// The target's module ports. A case that uses them declares `Need::ModulePorts` and is
+    /// skipped on a target without them.
+    ///
+    /// # Errors
+    /// [`TargetError::NoModulePorts`] when the target has none (a case that forgot its need).
+    pub fn ports(&mut self) -> Result<&mut dyn ModulePorts, TargetError> {
+        self.target.module_ports()
+    }
+
+    /// Edges captured on a meter output since the last take ([`ModulePorts::take_edges`]),
+    /// also reported to the run's observers as they are taken.
+    ///
+    /// # Errors
+    /// The ports' errors; [`TargetError::NoModulePorts`] on a target without them.
     pub fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
-        let edges = self.target.take_edges(port)?;
+        let edges = self.ports()?.take_edges(port)?;
         let _ = self.events.event(&Event::Edges {
             case: self.case,
             port,

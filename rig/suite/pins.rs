@@ -11,7 +11,7 @@ use crate::meter::calendar;
 use crate::meter::config::PulseBasis;
 use crate::meter::io::{PortRole, TariffControl};
 use crate::meter::profile::Clause;
-use crate::target::{Port, TargetError};
+use crate::target::{Drive, Port, TargetError};
 use crate::time::{TimeSource, Timestamp};
 use crate::uart::Edge;
 
@@ -43,7 +43,7 @@ fn pulses(edges: &[Edge]) -> Vec<(Timestamp, Timestamp)> {
     let mut out = Vec::new();
     let mut low_at: Option<Timestamp> = None;
     for e in edges {
-        if !e.level {
+        if e.level.is_low() {
             low_at = Some(e.t);
         } else if let Some(s) = low_at.take() {
             out.push((s, e.t));
@@ -100,7 +100,7 @@ fn dropped_error(
     before: u64,
     clause: Clause,
 ) -> Result<Option<Judgement>, TargetError> {
-    let now = ctx.target.dropped_edges(port)?;
+    let now = ctx.ports()?.dropped_edges(port)?;
     Ok((now > before).then(|| {
         Judgement::error(
             clause,
@@ -142,7 +142,7 @@ fn collect(
     clause: Clause,
 ) -> Result<Result<Vec<(Timestamp, Timestamp)>, Judgement>, TargetError> {
     ctx.take_edges(port)?;
-    let dropped = ctx.target.dropped_edges(port)?;
+    let dropped = ctx.ports()?.dropped_edges(port)?;
     let start = ctx.target.now()?;
     let step = Duration::from_millis(if ctx.caps.virtual_time { 2000 } else { 250 });
     let mut edges = Vec::new();
@@ -151,7 +151,7 @@ fn collect(
         let now = ctx.target.now()?;
         ctx.wait_until(now + step)?;
         let new = ctx.take_edges(port)?;
-        found += new.iter().filter(|e| e.level).count();
+        found += new.iter().filter(|e| e.level.is_high()).count();
         edges.extend(new);
         if found >= n || ctx.target.now()?.saturating_since(start) >= max_wait {
             if let Some(j) = dropped_error(ctx, port, dropped, clause)? {
@@ -393,7 +393,7 @@ fn pulses_per_unit(spec: &crate::meter::config::MeterSpec) -> f64 {
 fn leading_edges(edges: &[Edge], after: Timestamp, upto: Option<Timestamp>) -> u64 {
     edges
         .iter()
-        .filter(|e| !e.level && e.t > after && upto.is_none_or(|u| e.t <= u))
+        .filter(|e| e.level.is_low() && e.t > after && upto.is_none_or(|u| e.t <= u))
         .count() as u64
 }
 
@@ -458,7 +458,7 @@ fn constant_window(
     window: Duration,
 ) -> Result<Result<Counted, Judgement>, TargetError> {
     ctx.take_edges(port)?;
-    let dropped = ctx.target.dropped_edges(port)?;
+    let dropped = ctx.ports()?.dropped_edges(port)?;
     let ra = ctx.readout()?;
     let ta = ra.snapshot_time();
     let mut count = 0u64;
@@ -604,9 +604,11 @@ fn judge_constant(
 
 fn set_state(ctx: &mut Ctx<'_>, tc: &TariffControl, state: u8) -> Result<(), TargetError> {
     if let TariffControl::Module { input1, input2, .. } = *tc {
-        ctx.target.set_input(input1, state & 1 == 1)?;
+        ctx.ports()?
+            .set_input(input1, Drive::from_active(state & 1 == 1))?;
         if let Some(p2) = input2 {
-            ctx.target.set_input(p2, state & 2 == 2)?;
+            ctx.ports()?
+                .set_input(p2, Drive::from_active(state & 2 == 2))?;
         }
     }
     Ok(())
@@ -786,9 +788,9 @@ pub(crate) fn pulse_in(
     let a = ctx.readout()?;
     // S0 pulses (DIN 43864): at least 30 ms on and 30 ms off; the rig uses 50/50 ms
     for _ in 0..n {
-        ctx.target.set_input(port, true)?;
+        ctx.ports()?.set_input(port, Drive::Active)?;
         ctx.wait(Duration::from_millis(50))?;
-        ctx.target.set_input(port, false)?;
+        ctx.ports()?.set_input(port, Drive::Inactive)?;
         ctx.wait(Duration::from_millis(50))?;
     }
     let b = ctx.readout()?;
@@ -917,9 +919,9 @@ pub(crate) fn max_reset(
             Ok(a) => a,
             Err(j) => return Ok(j),
         };
-        ctx.target.set_input(port, true)?;
+        ctx.ports()?.set_input(port, Drive::Active)?;
         ctx.wait(Duration::from_millis(200))?;
-        ctx.target.set_input(port, false)?;
+        ctx.ports()?.set_input(port, Drive::Inactive)?;
         ctx.wait(Duration::from_secs(1))?;
         let b = ctx.readout()?;
         let (before, after) = match (peak_registers(&a), peak_registers(&b)) {
@@ -1007,8 +1009,7 @@ mod tests {
     use crate::meter::config::MeterSpec;
     use crate::sim::SimTarget;
     use crate::suite::{self, CaseResult, RunOptions, Verdict};
-    use crate::target::{Capabilities, RecvEnd, Target};
-    use crate::uart::RxChar;
+    use crate::target::{Clock, Layer, Layered, ModulePorts, Target, Timing};
 
     use crate::suite::Discard as Null;
 
@@ -1025,52 +1026,34 @@ mod tests {
 
     /// The software meter seen as the rig sees a real meter (no virtual time, so no meter
     /// clock), or as a backend that drops one edge every time its edges are taken.
+    #[derive(Debug)]
     struct Seen {
-        sim: SimTarget,
         real: bool,
         drops: u64,
         dropping: bool,
     }
 
-    impl Target for Seen {
-        fn describe(&self) -> String {
-            self.sim.describe()
-        }
-        fn capabilities(&self) -> Capabilities {
-            Capabilities {
+    impl Layer for Seen {
+        fn timing(&self, inner: Timing) -> Timing {
+            Timing {
                 virtual_time: !self.real,
-                ..self.sim.capabilities()
+                ..inner
             }
         }
-        fn now(&mut self) -> Result<Timestamp, TargetError> {
-            self.sim.now()
-        }
-        fn wait_until(&mut self, t: Timestamp) -> Result<(), TargetError> {
-            self.sim.wait_until(t)
-        }
-        fn send(&mut self, bytes: &[u8]) -> Result<Timestamp, TargetError> {
-            self.sim.send(bytes)
-        }
-        fn recv(
+        fn take_edges(
             &mut self,
-            deadline: Timestamp,
-            max_gap: Duration,
-            complete: &mut dyn FnMut(&[RxChar]) -> bool,
-        ) -> Result<(Vec<RxChar>, RecvEnd), TargetError> {
-            self.sim.recv(deadline, max_gap, complete)
-        }
-        fn discard_input(&mut self) -> Result<(), TargetError> {
-            self.sim.discard_input()
-        }
-        fn set_input(&mut self, port: Port, active: bool) -> Result<(), TargetError> {
-            self.sim.set_input(port, active)
-        }
-        fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
+            inner: &mut dyn ModulePorts,
+            port: Port,
+        ) -> Result<Vec<Edge>, TargetError> {
             self.drops += u64::from(self.dropping);
-            self.sim.take_edges(port)
+            inner.take_edges(port)
         }
-        fn dropped_edges(&mut self, port: Port) -> Result<u64, TargetError> {
-            Ok(self.drops + self.sim.dropped_edges(port)?)
+        fn dropped_edges(
+            &mut self,
+            inner: &mut dyn ModulePorts,
+            port: Port,
+        ) -> Result<u64, TargetError> {
+            Ok(self.drops + inner.dropped_edges(port)?)
         }
     }
 
@@ -1183,12 +1166,15 @@ mod tests {
     fn a_dropped_edge_is_the_rigs_error_never_the_meters_failure() {
         let s = meter("2026-01-10T10:00:00", "hh = 30\nkk = 5", "", 3000.0);
         for id in ["pulse_out.width", "pulse_out.constant"] {
-            let mut t = Seen {
-                sim: SimTarget::new(s.clone()),
-                real: false,
-                drops: 0,
-                dropping: true,
-            };
+            let mut sim = SimTarget::new(s.clone());
+            let mut t = Layered::new(
+                &mut sim,
+                Seen {
+                    real: false,
+                    drops: 0,
+                    dropping: true,
+                },
+            );
             let c = run_on(&mut t, &s, id, |_| {});
             assert_eq!(c.verdict, Verdict::Error, "{id}: {}", c.message);
             assert!(
@@ -1214,9 +1200,8 @@ mod tests {
             assert_eq!(c.verdict, Verdict::Pass, "{id}: {}", c.message);
         }
         // the wait follows the constant: 21 pulses at 1 per hour, ×4, within the 48 h window
-        let t = SimTarget::new(s.clone());
-        let opts = RunOptions::for_target(&t.capabilities());
-        let mut sim = t;
+        let mut sim = SimTarget::new(s.clone());
+        let opts = RunOptions::for_target(&sim.capabilities());
         let ctx = Ctx::new(&mut sim, &s, &opts);
         assert!(ctx.caps.virtual_time);
         assert_eq!(
@@ -1261,12 +1246,15 @@ mod tests {
             assert_eq!(measured(&c, "reset_counter_step"), 1.0, "{start}");
             assert_eq!(measured(&c, "last_month_peak_minus_peak_before"), 0.0);
             // and on a target whose clock the rig cannot see, by re-trying
-            let mut t = Seen {
-                sim: SimTarget::new(s.clone()),
-                real: true,
-                drops: 0,
-                dropping: false,
-            };
+            let mut sim = SimTarget::new(s.clone());
+            let mut t = Layered::new(
+                &mut sim,
+                Seen {
+                    real: true,
+                    drops: 0,
+                    dropping: false,
+                },
+            );
             let c = run_on(&mut t, &s, "max_reset.peak_reset", |_| {});
             assert_eq!(c.verdict, Verdict::Pass, "{start} (real): {}", c.message);
             assert_eq!(measured(&c, "reset_counter_step"), 1.0, "{start}");

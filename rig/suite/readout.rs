@@ -4,7 +4,9 @@
 //! identification, framing, structure, BCC, registers, tariff sum); `monotonic` and `recovery`
 //! take their own. Pure judgement over [`Readout`]s; the only I/O is through the target.
 
-use super::{fmt_num, Ctx, Judgement, Measurement, Readout, Shared, Verdict, INTER_CHAR_LIMIT};
+use super::{
+    fmt_num, Ctx, ExchangeNote, Judgement, Measurement, Readout, Shared, Verdict, INTER_CHAR_LIMIT,
+};
 use crate::iec62056::decoder::{FindingKind, Severity};
 use crate::iec62056::exchange::AnswerEnd;
 use crate::iec62056::{parity, ReactionClass, Request};
@@ -74,16 +76,16 @@ on_first_answer! {
 fn response_measurement(ctx: &Ctx<'_>, name: &str, r: &Readout) -> Option<Measurement> {
     let ns = r.response_ns()?;
     let p = ctx.spec.profile;
-    // both ends of the interval carry the backend's uncertainty
-    let u = 2.0 * ctx.caps.data_uncertainty_ns as f64 / 1e6;
+    // each end carries its own source and uncertainty: a request end the backend took from the
+    // serial contract (an edge tap that missed bytes) makes the measurement serial
     Some(Measurement::new(
         name,
         ns as f64 / 1e6,
         "ms",
         Some(p.response_min_ms),
         Some(p.response_max_ms),
-        ctx.caps.data_timing,
-        u,
+        r.response_source(),
+        r.response_uncertainty_ms(),
     ))
 }
 
@@ -184,7 +186,7 @@ fn judge_framing(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
             r.chars[i].byte & 0x7F
         ));
     }
-    let u = r.response_uncertainty_ms();
+    let u = r.gap_uncertainty_ms();
     let src = ctx.caps.data_timing;
     // an answer that stopped before its BCC: the silence after its last character is a gap too
     let silence = match r.end {
@@ -666,7 +668,6 @@ pub(crate) fn every_exchange(
         ctx.readout()?;
     }
     let src = ctx.caps.data_timing;
-    let u = 2.0 * ctx.caps.data_uncertainty_ns as f64 / 1e6;
     let mut problems = Vec::new();
     let mut undecided = Vec::new();
     for (i, n) in ctx.log.iter().enumerate() {
@@ -685,10 +686,12 @@ pub(crate) fn every_exchange(
             Conformance::Undecided => undecided.push(what()),
         }
     }
-    let times: Vec<f64> = ctx
+    // each extreme carries the source and uncertainty of its own exchange (a request end that
+    // fell back to serial timing makes that one serial)
+    let timed: Vec<(f64, &ExchangeNote)> = ctx
         .log
         .iter()
-        .filter_map(|n| n.assessment.response_ms)
+        .filter_map(|n| n.assessment.response_ms.map(|t| (t, n)))
         .collect();
     let p = ctx.spec.profile;
     let mut ms = vec![
@@ -703,29 +706,20 @@ pub(crate) fn every_exchange(
             0.0,
         ),
     ];
-    if let (Some(lo), Some(hi)) = (
-        times.iter().copied().reduce(f64::min),
-        times.iter().copied().reduce(f64::max),
-    ) {
-        let window = (Some(p.response_min_ms), Some(p.response_max_ms));
-        ms.push(Measurement::new(
-            "min_response_time",
-            lo,
-            "ms",
-            window.0,
-            window.1,
-            src,
-            u,
-        ));
-        ms.push(Measurement::new(
-            "max_response_time",
-            hi,
-            "ms",
-            window.0,
-            window.1,
-            src,
-            u,
-        ));
+    let lo = timed.iter().min_by(|a, b| a.0.total_cmp(&b.0));
+    let hi = timed.iter().max_by(|a, b| a.0.total_cmp(&b.0));
+    for (name, extreme) in [("min_response_time", lo), ("max_response_time", hi)] {
+        if let Some(&(t, n)) = extreme {
+            ms.push(Measurement::new(
+                name,
+                t,
+                "ms",
+                Some(p.response_min_ms),
+                Some(p.response_max_ms),
+                n.response_source,
+                n.response_uncertainty_ms,
+            ));
+        }
     }
     let ok = format!(
         "all {} exchanges of the run answered inside {}–{} ms with correct framing and a valid telegram",

@@ -19,7 +19,7 @@ use crate::meter::config::{Load, MeterSpec, PulseBasis};
 use crate::meter::io::PortRole;
 use crate::meter::profile::{Clause, Profile, ProfileId, SHEET_351, SPEC_351};
 use crate::meter::sheet;
-use crate::target::{Port, TargetError};
+use crate::target::{Drive, Port, TargetError};
 use crate::time::{TimeSource, Timestamp};
 
 /// The ids this module runs.
@@ -145,7 +145,7 @@ fn wait_until(ctx: &mut Ctx<'_>, t: Timestamp) -> Result<(), TargetError> {
             for p in Port::ALL {
                 if ctx.spec.io.role(p).is_output() {
                     // a drain, not an observation: nothing goes to the observers
-                    ctx.target.discard_edges(p)?;
+                    ctx.ports()?.discard_edges(p)?;
                 }
             }
         }
@@ -540,7 +540,7 @@ fn pulse_cross_check(
 ) -> Option<String> {
     let pulses = edges
         .iter()
-        .filter(|e| !e.level && e.t > ta && e.t <= tb)
+        .filter(|e| e.level.is_low() && e.t > ta && e.t <= tb)
         .count() as f64;
     // pulses per kWh of the register (registers show true energy)
     let k = match spec.pulse_basis {
@@ -756,10 +756,10 @@ fn judge_move(
 
 /// Asserts the max-reset input, reads while it is held, releases it and reads again.
 fn press(ctx: &mut Ctx<'_>, port: Port) -> Result<(Readout, Readout), TargetError> {
-    ctx.target.set_input(port, true)?;
+    ctx.ports()?.set_input(port, Drive::Active)?;
     ctx.wait(Duration::from_secs(1))?;
     let held = ctx.readout()?;
-    ctx.target.set_input(port, false)?;
+    ctx.ports()?.set_input(port, Drive::Inactive)?;
     ctx.wait(Duration::from_secs(1))?;
     Ok((held, ctx.readout()?))
 }

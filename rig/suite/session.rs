@@ -457,9 +457,9 @@ mod tests {
     use super::*;
     use crate::report::{self, Record, Reporter, RunState};
     use crate::sim::SimTarget;
-    use crate::target::{Capabilities, Port, RecvEnd};
+    use crate::target::{Clock, DataLink, ModulePorts, RecvEnd, SentAt, Timing};
     use crate::time::Timestamp;
-    use crate::uart::{Edge, RxChar};
+    use crate::uart::RxChar;
     use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
 
     /// The software meter, whose data line vanishes at the `n`th request.
@@ -468,25 +468,23 @@ mod tests {
         n: usize,
     }
 
-    impl Target for VanishAt {
-        fn describe(&self) -> String {
-            self.sim.describe()
-        }
-        fn capabilities(&self) -> Capabilities {
-            self.sim.capabilities()
-        }
+    impl Clock for VanishAt {
         fn now(&mut self) -> Result<Timestamp, TargetError> {
             self.sim.now()
         }
         fn wait_until(&mut self, t: Timestamp) -> Result<(), TargetError> {
             self.sim.wait_until(t)
         }
-        fn send(&mut self, bytes: &[u8]) -> Result<Timestamp, TargetError> {
+    }
+
+    impl DataLink for VanishAt {
+        fn send(&mut self, bytes: &[u8]) -> Result<SentAt, TargetError> {
             self.n = self.n.saturating_sub(1);
             if self.n == 0 {
                 return Err(TargetError::Vanished {
                     device: "test-port".into(),
                     detail: "unplugged".into(),
+                    source: None,
                 });
             }
             self.sim.send(bytes)
@@ -502,11 +500,17 @@ mod tests {
         fn discard_input(&mut self) -> Result<(), TargetError> {
             self.sim.discard_input()
         }
-        fn set_input(&mut self, port: Port, active: bool) -> Result<(), TargetError> {
-            self.sim.set_input(port, active)
+    }
+
+    impl Target for VanishAt {
+        fn describe(&self) -> String {
+            self.sim.describe()
         }
-        fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
-            self.sim.take_edges(port)
+        fn timing(&self) -> Timing {
+            self.sim.timing()
+        }
+        fn try_as_module_ports(&mut self) -> Option<&mut dyn ModulePorts> {
+            self.sim.try_as_module_ports()
         }
     }
 

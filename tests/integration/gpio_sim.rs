@@ -24,7 +24,7 @@ use meter_rig::pins::{
     monotonic_now, BusConfig, InputSpec, OutputSpec, PinBus, PinEdge, PinError, PinFinding,
     PinTarget, Signal,
 };
-use meter_rig::target::{Port, RecvEnd, Target};
+use meter_rig::target::{DataLink, Drive, Level, ModulePorts, Port, RecvEnd};
 use meter_rig::time::Timestamp;
 use meter_rig::uart::{bit_start, frame_edges, TxFrame};
 
@@ -218,7 +218,7 @@ fn edges_carry_kernel_timestamps_inside_the_write_window() {
     assert_eq!(edges.len(), 20, "{edges:?}");
     let mut lag = Vec::new();
     for (i, (e, (before, after))) in edges.iter().zip(&windows).enumerate() {
-        assert_eq!(e.level, i % 2 == 0, "edge {i} level");
+        assert_eq!(e.level, Level::from_high(i % 2 == 0), "edge {i} level");
         assert_eq!(e.seqno, i as u32 + 1, "edge {i} seqno");
         assert_eq!(e.line_seqno, i as u32 + 1, "edge {i} line_seqno");
         assert!(
@@ -273,7 +273,10 @@ fn pulse_widths_come_from_kernel_timestamps_with_opto_correction() {
         .zip(&windows)
         .enumerate()
     {
-        assert!(!f.level && r.level, "pulse {k} is low-going");
+        assert!(
+            f.level.is_low() && r.level.is_high(),
+            "pulse {k} is low-going"
+        );
         let width = r.t.diff_ns(f.t);
         let kernel = raw[2 * k + 1].t.diff_ns(raw[2 * k].t);
         // rise delay of 30 µs subtracted from the trailing edge only
@@ -303,15 +306,15 @@ fn outputs_drive_the_line_and_release_to_inactive() {
     let mut t = PinTarget::new(GpioBus::open(&BusConfig::from_wiring(&w)).unwrap(), w, 300);
     // inverting opto: active (module pin low) = rig line high
     assert!(!sim.value(2), "inactive at open");
-    t.set_input(Port::Port1, true).unwrap();
+    t.set_input(Port::Port1, Drive::Active).unwrap();
     assert!(sim.value(2), "active drives the rig line high");
-    t.set_input(Port::Port1, false).unwrap();
+    t.set_input(Port::Port1, Drive::Inactive).unwrap();
     assert!(!sim.value(2));
-    t.set_input(Port::Port1, true).unwrap();
-    t.release().unwrap();
+    t.set_input(Port::Port1, Drive::Active).unwrap();
+    ModulePorts::release(&mut t).unwrap();
     assert!(!sim.value(2), "release() is the safe state");
     assert!(
-        t.set_input(Port::Port2, true).is_err(),
+        t.set_input(Port::Port2, Drive::Active).is_err(),
         "port 2 is a capture"
     );
 }
@@ -379,8 +382,8 @@ fn data_out_edges_decode_to_characters_at_the_start_bit() {
                     if e.t > now {
                         std::thread::sleep(e.t.saturating_since(now));
                     }
-                    let (before, after) = sim.pull(0, e.level);
-                    if !e.level && e.t == start {
+                    let (before, after) = sim.pull(0, e.level.is_high());
+                    if e.level.is_low() && e.t == start {
                         log.lock().unwrap().push((before, after));
                     }
                 }
@@ -603,9 +606,11 @@ mod e2e {
     use meter_rig::pins::{monotonic_now, BusConfig, PinTarget};
     use meter_rig::sim::SoftMeter;
     use meter_rig::suite::{self, CaseResult, Event, Observer, ObserverError, RunOptions, Verdict};
-    use meter_rig::target::{Capabilities, Port, RecvEnd, Target, TargetError};
-    use meter_rig::time::Timestamp;
-    use meter_rig::uart::{frame_ns, Edge, RxChar};
+    use meter_rig::target::{
+        Clock, DataLink, ModulePorts, Port, RecvEnd, SentAt, Target, TargetError, Timing,
+    };
+    use meter_rig::time::{TimeSource, Timestamp};
+    use meter_rig::uart::{frame_ns, RxChar};
 
     use super::Sim;
 
@@ -634,18 +639,28 @@ mod e2e {
                 self.pins.describe()
             )
         }
-        fn capabilities(&self) -> Capabilities {
-            let mut c = self.pins.capabilities();
-            c.data_uncertainty_ns = 0;
-            c
+        fn timing(&self) -> Timing {
+            Timing {
+                data_uncertainty_ns: 0,
+                ..self.pins.timing()
+            }
         }
+        fn try_as_module_ports(&mut self) -> Option<&mut dyn ModulePorts> {
+            Some(&mut self.pins)
+        }
+    }
+
+    impl Clock for Hybrid {
         fn now(&mut self) -> Result<Timestamp, TargetError> {
             Ok(monotonic_now())
         }
         fn wait_until(&mut self, t: Timestamp) -> Result<(), TargetError> {
             self.pins.wait_until(t)
         }
-        fn send(&mut self, bytes: &[u8]) -> Result<Timestamp, TargetError> {
+    }
+
+    impl DataLink for Hybrid {
+        fn send(&mut self, bytes: &[u8]) -> Result<SentAt, TargetError> {
             for &b in bytes {
                 let start = monotonic_now().max(self.tx_free);
                 let end = Timestamp(start.as_ns() + self.char_ns);
@@ -653,7 +668,11 @@ mod e2e {
                 self.meter.lock().unwrap().receive(b, end);
                 self.tx_free = end;
             }
-            Ok(self.tx_free)
+            Ok(SentAt {
+                t: self.tx_free,
+                source: TimeSource::Edge,
+                uncertainty_ns: 0,
+            })
         }
         fn recv(
             &mut self,
@@ -689,15 +708,6 @@ mod e2e {
         fn discard_input(&mut self) -> Result<(), TargetError> {
             self.pending.clear();
             Ok(())
-        }
-        fn set_input(&mut self, port: Port, active: bool) -> Result<(), TargetError> {
-            self.pins.set_input(port, active)
-        }
-        fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
-            self.pins.take_edges(port)
-        }
-        fn release(&mut self) -> Result<(), TargetError> {
-            self.pins.release()
         }
     }
 
@@ -795,7 +805,7 @@ mod e2e {
                         out.clear();
                         mtr.take_port_edges(*port, now, &mut out);
                         for e in &out {
-                            let (before, _) = simc.pull(*l, e.level);
+                            let (before, _) = simc.pull(*l, e.level.is_high());
                             late_w.fetch_max(
                                 before.as_ns().saturating_sub(e.t.as_ns()),
                                 Ordering::Relaxed,
@@ -823,7 +833,7 @@ mod e2e {
             .wait_until(monotonic_now() + Duration::from_secs(1))
             .unwrap();
         for port in Port::ALL {
-            let _ = target.take_edges(port);
+            let _ = target.pins.take_edges(port);
         }
         late.store(0, Ordering::Relaxed);
         let cases = suite::run(&mut target, &spec, &opts, &mut Null);

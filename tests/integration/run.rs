@@ -450,7 +450,7 @@ fn kill_9_at_30_instants_leaves_three_files_of_one_run_and_snapshot() {
 #[test]
 fn a_second_run_into_a_directory_in_use_exits_2_naming_the_pid() {
     let out = tmp("in-use");
-    let t = SimTarget::new(MeterSpec::builtin_default());
+    let mut t = SimTarget::new(MeterSpec::builtin_default());
     let record = Record::start(t.describe(), t.capabilities(), serde_json::Value::Null);
     let held = Reporter::create(&out, record).unwrap();
     let o = run_rig(&["run", "--out", out.to_str().unwrap()]);

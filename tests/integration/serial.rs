@@ -15,7 +15,7 @@ use meter_rig::line::{CharPeer, ScheduledChar};
 use meter_rig::serial::{
     char_ns, Framing, PortKind, PtyServer, SerialOptions, SerialTarget, ServeEnd, ShutdownHandle,
 };
-use meter_rig::target::{Port, RecvEnd, Target, TargetError};
+use meter_rig::target::{no_ports, Clock, DataLink, RecvEnd, Target, TargetError};
 use meter_rig::time::{TimeSource, Timestamp};
 use meter_rig::uart::{bit_start, RxChar};
 
@@ -128,7 +128,7 @@ fn open(link: &PathBuf, baud: u32, framing: Framing) -> SerialTarget {
 
 /// Sends the request and reads `n` characters; returns (request end, characters).
 fn request(t: &mut SerialTarget, n: usize) -> (Timestamp, Vec<RxChar>) {
-    let t_req = t.send(&parity::encode(b"/?!\r\n")).unwrap();
+    let t_req = t.send(&parity::encode(b"/?!\r\n")).unwrap().t;
     let deadline = t.now().unwrap() + Duration::from_secs(10);
     let (chars, end) = t
         .recv(deadline, Duration::from_millis(1500), &mut |cs| {
@@ -374,18 +374,20 @@ fn second_opener_is_told_the_port_is_busy() {
 }
 
 #[test]
-fn pins_are_unsupported_and_say_what_is_needed() {
+fn a_serial_port_has_no_module_ports_and_says_what_would() {
     let peer = FakeMeter::new(300, Duration::ZERO, Vec::new());
     let served = Served::start("pins", Framing::Soft7e1, peer);
     let mut t = open(&served.link, 300, Framing::Soft7e1);
-    for e in [
-        t.set_input(Port::Port1, true).unwrap_err(),
-        t.take_edges(Port::Port2).map(|_| ()).unwrap_err(),
-    ] {
-        assert!(
-            matches!(&e, TargetError::Unsupported(m) if m.contains("gpio:") && m.contains("pi:"))
-        );
-    }
+    assert!(t.try_as_module_ports().is_none());
+    assert!(!t.capabilities().pins);
+    // releasing a target without ports has nothing to do
+    t.release().unwrap();
+    let e = no_ports(t.describe());
+    assert!(matches!(&e, TargetError::NoModulePorts { target } if target.starts_with("serial:")));
+    assert!(
+        e.to_string().contains("gpio:") && e.to_string().contains("pi:"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -479,7 +481,7 @@ mod hardware {
             },
         )
         .expect("open the hardware port");
-        let t_req = t.send(&parity::encode(b"/?!\r\n")).unwrap();
+        let t_req = t.send(&parity::encode(b"/?!\r\n")).unwrap().t;
         let deadline = t_req + Duration::from_secs(20);
         let mut seen_etx = false;
         let (chars, end) = t

@@ -6,7 +6,7 @@ use std::time::Duration;
 use meter_rig::iec62056::{parity, Request};
 use meter_rig::meter::config::MeterSpec;
 use meter_rig::sim::{SimTarget, SoftMeter};
-use meter_rig::target::{Port, RecvEnd, Target};
+use meter_rig::target::{Clock, DataLink, Drive, ModulePorts, Port, RecvEnd};
 use meter_rig::time::Timestamp;
 use meter_rig::uart::RxChar;
 
@@ -33,7 +33,7 @@ fn replaced(pairs: &[(&str, &str)]) -> MeterSpec {
 
 pub fn read_once(t: &mut SimTarget) -> (Timestamp, Vec<RxChar>, RecvEnd) {
     let req = parity::encode(&Request::general().encode());
-    let end = t.send(&req).unwrap();
+    let end = t.send(&req).unwrap().t;
     let deadline = Timestamp(end.0 + 20_000_000_000);
     let (chars, how) = t
         .recv(
@@ -112,10 +112,10 @@ fn verified_pulses_are_10000_per_kwh_secondary() {
     let mut t = SimTarget::new(meter(""));
     t.wait_until(Timestamp::from_ms(60_000)).unwrap();
     let edges = t.take_edges(Port::Port2).unwrap();
-    let lows = edges.iter().filter(|e| !e.level).count();
+    let lows = edges.iter().filter(|e| e.level.is_low()).count();
     assert!((499..=500).contains(&lows), "{lows}");
     // 30 ms pulses (MM 01)
-    for w in edges.windows(2).filter(|w| !w[0].level) {
+    for w in edges.windows(2).filter(|w| w[0].level.is_low()) {
         assert_eq!(w[1].t.0 - w[0].t.0, 30_000_000);
     }
     assert!(
@@ -199,8 +199,8 @@ fn tariff_inputs_select_the_sheets_register(
 ) {
     // 000 "Tariff control": inputs are port 1 (input 1) and port 2 (input 2); "1" pulls the pin low
     let mut t = SimTarget::new(replaced(&[("kk = 5 ", &format!("kk = {kk} "))]));
-    t.set_input(Port::Port1, in1).unwrap();
-    t.set_input(Port::Port2, in2).unwrap();
+    t.set_input(Port::Port1, Drive::from_active(in1)).unwrap();
+    t.set_input(Port::Port2, Drive::from_active(in2)).unwrap();
     let before = t.meter().registers();
     t.wait_until(Timestamp::from_ms(600_000)).unwrap();
     let after = t.meter().registers();
@@ -226,9 +226,9 @@ fn pulse_input_counts_and_max_reset_resets() {
         "1.6.0 starts at the worked example's 23.4 kW"
     );
     // max reset on port 1 (KK 15): peak → last month, accumulated += peak, 0.1 += 1
-    t.set_input(Port::Port1, true).unwrap();
+    t.set_input(Port::Port1, Drive::Active).unwrap();
     t.wait_until(Timestamp::from_ms(100)).unwrap();
-    t.set_input(Port::Port1, false).unwrap();
+    t.set_input(Port::Port1, Drive::Inactive).unwrap();
     let r = t.meter().registers();
     assert_eq!(
         (
@@ -244,9 +244,9 @@ fn pulse_input_counts_and_max_reset_resets() {
     let c0 = t.meter().registers().pulse_input;
     for k in 0..7u64 {
         t.wait_until(Timestamp::from_ms(100 * k)).unwrap();
-        t.set_input(Port::Port1, true).unwrap();
+        t.set_input(Port::Port1, Drive::Active).unwrap();
         t.wait_until(Timestamp::from_ms(100 * k + 50)).unwrap();
-        t.set_input(Port::Port1, false).unwrap();
+        t.set_input(Port::Port1, Drive::Inactive).unwrap();
     }
     assert_eq!(t.meter().registers().pulse_input - c0, 7);
 }
@@ -261,10 +261,10 @@ fn pulse_constants_and_lengths_follow_the_configuration() {
     // 3 kW × 80 = 240 kW true for 60 s = 4 kWh = 200 pulses at 50 imp/kWh
     t.wait_until(Timestamp::from_ms(60_000)).unwrap();
     let e = t.take_edges(Port::Port2).unwrap();
-    assert_eq!(e.iter().filter(|e| !e.level).count(), 200);
+    assert_eq!(e.iter().filter(|e| e.level.is_low()).count(), 200);
     assert!(e
         .windows(2)
-        .filter(|w| !w[0].level)
+        .filter(|w| w[0].level.is_low())
         .all(|w| w[1].t.0 - w[0].t.0 == 80_000_000));
 }
 

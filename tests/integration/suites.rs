@@ -7,7 +7,11 @@ use meter_rig::meter::config::MeterSpec;
 use meter_rig::meter::io::TariffControl;
 use meter_rig::sim::SimTarget;
 use meter_rig::suite::{self, CaseResult, RunOptions, Verdict};
-use meter_rig::target::Target;
+use meter_rig::target::{
+    Clock, DataLink, Layer, Layered, RecvEnd, SentAt, Target, TargetError, Timing,
+};
+use meter_rig::time::{TimeSource, Timestamp};
+use meter_rig::uart::RxChar;
 
 use meter_rig::suite::Discard as Null;
 
@@ -768,8 +772,9 @@ fn cases_without_the_meter_clock_say_why() {
     // a target whose time is not virtual: the readout carries no date or time
     for id in ["max_demand.peak", "logging.monthly", "readout.truncation"] {
         let s = spec("kk = 0", "", "");
-        let mut t = NoClock(SimTarget::new(s.clone()));
-        let mut opts = RunOptions::for_target(&t.0.capabilities());
+        let mut sim = SimTarget::new(s.clone());
+        let mut t = Layered::new(&mut sim, NoClock);
+        let mut opts = RunOptions::for_target(&t.capabilities());
         opts.cases = vec![id.into()];
         let cases = suite::run(&mut t, &s, &opts, &mut Null);
         let c = case(&cases, id);
@@ -779,62 +784,14 @@ fn cases_without_the_meter_clock_say_why() {
 }
 
 /// The software meter presented as a real-time target (no virtual clock).
-struct NoClock(SimTarget);
-impl std::fmt::Debug for NoClock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("NoClock")
-    }
-}
-impl Target for NoClock {
-    fn describe(&self) -> String {
-        "no-clock".into()
-    }
-    fn capabilities(&self) -> meter_rig::target::Capabilities {
-        let mut c = self.0.capabilities();
-        c.virtual_time = false;
-        c
-    }
-    fn now(&mut self) -> Result<meter_rig::time::Timestamp, meter_rig::target::TargetError> {
-        self.0.now()
-    }
-    fn wait_until(
-        &mut self,
-        t: meter_rig::time::Timestamp,
-    ) -> Result<(), meter_rig::target::TargetError> {
-        self.0.wait_until(t)
-    }
-    fn send(
-        &mut self,
-        b: &[u8],
-    ) -> Result<meter_rig::time::Timestamp, meter_rig::target::TargetError> {
-        self.0.send(b)
-    }
-    fn recv(
-        &mut self,
-        until: meter_rig::time::Timestamp,
-        gap: std::time::Duration,
-        done: &mut dyn FnMut(&[meter_rig::uart::RxChar]) -> bool,
-    ) -> Result<
-        (Vec<meter_rig::uart::RxChar>, meter_rig::target::RecvEnd),
-        meter_rig::target::TargetError,
-    > {
-        self.0.recv(until, gap, done)
-    }
-    fn discard_input(&mut self) -> Result<(), meter_rig::target::TargetError> {
-        self.0.discard_input()
-    }
-    fn set_input(
-        &mut self,
-        p: meter_rig::target::Port,
-        a: bool,
-    ) -> Result<(), meter_rig::target::TargetError> {
-        self.0.set_input(p, a)
-    }
-    fn take_edges(
-        &mut self,
-        p: meter_rig::target::Port,
-    ) -> Result<Vec<meter_rig::uart::Edge>, meter_rig::target::TargetError> {
-        self.0.take_edges(p)
+#[derive(Debug)]
+struct NoClock;
+impl Layer for NoClock {
+    fn timing(&self, inner: Timing) -> Timing {
+        Timing {
+            virtual_time: false,
+            ..inner
+        }
     }
 }
 
@@ -924,4 +881,103 @@ fn an_answer_limit_that_cuts_every_answer_blames_no_meter() {
     let c = case(&late, "readout.response_time");
     assert_eq!(c.verdict, Verdict::Fail, "{}", c.message);
     assert_eq!(c.measurements[0].value, Some(600.0));
+}
+
+/// The software meter behind an edge backend whose data-in tap missed the request, so the
+/// request's end comes from the serial contract (what `RigTarget` returns then).
+#[derive(Debug)]
+struct SerialRequestEnd(SimTarget);
+impl Clock for SerialRequestEnd {
+    fn now(&mut self) -> Result<Timestamp, TargetError> {
+        self.0.now()
+    }
+    fn wait_until(&mut self, t: Timestamp) -> Result<(), TargetError> {
+        self.0.wait_until(t)
+    }
+}
+impl DataLink for SerialRequestEnd {
+    fn send(&mut self, bytes: &[u8]) -> Result<SentAt, TargetError> {
+        let sent = self.0.send(bytes)?;
+        Ok(SentAt {
+            source: TimeSource::Serial,
+            uncertainty_ns: 5_000_000,
+            ..sent
+        })
+    }
+    fn recv(
+        &mut self,
+        deadline: Timestamp,
+        max_gap: std::time::Duration,
+        complete: &mut dyn FnMut(&[RxChar]) -> bool,
+    ) -> Result<(Vec<RxChar>, RecvEnd), TargetError> {
+        self.0.recv(deadline, max_gap, complete)
+    }
+    fn discard_input(&mut self) -> Result<(), TargetError> {
+        self.0.discard_input()
+    }
+}
+impl Target for SerialRequestEnd {
+    fn describe(&self) -> String {
+        "edge backend, request end from the serial contract".into()
+    }
+    fn timing(&self) -> Timing {
+        self.0.timing()
+    }
+}
+
+/// The timing measurements of `readout.response_time` and `readout.every_exchange` on `t`.
+fn timing_measurements(t: &mut dyn Target, s: &MeterSpec) -> Vec<meter_rig::suite::Measurement> {
+    let mut opts = RunOptions::for_target(&t.capabilities());
+    opts.cases = vec![
+        "readout.response_time".into(),
+        "readout.every_exchange".into(),
+    ];
+    let cases = suite::run(t, s, &opts, &mut Null);
+    let mut out = Vec::new();
+    for c in &cases {
+        assert_eq!(c.verdict, Verdict::Pass, "{}: {}", c.id, c.message);
+        out.extend(
+            c.measurements
+                .iter()
+                .filter(|m| m.name.ends_with("response_time"))
+                .cloned(),
+        );
+    }
+    assert_eq!(out.len(), 3, "{out:?}");
+    out
+}
+
+#[test]
+fn a_request_end_from_the_serial_contract_is_recorded_on_the_response_time() {
+    let s = spec("", "", "");
+    // the edge backend's own timing: edge, exact
+    let edge = timing_measurements(&mut SimTarget::new(s.clone()), &s);
+    for m in &edge {
+        assert_eq!(
+            (m.source, m.uncertainty),
+            (TimeSource::Edge, 0.0),
+            "{}",
+            m.name
+        );
+    }
+    // the request end fell back: every response time says serial and carries that end's
+    // uncertainty, though the backend still declares edge timing for its characters
+    let mut t = SerialRequestEnd(SimTarget::new(s.clone()));
+    assert_eq!(t.capabilities().data_timing, TimeSource::Edge);
+    assert!(!t.capabilities().pins, "no module ports: none declared");
+    let fell_back = timing_measurements(&mut t, &s);
+    for (m, e) in fell_back.iter().zip(&edge) {
+        assert_eq!(
+            (m.name.as_str(), m.source),
+            (e.name.as_str(), TimeSource::Serial)
+        );
+        assert!(
+            (m.uncertainty - 5.0).abs() < 1e-9,
+            "{}: {}",
+            m.name,
+            m.uncertainty
+        );
+        let (mv, ev) = (m.value.unwrap(), e.value.unwrap());
+        assert!((mv - ev).abs() < 1e-9, "{}: {mv} vs {ev}", m.name);
+    }
 }
