@@ -333,8 +333,17 @@ pub fn run_meter(
     text: &str,
     name: &str,
 ) -> Result<Vec<crate::suite::CaseResult>, crate::meter::config::MeterFileError> {
+    run_meter_in(text, name, None)
+}
+
+/// [`run_meter`] for a meter file whose load schedule is relative to `base` (its directory).
+pub fn run_meter_in(
+    text: &str,
+    name: &str,
+    base: Option<&std::path::Path>,
+) -> Result<Vec<crate::suite::CaseResult>, crate::meter::config::MeterFileError> {
     use crate::target::Target;
-    let spec = crate::meter::config::MeterSpec::from_toml(text, name, None)?;
+    let spec = crate::meter::config::MeterSpec::from_toml(text, name, base)?;
     let mut t = super::SimTarget::new(spec.clone());
     let opts = crate::suite::RunOptions::for_target(&t.capabilities());
     Ok(crate::suite::run(
