@@ -24,7 +24,8 @@
 //! Clock: CLOCK_MONOTONIC through [`Instant`]; a [`Timestamp`] is nanoseconds since an epoch taken
 //! when the port was opened. `c` is one character time, 10 bits / baud (33.33 ms at 300 baud).
 //! - Sending `n` bytes handed to the port at `t_handoff` ends at `t_handoff + n·c` (the end of the
-//!   last stop bit): the bytes occupy the line back to back from the hand-off.
+//!   last stop bit): the bytes occupy the line back to back from the hand-off, or from the end of
+//!   the previous write's last byte if that is later (bytes still leaving queue the new ones).
 //! - A received byte is taken as seen at the end of its stop bit: `end` = when the read returned
 //!   it, `start = end − c`. A read returning a burst of `n` bytes at `T` back-dates them, because
 //!   they crossed the line one after the other before `T` ([`BurstStamper`]):
@@ -387,6 +388,9 @@ pub struct SerialTarget {
     stamper: BurstStamper,
     marks: Option<MarkDecoder>,
     pending: VecDeque<RxChar>,
+    /// End of the last byte of the previous write on the wire: bytes written before it are still
+    /// leaving, and the next write's bytes queue behind them.
+    tx_free_at: Timestamp,
 }
 
 impl SerialTarget {
@@ -434,6 +438,7 @@ impl SerialTarget {
             stamper: BurstStamper::new(opts.baud),
             marks,
             pending: VecDeque::new(),
+            tx_free_at: Timestamp::ZERO,
             opts,
         })
     }
@@ -518,8 +523,13 @@ impl DataLink for SerialTarget {
         let res = self.port.write_all(&data);
         let _ = self.port.set_timeout(POLL_SLICE);
         res.map_err(|e| map_io_error(&self.device, "write", e))?;
+        // the bytes leave back to back from the handoff, or after the previous write's last
+        // byte if that is still on the wire (noise sent right before a request)
+        let start = t_handoff.max(self.tx_free_at);
+        let end = Timestamp(start.0 + self.char_ns() * data.len() as u64);
+        self.tx_free_at = end;
         Ok(SentAt {
-            t: Timestamp(t_handoff.0 + self.char_ns() * data.len() as u64),
+            t: end,
             source: TimeSource::Serial,
             uncertainty_ns: self.uncertainty_ns,
         })

@@ -36,18 +36,25 @@ fn a_scheduled_load_passes_under_tariff_and_pulse_codes() {
         // from the 2nd of January: the first logging date comes after a month of the daily
         // load, while 1.6.0.1 is still 0 (each month of a repeating day has the same peak, so
         // a later move would not show)
-        let text = base
-            .replace("kk = 1 ", &format!("kk = {kk} "))
-            .replace("start = \"2026-01-30T00:00:00\"", "start = \"2026-01-02T00:00:00\"");
-        assert!(kk == 1 || text != base, "office-day.toml no longer sets `kk = 1 `");
+        let text = base.replace("kk = 1 ", &format!("kk = {kk} ")).replace(
+            "start = \"2026-01-30T00:00:00\"",
+            "start = \"2026-01-02T00:00:00\"",
+        );
+        assert!(
+            kk == 1 || text != base,
+            "office-day.toml no longer sets `kk = 1 `"
+        );
         let m = MatrixMeter {
             name: format!("office-day KK {kk:02}"),
             io_label: format!("KK {kk:02}"),
             text,
         };
-        let cases = healthy::run_meter_in(&m.text, &m.name, Some(&dir))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let passed = cases.iter().filter(|c| c.verdict == suite::Verdict::Pass).count();
+        let cases =
+            healthy::run_meter_in(&m.text, &m.name, Some(&dir)).unwrap_or_else(|e| panic!("{e}"));
+        let passed = cases
+            .iter()
+            .filter(|c| c.verdict == suite::Verdict::Pass)
+            .count();
         assert!(passed >= 14, "{}: {passed} passed", m.name);
         for c in cases.iter().filter(|c| !m.accepts(c)) {
             bad.push(format!("{}: {} {}: {}", m.name, c.id, c.verdict, c.message));

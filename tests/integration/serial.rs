@@ -507,3 +507,19 @@ mod hardware {
         );
     }
 }
+
+/// Bytes written right after others that are still leaving (noise, then a request) queue behind
+/// them: the second write's end is the first's end plus its own line time, not its hand-off plus
+/// its line time. Before, `readout.recovery` measured the response after noise 300 ms long at
+/// 300 baud (the noise's nine characters).
+#[test]
+fn a_write_queued_behind_bytes_still_leaving_ends_after_them() {
+    let peer = FakeMeter::new(300, Duration::from_millis(5), Vec::new());
+    let served = Served::start("queued", Framing::Soft7e1, peer);
+    let mut t = open(&served.link, 300, Framing::Soft7e1);
+    let c = char_ns(300);
+    let noise = t.send(&[0x00, 0xFF, 0x7F, 0x55]).unwrap().t;
+    let request = t.send(&parity::encode(b"/?!\r\n")).unwrap().t;
+    // the second write was handed over microseconds after the first, 133 ms before its end
+    assert_eq!(request.0 - noise.0, 5 * c, "{noise} then {request}");
+}
