@@ -4,14 +4,14 @@
 # or errored; 2 usage or setup error, the rig refused, or the run was stopped or interrupted.
 #
 #   rig-run.sh --url http://rig:8061 [--suite NAME]… [--case ID]… [--out DIR]
-#              [--token-file FILE] [--max-wall-time S] [--requested-by TEXT] [--poll S]
+#              [--token-file FILE] [--max-wall-time S] [--requested-by TEXT] [--poll S] [--paced]
 #
 # The run's junit.xml and record.json land in --out (default: out). SIGTERM or SIGINT (a
 # cancelled job) stops the run on the rig (DELETE /runs/ID); if this script is killed outright,
 # the rig ends the run at --max-wall-time (default 3600 s), its record saying so.
 set -euo pipefail
 
-url="" out="out" token_file="" max_wall=3600 poll=1
+url="" out="out" token_file="" max_wall=3600 poll=1 paced=false
 who="${CI_JOB_URL:-${GITHUB_SERVER_URL:+$GITHUB_SERVER_URL/${GITHUB_REPOSITORY:-}/actions/runs/${GITHUB_RUN_ID:-}}}"
 suites=() cases=()
 usage() { echo "rig-run.sh: $*" >&2; echo "usage: rig-run.sh --url URL [--suite S]… [--case C]… [--out DIR] [--token-file F] [--max-wall-time S] [--requested-by T]" >&2; exit 2; }
@@ -25,6 +25,7 @@ while [ $# -gt 0 ]; do
     --max-wall-time) max_wall=${2:-}; shift 2 ;;
     --requested-by) who=${2:-}; shift 2 ;;
     --poll) poll=${2:-}; shift 2 ;;
+    --paced) paced=true; shift ;;
     *) usage "unknown argument $1" ;;
   esac
 done
@@ -43,8 +44,8 @@ api() { # METHOD PATH [BODY] → the HTTP code on stdout, the body in $resp
     ${3:+--data "$3"} -w '%{http_code}' "$url$2" || { echo "rig-run.sh: cannot reach $url" >&2; exit 2; }
 }
 
-body=$(jq -n --arg who "$who" --argjson wall "$max_wall" \
-  --args '{suites: [], cases: [], requested_by: $who, max_wall_time_s: $wall}' |
+body=$(jq -n --arg who "$who" --argjson wall "$max_wall" --argjson paced "$paced" \
+  '{suites: [], cases: [], paced: $paced, requested_by: $who, max_wall_time_s: $wall}' |
   jq --argjson s "$(printf '%s\n' "${suites[@]}" | jq -R . | jq -s 'map(select(. != ""))')" \
      --argjson c "$(printf '%s\n' "${cases[@]}" | jq -R . | jq -s 'map(select(. != ""))')" \
      '.suites = $s | .cases = $c')
