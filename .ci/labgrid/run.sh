@@ -18,6 +18,9 @@ for tool in labgrid-coordinator labgrid-exporter labgrid-client pytest curl; do
   command -v "$tool" >/dev/null || { echo "labgrid CI: $tool missing (pip install -r contrib/labgrid/requirements.txt; apt-get install curl)" >&2; exit 2; }
 done
 
+echo "=== unit tests of the labgrid module (proxy handling, outcomes, the isolated exporter class)"
+pytest -q -p no:cacheprovider contrib/labgrid/test_meter_rig_labgrid.py
+
 work=$(mktemp -d /tmp/meter-rig-labgrid.XXXXXX)
 pids=()
 cleanup() {
@@ -135,4 +138,15 @@ print(f"second client asked {a['unlocking']['t'] - b['reserving']['t']:.1f} s be
 PY
 runs=$(curl -sf "http://$healthy/runs")
 echo "$runs" | python3 -c 'import json,sys; r=json.load(sys.stdin)["runs"]; assert len(r)==2 and all(x["state"]=="done" and x["id"].startswith("rig-healthy-") and x["requested_by"] for x in r), r; print("runs on rig-healthy:", [(x["id"], x["requested_by"]) for x in r])'
+echo "=== an isolated exporter through meter_rig_labgrid.py carries labgrid's proxy information"
+printf 'rig-isolated:\n  MeterRig:\n    host: 127.0.0.1\n    port: %s\n' "${healthy##*:}" >"$work/isolated.yaml"
+python3 contrib/labgrid/meter_rig_labgrid.py exporter --isolated --name ci-isolated \
+  "$work/isolated.yaml" >"$work/isolated.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+  lg -v resources 2>/dev/null | grep -A8 "ci-isolated/rig-isolated" | grep -q "'proxy_required': True" && break
+  sleep 0.2
+done
+lg -v resources | grep -A8 "ci-isolated/rig-isolated" | grep -q "'proxy_required': True" \
+  || fail "the isolated exporter's MeterRig has no proxy information"
 echo "labgrid CI: passed in $(( $(date +%s) - t0 )) s"

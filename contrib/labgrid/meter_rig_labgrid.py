@@ -260,7 +260,7 @@ class MeterRigDriver(Driver):
         )
         self.logger.info("run %s: %s %s", run_id, result.outcome, record.get("summary"))
         if raise_on_fail and result.outcome in FAILING_OUTCOMES:
-            raise MeterRigRunFailed(result, self.rig.name)
+            raise MeterRigRunFailed(result, self._base)
         return result
 
     def _who(self):
