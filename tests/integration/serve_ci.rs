@@ -202,38 +202,52 @@ fn health_is_503_before_the_first_readout() {
     );
 }
 
-// ---- the README's CI recipe: contrib/ci/rig-run.sh (curl and jq) ------------------------
+// ---- the README's CI recipes: contrib/ci/rig-run.sh (curl and jq) and `rig remote run` ----
+
+/// The two CI clients; they take the same arguments and exit as `rig run`.
+#[derive(Clone, Copy, Debug)]
+enum Client {
+    Script,
+    Remote,
+}
 
 fn recipe_tools() -> bool {
     util::peer_available(&["jq", "--version"], "jq", "apt-get install jq")
         && util::peer_available(&["curl", "--version"], "curl", "apt-get install curl")
 }
 
-fn recipe(s: &Serve, out: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new("bash");
-    c.arg(util::path("contrib/ci/rig-run.sh"))
-        .args(["--url", &format!("http://{}", s.addr), "--out"])
+fn client(kind: Client, s: &Serve, out: &Path, args: &[&str]) -> Command {
+    let mut c = match kind {
+        Client::Script => {
+            let mut c = Command::new("bash");
+            c.arg(util::path("contrib/ci/rig-run.sh"));
+            c
+        }
+        Client::Remote => {
+            let mut c = util::rig();
+            c.args(["remote", "run"]);
+            c
+        }
+    };
+    c.args(["--url", &format!("http://{}", s.addr), "--out"])
         .arg(out)
         .args(args)
         .env("CI_JOB_URL", "https://gitlab.example/lab/-/jobs/7");
     c
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "peers"),
-    ignore = "needs curl and jq (apt-get install curl jq); run with cargo test --features peers (.ci/run does)"
-)]
-fn the_readme_ci_recipe_passes_a_healthy_rig_and_fails_a_defective_one() {
-    if !recipe_tools() {
-        return;
-    }
-    let dir = tmp("ci-recipe");
+/// A line of the client's output naming `case` with the verdict `fail`.
+fn names_failure(text: &str, case: &str) -> bool {
+    text.lines().any(|l| l.contains(case) && l.contains("fail"))
+}
+
+fn passes_a_healthy_rig_and_fails_a_defective_one(kind: Client) {
+    let dir = tmp(&format!("ci-recipe-{kind:?}"));
     let s = Serve::start(
         &dir.join("healthy"),
         &["--name", "rig-a", "--sim-speed", "3600"],
     );
-    let o = recipe(&s, &dir.join("out-a"), &["--suite", "readout"])
+    let o = client(kind, &s, &dir.join("out-a"), &["--suite", "readout"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
@@ -250,7 +264,7 @@ fn the_readme_ci_recipe_passes_a_healthy_rig_and_fails_a_defective_one() {
     assert_eq!(rec["requested_by"], "https://gitlab.example/lab/-/jobs/7");
     assert!(rec["id"].as_str().unwrap().starts_with("rig-a-"));
     // an unknown suite: the rig refuses, exit 2 as rig run's usage errors
-    let o = recipe(&s, &dir.join("out-x"), &["--suite", "nonsense"])
+    let o = client(kind, &s, &dir.join("out-x"), &["--suite", "nonsense"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
@@ -262,25 +276,17 @@ fn the_readme_ci_recipe_passes_a_healthy_rig_and_fails_a_defective_one() {
         &dir.join("defective"),
         &["--sim-speed", "3600", "--meter", faulty.to_str().unwrap()],
     );
-    let o = recipe(&s, &dir.join("out-b"), &["--suite", "readout"])
+    let o = client(kind, &s, &dir.join("out-b"), &["--suite", "readout"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout).to_string();
     assert_eq!(o.status.code(), Some(1), "{text}");
-    assert!(text.contains("readout.bcc: fail"), "{text}");
-    assert!(text.contains("readout.response_time: fail"), "{text}");
+    assert!(names_failure(&text, "readout.bcc"), "{text}");
+    assert!(names_failure(&text, "readout.response_time"), "{text}");
 }
 
-#[test]
-#[cfg_attr(
-    not(feature = "peers"),
-    ignore = "needs curl and jq (apt-get install curl jq); run with cargo test --features peers (.ci/run does)"
-)]
-fn the_readme_ci_recipe_cancelled_stops_its_run_and_killed_leaves_it_to_the_wall_limit() {
-    if !recipe_tools() {
-        return;
-    }
-    let dir = tmp("ci-recipe-cancel");
+fn cancelled_stops_its_run_and_killed_leaves_it_to_the_wall_limit(kind: Client) {
+    let dir = tmp(&format!("ci-recipe-cancel-{kind:?}"));
     let s = Serve::start(
         &dir.join("data"),
         &["--sim-speed", "100", "--interval", "1m"],
@@ -292,12 +298,17 @@ fn the_readme_ci_recipe_cancelled_stops_its_run_and_killed_leaves_it_to_the_wall
             .filter(|r| r["state"] == "running")
             .map(|r| r["id"].as_str().unwrap().to_string())
     };
-    // a cancelled job (SIGTERM): the script stops its run and exits 2
-    let mut child = recipe(&s, &dir.join("out"), &["--suite", "readout", "--paced"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // a cancelled job (SIGTERM): the client stops its run and exits 2
+    let mut child = client(
+        kind,
+        &s,
+        &dir.join("out"),
+        &["--suite", "readout", "--paced"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     s.wait_for("the run", |s| running(s).is_some());
     let id = running(&s).unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -309,8 +320,9 @@ fn the_readme_ci_recipe_cancelled_stops_its_run_and_killed_leaves_it_to_the_wall
         s.json(&format!("/runs/{id}"))["outcome"]["reason"]["by"],
         "deleted"
     );
-    // a killed job (SIGKILL): nobody deletes; the rig ends the run at --max-wall-time
-    let mut child = recipe(
+    // a killed job (SIGKILL): nobody deletes; the rig ends the run at its max_wall_time_s
+    let mut child = client(
+        kind,
         &s,
         &dir.join("out2"),
         &["--suite", "readout", "--paced", "--max-wall-time", "2"],
@@ -326,4 +338,51 @@ fn the_readme_ci_recipe_cancelled_stops_its_run_and_killed_leaves_it_to_the_wall
     s.wait_for("the run to end", |s| run_state(s, &id2) != "running");
     let view = s.json(&format!("/runs/{id2}"));
     assert_eq!(view["outcome"]["reason"]["by"], "max_wall_time", "{view}");
+    assert_eq!(view["outcome"]["reason"]["seconds"], 2.0, "{view}");
+}
+
+#[test]
+fn rig_remote_run_passes_a_healthy_rig_and_fails_a_defective_one() {
+    passes_a_healthy_rig_and_fails_a_defective_one(Client::Remote);
+}
+
+#[test]
+fn rig_remote_run_cancelled_stops_its_run_and_killed_leaves_it_to_the_wall_limit() {
+    cancelled_stops_its_run_and_killed_leaves_it_to_the_wall_limit(Client::Remote);
+}
+
+#[test]
+fn rig_remote_run_cannot_reach_a_rig_and_exits_2() {
+    let o = util::run_rig(&[
+        "remote",
+        "run",
+        "--url",
+        "http://127.0.0.1:1",
+        "--suite",
+        "readout",
+    ]);
+    assert_eq!(util::code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot reach"));
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs curl and jq (apt-get install curl jq); run with cargo test --features peers (.ci/run does)"
+)]
+fn the_readme_ci_recipe_passes_a_healthy_rig_and_fails_a_defective_one() {
+    if recipe_tools() {
+        passes_a_healthy_rig_and_fails_a_defective_one(Client::Script);
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "needs curl and jq (apt-get install curl jq); run with cargo test --features peers (.ci/run does)"
+)]
+fn the_readme_ci_recipe_cancelled_stops_its_run_and_killed_leaves_it_to_the_wall_limit() {
+    if recipe_tools() {
+        cancelled_stops_its_run_and_killed_leaves_it_to_the_wall_limit(Client::Script);
+    }
 }
