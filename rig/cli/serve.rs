@@ -323,19 +323,25 @@ fn write_request(app: &App, id: &str, c: &Checked) -> std::io::Result<()> {
 }
 
 /// Ends run `id` at `limit` on the wall clock if it is still in progress then (a client that
-/// went away cannot leave the rig taken).
+/// went away cannot leave the rig taken). The watch looks once a minute whether the run is still
+/// the current one and ends with it, so finished runs leave no timers behind.
 fn watch_wall_time(shared: Arc<Shared>, id: String, limit: Duration) {
     tokio::spawn(async move {
-        tokio::time::sleep(limit).await;
-        if shared
-            .stop_run_for(
-                &id,
-                StopReason::MaxWallTime {
-                    seconds: limit.as_secs_f64(),
-                },
-            )
-            .is_ok()
-        {
+        let end = tokio::time::Instant::now() + limit;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= end {
+                break;
+            }
+            tokio::time::sleep((end - now).min(Duration::from_secs(60))).await;
+            if shared.current_run().as_deref() != Some(id.as_str()) {
+                return;
+            }
+        }
+        let reason = StopReason::MaxWallTime {
+            seconds: limit.as_secs_f64(),
+        };
+        if shared.stop_run_for(&id, reason).is_ok() {
             eprintln!(
                 "rig serve: run {id} reached its maximum run time of {} s (wall clock); stopping it",
                 limit.as_secs_f64()

@@ -229,6 +229,11 @@ impl Shared {
         self.stop.store(true, Ordering::SeqCst);
     }
 
+    /// The id of the run claimed or in progress, if any (without copying the whole status).
+    pub fn current_run(&self) -> Option<String> {
+        self.lock().current_run.clone()
+    }
+
     /// Undoes [`Shared::claim_run`] when the command could not be delivered.
     pub fn release_claim(&self, id: &str) {
         let mut s = self.lock();

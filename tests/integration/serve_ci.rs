@@ -386,3 +386,36 @@ fn the_readme_ci_recipe_cancelled_stops_its_run_and_killed_leaves_it_to_the_wall
         cancelled_stops_its_run_and_killed_leaves_it_to_the_wall_limit(Client::Script);
     }
 }
+
+#[test]
+fn rig_remote_run_sends_the_token_of_its_token_file() {
+    let dir = tmp("ci-remote-token");
+    let token = dir.join("token");
+    std::fs::write(&token, "abcdefghijklmnopqrstuvwx\n").unwrap();
+    let s = Serve::start(
+        &dir.join("data"),
+        &[
+            "--sim-speed",
+            "3600",
+            "--token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    let args = ["--case", "readout.identification"];
+    let o = client(Client::Remote, &s, &dir.join("out"), &args)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("HTTP 401"));
+    let mut with = args.to_vec();
+    with.extend(["--token-file", token.to_str().unwrap()]);
+    let o = client(Client::Remote, &s, &dir.join("out"), &with)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
