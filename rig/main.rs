@@ -33,6 +33,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Play the module around the clock and run suites on request over HTTP (the Pi service).
     Serve(cli::serve::ServeArgs),
+    /// Talk to a rig serve: `rig remote run --url URL --suite S` (exit codes as `rig run`).
+    Remote(cli::remote::RemoteArgs),
     /// Serve the software meter in real time on a pseudo-terminal linked at PATH.
     Sim(cli::sim::SimArgs),
     /// Decode a captured mode A answer (identification, data sets, BCC, findings).
@@ -67,6 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(a) => cli::run::run(a),
         Command::Serve(a) => cli::serve::run(a),
         Command::Sim(a) => cli::sim::run(a),
+        Command::Remote(a) => cli::remote::run(a),
         Command::Decode(args) => cli::decode::run(args),
         Command::Wiring(a) => cli::wiring::run(a),
         Command::Calibrate(a) => cli::calibrate::run(a),

@@ -34,6 +34,7 @@ use meter_rig::service::store::{self, Store};
 use meter_rig::service::worker::{self, Command, LoopConfig, RunRequest, Shared, Worker};
 use meter_rig::sim::SimTarget;
 use meter_rig::suite;
+use meter_rig::suite::session::StopReason;
 use meter_rig::target::Target;
 
 /// Arguments of `rig serve`.
@@ -73,6 +74,16 @@ pub struct ServeArgs {
     /// Serial framing: soft7e1 or uart.
     #[arg(long, default_value = "soft7e1")]
     pub framing: String,
+    /// This rig's name (1–40 letters, digits, `-`), the prefix of its run ids
+    /// (`NAME-20261121T101530Z`) so ids stay unique across rigs. Default: the host name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Longest a run may take on the service's wall clock, from its request (e.g. 6h, 90m):
+    /// a run whose client went away ends there by itself, its records saying why. A request's
+    /// `max_wall_time_s` may only shorten it. The default is above the longest full run on a
+    /// real meter (readout.hour_counter's 24 h plus pulse_out.constant's 2 h 15 min).
+    #[arg(long, default_value = "48h", value_parser = parse_duration)]
+    pub max_wall_time: Duration,
 }
 
 /// Parses `15m`, `30s`, `1h`, `2d`, `250ms` or plain seconds.
@@ -109,6 +120,10 @@ struct App {
     commands: Arc<Mutex<mpsc::Sender<Command>>>,
     root: PathBuf,
     token: Option<Arc<String>>,
+    /// The rig's name, the prefix of its run ids.
+    name: Arc<String>,
+    /// The service's wall-clock maximum run time (`--max-wall-time`).
+    max_wall: Duration,
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -144,6 +159,55 @@ async fn status(State(app): State<App>) -> Response {
     Json(app.shared.snapshot()).into_response()
 }
 
+/// `GET /health`: 200 when the service can take a run and the target answered its last readout
+/// (or a run owns the target now), else 503; both with `{"ok", "rig", "loop_state",
+/// "target_answers", "conforms", "run", "last_readout_age_s", "reason"}`. For labgrid's and
+/// CI's health checks: a meter that answers wrongly is healthy here (the suites judge it).
+async fn health(State(app): State<App>) -> Response {
+    let h = health_of(&app.shared.snapshot(), &app.name);
+    let code = if h["ok"] == json!(true) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(h)).into_response()
+}
+
+/// The health verdict from the service's status: the loop's state and the last readout's
+/// answer. `last_readout_age_s` (on the target's clock) is information, not a verdict: right
+/// after a long run the last readout is old until the loop's next one.
+fn health_of(s: &worker::Status, rig: &str) -> serde_json::Value {
+    let last = s.last_readout.as_ref();
+    let age = last.map(|r| s.target_time_s - r.target_time_s);
+    let answered = last.map(|r| r.response_ms.is_some());
+    let reason = match (s.loop_state, &s.current_run, last) {
+        (worker::LoopPhase::Starting, ..) => Some("the target is being opened".to_string()),
+        (worker::LoopPhase::Stopping | worker::LoopPhase::Stopped, ..) => {
+            Some("the service is stopping".into())
+        }
+        (_, Some(_), _) => None,
+        (_, None, None) => Some(
+            "no readout yet: the first is taken at start (a 300-baud readout takes about 12 s)"
+                .into(),
+        ),
+        (_, None, Some(r)) if r.response_ms.is_none() => Some(format!(
+            "the target did not answer the last readout: {}",
+            r.problem
+        )),
+        _ => None,
+    };
+    json!({
+        "ok": reason.is_none(),
+        "rig": rig,
+        "loop_state": s.loop_state,
+        "target_answers": answered,
+        "conforms": last.map(|r| r.valid),
+        "run": s.current_run,
+        "last_readout_age_s": age,
+        "reason": reason,
+    })
+}
+
 async fn latest(State(app): State<App>) -> Response {
     match app.shared.snapshot().last_readout {
         Some(r) => Json(r).into_response(),
@@ -163,6 +227,127 @@ struct RunBody {
     /// Stop the run after this many seconds on the target's clock.
     #[serde(default)]
     max_run_time_s: Option<f64>,
+    /// Stop the run after this many seconds on the service's wall clock (at most
+    /// `--max-wall-time`).
+    #[serde(default)]
+    max_wall_time_s: Option<f64>,
+    /// Who asked (free text, e.g. a CI job URL), recorded with the run.
+    #[serde(default)]
+    requested_by: Option<String>,
+}
+
+/// Longest `requested_by`, characters.
+const REQUESTED_BY_MAX: usize = 200;
+
+/// A run request that passed every check.
+struct Checked {
+    body: RunBody,
+    max_run_time: Option<Duration>,
+    max_wall: Duration,
+}
+
+/// Seconds ≥ 0 (below ten million) as a duration; `None` for anything else.
+fn seconds(x: f64) -> Option<Duration> {
+    (x.is_finite() && (0.0..1e7).contains(&x)).then(|| Duration::from_secs_f64(x))
+}
+
+/// Checks a parsed run request: known suites and cases, limits ≥ 0, a printable
+/// `requested_by`. The wall-clock limit is the request's or the service's, whichever is shorter.
+/// Errors are the 400 answer's message.
+fn check_run(body: RunBody, service_max_wall: Duration) -> Result<Checked, String> {
+    let bad = |m: String| Err(m);
+    for s in &body.suites {
+        if !suite::suite_names().contains(&s.as_str()) {
+            return bad(format!(
+                "unknown suite {s:?}: expected one of {}",
+                suite::suite_names().join(", ")
+            ));
+        }
+    }
+    for c in &body.cases {
+        if !suite::case_ids().contains(&c.as_str()) {
+            return bad(format!(
+                "unknown case {c:?}: expected one of {}",
+                suite::case_ids().join(", ")
+            ));
+        }
+    }
+    let max_run_time = match body.max_run_time_s {
+        None => None,
+        Some(x) => match seconds(x) {
+            Some(d) => Some(d),
+            None => return bad(format!("max_run_time_s {x}: expected seconds ≥ 0")),
+        },
+    };
+    let max_wall = match body.max_wall_time_s {
+        None => service_max_wall,
+        Some(x) => match seconds(x) {
+            Some(d) => d.min(service_max_wall),
+            None => return bad(format!("max_wall_time_s {x}: expected seconds ≥ 0")),
+        },
+    };
+    if let Some(who) = &body.requested_by {
+        if who.chars().count() > REQUESTED_BY_MAX || who.chars().any(char::is_control) {
+            return bad(format!(
+                "requested_by: expected at most {REQUESTED_BY_MAX} characters without control \
+                 characters (e.g. a CI job URL), got {} characters",
+                who.chars().count()
+            ));
+        }
+    }
+    Ok(Checked {
+        body,
+        max_run_time,
+        max_wall,
+    })
+}
+
+/// Writes `runs/ID/request.json`: who asked for the run, when (UTC), on which rig, with what
+/// selection and limits. `GET /runs/{id}` shows it as `request` (and `requested_by`).
+fn write_request(app: &App, id: &str, c: &Checked) -> std::io::Result<()> {
+    let dir = store::run_dir(&app.root, id);
+    std::fs::create_dir_all(&dir)?;
+    let req = json!({
+        "id": id,
+        "rig": app.name.as_str(),
+        "requested_by": c.body.requested_by,
+        "received_utc": meter_rig::report::utc_now(),
+        "suites": c.body.suites,
+        "cases": c.body.cases,
+        "paced": c.body.paced,
+        "max_run_time_s": c.max_run_time.map(|d| d.as_secs_f64()),
+        "max_wall_time_s": c.max_wall.as_secs_f64(),
+    });
+    let bytes = serde_json::to_vec_pretty(&req).expect("request serialises");
+    meter_rig::report::write_atomic(&dir.join("request.json"), &bytes)
+}
+
+/// Ends run `id` at `limit` on the wall clock if it is still in progress then (a client that
+/// went away cannot leave the rig taken). The watch looks once a minute whether the run is still
+/// the current one and ends with it, so finished runs leave no timers behind.
+fn watch_wall_time(shared: Arc<Shared>, id: String, limit: Duration) {
+    tokio::spawn(async move {
+        let end = tokio::time::Instant::now() + limit;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= end {
+                break;
+            }
+            tokio::time::sleep((end - now).min(Duration::from_secs(60))).await;
+            if shared.current_run().as_deref() != Some(id.as_str()) {
+                return;
+            }
+        }
+        let reason = StopReason::MaxWallTime {
+            seconds: limit.as_secs_f64(),
+        };
+        if shared.stop_run_for(&id, reason).is_ok() {
+            eprintln!(
+                "rig serve: run {id} reached its maximum run time of {} s (wall clock); stopping it",
+                limit.as_secs_f64()
+            );
+        }
+    });
 }
 
 async fn post_run(State(app): State<App>, body: Bytes) -> Response {
@@ -182,37 +367,9 @@ async fn post_run(State(app): State<App>, body: Bytes) -> Response {
             }
         }
     };
-    for s in &body.suites {
-        if !suite::suite_names().contains(&s.as_str()) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "unknown suite {s:?}: expected one of {}",
-                    suite::suite_names().join(", ")
-                ),
-            );
-        }
-    }
-    for c in &body.cases {
-        if !suite::case_ids().contains(&c.as_str()) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "unknown case {c:?}: expected one of {}",
-                    suite::case_ids().join(", ")
-                ),
-            );
-        }
-    }
-    let max_run_time = match body.max_run_time_s {
-        None => None,
-        Some(x) if x.is_finite() && (0.0..1e7).contains(&x) => Some(Duration::from_secs_f64(x)),
-        Some(x) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("max_run_time_s {x}: expected seconds ≥ 0"),
-            )
-        }
+    let checked = match check_run(body, app.max_wall) {
+        Ok(c) => c,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
     if app.shared.stop.load(Ordering::Relaxed) {
         return error(
@@ -220,19 +377,28 @@ async fn post_run(State(app): State<App>, body: Bytes) -> Response {
             "the service is shutting down",
         );
     }
-    let id = store::new_run_id(&app.root, &meter_rig::report::utc_now());
+    let id = store::new_named_run_id(&app.root, &app.name, &meter_rig::report::utc_now());
     if let Err(active) = app.shared.claim_run(&id) {
         return error(
             StatusCode::CONFLICT,
             format!("run {active} is in progress; one run at a time (GET /runs/{active})"),
         );
     }
+    if let Err(e) = write_request(&app, &id, &checked) {
+        app.shared.release_claim(&id);
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot write the run's request.json under --data: {e}"),
+        );
+    }
+    let max_wall = checked.max_wall;
+    let body = checked.body;
     let cmd = Command::Run(RunRequest {
         id: id.clone(),
         suites: body.suites,
         cases: body.cases,
         paced: body.paced,
-        max_run_time,
+        max_run_time: checked.max_run_time,
     });
     let sent = app
         .commands
@@ -246,6 +412,7 @@ async fn post_run(State(app): State<App>, body: Bytes) -> Response {
             "the hardware thread has stopped",
         );
     }
+    watch_wall_time(app.shared.clone(), id.clone(), max_wall);
     (
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/runs/{id}"))],
@@ -267,9 +434,17 @@ fn run_view(app: &App, id: &str) -> Option<serde_json::Value> {
         None => return None,
     };
     let state = worker::run_state(&rec, active);
+    let request: Option<serde_json::Value> =
+        std::fs::read(store::run_dir(&app.root, id).join("request.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
     if let Some(o) = rec.as_object_mut() {
         o.insert("id".into(), json!(id));
         o.insert("state".into(), json!(state));
+        if let Some(req) = request {
+            o.insert("requested_by".into(), req["requested_by"].clone());
+            o.insert("request".into(), req);
+        }
     }
     Some(rec)
 }
@@ -321,7 +496,7 @@ async fn list_runs(State(app): State<App>) -> Response {
     let runs: Vec<serde_json::Value> = store::run_ids(&app.root)
         .iter()
         .filter_map(|id| run_view(&app, id))
-        .map(|r| json!({ "id": r["id"], "state": r["state"], "summary": r["summary"], "started": r["started"] }))
+        .map(|r| json!({ "id": r["id"], "state": r["state"], "summary": r["summary"], "started": r["started"], "requested_by": r["requested_by"] }))
         .collect();
     Json(json!({ "runs": runs })).into_response()
 }
@@ -442,13 +617,14 @@ async fn metrics(State(app): State<App>) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint: GET /status, /readings/latest, /runs, /runs/{id}, /runs/{id}/junit.xml, /metrics; POST /runs; DELETE /runs/{id}",
+        "no such endpoint: GET /status, /health, /readings/latest, /runs, /runs/{id}, /runs/{id}/junit.xml, /metrics; POST /runs; DELETE /runs/{id}",
     )
 }
 
 fn router(app: App) -> Router {
     Router::new()
         .route("/status", get(status))
+        .route("/health", get(health))
         .route("/readings/latest", get(latest))
         .route("/runs", post(post_run).get(list_runs))
         .route("/runs/{id}", get(get_run).delete(delete_run))
@@ -472,6 +648,29 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
         );
     }
     Ok(t)
+}
+
+/// The rig's name: `--name`, checked, or the host name made fit for run ids.
+fn rig_name(given: Option<&str>) -> anyhow::Result<String> {
+    if let Some(n) = given {
+        if !store::valid_rig_name(n) {
+            bail!("--name {n:?}: expected 1–40 letters, digits or `-` (it prefixes run ids), e.g. lab3-pi7");
+        }
+        return Ok(n.to_string());
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut n: String = host
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(40)
+        .collect();
+    n = n.trim_matches('-').to_string();
+    Ok(if store::valid_rig_name(&n) {
+        n
+    } else {
+        "rig".into()
+    })
 }
 
 /// UTC seconds at the target's time zero: the software meter's clock start, or for real targets
@@ -518,6 +717,7 @@ fn listen_then_open(
 /// Runs `rig serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let spec = super::meter_spec(args.meter.as_deref(), args.baud)?;
+    let name = rig_name(args.name.as_deref())?;
     let listen: SocketAddr = args.listen.parse().with_context(|| {
         format!(
             "--listen {:?}: expected ADDRESS:PORT, e.g. 127.0.0.1:8061",
@@ -642,6 +842,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         commands: Arc::new(Mutex::new(cmd_tx)),
         root,
         token,
+        name: Arc::new(name),
+        max_wall: args.max_wall_time,
     };
     let http_shared = shared.clone();
     let outcome = rt.block_on(async move {

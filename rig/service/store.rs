@@ -147,6 +147,33 @@ pub fn new_run_id(root: &Path, utc: &str) -> String {
     id
 }
 
+/// Whether `name` can name a rig in run ids: 1–40 ASCII letters, digits and `-`.
+pub fn valid_rig_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A new run id of rig `rig` from the UTC time `utc` (`lab3-pi7`, `2026-11-21T10:15:30.123Z` →
+/// `lab3-pi7-20261121T101530Z`), unique under `root` (`-2`, `-3` … within one second), so ids
+/// from many rigs collected in one CI system never collide. `rig` must pass
+/// [`valid_rig_name`].
+pub fn new_named_run_id(root: &Path, rig: &str, utc: &str) -> String {
+    let stamp: String = utc
+        .chars()
+        .take(19)
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let base = format!("{rig}-{stamp}Z");
+    let mut id = base.clone();
+    let mut n = 2;
+    while run_dir(root, &id).exists() {
+        id = format!("{base}-{n}");
+        n += 1;
+    }
+    id
+}
+
 /// The data directory.
 #[derive(Debug)]
 pub struct Store {
@@ -391,6 +418,31 @@ mod tests {
             "20261121T100000Z-2"
         );
         assert!(!valid_run_id("../etc"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn named_run_ids_carry_the_rig_and_stay_unique() {
+        let dir = std::env::temp_dir().join(format!("meter-rig-named-ids-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let id = new_named_run_id(&dir, "lab3-pi7", "2026-11-21T10:00:00.000Z");
+        assert_eq!(id, "lab3-pi7-20261121T100000Z");
+        assert!(valid_run_id(&id));
+        fs::create_dir_all(run_dir(&dir, &id)).unwrap();
+        assert_eq!(
+            new_named_run_id(&dir, "lab3-pi7", "2026-11-21T10:00:00.000Z"),
+            "lab3-pi7-20261121T100000Z-2"
+        );
+        // another rig at the same second gets its own id
+        assert_eq!(
+            new_named_run_id(&dir, "lab3-pi8", "2026-11-21T10:00:00.000Z"),
+            "lab3-pi8-20261121T100000Z"
+        );
+        assert!(valid_rig_name("lab3-pi7"));
+        assert!(!valid_rig_name(""));
+        assert!(!valid_rig_name("lab 3"));
+        assert!(!valid_rig_name("../x"));
+        assert!(!valid_rig_name(&"a".repeat(41)));
         let _ = fs::remove_dir_all(&dir);
     }
 }

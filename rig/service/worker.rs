@@ -206,11 +206,17 @@ impl Shared {
     /// `DELETE /runs/{id}`: asks run `id` to stop (the case in hand is cut at its next wait,
     /// the records say `stopped`).
     pub fn stop_run(&self, id: &str) -> Result<(), StopRunError> {
+        self.stop_run_for(id, StopReason::Deleted)
+    }
+
+    /// Asks run `id` to stop for `reason` (the first reason given is kept): `DELETE /runs/{id}`
+    /// and the service's wall-clock maximum run time. Errors when `id` is not in progress.
+    pub fn stop_run_for(&self, id: &str, reason: StopReason) -> Result<(), StopRunError> {
         let active = self.lock().current_run.as_deref() == Some(id);
         let slot = self.run_stop.lock().unwrap_or_else(|p| p.into_inner());
         match &*slot {
             Some((cur, t)) if active && cur == id => {
-                t.stop(StopReason::Deleted);
+                t.stop(reason);
                 Ok(())
             }
             _ => Err(StopRunError::NotActive(id.to_string())),
@@ -221,6 +227,11 @@ impl Shared {
     /// case in hand (README: the unit allows a stop as long as the longest case) and stops there.
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// The id of the run claimed or in progress, if any (without copying the whole status).
+    pub fn current_run(&self) -> Option<String> {
+        self.lock().current_run.clone()
     }
 
     /// Undoes [`Shared::claim_run`] when the command could not be delivered.

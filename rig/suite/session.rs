@@ -45,6 +45,13 @@ pub enum StopReason {
         /// The limit, seconds.
         seconds: f64,
     },
+    /// `rig serve`'s wall-clock maximum passed: the run's own (`max_wall_time_s`) or the
+    /// service's (`--max-wall-time`), whichever is shorter. It ends a run whose client went away
+    /// (a cancelled CI job) on the service's clock, whatever the target's clock does.
+    MaxWallTime {
+        /// The limit, seconds of wall-clock time from the request.
+        seconds: f64,
+    },
 }
 
 impl std::fmt::Display for StopReason {
@@ -56,6 +63,13 @@ impl std::fmt::Display for StopReason {
             StopReason::MaxRunTime { seconds } => write!(
                 f,
                 "stopped: the maximum run time of {} s passed on the target's clock",
+                super::fmt_num(*seconds)
+            ),
+            StopReason::MaxWallTime { seconds } => write!(
+                f,
+                "stopped: the maximum run time of {} s passed on rig serve's wall clock \
+                 (a client that went away, or a run longer than its max_wall_time_s or the \
+                 service's --max-wall-time)",
                 super::fmt_num(*seconds)
             ),
         }

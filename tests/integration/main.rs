@@ -12,6 +12,7 @@ mod run;
 mod serial;
 mod serial_run;
 mod serve;
+mod serve_ci;
 mod sigrok;
 mod sim;
 mod suites;

@@ -24,7 +24,7 @@ use meter_rig::target::Port;
 
 use crate::util;
 
-fn tmp(name: &str) -> PathBuf {
+pub(crate) fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("rig-serve-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
@@ -191,14 +191,14 @@ fn module_loop_counts_every_pulse_including_during_a_run() {
 
 // ---- the service as a process -------------------------------------------------------------
 
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     log: mpsc::Receiver<String>,
 }
 
 impl Serve {
-    fn start(data: &Path, extra: &[&str]) -> Serve {
+    pub(crate) fn start(data: &Path, extra: &[&str]) -> Serve {
         let mut child = util::rig()
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
@@ -229,12 +229,12 @@ impl Serve {
         }
     }
 
-    fn req(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    pub(crate) fn req(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
         http(&self.addr, method, path, body, None)
     }
 
     /// POSTs a run request that must be accepted; returns the run id.
-    fn start_run(&self, body: &str) -> String {
+    pub(crate) fn start_run(&self, body: &str) -> String {
         let (code, resp) = self.req("POST", "/runs", Some(body));
         assert_eq!(code, 202, "{body}: {resp}");
         serde_json::from_str::<Value>(&resp).unwrap()["id"]
@@ -250,13 +250,13 @@ impl Serve {
         self.json(&format!("/runs/{id}"))
     }
 
-    fn json(&self, path: &str) -> Value {
+    pub(crate) fn json(&self, path: &str) -> Value {
         let (code, body) = self.req("GET", path, None);
         assert_eq!(code, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap()
     }
 
-    fn wait_for(&self, what: &str, mut pred: impl FnMut(&Serve) -> bool) {
+    pub(crate) fn wait_for(&self, what: &str, mut pred: impl FnMut(&Serve) -> bool) {
         let t0 = Instant::now();
         while !pred(self) {
             assert!(
@@ -337,7 +337,7 @@ fn http(
     (code, body)
 }
 
-fn run_state(s: &Serve, id: &str) -> String {
+pub(crate) fn run_state(s: &Serve, id: &str) -> String {
     s.json(&format!("/runs/{id}"))["state"]
         .as_str()
         .unwrap()
