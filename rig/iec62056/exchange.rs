@@ -676,7 +676,7 @@ impl Exchange {
                 if self.switch.is_none()
                     && matches!(self.announced_mode(), Some(AnnouncedMode::C { .. })) =>
             {
-                problems.push(format!(
+                problems.insert(0, format!(
                     "the answer stopped after the identification: it announces {}; the meter waits for the acknowledgement the rig does not send in mode A (read with --mode auto or c)",
                     self.announced_mode().unwrap_or(AnnouncedMode::A)
                 ));
