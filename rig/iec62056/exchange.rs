@@ -913,6 +913,105 @@ mod tests {
         );
     }
 
+    fn switched(data_after_ack_ms: Option<u64>) -> Exchange {
+        // identification at 300 baud, the rig's ACK 200 ms after it (6 characters), the data
+        // message at 9600 baud the given time after the ACK's last stop bit
+        let t = Telegram {
+            identification: Identification {
+                manufacturer: "KAM".into(),
+                mode_char: '5',
+                text: "684311".into(),
+            },
+            data_sets: vec![crate::iec62056::DataSet::single(
+                "1.8.0",
+                crate::iec62056::Value::with_unit("0001234", "kWh"),
+            )],
+        };
+        let all = t.encode(BccRule::Xor).0;
+        let split = all.iter().position(|&c| c == b'\n').unwrap() + 1;
+        let req_end = Timestamp::from_ms(1000);
+        let mut cs = chars(
+            &all[..split],
+            req_end + Duration::from_millis(150),
+            Duration::ZERO,
+        );
+        let ident_end = cs.last().unwrap().end;
+        let ack_end =
+            ident_end + Duration::from_millis(200) + Duration::from_nanos(6 * 10 * bit_ns(300));
+        let data_start = data_after_ack_ms.map(|ms| ack_end + Duration::from_millis(ms));
+        if let Some(start) = data_start {
+            let frame = 10 * bit_ns(9600);
+            cs.extend(all[split..].iter().enumerate().map(|(i, &b)| RxChar {
+                byte: parity::add_even(b),
+                start: Timestamp(start.0 + i as u64 * frame),
+                end: Timestamp(start.0 + (i as u64 + 1) * frame),
+                stop_ok: true,
+                bit_ns: None,
+            }));
+        }
+        let mut rx = Receiver::new(req_end, BccRule::Xor, timing());
+        for c in cs {
+            rx.push(c);
+        }
+        assert!(rx.identification_line().is_some());
+        let end = if data_start.is_some() {
+            AnswerEnd::Complete
+        } else {
+            AnswerEnd::Silence { after_ms: 1500.0 }
+        };
+        rx.finish(b"/?!\r\n", end).with_switch(Some(BaudSwitch {
+            baud_char: '5',
+            baud: 9600,
+            from_baud: 300,
+            identification_end: ident_end,
+            ack_end,
+            data_start,
+            min: Duration::from_millis(200),
+            max: SWITCH_MAX,
+        }))
+    }
+
+    #[test]
+    fn the_mode_c_switch_is_judged_on_its_own_and_not_as_an_inter_character_gap() {
+        let rules = AnswerRules::from_profile(&COMBI_351);
+        // 1500 ms after the ACK: ident → STX is ~1900 ms of silence, yet no gap violation
+        let a = switched(Some(1500)).assess(&rules);
+        assert_eq!(a.conformance, Conformance::Conforms, "{a:?}");
+        let ex = switched(Some(1501));
+        let a = ex.assess(&rules);
+        assert_eq!(a.conformance, Conformance::Violates);
+        assert!(
+            a.reason().contains("1501 ms after the acknowledgement"),
+            "{a:?}"
+        );
+        assert!(
+            !a.problems.iter().any(|p| p.contains("of silence inside")),
+            "{a:?}"
+        );
+        assert!(switched(Some(199))
+            .assess(&rules)
+            .reason()
+            .contains("199 ms"));
+        let a = switched(None).assess(&rules);
+        assert!(a.reason().contains("the meter ignored it"), "{a:?}");
+        assert!(ex
+            .mode_finding()
+            .unwrap()
+            .contains("switched 300 → 9600 baud"));
+    }
+
+    #[test]
+    fn read_modes() {
+        use crate::iec62056::AnnouncedMode as M;
+        assert_eq!("auto".parse::<ReadMode>(), Ok(ReadMode::Auto));
+        assert_eq!("c".parse::<ReadMode>(), Ok(ReadMode::C));
+        assert!("b".parse::<ReadMode>().is_err());
+        assert!(ReadMode::Auto.acknowledges(M::C { baud: 9600 }));
+        assert!(!ReadMode::A.acknowledges(M::C { baud: 9600 }));
+        assert!(!ReadMode::C.acknowledges(M::A));
+        assert!(!ReadMode::Auto.acknowledges(M::B { baud: 2400 }));
+    }
+
     #[test]
     fn conforming_listening_lets_every_conforming_answer_finish() {
         let rules = AnswerRules::from_profile(&COMBI_351);

@@ -1561,6 +1561,12 @@ mod tests {
         "50",
         "-20–20 %"
     )]
+    #[case::mode_c_switch_over_a_minute(
+        "[faults]\nmode_c_switch_ms = 60001.0",
+        "faults.mode_c_switch_ms",
+        "60001",
+        "0–60000 ms"
+    )]
     #[case::char_gap_negative(
         "[faults]\nchar_gap_ms = -5.0",
         "faults.char_gap_ms",
@@ -1721,6 +1727,12 @@ mod tests {
                 "not a regular file",
             ),
             ("[config]\nkk = 20", "config.kk", "KK 00–19"),
+            ("port = \"optical\"", "port", "no optical mode C"),
+            (
+                "[faults]\nmode_c_baud_char = \"55\"",
+                "faults.mode_c_baud_char",
+                "one printable ASCII character",
+            ),
             ("[config]\nmm = 5", "config.mm", "01–04"),
             (
                 "[config]\nz8 = 3",

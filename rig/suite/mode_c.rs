@@ -43,6 +43,20 @@ fn no_mode_c(ctx: &Ctx<'_>) -> Option<String> {
     }
 }
 
+/// The skip of a `readout` case that judges the module interface's mode A answer (004: a space
+/// as the fifth character, 300 baud throughout) on an optical port that answers in mode C; the
+/// `mode_c` suite judges those there. `None` on the module interface.
+pub fn module_only(ctx: &Ctx<'_>, clause: Clause) -> Option<Judgement> {
+    ctx.spec.mode_c_baud().map(|b| {
+        Judgement::skip(
+            clause,
+            format!(
+                "the optical port answers in mode C (baud character and {b} baud after the switch): 004's module-interface rule does not apply; the mode_c suite judges them"
+            ),
+        )
+    })
+}
+
 /// One mode C exchange, or the skip that replaces it.
 fn mode_c_readout(
     ctx: &mut Ctx<'_>,

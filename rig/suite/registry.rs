@@ -188,7 +188,10 @@ pub static CASES: &[CaseDef] = &[
         clause: |p| p.readout_clause,
         needs: &[],
         measures: |_| vec![],
-        run: readout::identification,
+        run: |ctx, shared, clause| match mode_c::module_only(ctx, clause) {
+            Some(skip) => Ok(skip),
+            None => readout::identification(ctx, shared, clause),
+        },
     },
     CaseDef {
         id: "readout.framing",
@@ -279,7 +282,10 @@ pub static CASES: &[CaseDef] = &[
                 d("stop_bits", Unit::Bits, Some(1.0), Some(1.0)),
             ]
         },
-        run: readout::character_timing,
+        run: |ctx, shared, clause| match mode_c::module_only(ctx, clause) {
+            Some(skip) => Ok(skip),
+            None => readout::character_timing(ctx, shared, clause),
+        },
     },
     CaseDef {
         id: "readout.hour_counter",
