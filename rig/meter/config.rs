@@ -1412,6 +1412,18 @@ impl MeterSpec {
         }
     }
 
+    /// How the rig reads this meter: as the identification says (`auto`) on an optical port with
+    /// mode C, in mode A on the module interface (004). `rig run`'s cases and `rig serve`'s
+    /// module loop use it.
+    pub fn read_mode(&self) -> crate::iec62056::exchange::ReadMode {
+        use crate::iec62056::exchange::ReadMode;
+        if self.mode_c_baud().is_some() {
+            ReadMode::Auto
+        } else {
+            ReadMode::A
+        }
+    }
+
     /// The configured response delay (healthy meters set it; default 150 ms).
     pub fn response_delay_ms(&self) -> f64 {
         self.faults.response_delay_ms.unwrap_or(150.0)

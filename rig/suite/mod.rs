@@ -593,14 +593,7 @@ impl<'a> Ctx<'a> {
     /// Sends a request and receives the answer ([`exchange`]); the exchange is kept in the run's
     /// log, so cases can judge every exchange of the run.
     pub fn readout_with(&mut self, request: &Request) -> Result<Readout, TargetError> {
-        // an optical port with mode C is read as the identification says; the module interface
-        // in mode A (004)
-        let mode = if self.spec.mode_c_baud().is_some() {
-            ReadMode::Auto
-        } else {
-            ReadMode::A
-        };
-        self.readout_in(request, mode)
+        self.readout_in(request, self.spec.read_mode())
     }
 
     /// [`Ctx::readout_with`] in protocol mode `mode` ([`exchange_in`], from the meter file's
