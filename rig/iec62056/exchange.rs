@@ -698,6 +698,14 @@ impl Exchange {
             }
             _ => {}
         }
+        if let Some(m @ (AnnouncedMode::B { .. } | AnnouncedMode::Reserved { .. })) =
+            self.announced_mode().filter(|_| !problems.is_empty())
+        {
+            problems.insert(
+                0,
+                format!("the identification announces {m}; the rig reads modes A and C only, so what follows it is not read at the rate it is sent"),
+            );
+        }
         Assessment {
             conformance: if problems.is_empty() {
                 Conformance::Conforms
@@ -998,6 +1006,22 @@ mod tests {
             .mode_finding()
             .unwrap()
             .contains("switched 300 → 9600 baud"));
+    }
+
+    #[test]
+    fn a_mode_b_identification_is_explained() {
+        // the Landis+Gyr identification: the meter switches to 2400 baud by itself
+        let rules = AnswerRules::from_profile(&COMBI_351);
+        let ex = exchange(
+            b"/LUGCUH50\r\n",
+            150,
+            Duration::ZERO,
+            AnswerEnd::Silence { after_ms: 1500.0 },
+        );
+        let a = ex.assess(&rules);
+        assert_eq!(a.conformance, Conformance::Violates);
+        assert!(a.reason().contains("protocol mode B at 2400 baud"), "{a:?}");
+        assert!(ex.mode_finding().unwrap().contains("modes A and C only"));
     }
 
     #[test]
