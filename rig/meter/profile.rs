@@ -133,7 +133,8 @@ pub struct Profile {
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct ModeC {
     /// The rate the identification announces and the data message is sent at, baud. The sheets
-    /// name no rate; 9600 (baud character `'5'`) is an assumption the clause records.
+    /// name no rate (nor the port Z18 configures); 9600 (baud character `'5'`) on the optical
+    /// port is an assumption the clause records.
     pub baud: u32,
     /// Where the sheets offer mode C.
     pub clause: Clause,
@@ -269,7 +270,7 @@ pub static OMNIPOWER_3PH: Profile = Profile {
         baud: 9600,
         clause: Clause {
             source: SHEET_OMNI_3PH,
-            section: "Z18 1107 configuration: Mode A and C (optical port; rate 9600 baud assumed, the sheet names none); IEC 62056-21 §6.3.3, §6.3.14, §6.4.4",
+            section: "Z18 1107 configuration 001/002: Mode A and C (the sheet names neither port nor rate: the optical port and 9600 baud are assumed; its Various table gives the optical reading as DLMS/COSEM); IEC 62056-21 §6.3.3, §6.3.14, §6.4.4",
         },
     }),
 };
@@ -351,7 +352,7 @@ pub static OMNIPOWER_CT: Profile = Profile {
         baud: 9600,
         clause: Clause {
             source: SHEET_OMNI_CT,
-            section: "Z18 1107 configuration: Mode A and C (optical port; rate 9600 baud assumed, the sheet names none); IEC 62056-21 §6.3.3, §6.3.14, §6.4.4",
+            section: "Z18 1107 configuration 001/002: Mode A and C (the sheet names neither port nor rate: the optical port and 9600 baud are assumed; its Various table gives the optical reading as DLMS/COSEM); IEC 62056-21 §6.3.3, §6.3.14, §6.4.4",
         },
     }),
 };
