@@ -315,7 +315,8 @@ fn receive_until(
 }
 
 /// Sends the mode C acknowledgement for the identification `rx` holds, at the reaction time after
-/// it, and switches the line; `data_start` is left for the caller.
+/// it, switches the line when it has left, and drops what arrived meanwhile (an optical head's
+/// echo of it); `data_start` is left for the caller.
 fn acknowledge(
     target: &mut dyn Target,
     rx: &Receiver,
@@ -331,6 +332,9 @@ fn acknowledge(
     let ack = AckOptionSelect::readout(id.mode_char).encode();
     let sent = target.send(&parity::encode(&ack))?;
     target.set_baud(new)?;
+    // what arrived while the rig sent its acknowledgement is its echo (an optical head returns
+    // every character it sends) or line noise, not the meter's data message
+    target.discard_input()?;
     Ok(BaudSwitch {
         baud_char: id.mode_char,
         baud: new,

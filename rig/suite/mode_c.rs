@@ -189,9 +189,6 @@ pub(crate) fn readout(
     if a.conformance != Conformance::Conforms {
         problems.extend(a.problems.iter().cloned());
     }
-    if !r.strict.valid && problems.is_empty() {
-        problems.push("the data message is not a valid telegram (strict decode)".into());
-    }
     let sets = r.tolerant.data_sets.len();
     let baud = r.switch.as_ref().map_or(ctx.spec.baud, |s| s.baud);
     let m = Measurement::info(
