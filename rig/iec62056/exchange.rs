@@ -62,8 +62,8 @@ pub enum ReadMode {
     /// Mode A only: never acknowledge (the 351's module interface, 004).
     #[default]
     A,
-    /// Mode C: acknowledge a mode C identification and switch (a mode A identification is read
-    /// as mode A, and the record says so).
+    /// Mode C: acknowledge a mode C identification and switch (any other identification is
+    /// read as it comes, as `Auto` does; [`Exchange::mode_finding`] names its mode).
     C,
     /// The identification decides: mode C when its fifth character announces it, else mode A.
     Auto,
