@@ -271,7 +271,9 @@ pub fn exchange_in(
         // acknowledgement (the silence before it is the switch, not an inter-character gap),
         // then the rest of it as in mode A
         let first = |rx: &Receiver| rx_first_after(rx, ack_end).is_some();
-        let wait = (ack_end + listen.first_wait).min(total);
+        // listen twice the reaction limit, so a late switch is measured (and fails its limit)
+        // rather than left to run into the next exchange
+        let wait = (ack_end + listen.first_wait + SWITCH_MAX).min(total);
         let mut result = receive_until(target, &mut rx, listen, wait, listen.total, &first);
         if matches!(result, Ok(RecvEnd::Complete)) && first(&rx) {
             result = receive_until(target, &mut rx, listen, total, listen.silence, &|_| false);

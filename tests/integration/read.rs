@@ -253,3 +253,42 @@ fn rig_read_mode_auto_reads_a_mode_a_351_at_300() {
     assert!(v["protocol_mode"].is_null());
     assert_eq!(v["data_sets"].as_array().unwrap().len(), 17);
 }
+
+#[test]
+fn rig_run_judges_mode_c_over_a_pty_through_the_serial_backend() {
+    let _serial = crate::util::realtime();
+    let meter = "fixtures/meters/omnipower-optical.toml";
+    let m = crate::util::path(meter).display().to_string();
+    let late = std::env::temp_dir().join(format!("meter-rig-late-c-{}.toml", std::process::id()));
+    let text = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(
+        &late,
+        text.replace("[faults]", "[faults]\nmode_c_switch_ms = 1600.0"),
+    )
+    .unwrap();
+    for (file, code, want) in [
+        (m.clone(), 0, "17 data sets read at 9600 baud"),
+        (late.display().to_string(), 1, "data_after_ack = 160"),
+    ] {
+        let sim = SimLink::start("run-mode-c", &file, &[]);
+        let out = tempdir("run-mode-c-out");
+        let target = format!("serial:{}", sim.port());
+        let o = crate::util::run_rig(&[
+            "run", "--target", &target, "--meter", &m, "--suite", "mode_c", "--out", &out,
+        ]);
+        let text =
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        assert_eq!(crate::util::code(&o), code, "{text}");
+        assert!(text.contains(want), "{want}: {text}");
+        let record = std::fs::read_to_string(format!("{out}/record.json")).unwrap();
+        assert!(record.contains("\"data_after_ack\""), "{record}");
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    let _ = std::fs::remove_file(&late);
+}
+
+fn tempdir(name: &str) -> String {
+    let d = std::env::temp_dir().join(format!("meter-rig-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.display().to_string()
+}

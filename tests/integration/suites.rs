@@ -1019,6 +1019,7 @@ fn optical(faults: &str) -> MeterSpec {
 #[case::mode_c_switch_200("mode_c.switch", "mode_c_switch_ms = 200.0", Verdict::Pass)]
 #[case::mode_c_switch_1500("mode_c.switch", "mode_c_switch_ms = 1500.0", Verdict::Pass)]
 #[case::mode_c_switch_late("mode_c.switch", "mode_c_switch_ms = 1501.0", Verdict::Fail)]
+#[case::mode_c_switch_very_late("mode_c.switch", "mode_c_switch_ms = 2500.0", Verdict::Fail)]
 #[case::mode_c_switch_ignored("mode_c.switch", "mode_c_ignore_ack = true", Verdict::Fail)]
 // mode_c.readout: the data message read whole at the new rate
 #[case::mode_c_readout_healthy("mode_c.readout", "", Verdict::Pass)]
