@@ -317,6 +317,25 @@ pub trait DataLink {
     /// # Errors
     /// The backend's, from reading what is pending.
     fn discard_input(&mut self) -> Result<(), TargetError>;
+    /// Switches the line rate of both directions to `baud` from now on, for protocol mode C
+    /// (IEC 62056-21 §6.4.4: both sides change rate after the acknowledgement/option select
+    /// message). A write still leaving the port leaves at the old rate first. Characters
+    /// already received keep their times.
+    ///
+    /// # Errors
+    /// By default [`TargetError::Io`] naming the backend: it cannot switch rates mid-exchange
+    /// (read such a meter in mode A, `rig read --mode a`, or through a serial port). A backend's
+    /// own I/O errors otherwise.
+    fn set_baud(&mut self, baud: u32) -> Result<(), TargetError> {
+        Err(TargetError::Io {
+            device: "this backend".into(),
+            call: format!("set_baud({baud})"),
+            detail: "it cannot switch its line rate mid-exchange (protocol mode C); use a serial \
+                     port or the software meter, or read in mode A (--mode a)"
+                .into(),
+            source: None,
+        })
+    }
 }
 
 /// The module's two pulse/I-O ports: drive the meter's inputs, capture its outputs' edges.
@@ -479,6 +498,9 @@ impl<L> DataLink for Layered<'_, L> {
     }
     fn discard_input(&mut self) -> Result<(), TargetError> {
         self.inner.discard_input()
+    }
+    fn set_baud(&mut self, baud: u32) -> Result<(), TargetError> {
+        self.inner.set_baud(baud)
     }
 }
 

@@ -1,4 +1,4 @@
-//! `rig read`: one mode A readout over a serial port or pty, printed as a table, JSON or CSV.
+//! `rig read`: one readout (mode A, or mode C with `--mode auto|c`) over a serial port or pty, printed as a table, JSON or CSV.
 //!
 //! One exchange (`meter_rig::suite::exchange`, the same as `rig run` and `rig serve` use): sends
 //! the request, listens while the meter keeps sending within the inter-character limit until the
@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meter_rig::iec62056::decoder;
-use meter_rig::iec62056::exchange::{AnswerEnd, AnswerRules, Conformance, Exchange, Listening};
+use meter_rig::iec62056::exchange::{
+    AnswerEnd, AnswerRules, BaudSwitch, Conformance, Exchange, Listening, ReadMode,
+};
 use meter_rig::iec62056::{BccRule, Identification, Request};
 use meter_rig::meter::readout;
 use meter_rig::serial::{Framing, PortKind, SerialOptions, SerialTarget};
@@ -71,6 +73,11 @@ pub struct ReadArgs {
     /// Overrides the port kind detected from the path (sets the timing uncertainty).
     #[arg(long, value_enum)]
     pub port_kind: Option<PortKind>,
+    /// Protocol mode: `auto` (the identification's baud character decides), `a` (never
+    /// acknowledge) or `c` (acknowledge a mode C identification with ACK 0 Z 0 and read the data
+    /// message at the rate it announces, IEC 62056-21 §6.4.4).
+    #[arg(long, default_value = "auto")]
+    pub mode: ReadMode,
 }
 
 /// One data set as reported.
@@ -106,6 +113,12 @@ struct Report {
     findings: Vec<decoder::Finding>,
     received_bytes: usize,
     receive_end: AnswerEnd,
+    /// The mode asked for (`--mode`).
+    mode: ReadMode,
+    /// The mode the identification announces and what the rig did about it.
+    protocol_mode: Option<String>,
+    /// The mode C acknowledgement and switch, when there was one.
+    switch: Option<BaudSwitch>,
     /// The judgement under the profile's rules: the same as `rig run` and `rig serve` give.
     conformance: Conformance,
     /// Each broken rule (or why the exchange is undecided).
@@ -143,7 +156,7 @@ pub fn run(args: ReadArgs) -> anyhow::Result<ExitCode> {
     if let Some(ms) = args.timeout_ms {
         listen = listen.with_total(Duration::from_millis(ms));
     }
-    let ex = suite::exchange(&mut target, &request, &rules, &listen)?;
+    let ex = suite::exchange_in(&mut target, &request, &rules, &listen, args.mode, args.baud)?;
     let report = build_report(&args, &ex, &rules);
     print(&report, args.format)?;
     Ok(ExitCode::from(
@@ -191,6 +204,9 @@ fn build_report(args: &ReadArgs, ex: &Exchange, rules: &AnswerRules) -> Report {
         findings: ex.strict.findings.clone(),
         received_bytes: ex.chars.len(),
         receive_end: ex.end,
+        mode: args.mode,
+        protocol_mode: ex.mode_finding(),
+        switch: ex.switch.clone(),
         conformance: a.conformance,
         problems: a.problems,
         valid: ex.strict.valid,
@@ -264,6 +280,12 @@ fn summary_lines(r: &Report) -> Vec<(String, String)> {
         },
     ));
     v.push(("BCC".into(), bcc_line(r)));
+    v.push((
+        "mode".into(),
+        r.protocol_mode
+            .clone()
+            .unwrap_or_else(|| "protocol mode A".into()),
+    ));
     v.push((
         "received".into(),
         format!("{} bytes, ended: {:?}", r.received_bytes, r.receive_end),

@@ -27,7 +27,7 @@ use serde::Serialize;
 use super::decoder::{
     self, DecodeOptions, Decoded, Decoder, Event, FindingKind, Mode, ParityMode, Severity,
 };
-use super::{parity, BccRule};
+use super::{parity, AnnouncedMode, BccRule, Identification, ReactionClass};
 use crate::meter::profile::Profile;
 use crate::time::{TimeSource, Timestamp};
 use crate::uart::RxChar;
@@ -40,6 +40,107 @@ pub const INTER_CHAR_LIMIT: Duration = Duration::from_millis(1500);
 /// for the identification even where the profile promises less, so a late meter is measured
 /// (and fails the profile's window), not cut off.
 pub const REACTION_LIMIT: Duration = Duration::from_millis(1500);
+
+/// Latest start of the data message after the end of the mode C acknowledgement: the
+/// standard's reaction time tr ≤ 1500 ms (IEC 62056-21 §6.3.3 timing, §6.4.4 protocol mode C).
+pub const SWITCH_MAX: Duration = REACTION_LIMIT;
+
+/// Earliest start of the data message after the end of the mode C acknowledgement: the reaction
+/// time tr ≥ 200 ms, or ≥ 20 ms when the manufacturer's third letter is lower case (IEC 62056-21
+/// §6.3.14 item 22, reaction time). The rig waits as long before it sends the acknowledgement.
+pub fn switch_min(ident: &Identification) -> Duration {
+    match ident.reaction_class() {
+        ReactionClass::Fast20ms => Duration::from_millis(20),
+        ReactionClass::Standard200ms => Duration::from_millis(200),
+    }
+}
+
+/// Which protocol mode the rig reads in (`rig read --mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadMode {
+    /// Mode A only: never acknowledge (the 351's module interface, 004).
+    #[default]
+    A,
+    /// Mode C: acknowledge a mode C identification and switch (any other identification is
+    /// read as it comes, as `Auto` does; [`Exchange::mode_finding`] names its mode).
+    C,
+    /// The identification decides: mode C when its fifth character announces it, else mode A.
+    Auto,
+}
+
+impl ReadMode {
+    /// Whether the rig acknowledges an identification that announces `mode`.
+    pub fn acknowledges(self, mode: AnnouncedMode) -> bool {
+        matches!(mode, AnnouncedMode::C { .. }) && self != ReadMode::A
+    }
+}
+
+impl std::str::FromStr for ReadMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "a" | "A" => Ok(ReadMode::A),
+            "c" | "C" => Ok(ReadMode::C),
+            "auto" => Ok(ReadMode::Auto),
+            o => Err(format!("unknown mode {o:?} (expected auto, a or c)")),
+        }
+    }
+}
+
+/// The mode C part of an exchange: the acknowledgement the rig sent and the switch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BaudSwitch {
+    /// The identification's baud character.
+    pub baud_char: char,
+    /// The rate both sides switched to.
+    pub baud: u32,
+    /// The rate before the switch.
+    pub from_baud: u32,
+    /// End of the identification's last character.
+    pub identification_end: Timestamp,
+    /// End of the acknowledgement's last stop bit (the rig switched here).
+    pub ack_end: Timestamp,
+    /// Start bit of the first character after the acknowledgement, if one came.
+    pub data_start: Option<Timestamp>,
+    /// Earliest allowed start of the data message after `ack_end` ([`switch_min`]).
+    pub min: Duration,
+    /// Latest allowed start ([`SWITCH_MAX`]).
+    pub max: Duration,
+}
+
+impl BaudSwitch {
+    /// Data message start minus the acknowledgement's end, ns.
+    pub fn data_after_ack_ns(&self) -> Option<i64> {
+        self.data_start.map(|t| t.diff_ns(self.ack_end))
+    }
+    /// The switch's problems: no data message after the acknowledgement, or one outside
+    /// [`BaudSwitch::min`]–[`BaudSwitch::max`].
+    pub fn problems(&self) -> Vec<String> {
+        let lim = format!(
+            "limit {}–{} ms, IEC 62056-21 reaction time after the acknowledgement",
+            self.min.as_millis(),
+            self.max.as_millis()
+        );
+        match self.data_after_ack_ns() {
+            None => vec![format!(
+                "no data message after the acknowledgement (mode C at {} baud; {lim}): the meter ignored it",
+                self.baud
+            )],
+            Some(ns) => {
+                let ms = ns as f64 / 1e6;
+                if ms < self.min.as_secs_f64() * 1e3 || ms > self.max.as_secs_f64() * 1e3 {
+                    vec![format!(
+                        "the data message started {} ms after the acknowledgement ({lim})",
+                        fmt_ms(ms)
+                    )]
+                } else {
+                    vec![]
+                }
+            }
+        }
+    }
+}
 
 /// Characters of the 351 Combi's answer to `/?!`, from `/` to the BCC (004's worked example).
 pub const EXPECTED_ANSWER_CHARS: usize = 359;
@@ -206,6 +307,7 @@ pub struct Receiver {
     events: Vec<Event>,
     chars: Vec<RxChar>,
     identification: Option<usize>,
+    ident_line: Option<(Identification, Timestamp)>,
 }
 
 impl Receiver {
@@ -219,6 +321,7 @@ impl Receiver {
             events: Vec::new(),
             chars: Vec::new(),
             identification: None,
+            ident_line: None,
         }
     }
 
@@ -231,11 +334,22 @@ impl Receiver {
         };
         self.decoder.push(b, c.start, &mut self.events);
         for e in self.events.drain(..) {
-            if let Event::IdentificationStart { offset, .. } = e {
-                self.identification.get_or_insert(offset);
+            match e {
+                Event::IdentificationStart { offset, .. } => {
+                    self.identification.get_or_insert(offset);
+                }
+                Event::Identification { ident, .. } if self.ident_line.is_none() => {
+                    self.ident_line = Some((ident, c.end));
+                }
+                _ => {}
             }
         }
         self.chars.push(c);
+    }
+
+    /// The characters received so far.
+    pub fn chars(&self) -> &[RxChar] {
+        &self.chars
     }
 
     /// Characters received so far.
@@ -256,6 +370,12 @@ impl Receiver {
     /// Whether the BCC has arrived.
     pub fn is_complete(&self) -> bool {
         self.decoder.is_complete()
+    }
+
+    /// The identification line, once complete with its line end, and the end of its last
+    /// character's stop bit.
+    pub fn identification_line(&self) -> Option<(&Identification, Timestamp)> {
+        self.ident_line.as_ref().map(|(i, t)| (i, *t))
     }
 
     /// The finished observation: decodes the characters strictly and tolerantly.
@@ -300,6 +420,8 @@ pub struct Exchange {
     pub tolerant: Decoded,
     /// How the characters were timed.
     pub timing: TimingQuality,
+    /// The mode C acknowledgement and switch, when the rig read in mode C.
+    pub switch: Option<BaudSwitch>,
 }
 
 /// Whether an exchange kept the meter's promises.
@@ -364,6 +486,38 @@ impl Exchange {
             strict,
             tolerant,
             timing,
+            switch: None,
+        }
+    }
+
+    /// The same exchange with its mode C switch.
+    pub fn with_switch(mut self, switch: Option<BaudSwitch>) -> Self {
+        self.switch = switch;
+        self
+    }
+
+    /// The protocol mode the identification announces, when one arrived.
+    pub fn announced_mode(&self) -> Option<AnnouncedMode> {
+        self.tolerant
+            .identification
+            .as_ref()
+            .map(Identification::announced_mode)
+    }
+
+    /// A finding that names the mode the identification announces and what the rig did: `None`
+    /// for a mode A identification read in mode A.
+    pub fn mode_finding(&self) -> Option<String> {
+        let mode = self.announced_mode()?;
+        match (&self.switch, mode) {
+            (Some(s), _) => Some(format!(
+                "mode C: baud character {:?} announces {} baud; the rig acknowledged with ACK 0 {} 0 and both sides switched {} → {} baud",
+                s.baud_char, s.baud, s.baud_char, s.from_baud, s.baud
+            )),
+            (None, AnnouncedMode::A) => None,
+            (None, AnnouncedMode::C { .. }) => Some(format!(
+                "the identification announces {mode}; the rig read in mode A and sent no acknowledgement (read with --mode auto or c)"
+            )),
+            (None, m) => Some(format!("the identification announces {m}; the rig reads modes A and C only")),
         }
     }
 
@@ -408,8 +562,11 @@ impl Exchange {
 
     /// Longest silence between two characters of the answer, ns (0 for fewer than two).
     pub fn max_gap_ns(&self) -> i64 {
+        let ack_end = self.switch.as_ref().map(|s| s.ack_end);
         self.answer()
             .windows(2)
+            // the pause around a mode C acknowledgement is the switch, judged on its own
+            .filter(|w| !ack_end.is_some_and(|a| w[0].end <= a && a <= w[1].start))
             .map(|w| w[1].start.diff_ns(w[0].end))
             .max()
             .unwrap_or(0)
@@ -507,11 +664,23 @@ impl Exchange {
                 ));
             }
         }
+        if let Some(sw) = &self.switch {
+            problems.extend(sw.problems());
+        }
         self.framing_problems(rules, &mut problems);
         for f in self.decoder_violations().take(3) {
             problems.push(format!("offset {}: {}", f.offset, f.message));
         }
         match self.end {
+            AnswerEnd::Silence { .. }
+                if self.switch.is_none()
+                    && matches!(self.announced_mode(), Some(AnnouncedMode::C { .. })) =>
+            {
+                problems.insert(0, format!(
+                    "the answer stopped after the identification: it announces {}; the meter waits for the acknowledgement the rig does not send in mode A (read with --mode auto or c)",
+                    self.announced_mode().unwrap_or(AnnouncedMode::A)
+                ));
+            }
             AnswerEnd::Silence { after_ms } => problems.push(format!(
                 "the answer stopped after {} characters: silent for {} ms before its BCC (limit {} ms between characters)",
                 self.answer().len(),
@@ -528,6 +697,14 @@ impl Exchange {
                 };
             }
             _ => {}
+        }
+        if let Some(m @ (AnnouncedMode::B { .. } | AnnouncedMode::Reserved { .. })) =
+            self.announced_mode().filter(|_| !problems.is_empty())
+        {
+            problems.insert(
+                0,
+                format!("the identification announces {m}; the rig reads modes A and C only, so what follows it is not read at the rate it is sent"),
+            );
         }
         Assessment {
             conformance: if problems.is_empty() {
@@ -742,6 +919,121 @@ mod tests {
                 .contains("low stop bit (framing error) (first at offset 7)"),
             "{a:?}"
         );
+    }
+
+    fn switched(data_after_ack_ms: Option<u64>) -> Exchange {
+        // identification at 300 baud, the rig's ACK 200 ms after it (6 characters), the data
+        // message at 9600 baud the given time after the ACK's last stop bit
+        let t = Telegram {
+            identification: Identification {
+                manufacturer: "KAM".into(),
+                mode_char: '5',
+                text: "684311".into(),
+            },
+            data_sets: vec![crate::iec62056::DataSet::single(
+                "1.8.0",
+                crate::iec62056::Value::with_unit("0001234", "kWh"),
+            )],
+        };
+        let all = t.encode(BccRule::Xor).0;
+        let split = all.iter().position(|&c| c == b'\n').unwrap() + 1;
+        let req_end = Timestamp::from_ms(1000);
+        let mut cs = chars(
+            &all[..split],
+            req_end + Duration::from_millis(150),
+            Duration::ZERO,
+        );
+        let ident_end = cs.last().unwrap().end;
+        let ack_end =
+            ident_end + Duration::from_millis(200) + Duration::from_nanos(6 * 10 * bit_ns(300));
+        let data_start = data_after_ack_ms.map(|ms| ack_end + Duration::from_millis(ms));
+        if let Some(start) = data_start {
+            let frame = 10 * bit_ns(9600);
+            cs.extend(all[split..].iter().enumerate().map(|(i, &b)| RxChar {
+                byte: parity::add_even(b),
+                start: Timestamp(start.0 + i as u64 * frame),
+                end: Timestamp(start.0 + (i as u64 + 1) * frame),
+                stop_ok: true,
+                bit_ns: None,
+            }));
+        }
+        let mut rx = Receiver::new(req_end, BccRule::Xor, timing());
+        for c in cs {
+            rx.push(c);
+        }
+        assert!(rx.identification_line().is_some());
+        let end = if data_start.is_some() {
+            AnswerEnd::Complete
+        } else {
+            AnswerEnd::Silence { after_ms: 1500.0 }
+        };
+        rx.finish(b"/?!\r\n", end).with_switch(Some(BaudSwitch {
+            baud_char: '5',
+            baud: 9600,
+            from_baud: 300,
+            identification_end: ident_end,
+            ack_end,
+            data_start,
+            min: Duration::from_millis(200),
+            max: SWITCH_MAX,
+        }))
+    }
+
+    #[test]
+    fn the_mode_c_switch_is_judged_on_its_own_and_not_as_an_inter_character_gap() {
+        let rules = AnswerRules::from_profile(&COMBI_351);
+        // 1500 ms after the ACK: ident → STX is ~1900 ms of silence, yet no gap violation
+        let a = switched(Some(1500)).assess(&rules);
+        assert_eq!(a.conformance, Conformance::Conforms, "{a:?}");
+        let ex = switched(Some(1501));
+        let a = ex.assess(&rules);
+        assert_eq!(a.conformance, Conformance::Violates);
+        assert!(
+            a.reason().contains("1501 ms after the acknowledgement"),
+            "{a:?}"
+        );
+        assert!(
+            !a.problems.iter().any(|p| p.contains("of silence inside")),
+            "{a:?}"
+        );
+        assert!(switched(Some(199))
+            .assess(&rules)
+            .reason()
+            .contains("199 ms"));
+        let a = switched(None).assess(&rules);
+        assert!(a.reason().contains("the meter ignored it"), "{a:?}");
+        assert!(ex
+            .mode_finding()
+            .unwrap()
+            .contains("switched 300 → 9600 baud"));
+    }
+
+    #[test]
+    fn a_mode_b_identification_is_explained() {
+        // the Landis+Gyr identification: the meter switches to 2400 baud by itself
+        let rules = AnswerRules::from_profile(&COMBI_351);
+        let ex = exchange(
+            b"/LUGCUH50\r\n",
+            150,
+            Duration::ZERO,
+            AnswerEnd::Silence { after_ms: 1500.0 },
+        );
+        let a = ex.assess(&rules);
+        assert_eq!(a.conformance, Conformance::Violates);
+        assert!(a.reason().contains("protocol mode B at 2400 baud"), "{a:?}");
+        assert!(ex.mode_finding().unwrap().contains("modes A and C only"));
+    }
+
+    #[test]
+    fn read_modes() {
+        use crate::iec62056::AnnouncedMode as M;
+        assert_eq!("auto".parse::<ReadMode>(), Ok(ReadMode::Auto));
+        assert_eq!("c".parse::<ReadMode>(), Ok(ReadMode::C));
+        assert!("b".parse::<ReadMode>().is_err());
+        assert!(ReadMode::Auto.acknowledges(M::C { baud: 9600 }));
+        assert!(!ReadMode::A.acknowledges(M::C { baud: 9600 }));
+        assert!(!ReadMode::C.acknowledges(M::A));
+        assert!(!ReadMode::Auto.acknowledges(M::B { baud: 2400 }));
     }
 
     #[test]

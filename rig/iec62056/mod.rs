@@ -1,5 +1,6 @@
-//! IEC 62056-21 (formerly IEC 61107 / IEC 1107) mode A: the request, the identification, the data
-//! message and its block check character.
+//! IEC 62056-21 (formerly IEC 61107 / IEC 1107) modes A and C: the request, the identification
+//! (and the protocol mode and baud rate its fifth character announces), the mode C
+//! acknowledgement/option select message, the data message and its block check character.
 //!
 //! Sans-I/O: bytes and timestamps in, messages, events and findings out. Nothing here reads a
 //! port, a pin or a clock. The encoder side (this file) is exact; the incremental decoder lives in
@@ -217,6 +218,10 @@ impl Identification {
         v.extend_from_slice(b"\r\n");
         v
     }
+    /// The protocol mode the fifth character announces (IEC 62056-21 §6.3.14 item 23).
+    pub fn announced_mode(&self) -> AnnouncedMode {
+        AnnouncedMode::of(self.mode_char)
+    }
     /// The standard's lower-case-third-letter rule, as a fact (not a verdict: the meter profile
     /// sets the limits, NOTES §1).
     pub fn reaction_class(&self) -> ReactionClass {
@@ -224,6 +229,176 @@ impl Identification {
             Some(c) if c.is_ascii_lowercase() => ReactionClass::Fast20ms,
             _ => ReactionClass::Standard200ms,
         }
+    }
+}
+
+/// Acknowledge (ACK), the first character of the mode C acknowledgement/option select message.
+pub const ACK: u8 = 0x06;
+
+/// The baud rate a mode B identification announces with its fifth character (IEC 62056-21
+/// §6.3.14 item 23, "baud rate identification", protocol mode B): `'A'`–`'F'` for 600–19200
+/// baud. `None` for every other character (`'G'`–`'I'` are reserved there).
+pub fn mode_b_baud(c: char) -> Option<u32> {
+    Some(match c {
+        'A' => 600,
+        'B' => 1200,
+        'C' => 2400,
+        'D' => 4800,
+        'E' => 9600,
+        'F' => 19200,
+        _ => return None,
+    })
+}
+
+/// The baud rate a mode C identification announces with its fifth character (IEC 62056-21
+/// §6.3.14 item 23, protocol modes C and E): `'0'`–`'6'` for 300–19200 baud. `None` for every
+/// other character (`'7'`–`'9'` are reserved there).
+pub fn mode_c_baud(c: char) -> Option<u32> {
+    Some(match c {
+        '0' => 300,
+        '1' => 600,
+        '2' => 1200,
+        '3' => 2400,
+        '4' => 4800,
+        '5' => 9600,
+        '6' => 19200,
+        _ => return None,
+    })
+}
+
+/// The mode C baud character for `baud` (the inverse of [`mode_c_baud`]); `None` for a rate the
+/// table does not have.
+pub fn mode_c_char(baud: u32) -> Option<char> {
+    ('0'..='6').find(|&c| mode_c_baud(c) == Some(baud))
+}
+
+/// The protocol mode an identification's fifth character announces (IEC 62056-21 §6.3.14 item
+/// 23 and §6.4): a fact about the identification, judged by the suites against the profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum AnnouncedMode {
+    /// Mode A: any printable character the other modes do not claim (Kamstrup's module
+    /// interface sends a space, 004); the readout follows at the initial rate.
+    A,
+    /// Mode B: `'A'`–`'F'`; the meter switches to `baud` by itself after the identification.
+    B {
+        /// The announced rate.
+        baud: u32,
+    },
+    /// Mode C: `'0'`–`'6'`; the meter waits for an acknowledgement/option select message and
+    /// switches to `baud` (or the rate the acknowledgement names) after it.
+    C {
+        /// The announced rate.
+        baud: u32,
+    },
+    /// A character the standard reserves (`'G'`–`'I'`, `'7'`–`'9'`): no mode can be told.
+    Reserved {
+        /// The character.
+        character: char,
+    },
+}
+
+impl AnnouncedMode {
+    /// The mode a fifth character announces.
+    pub fn of(c: char) -> AnnouncedMode {
+        if let Some(baud) = mode_c_baud(c) {
+            AnnouncedMode::C { baud }
+        } else if let Some(baud) = mode_b_baud(c) {
+            AnnouncedMode::B { baud }
+        } else if matches!(c, 'G'..='I' | '7'..='9') {
+            AnnouncedMode::Reserved { character: c }
+        } else {
+            AnnouncedMode::A
+        }
+    }
+}
+
+impl fmt::Display for AnnouncedMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnnouncedMode::A => f.write_str("protocol mode A (the readout follows at the initial rate)"),
+            AnnouncedMode::B { baud } => write!(
+                f,
+                "protocol mode B at {baud} baud (the meter switches after the identification)"
+            ),
+            AnnouncedMode::C { baud } => write!(
+                f,
+                "protocol mode C at {baud} baud (the meter waits for ACK 0 Z 0 CR LF and switches after it)"
+            ),
+            AnnouncedMode::Reserved { character } => write!(
+                f,
+                "a reserved baud character {character:?} (no protocol mode; IEC 62056-21 reserves 'G'-'I' and '7'-'9')"
+            ),
+        }
+    }
+}
+
+/// The mode C acknowledgement/option select message `ACK V Z Y CR LF` (IEC 62056-21 §6.3.3):
+/// protocol control `V` (`'0'` normal protocol), baud character `Z` (the mode C table,
+/// [`mode_c_baud`]) and mode control `Y` (`'0'` data readout, `'1'` programming).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct AckOptionSelect {
+    /// Protocol control character `V`.
+    pub protocol: char,
+    /// Baud rate character `Z`.
+    pub baud_char: char,
+    /// Mode control character `Y`.
+    pub mode: char,
+}
+
+/// Why an acknowledgement/option select message could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    /// Not six characters `ACK V Z Y CR LF`.
+    #[error("acknowledgement must be ACK V Z Y CR LF, six characters (got {0:?})")]
+    Shape(Vec<u8>),
+    /// The baud character is not in the mode C table.
+    #[error("baud character {0:?} is not in the mode C table '0'-'6' (IEC 62056-21 §6.3.14)")]
+    Baud(char),
+}
+
+impl AckOptionSelect {
+    /// The data readout at the rate `baud_char` names: `ACK 0 Z 0` CR LF.
+    pub fn readout(baud_char: char) -> Self {
+        AckOptionSelect {
+            protocol: '0',
+            baud_char,
+            mode: '0',
+        }
+    }
+    /// The message's 7-bit characters, CR LF included.
+    pub fn encode(&self) -> Vec<u8> {
+        vec![
+            ACK,
+            self.protocol as u8,
+            self.baud_char as u8,
+            self.mode as u8,
+            CR,
+            LF,
+        ]
+    }
+    /// Parses a complete message (7-bit characters, CR LF included).
+    ///
+    /// # Errors
+    /// [`AckError::Shape`] when it is not `ACK V Z Y CR LF`; [`AckError::Baud`] when `Z` is not in
+    /// the mode C table.
+    pub fn parse(bytes: &[u8]) -> Result<Self, AckError> {
+        match bytes {
+            [ACK, v, z, y, CR, LF] if v.is_ascii_digit() && y.is_ascii_digit() => {
+                let z = *z as char;
+                mode_c_baud(z).ok_or(AckError::Baud(z))?;
+                Ok(AckOptionSelect {
+                    protocol: *v as char,
+                    baud_char: z,
+                    mode: *y as char,
+                })
+            }
+            _ => Err(AckError::Shape(bytes.to_vec())),
+        }
+    }
+    /// The rate the message selects.
+    pub fn baud(&self) -> u32 {
+        mode_c_baud(self.baud_char).unwrap_or(300)
     }
 }
 
@@ -421,6 +596,50 @@ mod tests {
             assert_eq!(bytes.len(), 359);
             assert_eq!(bytes[layout.bcc], b'7', "{rule}");
         }
+    }
+
+    #[test]
+    fn baud_tables_and_announced_modes() {
+        assert_eq!(mode_c_baud('0'), Some(300));
+        assert_eq!(mode_c_baud('5'), Some(9600));
+        assert_eq!(mode_c_baud('6'), Some(19200));
+        assert_eq!(mode_c_baud('7'), None);
+        assert_eq!(mode_b_baud('C'), Some(2400));
+        assert_eq!(mode_b_baud('G'), None);
+        assert_eq!(mode_c_char(9600), Some('5'));
+        assert_eq!(mode_c_char(9601), None);
+        let id = |c| Identification {
+            manufacturer: "KAM".into(),
+            mode_char: c,
+            text: "x".into(),
+        };
+        assert_eq!(id(' ').announced_mode(), AnnouncedMode::A);
+        assert_eq!(id('5').announced_mode(), AnnouncedMode::C { baud: 9600 });
+        // the Landis+Gyr identification /LUGCUH50: 'C' is mode B at 2400 baud
+        assert_eq!(id('C').announced_mode(), AnnouncedMode::B { baud: 2400 });
+        assert_eq!(
+            id('9').announced_mode(),
+            AnnouncedMode::Reserved { character: '9' }
+        );
+        assert!(AnnouncedMode::C { baud: 9600 }
+            .to_string()
+            .contains("ACK 0 Z 0"));
+    }
+
+    #[test]
+    fn ack_option_select_roundtrip() {
+        let a = AckOptionSelect::readout('5');
+        assert_eq!(a.encode(), b"\x06050\r\n");
+        assert_eq!(AckOptionSelect::parse(&a.encode()), Ok(a));
+        assert_eq!(a.baud(), 9600);
+        assert_eq!(
+            AckOptionSelect::parse(b"\x06090\r\n"),
+            Err(AckError::Baud('9'))
+        );
+        assert!(matches!(
+            AckOptionSelect::parse(b"\x0605\r\n"),
+            Err(AckError::Shape(_))
+        ));
     }
 
     #[test]

@@ -233,6 +233,17 @@ pub struct Faults {
     /// 0.0.0 always `00000000` instead of the programmed customer number.
     #[serde(default)]
     pub customer_number_zero: bool,
+    /// Mode C (`port = "optical"`): the identification's baud character, one character (e.g.
+    /// `"4"` while the meter switches to its own rate anyway, or a reserved `"9"`); the meter
+    /// then ignores the rate the acknowledgement names.
+    pub mode_c_baud_char: Option<String>,
+    /// Mode C: time from the end of the acknowledgement's last stop bit to the start bit of the
+    /// data message at the new rate, ms, 0–60000 (healthy: 250; the standard's
+    /// reaction time is 200–1500 ms). Below 200 is an early switch, above 1500 a late one.
+    pub mode_c_switch_ms: Option<f64>,
+    /// Mode C: the meter ignores the acknowledgement and sends no data message.
+    #[serde(default)]
+    pub mode_c_ignore_ack: bool,
 }
 
 impl Faults {
@@ -265,7 +276,9 @@ impl Faults {
             deaf_after_noise_ms,
             hour_counter,
             peak_period_min,
-            peak_keep_max
+            peak_keep_max,
+            mode_c_baud_char,
+            mode_c_switch_ms
         );
         if !self.drop_data_sets.is_empty() {
             v.push("drop_data_sets");
@@ -292,7 +305,8 @@ impl Faults {
             logging_on_first_when_nn00,
             max_reset_on_release,
             round_energy,
-            customer_number_zero
+            customer_number_zero,
+            mode_c_ignore_ack
         );
         v
     }
@@ -365,6 +379,8 @@ struct MeterFile {
     type_number: Option<String>,
     address: Option<String>,
     baud: Option<u32>,
+    #[serde(default)]
+    port: MeterPort,
     start: Option<String>,
     #[serde(default)]
     config: ConfigCodes,
@@ -373,6 +389,18 @@ struct MeterFile {
     load: Option<LoadFile>,
     #[serde(default)]
     faults: Faults,
+}
+
+/// Which port of the meter the rig reads: the module interface (mode A, 004) or the optical port
+/// (modes A and C where the profile has them: OMNIPOWER Z18, 002/003).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeterPort {
+    /// The 6-pin module interface: mode A at the profile's rate.
+    #[default]
+    Module,
+    /// The optical port: the OMNIPOWER profiles answer in mode C (IEC 62056-21 §6.4.4).
+    Optical,
 }
 
 /// Pulse output weighting.
@@ -429,8 +457,10 @@ pub struct MeterSpec {
     pub type_number: String,
     /// Device address answered in `/?ADDRESS!` requests.
     pub address: String,
-    /// Line rate, baud, 50–115200.
+    /// Line rate, baud, 50–115200 (the initial rate; mode C switches to the profile's).
     pub baud: u32,
+    /// The port the rig reads (`port = "module"` or `"optical"` in the meter file).
+    pub port: MeterPort,
     /// Meter clock at virtual time zero, years 2000–2099 (the meter's date is YY.MM.DD,
     /// 000 Display configurations).
     pub start: Civil,
@@ -1079,6 +1109,14 @@ fn check_fault_words(cx: &Ctx, f: &Faults) -> R<()> {
             ));
         }
     }
+    if let Some(c) = &f.mode_c_baud_char {
+        if c.chars().count() != 1 || !c.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
+            return Err(cx.invalid(
+                &["faults", "mode_c_baud_char"],
+                "one printable ASCII character or a space (the identification's fifth character)",
+            ));
+        }
+    }
     if let Some(id) = &f.identification {
         if id.len() > 128 || !id.is_ascii() {
             return Err(cx.invalid(
@@ -1102,6 +1140,7 @@ fn check_fault_numbers(cx: &Ctx, f: &Faults) -> R<()> {
         ("deaf_after_noise_ms", f.deaf_after_noise_ms, 60.0 * MINUTE),
         ("line_pause_ms", f.line_pause_ms, MINUTE),
         ("late_response_ms", f.late_response_ms, MINUTE),
+        ("mode_c_switch_ms", f.mode_c_switch_ms, MINUTE),
     ] {
         cx.opt_real(&["faults", name], v, (0.0, hi), " ms", time)?;
     }
@@ -1319,6 +1358,15 @@ impl MeterSpec {
         check_fault_numbers(&cx, &f.faults)?;
         check_fault_addresses(&cx, &f.faults)?;
         let header = parse_header(&cx, &f, profile)?;
+        if f.port == MeterPort::Optical && profile.mode_c.is_none() {
+            return Err(cx.invalid(
+                &["port"],
+                format!(
+                    "\"optical\": the {} has no optical mode C in its sheets; use \"module\" (mode A)",
+                    profile.name
+                ),
+            ));
+        }
         let customer = registers
             .get("0.0.0")
             .map(|n| format!("{:08}", *n as u64))
@@ -1329,6 +1377,7 @@ impl MeterSpec {
             type_number: header.type_number,
             address: header.address.unwrap_or(customer),
             baud: header.baud,
+            port: f.port,
             start: header.start,
             codes: f.config,
             ratio: codes.ratio,
@@ -1351,6 +1400,27 @@ impl MeterSpec {
         IoCode {
             table: self.profile.io_table,
             map: self.io,
+        }
+    }
+
+    /// The meter's mode C rate, when it answers in mode C (`port = "optical"` on a profile with
+    /// mode C), else `None`.
+    pub fn mode_c_baud(&self) -> Option<u32> {
+        match (self.port, self.profile.mode_c) {
+            (MeterPort::Optical, Some(m)) => Some(m.baud),
+            _ => None,
+        }
+    }
+
+    /// How the rig reads this meter: as the identification says (`auto`) on an optical port with
+    /// mode C, in mode A on the module interface (004). `rig run`'s cases and `rig serve`'s
+    /// module loop use it.
+    pub fn read_mode(&self) -> crate::iec62056::exchange::ReadMode {
+        use crate::iec62056::exchange::ReadMode;
+        if self.mode_c_baud().is_some() {
+            ReadMode::Auto
+        } else {
+            ReadMode::A
         }
     }
 
@@ -1502,6 +1572,12 @@ mod tests {
         "faults.tx_clock_error_pct",
         "50",
         "-20–20 %"
+    )]
+    #[case::mode_c_switch_over_a_minute(
+        "[faults]\nmode_c_switch_ms = 60001.0",
+        "faults.mode_c_switch_ms",
+        "60001",
+        "0–60000 ms"
     )]
     #[case::char_gap_negative(
         "[faults]\nchar_gap_ms = -5.0",
@@ -1663,6 +1739,12 @@ mod tests {
                 "not a regular file",
             ),
             ("[config]\nkk = 20", "config.kk", "KK 00–19"),
+            ("port = \"optical\"", "port", "no optical mode C"),
+            (
+                "[faults]\nmode_c_baud_char = \"55\"",
+                "faults.mode_c_baud_char",
+                "one printable ASCII character",
+            ),
             ("[config]\nmm = 5", "config.mm", "01–04"),
             (
                 "[config]\nz8 = 3",

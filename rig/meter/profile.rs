@@ -125,6 +125,19 @@ pub struct Profile {
     pub max_current_a: f64,
     /// Clause for Un and Imax.
     pub max_load_clause: Clause,
+    /// The optical port's protocol mode C, when the sheets offer it (`None`: mode A only).
+    pub mode_c: Option<ModeC>,
+}
+
+/// An optical port that answers in IEC 62056-21 protocol mode C.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ModeC {
+    /// The rate the identification announces and the data message is sent at, baud. The sheets
+    /// name no rate (nor the port Z18 configures); 9600 (baud character `'5'`) on the optical
+    /// port is an assumption the clause records.
+    pub baud: u32,
+    /// Where the sheets offer mode C.
+    pub clause: Clause,
 }
 
 impl Profile {
@@ -175,6 +188,7 @@ pub static COMBI_351: Profile = Profile {
     voltage_upper_tolerance_pct: 10.0,
     max_current_a: 6.0,
     max_load_clause: Clause { source: SHEET_351, section: "Technical data: voltage range Un 3 x 230/400 VAC +/- 10%; current range In 5 A, Imax 6 A" },
+    mode_c: None,
 };
 
 /// The OMNIPOWER three-phase meter: S0 1000 imp/kWh, 30 ms ±10 %, Z3 module codes, Z8 pulse length.
@@ -252,6 +266,13 @@ pub static OMNIPOWER_3PH: Profile = Profile {
         source: SHEET_OMNI_3PH,
         section: "Technical data: nominal voltage Un 3x230/400 VAC -20 % - +15 %; current Imin - Iref (Imax) 0.25-5(100) A",
     },
+    mode_c: Some(ModeC {
+        baud: 9600,
+        clause: Clause {
+            source: SHEET_OMNI_3PH,
+            section: "Z18 1107 configuration 001/002: Mode A and C (the sheet names neither port nor rate: the optical port and 9600 baud are assumed; its Various table gives the optical reading as DLMS/COSEM); IEC 62056-21 §6.3.3, §6.3.14, §6.4.4",
+        },
+    }),
 };
 
 /// The OMNIPOWER CT meter: S0 5000 imp/kWh secondary, ratio 1–600 (Z21), Z24 pulse basis.
@@ -327,6 +348,13 @@ pub static OMNIPOWER_CT: Profile = Profile {
         source: SHEET_OMNI_CT,
         section: "Technical data: nominal voltage Un 3 x 230/400 VAC -20 % - +15 %; current Imin - In (Imax) 0.05 - 5(6) A",
     },
+    mode_c: Some(ModeC {
+        baud: 9600,
+        clause: Clause {
+            source: SHEET_OMNI_CT,
+            section: "Z18 1107 configuration 001/002: Mode A and C (the sheet names neither port nor rate: the optical port and 9600 baud are assumed; its Various table gives the optical reading as DLMS/COSEM); IEC 62056-21 §6.3.3, §6.3.14, §6.4.4",
+        },
+    }),
 };
 
 impl ProfileId {

@@ -611,6 +611,33 @@ impl DataLink for SerialTarget {
         }
     }
 
+    fn set_baud(&mut self, baud: u32) -> Result<(), TargetError> {
+        if baud == 0 {
+            return Err(TargetError::Io {
+                device: self.device.clone(),
+                call: "set_baud".into(),
+                detail: "baud rate must be positive".into(),
+                source: None,
+            });
+        }
+        // the bytes of the last write leave at the old rate first (tcdrain, then the line time
+        // the serial contract gives them)
+        self.port
+            .flush()
+            .map_err(|e| map_io_error(&self.device, "tcdrain", e))?;
+        self.wait_until(self.tx_free_at)?;
+        self.port
+            .set_baud_rate(baud)
+            .map_err(|e| map_open_error(&self.device, &e))?;
+        self.opts.baud = baud;
+        self.stamper = BurstStamper::new(baud);
+        let latency = (self.kind == PortKind::Usb)
+            .then(|| usb_latency_ms(Path::new(&self.device)))
+            .flatten();
+        self.uncertainty_ns = self.kind.uncertainty_ns(baud, latency);
+        Ok(())
+    }
+
     fn discard_input(&mut self) -> Result<(), TargetError> {
         self.pending.clear();
         self.stamper.reset();

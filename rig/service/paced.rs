@@ -99,6 +99,9 @@ impl<T: Target> DataLink for Paced<T> {
     fn discard_input(&mut self) -> Result<(), TargetError> {
         self.inner.discard_input()
     }
+    fn set_baud(&mut self, baud: u32) -> Result<(), TargetError> {
+        self.inner.set_baud(baud)
+    }
 }
 
 #[cfg(test)]

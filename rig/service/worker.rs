@@ -552,7 +552,14 @@ impl<'a> Worker<'a> {
             crate::uart::frame_ns(spec.baud, 1),
             caps.data_uncertainty_ns,
         );
-        let result = suite::exchange(&mut *self.target, &Request::general(), &rules, &listen);
+        let result = suite::exchange_in(
+            &mut *self.target,
+            &Request::general(),
+            &rules,
+            &listen,
+            spec.read_mode(),
+            spec.baud,
+        );
         let timing = timing_text(
             caps.data_timing,
             caps.virtual_time,

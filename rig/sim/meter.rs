@@ -12,7 +12,9 @@
 use std::collections::VecDeque;
 
 use super::capture::{PulseCapture, PulseRun};
-use crate::iec62056::{self, parity, BccRule, Identification, Request, Telegram, ETX, STX};
+use crate::iec62056::{
+    self, parity, AckOptionSelect, BccRule, Identification, Request, Telegram, ACK, ETX, STX,
+};
 use crate::line::{CharPeer, ScheduledChar};
 use crate::meter::calendar;
 use crate::meter::config::{BccFault, HourCounterFault, LineEnd, MeterSpec, PulseBasis};
@@ -111,6 +113,51 @@ fn logging_day(spec: &MeterSpec) -> Option<u8> {
     }
 }
 
+/// The meter's transmit rate when its clock is off by `error_pct` (`None`: on the nominal rate).
+fn tx_baud(nominal: u32, error_pct: Option<f64>) -> Option<u32> {
+    error_pct.map(|e| (nominal as f64 * (1.0 + e / 100.0)).round().max(1.0) as u32)
+}
+
+/// One scheduled frame of `bits` bits at `baud` from `start`.
+fn frame(
+    byte: u8,
+    start: Timestamp,
+    bits: u32,
+    baud: u32,
+    opts: TxFrame,
+) -> (ScheduledChar, TxFrame) {
+    (
+        ScheduledChar {
+            byte,
+            start,
+            end: bit_start(start, bits, baud),
+        },
+        opts,
+    )
+}
+
+/// A mode C identification sent; the data message waits for the acknowledgement.
+#[derive(Debug, Clone)]
+struct AwaitAck {
+    /// The data message's characters (from STX), with the faults applied.
+    data: Vec<u8>,
+    /// Index of `data[0]` in the whole answer (for `parity_error_at`, `stop_error_at`).
+    first_index: usize,
+    /// Latest end of the acknowledgement's first character (the reaction limit after the
+    /// identification); later, the meter is back in its initial state.
+    until: Timestamp,
+    /// The acknowledgement's characters so far.
+    rx: Vec<u8>,
+}
+
+/// Longest wait for the acknowledgement after a mode C identification, ns: the reaction limit
+/// tr ≤ 1500 ms of IEC 62056-21 plus one character at 300 baud.
+const ACK_WAIT_NS: u64 = 1_500_000_000 + 33_333_334;
+
+/// A healthy meter's time from the end of the acknowledgement to the data message's start bit,
+/// ms: inside the standard's 200–1500 ms reaction time.
+const HEALTHY_SWITCH_MS: f64 = 250.0;
+
 /// The software meter.
 #[derive(Debug, Clone)]
 pub struct SoftMeter {
@@ -160,6 +207,7 @@ pub struct SoftMeter {
     /// `rig sim --link`); the in-process wire echoes bit by bit itself.
     echo_chars: bool,
     readouts: u32,
+    await_ack: Option<AwaitAck>,
 }
 
 impl SoftMeter {
@@ -246,6 +294,7 @@ impl SoftMeter {
             busy_until: Timestamp::ZERO,
             echo_chars: true,
             readouts: 0,
+            await_ack: None,
             keep_edges: true,
             spec,
         }
@@ -650,6 +699,9 @@ impl SoftMeter {
     }
 
     fn line_char(&mut self, c: u8, end: Timestamp) {
+        if self.ack_char(c, end) {
+            return;
+        }
         if c == b'/' {
             if !self.rx_line.is_empty() {
                 self.noise(end);
@@ -771,7 +823,7 @@ impl SoftMeter {
         Telegram {
             identification: Identification {
                 manufacturer: self.spec.profile.manufacturer.into(),
-                mode_char: ' ',
+                mode_char: self.mode_char(),
                 text: self.spec.type_number.clone(),
             },
             data_sets,
@@ -829,21 +881,33 @@ impl SoftMeter {
         out
     }
 
+    /// The identification's fifth character: a space on the module interface (004), the mode C
+    /// baud character on an optical port with mode C (or the `mode_c_baud_char` knob's).
+    fn mode_char(&self) -> char {
+        match self.spec.mode_c_baud() {
+            None => ' ',
+            Some(b) => self
+                .spec
+                .faults
+                .mode_c_baud_char
+                .as_deref()
+                .and_then(|s| s.chars().next())
+                .or_else(|| iec62056::mode_c_char(b))
+                .unwrap_or(' '),
+        }
+    }
+
     fn answer(&mut self, request_end: Timestamp) {
         let f = self.spec.faults.clone();
         if f.silent {
             return;
         }
-        let chars = self.answer_chars();
+        let mut chars = self.answer_chars();
         self.readouts += 1;
+        self.await_ack = None;
         let nominal = self.spec.baud;
-        let tx_baud = f
-            .tx_clock_error_pct
-            .map(|e| (nominal as f64 * (1.0 + e / 100.0)).round().max(1.0) as u32);
-        let baud = tx_baud.unwrap_or(nominal);
+        let baud = tx_baud(nominal, f.tx_clock_error_pct).unwrap_or(nominal);
         let bits = 9 + f.stop_bits.unwrap_or(1).max(1);
-        let gap = ms_ns(f.char_gap_ms.unwrap_or(0.0));
-        let line_pause = ms_ns(f.line_pause_ms.unwrap_or(0.0));
         let late = f
             .late_every
             .is_some_and(|n| n > 0 && self.readouts % n == 0);
@@ -862,35 +926,120 @@ impl SoftMeter {
                 .saturating_sub(bit_start(Timestamp::ZERO, bits * noise_len, baud).0)
                 .max(request_end.0),
         );
-        let frame = |byte, start, bad_stop| {
-            (
-                ScheduledChar {
-                    byte,
-                    start,
-                    end: bit_start(start, bits, baud),
-                },
-                TxFrame {
-                    bad_stop,
-                    baud: tx_baud,
-                },
-            )
-        };
+        let tx = tx_baud(nominal, f.tx_clock_error_pct);
         for &b in &f.noise_before_answer {
-            let c = frame(b, start, false);
+            let c = frame(
+                b,
+                start,
+                bits,
+                baud,
+                TxFrame {
+                    bad_stop: false,
+                    baud: tx,
+                },
+            );
             start = c.0.end;
             self.tx.push_back(c);
         }
         start = start.max(slash);
-        for (i, &c) in chars.iter().enumerate() {
+        // mode C: the identification now, the data message after the acknowledgement
+        let data = match self.spec.mode_c_baud() {
+            Some(_) => {
+                let split = chars
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(chars.len(), |i| i + 1);
+                Some((chars.split_off(split), split))
+            }
+            None => None,
+        };
+        let end = self.schedule(&chars, 0, start, nominal, false);
+        self.busy_until = end;
+        if let Some((data, first_index)) = data {
+            self.await_ack = Some(AwaitAck {
+                data,
+                first_index,
+                until: Timestamp(end.0 + ACK_WAIT_NS),
+                rx: Vec::new(),
+            });
+        }
+    }
+
+    /// Schedules `chars` (7-bit; index `first` in the whole answer) from `start` at `nominal`
+    /// baud with the framing faults applied; `explicit` fixes the frames' rate (mode C data,
+    /// whatever rate the rig's side of the wire is at). Returns the end of the last character.
+    fn schedule(
+        &mut self,
+        chars: &[u8],
+        first: usize,
+        mut start: Timestamp,
+        nominal: u32,
+        explicit: bool,
+    ) -> Timestamp {
+        let f = &self.spec.faults;
+        let tx = tx_baud(nominal, f.tx_clock_error_pct);
+        let baud = tx.unwrap_or(nominal);
+        let opt_baud = if explicit { Some(baud) } else { tx };
+        let bits = 9 + f.stop_bits.unwrap_or(1).max(1);
+        let gap = ms_ns(f.char_gap_ms.unwrap_or(0.0));
+        let line_pause = ms_ns(f.line_pause_ms.unwrap_or(0.0));
+        let mut end = start;
+        for (k, &c) in chars.iter().enumerate() {
+            let i = first + k;
             let mut byte = parity::add_even(c);
             if f.parity_error_at == Some(i) {
                 byte ^= 0x80;
             }
-            let ch = frame(byte, start, f.stop_error_at == Some(i));
+            let txf = TxFrame {
+                bad_stop: f.stop_error_at == Some(i),
+                baud: opt_baud,
+            };
+            let ch = frame(byte, start, bits, baud, txf);
+            end = ch.0.end;
             start = Timestamp(ch.0.end.0 + gap + if c == b'\n' { line_pause } else { 0 });
             self.tx.push_back(ch);
         }
-        self.busy_until = self.tx.back().map_or(request_end, |(c, _)| c.end);
+        end
+    }
+
+    /// A character while a mode C identification waits for its acknowledgement: collects
+    /// `ACK V Z Y` CR LF and answers it. Returns whether the character was taken.
+    fn ack_char(&mut self, c: u8, end: Timestamp) -> bool {
+        let Some(w) = &mut self.await_ack else {
+            return false;
+        };
+        if w.rx.is_empty() && (c != ACK || end > w.until) {
+            // anything else (or too late): back to the initial state
+            self.await_ack = None;
+            return false;
+        }
+        w.rx.push(c);
+        if c != b'\n' && w.rx.len() < 6 {
+            return true;
+        }
+        let Some(w) = self.await_ack.take() else {
+            return true;
+        };
+        let f = &self.spec.faults;
+        let Ok(ack) = AckOptionSelect::parse(&w.rx) else {
+            return true;
+        };
+        if ack.mode != '0' || f.mode_c_ignore_ack {
+            return true;
+        }
+        let own = self.spec.mode_c_baud().unwrap_or(self.spec.baud);
+        // a healthy meter takes the rate the acknowledgement names; one whose identification
+        // announced another rate switches to its own
+        let rate = if f.mode_c_baud_char.is_some() {
+            own
+        } else {
+            ack.baud()
+        };
+        let switch = f.mode_c_switch_ms.unwrap_or(HEALTHY_SWITCH_MS);
+        let start = Timestamp(end.0 + ms_ns(switch));
+        let last = self.schedule(&w.data, w.first_index, start, rate, true);
+        self.busy_until = self.busy_until.max(last);
+        true
     }
 
     /// The echo of a request character, as an optical head returns it: on the receive line from

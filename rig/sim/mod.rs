@@ -212,6 +212,16 @@ impl DataLink for SimTarget {
         self.rx_chars.clear();
         Ok(())
     }
+
+    fn set_baud(&mut self, baud: u32) -> Result<(), TargetError> {
+        // both directions switch when the rig's last byte has left (the serial backend drains
+        // its write first too); a character on the wire at the old rate after that is decoded
+        // at the new one, as on a real line
+        self.run_until(self.now.max(self.tx_free_at));
+        self.baud = baud.max(1);
+        self.rx = UartRx::new(self.baud);
+        Ok(())
+    }
 }
 
 impl ModulePorts for SimTarget {

@@ -8,6 +8,7 @@
 //! ([`session`]) emits every exchange and every judged case as an [`Event`] to its observers (the
 //! reports) as it happens, and cuts waits short when the run is asked to stop.
 
+pub mod mode_c;
 pub mod pins;
 pub mod readout;
 pub mod registers;
@@ -24,9 +25,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::iec62056::exchange::{
-    AnswerEnd, AnswerRules, Assessment, Exchange, Listening, Receiver, RigLimit, TimingQuality,
+    switch_min, AnswerEnd, AnswerRules, Assessment, BaudSwitch, Exchange, Listening, ReadMode,
+    Receiver, RigLimit, TimingQuality, SWITCH_MAX,
 };
-use crate::iec62056::{parity, Request};
+use crate::iec62056::{parity, AckOptionSelect, Request};
 use crate::meter::config::MeterSpec;
 use crate::meter::profile::Clause;
 use crate::target::{Capabilities, ModulePorts, Port, RecvEnd, Target, TargetError};
@@ -196,7 +198,7 @@ pub fn add_unset(taken: &mut Vec<Measurement>, declared: &[Declared]) {
 pub type Readout = Exchange;
 
 /// Sends `request` and listens for the answer as [`Listening`] allows, the one receive loop
-/// behind every path (`rig run`'s cases, `rig read`, `rig serve`'s module loop).
+/// behind every path (`rig run`'s cases, `rig read`, `rig serve`'s module loop), in mode A.
 ///
 /// First it waits up to [`Listening::first_wait`] for a character, then goes on while characters
 /// keep coming within [`Listening::silence`] until the decoder has the BCC, the total limit or the
@@ -209,6 +211,28 @@ pub fn exchange(
     request: &Request,
     rules: &AnswerRules,
     listen: &Listening,
+) -> Result<Exchange, TargetError> {
+    exchange_in(target, request, rules, listen, ReadMode::A, 0)
+}
+
+/// [`exchange`] in protocol mode `mode`, on a line at `baud` (the initial rate, needed only for
+/// mode C). When the identification announces mode C and `mode` acknowledges it
+/// ([`ReadMode::acknowledges`]), the rig waits the reaction time ([`switch_min`]) after the
+/// identification, sends `ACK 0 Z 0` CR LF at the initial rate, switches both directions to the
+/// announced rate when its last stop bit has left, and reads the data message at the new rate
+/// (IEC 62056-21 §6.3.3, §6.4.4); the line goes back to `baud` afterwards. The exchange's
+/// [`Exchange::switch`] records the acknowledgement and the data message's start.
+///
+/// # Errors
+/// The target's, unchanged; a backend that cannot switch rates says so
+/// ([`crate::target::DataLink::set_baud`]).
+pub fn exchange_in(
+    target: &mut dyn Target,
+    request: &Request,
+    rules: &AnswerRules,
+    listen: &Listening,
+    mode: ReadMode,
+    baud: u32,
 ) -> Result<Exchange, TargetError> {
     let caps = target.capabilities();
     target.discard_input()?;
@@ -223,37 +247,122 @@ pub fn exchange(
         request_uncertainty_ns: sent.uncertainty_ns,
     };
     let mut rx = Receiver::new(request_end, rules.bcc_rule, timing);
-    let (first, end) = target.recv(
+    let (first, _) = target.recv(
         request_end + listen.first_wait,
         listen.silence,
         &mut |c: &[RxChar]| !c.is_empty(),
     )?;
-    let waited_ms = |t: Timestamp| t.diff_ms(request_end);
     if first.is_empty() {
-        let now = target.now()?;
-        let _ = end;
-        return Ok(rx.finish(
-            &req,
-            AnswerEnd::NoAnswer {
-                waited_ms: waited_ms(now),
-            },
-        ));
+        let waited_ms = target.now()?.diff_ms(request_end);
+        return Ok(rx.finish(&req, AnswerEnd::NoAnswer { waited_ms }));
     }
     first.into_iter().for_each(|c| rx.push(c));
     let total = request_end + listen.total;
-    let mut end = RecvEnd::Complete;
-    if !rx.is_complete() && rx.len() < listen.max_chars {
-        let mut fed = 0;
-        let (_, e) = target.recv(total, listen.silence, &mut |c: &[RxChar]| {
-            for ch in &c[fed..] {
-                rx.push(*ch);
-            }
-            fed = c.len();
-            rx.is_complete() || rx.len() >= listen.max_chars
-        })?;
-        end = e;
+    let ack_due = |rx: &Receiver| {
+        rx.identification_line()
+            .is_some_and(|(id, _)| mode.acknowledges(id.announced_mode()))
+    };
+    let mut end = receive_until(target, &mut rx, listen, total, listen.silence, &ack_due)?;
+    let mut switch = None;
+    if !rx.is_complete() && ack_due(&rx) {
+        let s = acknowledge(target, &rx, baud)?;
+        let ack_end = s.ack_end;
+        // the first character of the data message within the reaction limit after the
+        // acknowledgement (the silence before it is the switch, not an inter-character gap),
+        // then the rest of it as in mode A
+        let first = |rx: &Receiver| rx_first_after(rx, ack_end).is_some();
+        // listen twice the reaction limit, so a late switch is measured (and fails its limit)
+        // rather than left to run into the next exchange
+        let wait = (ack_end + listen.first_wait + SWITCH_MAX).min(total);
+        let mut result = receive_until(target, &mut rx, listen, wait, listen.total, &first);
+        if matches!(result, Ok(RecvEnd::Complete)) && first(&rx) {
+            result = receive_until(target, &mut rx, listen, total, listen.silence, &|_| false);
+        }
+        let restore = target.set_baud(baud);
+        end = result?;
+        restore?;
+        let data_start = rx_first_after(&rx, ack_end);
+        switch = Some(BaudSwitch { data_start, ..s });
+        if switch.as_ref().is_some_and(|s| s.data_start.is_none()) {
+            end = RecvEnd::Gap;
+        }
     }
-    let answer_end = if rx.is_complete() {
+    let answer_end = answer_end(target, &rx, listen, end, request_end)?;
+    Ok(rx.finish(&req, answer_end).with_switch(switch))
+}
+
+/// Feeds `rx` until it is complete, `stop` says so, the character limit, `until`, or `gap` of
+/// silence after the last character.
+fn receive_until(
+    target: &mut dyn Target,
+    rx: &mut Receiver,
+    listen: &Listening,
+    until: Timestamp,
+    gap: Duration,
+    stop: &dyn Fn(&Receiver) -> bool,
+) -> Result<RecvEnd, TargetError> {
+    let done = |rx: &Receiver| rx.is_complete() || rx.len() >= listen.max_chars || stop(rx);
+    if done(rx) {
+        return Ok(RecvEnd::Complete);
+    }
+    let mut fed = 0;
+    let (_, e) = target.recv(until, gap, &mut |c: &[RxChar]| {
+        for ch in &c[fed..] {
+            rx.push(*ch);
+        }
+        fed = c.len();
+        done(rx)
+    })?;
+    Ok(e)
+}
+
+/// Sends the mode C acknowledgement for the identification `rx` holds, at the reaction time after
+/// it, switches the line when it has left, and drops what arrived meanwhile (an optical head's
+/// echo of it); `data_start` is left for the caller.
+fn acknowledge(
+    target: &mut dyn Target,
+    rx: &Receiver,
+    baud: u32,
+) -> Result<BaudSwitch, TargetError> {
+    let (id, ident_end) = rx
+        .identification_line()
+        .map(|(i, t)| (i.clone(), t))
+        .expect("acknowledge is called after a mode C identification");
+    let new = crate::iec62056::mode_c_baud(id.mode_char).unwrap_or(baud);
+    let min = switch_min(&id);
+    target.wait_until(ident_end + min)?;
+    let ack = AckOptionSelect::readout(id.mode_char).encode();
+    let sent = target.send(&parity::encode(&ack))?;
+    target.set_baud(new)?;
+    // what arrived while the rig sent its acknowledgement is its echo (an optical head returns
+    // every character it sends) or line noise, not the meter's data message
+    target.discard_input()?;
+    Ok(BaudSwitch {
+        baud_char: id.mode_char,
+        baud: new,
+        from_baud: baud,
+        identification_end: ident_end,
+        ack_end: sent.t,
+        data_start: None,
+        min,
+        max: SWITCH_MAX,
+    })
+}
+
+/// Start of the first character received after `t`.
+fn rx_first_after(rx: &Receiver, t: Timestamp) -> Option<Timestamp> {
+    rx.chars().iter().find(|c| c.start >= t).map(|c| c.start)
+}
+
+/// Why listening ended, from the receiver's state and the backend's end.
+fn answer_end(
+    target: &mut dyn Target,
+    rx: &Receiver,
+    listen: &Listening,
+    end: RecvEnd,
+    request_end: Timestamp,
+) -> Result<AnswerEnd, TargetError> {
+    Ok(if rx.is_complete() {
         AnswerEnd::Complete
     } else if end == RecvEnd::Complete {
         AnswerEnd::RigLimit {
@@ -271,10 +380,9 @@ pub fn exchange(
         }
     } else {
         AnswerEnd::NoAnswer {
-            waited_ms: waited_ms(target.now()?),
+            waited_ms: target.now()?.diff_ms(request_end),
         }
-    };
-    Ok(rx.finish(&req, answer_end))
+    })
 }
 
 /// Options of a run.
@@ -491,8 +599,18 @@ impl<'a> Ctx<'a> {
     /// Sends a request and receives the answer ([`exchange`]); the exchange is kept in the run's
     /// log, so cases can judge every exchange of the run.
     pub fn readout_with(&mut self, request: &Request) -> Result<Readout, TargetError> {
+        self.readout_in(request, self.spec.read_mode())
+    }
+
+    /// [`Ctx::readout_with`] in protocol mode `mode` ([`exchange_in`], from the meter file's
+    /// line rate).
+    pub fn readout_in(
+        &mut self,
+        request: &Request,
+        mode: ReadMode,
+    ) -> Result<Readout, TargetError> {
         let (rules, listen) = (self.answer_rules(), self.listening());
-        let ex = exchange(self.target, request, &rules, &listen)?;
+        let ex = exchange_in(self.target, request, &rules, &listen, mode, self.spec.baud)?;
         let note = ExchangeNote::of(&ex, &rules);
         let _ = self.events.event(&Event::Exchange {
             case: self.case,

@@ -225,10 +225,14 @@ fn judge_framing(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
     ];
     let n = r.answer().len();
     let ok = if ctx.caps.parity_checked {
-        format!(
-            "{n} characters, 7E1 at {} baud, every parity and stop bit correct",
-            ctx.spec.baud
-        )
+        let rate = match &r.switch {
+            Some(sw) => format!(
+                "{} baud, then {} after the mode C switch",
+                sw.from_baud, sw.baud
+            ),
+            None => format!("{} baud", ctx.spec.baud),
+        };
+        format!("{n} characters, 7E1 at {rate}, every parity and stop bit correct")
     } else {
         format!("{n} characters; parity unchecked (the UART's own 7E1 does not report it); stop bits correct")
     };

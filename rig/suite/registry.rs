@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 
-use super::{pins, readout, registers, Ctx, Judgement, Shared};
+use super::{mode_c, pins, readout, registers, Ctx, Judgement, Shared};
 use crate::meter::config::MeterSpec;
 use crate::meter::profile::{Clause, Profile};
 use crate::target::{Capabilities, TargetError};
@@ -74,6 +74,8 @@ pub enum Unit {
     Hours,
     /// A count of things (periods, events).
     Count,
+    /// A line rate.
+    Baud,
 }
 
 impl Unit {
@@ -93,6 +95,7 @@ impl Unit {
             Unit::Resets => "resets",
             Unit::Hours => "h",
             Unit::Count => "count",
+            Unit::Baud => "baud",
         }
     }
 }
@@ -185,7 +188,10 @@ pub static CASES: &[CaseDef] = &[
         clause: |p| p.readout_clause,
         needs: &[],
         measures: |_| vec![],
-        run: readout::identification,
+        run: |ctx, shared, clause| match mode_c::module_only(ctx, clause) {
+            Some(skip) => Ok(skip),
+            None => readout::identification(ctx, shared, clause),
+        },
     },
     CaseDef {
         id: "readout.framing",
@@ -276,7 +282,10 @@ pub static CASES: &[CaseDef] = &[
                 d("stop_bits", Unit::Bits, Some(1.0), Some(1.0)),
             ]
         },
-        run: readout::character_timing,
+        run: |ctx, shared, clause| match mode_c::module_only(ctx, clause) {
+            Some(skip) => Ok(skip),
+            None => readout::character_timing(ctx, shared, clause),
+        },
     },
     CaseDef {
         id: "readout.hour_counter",
@@ -462,6 +471,33 @@ pub static CASES: &[CaseDef] = &[
             ]
         },
         run: pins::max_reset,
+    },
+    CaseDef {
+        id: "mode_c.identification",
+        suite: "mode_c",
+        title: "The optical port's identification announces mode C at a faster rate ('1'-'6')",
+        clause: mode_c::clause,
+        needs: &[],
+        measures: |_| vec![d("announced_baud", Unit::Baud, None, None)],
+        run: mode_c::identification,
+    },
+    CaseDef {
+        id: "mode_c.switch",
+        suite: "mode_c",
+        title: "After ACK 0 Z 0 the data message starts at the new rate within the reaction time",
+        clause: mode_c::clause,
+        needs: &[],
+        measures: |_| vec![d("data_after_ack", Unit::Ms, Some(200.0), Some(1500.0))],
+        run: mode_c::switch,
+    },
+    CaseDef {
+        id: "mode_c.readout",
+        suite: "mode_c",
+        title: "The data message read at the new rate is whole, framed and valid",
+        clause: mode_c::clause,
+        needs: &[],
+        measures: |_| vec![d("data_sets", Unit::DataSets, None, None)],
+        run: mode_c::readout,
     },
     // last: it judges every exchange the run made
     CaseDef {

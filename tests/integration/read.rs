@@ -157,3 +157,138 @@ fn rig_read_takes_a_long_answer_whole_and_owns_its_own_limit() {
         "{why}"
     );
 }
+
+/// `rig sim --link` serving `meter` (a fixture) in real time; killed (SIGTERM) on drop.
+struct SimLink {
+    child: std::process::Child,
+    link: std::path::PathBuf,
+}
+
+impl SimLink {
+    fn start(name: &str, meter: &str, extra: &[&str]) -> SimLink {
+        let link = std::env::temp_dir().join(format!("meter-rig-{name}-{}", std::process::id()));
+        let meter = crate::util::path(meter);
+        let child = crate::util::rig()
+            .args(["sim", "--link", link.to_str().unwrap(), "--meter"])
+            .arg(&meter)
+            .args(extra)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start rig sim");
+        crate::util::wait_for_path(&link);
+        SimLink { child, link }
+    }
+    fn port(&self) -> String {
+        self.link.display().to_string()
+    }
+}
+
+impl Drop for SimLink {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn rig_read_mode_auto_reads_a_mode_c_meter_at_9600_after_the_switch() {
+    let _serial = crate::util::realtime();
+    let meter = "fixtures/meters/omnipower-optical.toml";
+    let sim = SimLink::start("read-mode-c", meter, &[]);
+    let port = sim.port();
+    let m = crate::util::path(meter).display().to_string();
+    let args = ["read", "--port", &port, "--meter", &m, "--format", "json"];
+    let o = crate::util::run_rig(&[&args[..], &["--mode", "auto"]].concat());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(crate::util::code(&o), 0, "{v:#}");
+    assert_eq!(v["identification"]["mode_char"], "5");
+    assert_eq!(v["switch"]["baud"], 9600);
+    assert_eq!(v["switch"]["from_baud"], 300);
+    assert_eq!(v["data_sets"].as_array().unwrap().len(), 17);
+    assert_eq!(v["bcc"]["ok"], true);
+    assert!(
+        v["protocol_mode"]
+            .as_str()
+            .unwrap()
+            .contains("switched 300 → 9600 baud"),
+        "{v:#}"
+    );
+    // the switch on the serial contract: the meter's 250 ms, within its few ms over a pty
+    let ack_end = v["switch"]["ack_end"].as_u64().unwrap();
+    let data = v["switch"]["data_start"].as_u64().unwrap();
+    let ms = (data - ack_end) as f64 / 1e6;
+    assert!(
+        (ms - 250.0).abs() < 40.0,
+        "data message {ms} ms after the ACK"
+    );
+
+    // mode A against the same meter: only the identification, and the reason in the verdict
+    let o = crate::util::run_rig(&[&args[..], &["--mode", "a"]].concat());
+    assert_eq!(crate::util::code(&o), 1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["switch"].is_null());
+    let first = v["problems"][0].as_str().unwrap();
+    assert!(
+        first.contains("announces protocol mode C at 9600 baud") && first.contains("--mode auto"),
+        "{first}"
+    );
+}
+
+#[test]
+fn rig_read_mode_auto_reads_a_mode_a_351_at_300() {
+    let _serial = crate::util::realtime();
+    let sim = SimLink::start("read-mode-a", "fixtures/meters/default.toml", &[]);
+    let port = sim.port();
+    let o = crate::util::run_rig(&[
+        "read", "--port", &port, "--mode", "auto", "--format", "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(crate::util::code(&o), 0, "{v:#}");
+    assert_eq!(v["baud"], 300);
+    assert_eq!(v["identification"]["mode_char"], " ");
+    assert!(v["switch"].is_null());
+    assert!(v["protocol_mode"].is_null());
+    assert_eq!(v["data_sets"].as_array().unwrap().len(), 17);
+}
+
+#[test]
+fn rig_run_judges_mode_c_over_a_pty_through_the_serial_backend() {
+    let _serial = crate::util::realtime();
+    let meter = "fixtures/meters/omnipower-optical.toml";
+    let m = crate::util::path(meter).display().to_string();
+    let late = std::env::temp_dir().join(format!("meter-rig-late-c-{}.toml", std::process::id()));
+    let text = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(
+        &late,
+        text.replace("[faults]", "[faults]\nmode_c_switch_ms = 1600.0"),
+    )
+    .unwrap();
+    for (file, code, want) in [
+        (m.clone(), 0, "17 data sets read at 9600 baud"),
+        (late.display().to_string(), 1, "data_after_ack = 160"),
+    ] {
+        let sim = SimLink::start("run-mode-c", &file, &[]);
+        let out = tempdir("run-mode-c-out");
+        let target = format!("serial:{}", sim.port());
+        let o = crate::util::run_rig(&[
+            "run", "--target", &target, "--meter", &m, "--suite", "mode_c", "--out", &out,
+        ]);
+        let text =
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        assert_eq!(crate::util::code(&o), code, "{text}");
+        assert!(text.contains(want), "{want}: {text}");
+        let record = std::fs::read_to_string(format!("{out}/record.json")).unwrap();
+        assert!(record.contains("\"data_after_ack\""), "{record}");
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    let _ = std::fs::remove_file(&late);
+}
+
+fn tempdir(name: &str) -> String {
+    let d = std::env::temp_dir().join(format!("meter-rig-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.display().to_string()
+}

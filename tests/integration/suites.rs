@@ -460,7 +460,10 @@ fn every_kk_code_runs(
             c.verdict,
             c.message
         );
-        if c.verdict == Verdict::Skip {
+        if c.suite == "mode_c" {
+            // the 351 has no optical mode C: skipped with that reason, whatever the KK code
+            assert!(c.message.contains("no optical mode C"), "{}", c.message);
+        } else if c.verdict == Verdict::Skip {
             assert!(
                 c.message.contains(&format!("KK {kk:02}")),
                 "skip without reason: {}",
@@ -979,5 +982,145 @@ fn a_request_end_from_the_serial_contract_is_recorded_on_the_response_time() {
         );
         let (mv, ev) = (m.value.unwrap(), e.value.unwrap());
         assert!((mv - ev).abs() < 1e-9, "{}: {mv} vs {ev}", m.name);
+    }
+}
+
+/// The healthy OMNIPOWER optical port (`fixtures/meters/omnipower-optical.toml`, mode C at 9600
+/// baud) with `faults` added to `[faults]`.
+fn optical(faults: &str) -> MeterSpec {
+    let base = std::fs::read_to_string(crate::util::path("fixtures/meters/omnipower-optical.toml"))
+        .unwrap();
+    let text = base.replace("[faults]", &format!("[faults]\n{faults}"));
+    MeterSpec::from_toml(&text, "test", None).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+#[rstest]
+// mode_c.identification: the fifth character announces mode C faster than 300 baud (IEC 62056-21
+// §6.3.14; 002/003 Z18)
+#[case::mode_c_identification_healthy("mode_c.identification", "", Verdict::Pass)]
+#[case::mode_c_identification_reserved(
+    "mode_c.identification",
+    "mode_c_baud_char = \"9\"",
+    Verdict::Fail
+)]
+#[case::mode_c_identification_mode_a(
+    "mode_c.identification",
+    "mode_c_baud_char = \" \"",
+    Verdict::Fail
+)]
+#[case::mode_c_identification_300(
+    "mode_c.identification",
+    "mode_c_baud_char = \"0\"",
+    Verdict::Fail
+)]
+// mode_c.switch: the data message 200–1500 ms after the acknowledgement, at the new rate
+#[case::mode_c_switch_healthy("mode_c.switch", "", Verdict::Pass)]
+#[case::mode_c_switch_early("mode_c.switch", "mode_c_switch_ms = 199.0", Verdict::Fail)]
+#[case::mode_c_switch_200("mode_c.switch", "mode_c_switch_ms = 200.0", Verdict::Pass)]
+#[case::mode_c_switch_1500("mode_c.switch", "mode_c_switch_ms = 1500.0", Verdict::Pass)]
+#[case::mode_c_switch_late("mode_c.switch", "mode_c_switch_ms = 1501.0", Verdict::Fail)]
+#[case::mode_c_switch_very_late("mode_c.switch", "mode_c_switch_ms = 2500.0", Verdict::Fail)]
+#[case::mode_c_switch_ignored("mode_c.switch", "mode_c_ignore_ack = true", Verdict::Fail)]
+// mode_c.readout: the data message read whole at the new rate
+#[case::mode_c_readout_healthy("mode_c.readout", "", Verdict::Pass)]
+#[case::mode_c_readout_wrong_baud("mode_c.readout", "mode_c_baud_char = \"4\"", Verdict::Fail)]
+#[case::mode_c_readout_ignored("mode_c.readout", "mode_c_ignore_ack = true", Verdict::Fail)]
+#[case::mode_c_readout_bcc("mode_c.readout", "bcc = \"corrupt\"", Verdict::Fail)]
+fn mode_c_case_against_meter(#[case] id: &str, #[case] faults: &str, #[case] expected: Verdict) {
+    let s = optical(faults);
+    let cases = run(&s, "mode_c");
+    let c = case(&cases, id);
+    eprintln!("{}: {}: {}", c.id, c.verdict, c.message);
+    assert_eq!(
+        c.verdict, expected,
+        "{}: {} {:?} {:?}",
+        c.id, c.message, c.details, c.measurements
+    );
+}
+
+#[test]
+fn mode_c_is_skipped_with_the_reason_where_there_is_none() {
+    // the 351 Combi: no mode C in its sheets; an OMNIPOWER read at its module interface: mode A
+    let omni_module =
+        MeterSpec::from_file(&crate::util::path("fixtures/meters/omnipower-z3-16.toml")).unwrap();
+    for (s, why) in [
+        (spec("", "", ""), "no optical mode C"),
+        (omni_module, "set port = \"optical\""),
+    ] {
+        for c in run(&s, "mode_c") {
+            assert_eq!(c.verdict, Verdict::Skip, "{}: {}", c.id, c.message);
+            assert!(c.message.contains(why), "{}", c.message);
+        }
+    }
+}
+
+#[test]
+fn mode_c_switch_is_timed_from_edges_to_the_nanosecond() {
+    // virtual time: the data message's start bit exactly the knob's time after the ACK's stop bit
+    let cases = run(&optical("mode_c_switch_ms = 321.5"), "mode_c");
+    let c = case(&cases, "mode_c.switch");
+    let m = &c.measurements[0];
+    assert_eq!(m.name, "data_after_ack");
+    assert_eq!(m.value, Some(321.5), "{c:?}");
+    assert_eq!(m.uncertainty, 0.0);
+    let r = case(&cases, "mode_c.readout");
+    assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+    assert!(
+        r.message.contains("17 data sets read at 9600 baud"),
+        "{}",
+        r.message
+    );
+}
+
+#[test]
+fn the_optical_port_passes_every_suite_in_mode_c() {
+    // every readout goes through the mode C switch; 004's module-interface rules (a space as the
+    // fifth character, 300 baud throughout) are skipped with the reason, the mode_c suite judges
+    let s = optical("");
+    let mut t = SimTarget::new(s.clone());
+    let opts = RunOptions::for_target(&t.capabilities());
+    let cases = suite::run(&mut t, &s, &opts, &mut Null);
+    for c in &cases {
+        assert!(
+            matches!(c.verdict, Verdict::Pass | Verdict::Skip),
+            "{} {}: {}",
+            c.id,
+            c.verdict,
+            c.message
+        );
+    }
+    for id in ["readout.identification", "readout.character_timing"] {
+        let c = case(&cases, id);
+        assert_eq!(c.verdict, Verdict::Skip);
+        assert!(
+            c.message.contains("mode_c suite judges them"),
+            "{}",
+            c.message
+        );
+    }
+    for id in [
+        "mode_c.identification",
+        "mode_c.switch",
+        "mode_c.readout",
+        "readout.registers",
+    ] {
+        assert_eq!(case(&cases, id).verdict, Verdict::Pass, "{id}");
+    }
+}
+
+#[test]
+fn an_optical_head_echoing_the_acknowledgement_is_no_defect_of_the_meter() {
+    // the head returns the request and the ACK as they are sent; the rig drops what arrives
+    // during its own acknowledgement and switches when its last stop bit has left
+    let cases = run(&optical("echo_request = true"), "mode_c");
+    for c in &cases {
+        assert_eq!(
+            c.verdict,
+            Verdict::Pass,
+            "{}: {} {:?}",
+            c.id,
+            c.message,
+            c.details
+        );
     }
 }
