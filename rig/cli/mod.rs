@@ -14,6 +14,22 @@ use std::path::Path;
 
 use meter_rig::meter::config::MeterSpec;
 
+/// Refuses `--baud` for a target other than `serial:`: the software meter and the pin targets
+/// run at the meter file's rate, and a silent override would judge the meter at a rate its data
+/// sheet does not give.
+pub fn baud_only_for_serial(target: &str, baud: Option<u32>) -> anyhow::Result<()> {
+    if let Some(b) = baud {
+        if !target.starts_with("serial:") {
+            anyhow::bail!(
+                "--baud {b} is for serial targets (--target serial:PATH); --target {target} runs \
+                 at the meter file's rate: set `baud = {b}` in the meter file (--meter) to try \
+                 another rate"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The meter a subcommand works with: the meter file given, or the built-in healthy 351 Combi
 /// (fixtures/meters/default.toml), with `--baud` overriding its line rate.
 pub fn meter_spec(meter: Option<&Path>, baud: Option<u32>) -> anyhow::Result<MeterSpec> {

@@ -31,16 +31,17 @@ pub struct RunArgs {
     /// Default: the built-in healthy 351 Combi (fixtures/meters/default.toml).
     #[arg(long)]
     pub meter: Option<PathBuf>,
-    /// Run only this suite (repeatable): readout, pulse_out, tariff, pulse_in, max_reset.
+    /// Run this suite (repeatable): readout, pulse_out, tariff, pulse_in, max_reset,
+    /// max_demand, logging. With --case, the run takes both (a union).
     #[arg(long = "suite")]
     pub suites: Vec<String>,
-    /// Run only this case (repeatable), e.g. readout.bcc.
+    /// Run this case (repeatable), e.g. readout.bcc; with --suite, in addition to its cases.
     #[arg(long = "case")]
     pub cases: Vec<String>,
     /// Directory for record.json, junit.xml and measurements.csv.
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
-    /// Line rate for serial targets (default: the meter file's).
+    /// Line rate for serial targets (default: the meter file's); refused for other targets.
     #[arg(long)]
     pub baud: Option<u32>,
     /// Serial framing: soft7e1 (parity checked by the rig) or uart (the UART's own 7E1).
@@ -129,6 +130,7 @@ pub fn open_target(
 
 /// Runs `rig run`.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    super::baud_only_for_serial(&args.target, args.baud)?;
     let spec = super::meter_spec(args.meter.as_deref(), args.baud)?;
     for s in &args.suites {
         if !suite::suite_names().contains(&s.as_str()) {
@@ -153,9 +155,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     if suite::selected(&selection).is_empty() {
         bail!(
-            "--suite {} with --case {} selects no case: a case runs only when its suite is selected too",
+            "--suite {} --case {} selects no case: name a suite ({}) or a case (`rig run --list` lists them)",
             args.suites.join(","),
-            args.cases.join(",")
+            args.cases.join(","),
+            suite::suite_names().join(", ")
         );
     }
     if args.list {

@@ -67,7 +67,7 @@ pub struct ServeArgs {
     /// Software meter only: how many times faster than real time its module loop runs.
     #[arg(long, default_value_t = 1.0)]
     pub sim_speed: f64,
-    /// Line rate for serial targets (default: the meter file's).
+    /// Line rate for serial targets (default: the meter file's); refused for other targets.
     #[arg(long)]
     pub baud: Option<u32>,
     /// Serial framing: soft7e1 or uart.
@@ -98,6 +98,33 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?}: expected between 1 ms and 31 days"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// The shortest `--interval` for `spec`: one whole readout at its line rate (the request, the
+/// longest conforming response time of 500 ms, and the healthy answer's characters at 10 bits
+/// each), rounded up to a whole second.
+fn shortest_interval(spec: &MeterSpec) -> Duration {
+    let chars = meter_rig::sim::SoftMeter::new(spec.clone())
+        .answer_chars()
+        .len()
+        + 5;
+    let secs = chars as f64 * 10.0 / f64::from(spec.baud) + 0.5;
+    Duration::from_secs(secs.ceil() as u64)
+}
+
+/// Refuses an `--interval` shorter than one readout, which would read the meter back to back.
+fn check_interval(interval: Duration, spec: &MeterSpec) -> anyhow::Result<()> {
+    let min = shortest_interval(spec);
+    if interval < min {
+        bail!(
+            "--interval {:?} is shorter than one readout of this meter ({} baud: about {} s for              the request, the answer and its response time); use at least {}s (the meter logs              every 15m, the default)",
+            interval,
+            spec.baud,
+            min.as_secs(),
+            min.as_secs()
+        );
+    }
+    Ok(())
 }
 
 /// The target the hardware thread opened, with the software meter's pacing switch.
@@ -517,6 +544,7 @@ fn listen_then_open(
 
 /// Runs `rig serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    super::baud_only_for_serial(&args.target, args.baud)?;
     let spec = super::meter_spec(args.meter.as_deref(), args.baud)?;
     let listen: SocketAddr = args.listen.parse().with_context(|| {
         format!(
@@ -532,6 +560,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    check_interval(args.interval, &spec)?;
     if !(args.sim_speed.is_finite() && args.sim_speed > 0.0) {
         bail!("--sim-speed {}: expected a number > 0", args.sim_speed);
     }

@@ -224,11 +224,17 @@ fn judge_framing(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
         ),
     ];
     let n = r.answer().len();
-    let ok = if ctx.caps.parity_checked {
+    // a rate other than the profile's (a meter file's `baud`, `--baud`) is said, not hidden
+    let rate = if ctx.spec.baud == ctx.spec.profile.baud {
+        format!("{} baud", ctx.spec.baud)
+    } else {
         format!(
-            "{n} characters, 7E1 at {} baud, every parity and stop bit correct",
-            ctx.spec.baud
+            "{} baud (not the profile's {} baud: the meter file or --baud set it)",
+            ctx.spec.baud, ctx.spec.profile.baud
         )
+    };
+    let ok = if ctx.caps.parity_checked {
+        format!("{n} characters, 7E1 at {rate}, every parity and stop bit correct")
     } else {
         format!("{n} characters; parity unchecked (the UART's own 7E1 does not report it); stop bits correct")
     };

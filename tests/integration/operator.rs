@@ -83,3 +83,69 @@ fn a_wrong_wiring_file_lists_every_problem() {
     );
     assert!(err.contains("3 problems:\n  - entry port1"), "{err}");
 }
+
+/// Options that would make a run judge the wrong thing are refused before it starts: `--baud`
+/// against the software meter (the profile says 300), a readout interval shorter than a readout.
+#[test]
+fn options_that_misjudge_are_refused() {
+    let dir = scratch("op-options");
+    let o = run_rig(&[
+        "run",
+        "--baud",
+        "9600",
+        "--out",
+        dir.join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2, "{}", text(&o.stdout));
+    assert!(
+        text(&o.stderr).contains("--baud 9600 is for serial targets"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        !dir.join("out/record.json").exists(),
+        "a refused run wrote records"
+    );
+    let o = run_rig(&[
+        "serve",
+        "--interval",
+        "1ms",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        dir.join("data").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2);
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("is shorter than one readout of this meter (300 baud"),
+        "{err}"
+    );
+    assert!(err.contains("use at least 13s"), "{err}");
+}
+
+/// `--suite` and `--case` together select the union: the suite's cases and the named case.
+#[test]
+fn suite_and_case_select_their_union() {
+    let dir = scratch("op-union");
+    let out = dir.join("out");
+    let o = run_rig(&[
+        "run",
+        "--suite",
+        "pulse_in",
+        "--case",
+        "readout.bcc",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}{}", text(&o.stdout), text(&o.stderr));
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("record.json")).unwrap()).unwrap();
+    let ids: Vec<&str> = rec["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["readout.bcc", "pulse_in.count"], "{ids:?}");
+}
