@@ -516,6 +516,48 @@ fn epoch_for(is_sim: bool, spec: &MeterSpec) -> i64 {
     }
 }
 
+/// SIGTERM, SIGINT and SIGHUP, as async streams for the graceful stop.
+type StopSignals = [(tokio::signal::unix::Signal, &'static str); 3];
+
+fn watch_stop_signals() -> anyhow::Result<StopSignals> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let watch = |kind: SignalKind, name: &'static str| {
+        signal(kind)
+            .map(|s| (s, name))
+            .with_context(|| format!("cannot watch {name}"))
+    };
+    Ok([
+        watch(SignalKind::terminate(), "SIGTERM")?,
+        watch(SignalKind::interrupt(), "SIGINT")?,
+        watch(SignalKind::hangup(), "SIGHUP")?,
+    ])
+}
+
+/// Waits for the first stop signal or the hardware thread's end. On a signal: asks the loop to
+/// stop (`/status` says `stopping`) and keeps the HTTP server answering until the row or case in
+/// hand is finished and the target released; a second signal is the safe-state handler's (pins
+/// safe, exit at once with 128 + the signal). Returns whether the hardware thread ended on its
+/// own (it died).
+async fn wait_then_stop(
+    signals: StopSignals,
+    mut done: tokio::sync::oneshot::Receiver<()>,
+    shared: &Shared,
+) -> bool {
+    let [(mut term, _), (mut int, _), (mut hup, _)] = signals;
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = hup.recv() => "SIGHUP",
+        _ = &mut done => return true,
+    };
+    shared.request_stop();
+    eprintln!(
+        "rig serve: {name}: stopping: finishing the row or case in hand (a second signal stops at once)"
+    );
+    let _ = done.await;
+    false
+}
+
 /// Takes the port, then the data directory (locked for the life of the process; see
 /// [`Store::open`]), so a service that cannot listen writes nothing there; then closes the
 /// records of runs a killed service left `running`.
@@ -597,8 +639,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         schedule,
         epoch_s: epoch_for(is_sim, &spec),
     };
-    // pins: the first SIGTERM is ours (finish the case in hand); a second forces safe state
+    // the first SIGTERM/SIGINT/SIGHUP is ours (finish the case in hand); a second puts the pins
+    // in safe state and exits at once, whatever the target (also the software meter)
     safe::set_graceful_signals(true);
+    safe::install_signal_handler().context("installing the signal handler")?;
 
     let shared = Arc::new(Shared::new(
         target_arg.clone(),
@@ -680,20 +724,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.interval,
             args.data.display()
         );
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot watch SIGTERM")?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .context("cannot watch SIGINT")?;
+        let signals = watch_stop_signals()?;
         let stop_shared = http_shared;
         let (worker_died_tx, worker_died_rx) = tokio::sync::oneshot::channel::<bool>();
         let shutdown = async move {
-            let died = tokio::select! {
-                _ = term.recv() => false,
-                _ = int.recv() => false,
-                _ = done_rx => true,
-            };
-            stop_shared.request_stop();
-            eprintln!("rig serve: stopping: finishing the row or case in hand");
+            let died = wait_then_stop(signals, done_rx, &stop_shared).await;
             let _ = worker_died_tx.send(died);
         };
         axum::serve(listener, router(app))

@@ -221,6 +221,11 @@ impl Shared {
     /// case in hand (README: the unit allows a stop as long as the longest case) and stops there.
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        // `/status` says so at once, while the row or case in hand finishes
+        let mut s = self.lock();
+        if s.loop_state != LoopPhase::Stopped {
+            s.loop_state = LoopPhase::Stopping;
+        }
     }
 
     /// Undoes [`Shared::claim_run`] when the command could not be delivered.
@@ -406,7 +411,12 @@ impl<'a> Worker<'a> {
             Ok(t) => self.next_readout = t,
             Err(e) => self.note_error(e),
         }
-        self.shared.lock().loop_state = LoopPhase::Running;
+        {
+            let mut s = self.shared.lock();
+            if s.loop_state == LoopPhase::Starting {
+                s.loop_state = LoopPhase::Running;
+            }
+        }
         while !self.shared.stop.load(Ordering::Relaxed) {
             match commands.try_recv() {
                 Ok(Command::Run(req)) => {
@@ -606,7 +616,11 @@ impl<'a> Worker<'a> {
         let mut s = self.shared.lock();
         s.last_run = Some(brief);
         s.current_run = None;
-        s.loop_state = LoopPhase::Running;
+        s.loop_state = if self.shared.stop.load(Ordering::SeqCst) {
+            LoopPhase::Stopping
+        } else {
+            LoopPhase::Running
+        };
     }
 
     fn execute(&mut self, req: &RunRequest) -> RunBrief {

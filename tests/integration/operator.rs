@@ -149,3 +149,40 @@ fn suite_and_case_select_their_union() {
         .collect();
     assert_eq!(ids, ["readout.bcc", "pulse_in.count"], "{ids:?}");
 }
+
+/// `rig serve` stops gracefully on SIGHUP as on SIGTERM, keeps answering `/status` with
+/// `stopping` while the case in hand finishes, and a second signal exits at once.
+#[test]
+fn serve_honours_sighup_and_a_second_signal() {
+    use crate::serve::Serve;
+    use rustix::process::Signal;
+    // SIGHUP: the graceful stop, exit 0
+    let data = scratch("op-serve-hup");
+    let mut s = Serve::start(&data, &["--sim-speed", "100", "--interval", "1m"]);
+    s.signal(Signal::HUP);
+    let (c, log) = s.exit();
+    assert_eq!(c, Some(0), "{log}");
+    assert!(log.contains("SIGHUP: stopping"), "{log}");
+    // mid paced run: the port stays open with `stopping`, then a second signal exits at once
+    let data = scratch("op-serve-twice");
+    let mut s = Serve::start(&data, &["--sim-speed", "1", "--interval", "1m"]);
+    let _id = start_slow_run_at(&s);
+    s.signal(Signal::TERM);
+    s.wait_for("stopping on /status", |s| {
+        s.json("/status")["loop_state"] == "stopping"
+    });
+    let t0 = std::time::Instant::now();
+    s.signal(Signal::INT);
+    let (c, log) = s.exit();
+    assert_eq!(c, Some(130), "{log}");
+    assert!(t0.elapsed().as_secs() < 10, "second signal took {:?}", t0.elapsed());
+}
+
+/// Starts a paced readout run that takes minutes at speed 1 and waits until it is running.
+fn start_slow_run_at(s: &crate::serve::Serve) -> String {
+    let id = s.start_run(r#"{"suites": ["readout"], "paced": true}"#);
+    s.wait_for("the run in hand", |s| {
+        s.json("/status")["loop_state"] == "paused_for_run"
+    });
+    id
+}

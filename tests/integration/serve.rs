@@ -191,14 +191,14 @@ fn module_loop_counts_every_pulse_including_during_a_run() {
 
 // ---- the service as a process -------------------------------------------------------------
 
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     log: mpsc::Receiver<String>,
 }
 
 impl Serve {
-    fn start(data: &Path, extra: &[&str]) -> Serve {
+    pub(crate) fn start(data: &Path, extra: &[&str]) -> Serve {
         let mut child = util::rig()
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
@@ -229,12 +229,12 @@ impl Serve {
         }
     }
 
-    fn req(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    pub(crate) fn req(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
         http(&self.addr, method, path, body, None)
     }
 
     /// POSTs a run request that must be accepted; returns the run id.
-    fn start_run(&self, body: &str) -> String {
+    pub(crate) fn start_run(&self, body: &str) -> String {
         let (code, resp) = self.req("POST", "/runs", Some(body));
         assert_eq!(code, 202, "{body}: {resp}");
         serde_json::from_str::<Value>(&resp).unwrap()["id"]
@@ -250,13 +250,13 @@ impl Serve {
         self.json(&format!("/runs/{id}"))
     }
 
-    fn json(&self, path: &str) -> Value {
+    pub(crate) fn json(&self, path: &str) -> Value {
         let (code, body) = self.req("GET", path, None);
         assert_eq!(code, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap()
     }
 
-    fn wait_for(&self, what: &str, mut pred: impl FnMut(&Serve) -> bool) {
+    pub(crate) fn wait_for(&self, what: &str, mut pred: impl FnMut(&Serve) -> bool) {
         let t0 = Instant::now();
         while !pred(self) {
             assert!(
@@ -267,13 +267,13 @@ impl Serve {
         }
     }
 
-    fn signal(&mut self, sig: rustix::process::Signal) {
+    pub(crate) fn signal(&mut self, sig: rustix::process::Signal) {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
         rustix::process::kill_process(pid, sig).unwrap();
     }
 
     /// Waits for the exit code; returns it with the rest of stderr.
-    fn exit(mut self) -> (Option<i32>, String) {
+    pub(crate) fn exit(mut self) -> (Option<i32>, String) {
         let st = self.child.wait().unwrap();
         let mut rest = String::new();
         while let Ok(l) = self.log.recv_timeout(Duration::from_secs(2)) {
@@ -292,7 +292,7 @@ impl Drop for Serve {
 }
 
 /// A minimal HTTP/1.1 client (one request per connection).
-fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,
