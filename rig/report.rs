@@ -726,6 +726,34 @@ pub fn close_interrupted(dir: &Path) -> Result<bool, RecordError> {
     Ok(true)
 }
 
+/// Closes the records of this process's own run when a signal stops it at once (the second
+/// signal): the record becomes `stopped` with `aborted` saying why and the outcome `stopped` by
+/// the signal, and all three files are rewritten as the next snapshot, so the cases left show as
+/// not run. The caller holds the directory's lock (its [`Reporter`]); a record that is no longer
+/// `running` is left alone. Returns whether it closed the run.
+pub fn close_stopped_at_once(dir: &Path, signal: &str) -> Result<bool, RecordError> {
+    if !dir.join(RECORD).exists() {
+        return Ok(false);
+    }
+    let mut r = read_raw(dir)?;
+    if r.state != RunState::Running {
+        return Ok(false);
+    }
+    r.state = RunState::Stopped;
+    r.ended = Some(utc_now());
+    r.aborted = Some(format!(
+        "stopped at once by a second signal ({signal}); the case in hand was not recorded"
+    ));
+    r.outcome = Some(Outcome::Stopped {
+        reason: crate::suite::session::StopReason::Signal {
+            signal: signal.to_string(),
+        },
+    });
+    r.snapshot += 1;
+    write_three(dir, &r)?;
+    Ok(true)
+}
+
 /// Test-only: milliseconds to sleep before each case, so tests can kill a run between cases
 /// at chosen instants. Never set it outside tests.
 pub const TEST_CASE_DELAY_ENV: &str = "METER_RIG_TEST_CASE_DELAY_MS";

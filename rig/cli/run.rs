@@ -75,9 +75,22 @@ pub struct RunArgs {
 }
 
 /// The first SIGINT, SIGTERM or SIGHUP stops `stop` with the signal's name; the pins' safe-state
-/// handler (graceful) then acts on the second.
-fn watch_signals(stop: StopToken) -> anyhow::Result<()> {
+/// handler (graceful) then acts on the second, and before it exits the records in `out` are
+/// closed as `stopped` and a line says so.
+fn watch_signals(stop: StopToken, out: &std::path::Path) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let dir = out.to_path_buf();
+    safe::on_forced_exit(move |signal| {
+        let closed = report::close_stopped_at_once(&dir, signal);
+        let what = match closed {
+            Ok(_) => "the records say stopped and keep the cases finished".to_string(),
+            Err(e) => format!("the records could not be closed: {e}"),
+        };
+        eprintln!(
+            "rig: {signal} again: pins in safe state, stopped at once; {what} ({})",
+            dir.display()
+        );
+    });
     safe::install_signal_handler().context("installing the signal handler")?;
     safe::set_graceful_signals(true);
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
@@ -174,7 +187,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let mut reporter = Reporter::start(&args.out, target.as_mut(), &spec, &opts)
         .with_context(|| format!("cannot write records to {}", args.out.display()))?;
-    watch_signals(limits.stop.clone())?;
+    watch_signals(limits.stop.clone(), &args.out)?;
     eprintln!(
         "rig: {} ({}), records in {}",
         target.describe(),

@@ -186,3 +186,52 @@ fn start_slow_run_at(s: &crate::serve::Serve) -> String {
     });
     id
 }
+
+/// A `rig run` stopped at once by a second signal says so and leaves records that say
+/// `stopped` with the reason, never a `running` record with `aborted: null`.
+#[test]
+fn run_stopped_at_once_says_so_and_closes_its_records() {
+    use rustix::process::{kill_process, Pid, Signal};
+    use std::process::Stdio;
+    let _rt = crate::util::realtime();
+    let dir = scratch("op-run-twice");
+    let link = dir.join("link");
+    let mut sim = crate::util::rig()
+        .args(["sim", "--link", link.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::util::wait_for_path(&link);
+    let out = dir.join("out");
+    let run = crate::util::rig()
+        .args(["run", "--suite", "readout", "--out", out.to_str().unwrap(), "--target"])
+        .arg(format!("serial:{}", link.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = Pid::from_raw(run.id() as i32).unwrap();
+    // the first readout takes ~13 s at 300 baud: both signals land while it is in hand
+    let t0 = std::time::Instant::now();
+    while !out.join("record.json").exists() && t0.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    kill_process(pid, Signal::INT).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    kill_process(pid, Signal::INT).unwrap();
+    let o = run.wait_with_output().unwrap();
+    let _ = sim.kill();
+    let _ = sim.wait();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("SIGINT again: pins in safe state, stopped at once"),
+        "{}",
+        text(&o.stderr)
+    );
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("record.json")).unwrap()).unwrap();
+    assert_eq!(rec["state"], "stopped", "{rec}");
+    assert!(rec["aborted"].as_str().unwrap().contains("second signal (SIGINT)"), "{rec}");
+    assert_eq!(rec["outcome"]["reason"]["signal"], "SIGINT", "{rec}");
+}
