@@ -12,6 +12,26 @@ pub mod wiring;
 
 use std::path::Path;
 
+/// Writes `text` to stdout; a reader that went away (`rig run | head`) ends the output quietly,
+/// as ripgrep does, instead of a panic (see [`decode::write_quietly`]).
+pub fn out(text: impl AsRef<str>) -> std::io::Result<()> {
+    decode::write_quietly(&mut std::io::stdout().lock(), text.as_ref().as_bytes())
+}
+
+/// Whether `e` is a write to a reader that went away (a broken pipe), anywhere in its chain.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                .is_some_and(|k| k == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<csv::Error>().is_some_and(|e| {
+                matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
+            })
+    })
+}
+
 use meter_rig::meter::config::MeterSpec;
 
 /// Refuses `--baud` for a target other than `serial:`: the software meter and the pin targets

@@ -175,7 +175,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if args.list {
-        print!("{}", list(&spec, &selection));
+        super::out(list(&spec, &selection))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut target = open_target(&args.target, &spec, &args.framing)?;
@@ -203,7 +203,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = end.observer_errors.first() {
         bail!("cannot write records to {}: {e}", args.out.display());
     }
-    print_summary(reporter.record(), &end.cases, caps.virtual_time);
+    print_summary(reporter.record(), &end.cases, caps.virtual_time)?;
     if let Some(why) = end.outcome.ended_early() {
         eprintln!("rig: run {}: {why}", end.outcome.name());
     }
@@ -230,10 +230,10 @@ fn run_options(args: &RunArgs, caps: &Capabilities) -> anyhow::Result<RunOptions
 }
 
 /// The summary table and the counts line on stdout.
-fn print_summary(rec: &Record, cases: &[CaseResult], virtual_time: bool) {
-    print!("{}", report::summary_table(cases));
+fn print_summary(rec: &Record, cases: &[CaseResult], virtual_time: bool) -> std::io::Result<()> {
+    super::out(report::summary_table(cases))?;
     let s = &rec.summary;
-    println!(
+    super::out(format!(
         "{} passed, {} failed, {} inconclusive, {} skipped, {} errors — {:.3} s wall, {:.1} s {} time",
         s.pass,
         s.fail,
@@ -247,7 +247,7 @@ fn print_summary(rec: &Record, cases: &[CaseResult], virtual_time: bool) {
         } else {
             "target"
         }
-    );
+    ))
 }
 
 /// `rig run --list`: every selected case with its clause, needs and declared measurements, the

@@ -235,3 +235,31 @@ fn run_stopped_at_once_says_so_and_closes_its_records() {
     assert!(rec["aborted"].as_str().unwrap().contains("second signal (SIGINT)"), "{rec}");
     assert_eq!(rec["outcome"]["reason"]["signal"], "SIGINT", "{rec}");
 }
+
+/// Output into a reader that went away (`rig run | head`) ends quietly with no panic, as
+/// ripgrep does: exit 0, nothing on stderr but what the command says anyway.
+#[test]
+fn a_broken_pipe_exits_quietly() {
+    use std::process::Stdio;
+    let dir = scratch("op-pipe");
+    let out = dir.join("out");
+    let telegram = crate::util::path("fixtures/telegrams/kamstrup-351-worked-example.txt");
+    for args in [
+        vec!["run", "--out", out.to_str().unwrap()],
+        vec!["run", "--list"],
+        vec!["decode", "--format", "json", telegram.to_str().unwrap()],
+        vec!["wiring", "check", "wiring/raspberry-pi.toml"],
+    ] {
+        let mut child = crate::util::rig()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader goes away before rig writes
+        let o = child.wait_with_output().unwrap();
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
+    }
+}
