@@ -195,9 +195,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         args.out.display()
     );
     let mut progress = Progress;
+    let mut lines = LineProgress::default();
     let mut observers: Vec<&mut dyn Observer> = vec![&mut reporter];
-    if args.progress || (!caps.virtual_time && std::io::stderr().is_terminal()) {
+    let terminal = std::io::stderr().is_terminal();
+    if terminal && (args.progress || !caps.virtual_time) {
         observers.push(&mut progress);
+    } else if args.progress || !caps.virtual_time {
+        // a log (CI, journald): whole lines, and a heartbeat while a case waits
+        lines.heartbeat(heartbeat_every(), &args.out);
+        observers.push(&mut lines);
     }
     let end = session::run(target.as_mut(), &spec, &opts, &limits, observers);
     if let Some(e) = end.observer_errors.first() {
@@ -208,6 +214,74 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("rig: run {}: {why}", end.outcome.name());
     }
     Ok(ExitCode::from(end.outcome.exit_code()))
+}
+
+/// Test-only: seconds between heartbeat lines instead of 60. Never set it outside tests.
+pub const TEST_HEARTBEAT_ENV: &str = "METER_RIG_TEST_HEARTBEAT_S";
+
+fn heartbeat_every() -> std::time::Duration {
+    let s = std::env::var(TEST_HEARTBEAT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(60.0);
+    std::time::Duration::from_secs_f64(s)
+}
+
+/// Progress for a log rather than a terminal: one whole line when a case starts and one when it
+/// is judged, and from [`LineProgress::heartbeat`] a line at least every minute while a case is
+/// in hand, so a CI log of a real-time run that takes hours is never silent.
+#[derive(Debug, Default)]
+struct LineProgress {
+    /// The case in hand and when it started.
+    current: std::sync::Arc<std::sync::Mutex<Option<(String, std::time::Instant)>>>,
+}
+
+impl LineProgress {
+    /// Starts the heartbeat thread: every `every`, a line naming the case in hand and how long
+    /// it has run. It ends with the process.
+    fn heartbeat(&self, every: std::time::Duration, out: &std::path::Path) {
+        let current = self.current.clone();
+        let out = out.display().to_string();
+        let _ = std::thread::Builder::new()
+            .name("rig-run-heartbeat".into())
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                let now = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if let Some((id, t0)) = now {
+                    eprintln!(
+                        "rig: {id}: still running ({:.0} s; records in {out})",
+                        t0.elapsed().as_secs_f64()
+                    );
+                }
+            });
+    }
+
+    fn set(&self, case: Option<&str>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) =
+            case.map(|c| (c.to_string(), std::time::Instant::now()));
+    }
+}
+
+impl Observer for LineProgress {
+    fn event(&mut self, e: &session::Event<'_>) -> Result<(), session::ObserverError> {
+        use session::Event;
+        match e {
+            Event::CaseStarted { case } => {
+                self.set(Some(case.id));
+                eprintln!("rig: {}: started", case.id);
+            }
+            Event::CaseDone { case } => {
+                self.set(None);
+                eprintln!(
+                    "rig: {}: {} ({:.1} s)",
+                    case.id, case.verdict, case.wall_time_s
+                );
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 /// The run's options from the arguments, with the target's defaults.

@@ -175,7 +175,11 @@ fn serve_honours_sighup_and_a_second_signal() {
     s.signal(Signal::INT);
     let (c, log) = s.exit();
     assert_eq!(c, Some(130), "{log}");
-    assert!(t0.elapsed().as_secs() < 10, "second signal took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed().as_secs() < 10,
+        "second signal took {:?}",
+        t0.elapsed()
+    );
 }
 
 /// Starts a paced readout run that takes minutes at speed 1 and waits until it is running.
@@ -205,7 +209,14 @@ fn run_stopped_at_once_says_so_and_closes_its_records() {
     crate::util::wait_for_path(&link);
     let out = dir.join("out");
     let run = crate::util::rig()
-        .args(["run", "--suite", "readout", "--out", out.to_str().unwrap(), "--target"])
+        .args([
+            "run",
+            "--suite",
+            "readout",
+            "--out",
+            out.to_str().unwrap(),
+            "--target",
+        ])
         .arg(format!("serial:{}", link.display()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -232,7 +243,13 @@ fn run_stopped_at_once_says_so_and_closes_its_records() {
     let rec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("record.json")).unwrap()).unwrap();
     assert_eq!(rec["state"], "stopped", "{rec}");
-    assert!(rec["aborted"].as_str().unwrap().contains("second signal (SIGINT)"), "{rec}");
+    assert!(
+        rec["aborted"]
+            .as_str()
+            .unwrap()
+            .contains("second signal (SIGINT)"),
+        "{rec}"
+    );
     assert_eq!(rec["outcome"]["reason"]["signal"], "SIGINT", "{rec}");
 }
 
@@ -260,6 +277,41 @@ fn a_broken_pipe_exits_quietly() {
         let o = child.wait_with_output().unwrap();
         let err = text(&o.stderr);
         assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
-        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
     }
+}
+
+/// A real-time run whose stderr is a log, not a terminal, still says what it does: a line per
+/// case and a heartbeat while a case is in hand (every minute; every second here).
+#[test]
+fn a_real_time_run_reports_progress_to_a_log() {
+    use std::process::Stdio;
+    let _rt = crate::util::realtime();
+    let dir = scratch("op-progress");
+    let link = dir.join("link");
+    let mut sim = crate::util::rig()
+        .args(["sim", "--link", link.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::util::wait_for_path(&link);
+    let o = crate::util::rig()
+        .args(["run", "--case", "readout.bcc", "--out"])
+        .arg(dir.join("out"))
+        .arg("--target")
+        .arg(format!("serial:{}", link.display()))
+        .env("METER_RIG_TEST_HEARTBEAT_S", "1")
+        .output()
+        .unwrap();
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let err = text(&o.stderr);
+    assert_eq!(code(&o), 0, "{err}");
+    assert!(err.contains("rig: readout.bcc: started"), "{err}");
+    assert!(err.contains("rig: readout.bcc: still running ("), "{err}");
+    assert!(err.contains("rig: readout.bcc: pass ("), "{err}");
 }
