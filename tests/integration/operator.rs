@@ -315,3 +315,44 @@ fn a_real_time_run_reports_progress_to_a_log() {
     assert!(err.contains("rig: readout.bcc: still running ("), "{err}");
     assert!(err.contains("rig: readout.bcc: pass ("), "{err}");
 }
+
+/// A read that gave up leaves the rest of the answer on the line; the next read waits for the
+/// line to be quiet and reads a healthy meter as healthy. A read at the wrong rate says which
+/// rate the characters came at.
+#[test]
+fn stale_answers_are_flushed_and_a_wrong_rate_is_named() {
+    use std::process::Stdio;
+    let _rt = crate::util::realtime();
+    let dir = scratch("op-stale");
+    let link = dir.join("link");
+    let mut sim = crate::util::rig()
+        .args(["sim", "--link", link.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::util::wait_for_path(&link);
+    let port = link.to_str().unwrap();
+    let o = run_rig(&["read", "--port", port, "--timeout-ms", "2000"]);
+    assert_eq!(code(&o), 1, "a cut read is undecided: {}", text(&o.stdout));
+    assert!(
+        text(&o.stdout).contains("--timeout-ms for rig read"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = run_rig(&["read", "--port", port]);
+    assert_eq!(code(&o), 0, "the read after a cut one: {}", text(&o.stdout));
+    assert!(
+        text(&o.stdout).contains("received        359 bytes, complete"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = run_rig(&["read", "--port", port, "--baud", "9600"]);
+    let _ = sim.kill();
+    let _ = sim.wait();
+    assert!(
+        text(&o.stdout).contains("the meter likely sends at 300 baud (try --baud 300)"),
+        "{}",
+        text(&o.stdout)
+    );
+}
