@@ -192,22 +192,77 @@ struct RunBody {
     max_run_time_s: Option<f64>,
 }
 
-async fn post_run(State(app): State<App>, body: Bytes) -> Response {
-    let body: RunBody = if body.iter().all(u8::is_ascii_whitespace) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "empty body: send JSON such as {\"suites\": [\"readout\"]} ({\"suites\": []} runs every suite)",
-        );
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("malformed run request: {e}; expected {{\"suites\": [..], \"cases\": [..], \"paced\": false, \"max_run_time_s\": null}}"),
-                )
-            }
+/// The shape of a run request, for error messages.
+const RUN_BODY_SHAPE: &str =
+    "{\"suites\": [\"readout\"], \"cases\": [], \"paced\": false, \"max_run_time_s\": null}";
+
+/// Parses a run request strictly: a JSON object with only the known fields (`[]` or an array
+/// of the fields' values is malformed, although serde would read a struct from a sequence).
+fn parse_run_body(body: &[u8]) -> Result<RunBody, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(format!(
+            "empty body: send a JSON object such as {RUN_BODY_SHAPE} ({{\"suites\": []}} runs every suite)"
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| format!("malformed run request: not JSON ({e}); expected {RUN_BODY_SHAPE}"))?;
+    if !value.is_object() {
+        return Err(format!(
+            "malformed run request: expected a JSON object such as {RUN_BODY_SHAPE}, got {}",
+            json_kind(&value)
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| format!("malformed run request: {e}; expected {RUN_BODY_SHAPE}"))
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Every error answer is JSON (`{"error": …}`), also those axum makes itself: 405 (with the
+/// Allow header), 413 (a body over the limit), 415 and the like, which are plain text or empty.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let msg = match status {
+        // axum adds the Allow header after this layer
+        StatusCode::METHOD_NOT_ALLOWED => format!(
+            "{method} is not allowed on {path} (the Allow header lists the methods it takes)"
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!(
+                "the request body is too large for {path} (a run request is a small JSON object)"
+            )
         }
+        s => format!(
+            "{method} {path}: {}",
+            s.canonical_reason().unwrap_or("request refused")
+        ),
+    };
+    error(status, msg)
+}
+
+async fn post_run(State(app): State<App>, body: Bytes) -> Response {
+    let body = match parse_run_body(&body) {
+        Ok(b) => b,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
     for s in &body.suites {
         if !suite::suite_names().contains(&s.as_str()) {
@@ -483,6 +538,7 @@ fn router(app: App) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), auth))
+        .layer(middleware::from_fn(json_errors))
         .with_state(app)
 }
 

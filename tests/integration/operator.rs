@@ -356,3 +356,46 @@ fn stale_answers_are_flushed_and_a_wrong_rate_is_named() {
         text(&o.stdout)
     );
 }
+
+/// Every HTTP error is JSON with an `error` that names the problem in the API's terms (no
+/// internal type names), and a run request must be a JSON object.
+#[test]
+fn http_errors_are_always_json() {
+    use crate::serve::{http, Serve};
+    let data = scratch("op-http");
+    let s = Serve::start(&data, &["--sim-speed", "100", "--interval", "1m"]);
+    let big = format!("{{\"suites\": [\"{}\"]}}", "x".repeat(3 << 20));
+    for (method, path, body, status, needle) in [
+        ("POST", "/runs", "[]", 400, "expected a JSON object"),
+        (
+            "POST",
+            "/runs",
+            r#"[["readout"],[],false]"#,
+            400,
+            "got an array",
+        ),
+        (
+            "POST",
+            "/runs",
+            "{\"suites\": 7}",
+            400,
+            "malformed run request",
+        ),
+        (
+            "DELETE",
+            "/status",
+            "",
+            405,
+            "DELETE is not allowed on /status",
+        ),
+        ("POST", "/runs", big.as_str(), 413, "too large"),
+    ] {
+        let (code, resp) = http(&s.addr, method, path, Some(body), None);
+        assert_eq!(code, status, "{method} {path}: {resp}");
+        let v: serde_json::Value = serde_json::from_str(&resp)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {resp}"));
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.contains(needle), "{method} {path}: {msg}");
+        assert!(!msg.contains("RunBody"), "{msg}");
+    }
+}
