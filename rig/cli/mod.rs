@@ -18,6 +18,11 @@ pub fn out(text: impl AsRef<str>) -> std::io::Result<()> {
     decode::write_quietly(&mut std::io::stdout().lock(), text.as_ref().as_bytes())
 }
 
+/// `n` and the noun, plural unless `n` is 1: `1 readout`, `2 readouts`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Whether `e` is a write to a reader that went away (a broken pipe), anywhere in its chain.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {

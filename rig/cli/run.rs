@@ -188,12 +188,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut reporter = Reporter::start(&args.out, target.as_mut(), &spec, &opts)
         .with_context(|| format!("cannot write records to {}", args.out.display()))?;
     watch_signals(limits.stop.clone(), &args.out)?;
-    eprintln!(
-        "rig: {} ({}), records in {}",
-        target.describe(),
-        spec.profile.name,
-        args.out.display()
-    );
+    let describe = target.describe();
+    // the software meter's description already names the profile
+    let meter = if describe.contains(spec.profile.name) {
+        String::new()
+    } else {
+        format!(" ({})", spec.profile.name)
+    };
+    eprintln!("rig: {describe}{meter}, records in {}", args.out.display());
     let mut progress = Progress;
     let mut lines = LineProgress::default();
     let mut observers: Vec<&mut dyn Observer> = vec![&mut reporter];

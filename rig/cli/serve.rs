@@ -806,9 +806,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     let s = shared.snapshot();
+    let pulses: Vec<String> = s
+        .counters
+        .pulses
+        .iter()
+        .map(|(port, n)| format!("{port} {}", super::count(*n, "pulse", "pulses")))
+        .collect();
     eprintln!(
-        "rig serve: stopped; {} readouts, pulses {:?}, target released",
-        s.counters.readouts, s.counters.pulses
+        "rig serve: stopped; {}{}, target released",
+        super::count(s.counters.readouts, "readout", "readouts"),
+        if pulses.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", pulses.join(", "))
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

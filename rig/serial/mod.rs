@@ -78,7 +78,8 @@ pub enum Framing {
     #[value(name = "uart")]
     Uart,
     /// 8N1 port carrying plain 7-bit characters without parity (ordinary pty clients).
-    #[value(name = "seven-bit")]
+    /// `7bit` is accepted too (as `rig sim --framing` spells it).
+    #[value(name = "seven-bit", alias = "7bit")]
     SevenBit,
 }
 

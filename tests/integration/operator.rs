@@ -399,3 +399,127 @@ fn http_errors_are_always_json() {
         assert!(!msg.contains("RunBody"), "{msg}");
     }
 }
+
+/// Error messages name the problem in the user's terms: examples that work, both spellings of
+/// a framing, the file's line and column, a path that is a file, no Rust type names.
+#[test]
+fn messages_speak_the_users_language() {
+    let dir = scratch("op-messages");
+    let file = dir.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let meter = std::fs::read_to_string(crate::util::path("fixtures/meters/default.toml"))
+        .unwrap()
+        .replace("kk = 5 ", "kk = \"five\" ");
+    let bad_meter = dir.join("bad-type.toml");
+    std::fs::write(&bad_meter, meter).unwrap();
+    let sched = dir.join("schedule.toml");
+    std::fs::write(&sched, "[[switch]]\nat = \"06:00\ntariff = 2\n").unwrap();
+    let data = dir.join("data");
+    let (f, m, s, d) = (
+        file.to_str().unwrap(),
+        bad_meter.to_str().unwrap(),
+        sched.to_str().unwrap(),
+        data.to_str().unwrap(),
+    );
+    for (args, want, not) in [
+        (
+            vec!["run", "--target", "serial:"],
+            "--target serial:/dev/ttyUSB0",
+            "raspberry-pi.toml",
+        ),
+        (
+            vec!["run", "--target", "pi:"],
+            "--target pi:wiring/raspberry-pi.toml",
+            "/dev/ttyUSB0",
+        ),
+        (
+            vec!["run", "--out", f],
+            "exists and is not a directory: choose another --out",
+            "os error 17",
+        ),
+        (
+            vec!["serve", "--data", f, "--listen", "127.0.0.1:0"],
+            "exists and is not a directory: choose another --data",
+            "os error 17",
+        ),
+        (
+            vec!["run", "--meter", m, "--out", d],
+            "expected a whole number (0–255)",
+            "u8",
+        ),
+        (
+            vec![
+                "serve",
+                "--tariff-schedule",
+                s,
+                "--data",
+                d,
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            "schedule.toml:2:",
+            "\u{0}",
+        ),
+        (
+            vec!["sim", "--link", d, "--framing", "x"],
+            "seven-bit (also spelled 7bit",
+            "\u{0}",
+        ),
+        (
+            vec!["read", "--port", f, "--framing", "x"],
+            "seven-bit",
+            "\u{0}",
+        ),
+    ] {
+        let o = run_rig(&args);
+        let err = text(&o.stderr);
+        assert_eq!(code(&o), 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: want {want:?} in {err}");
+        assert!(!err.contains(not), "{args:?}: {not:?} in {err}");
+    }
+    // both spellings of the plain 7-bit framing are accepted by read (the port is missing here)
+    for spelling in ["7bit", "seven-bit"] {
+        let o = run_rig(&["read", "--port", d, "--framing", spelling]);
+        assert!(
+            !text(&o.stderr).contains("invalid value"),
+            "{spelling}: {}",
+            text(&o.stderr)
+        );
+    }
+}
+
+/// The readings CSV is for spreadsheets: register cells are numbers, units are in the header,
+/// and the meter's own clock has a column.
+#[test]
+fn readings_are_numbers_with_units_and_the_meter_clock() {
+    use crate::serve::Serve;
+    let data = scratch("op-readings");
+    let s = Serve::start(&data, &["--sim-speed", "3600", "--interval", "15m"]);
+    s.wait_for("two readouts", |s| {
+        s.json("/status")["counters"]["readouts"].as_u64().unwrap() >= 2
+    });
+    drop(s);
+    let file = std::fs::read_dir(data.join("readings"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut rd = csv::Reader::from_path(&file).unwrap();
+    let h = rd.headers().unwrap().clone();
+    let col = |name: &str| {
+        h.iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("no column {name}: {h:?}"))
+    };
+    let (energy, peak, clock) = (col("1.8.0 [kWh]"), col("1.6.0 [kW]"), col("meter_time"));
+    let row = rd.records().next().unwrap().unwrap();
+    assert!(row[energy].parse::<f64>().is_ok(), "{:?}", &row[energy]);
+    assert!(row[peak].parse::<f64>().is_ok(), "{:?}", &row[peak]);
+    // the default meter's clock starts at its file's `start` (2026-01-01), not the wall clock
+    assert!(
+        row[clock].starts_with("2026-01-01T00:"),
+        "{:?}",
+        &row[clock]
+    );
+}

@@ -125,7 +125,7 @@ fn module_loop_drives_the_tariff_schedule(#[case] kk: u8) {
     let (shared, _) = run_loop(spec, Some(sched), &data, 24.5, vec![]);
     let h = header(&data);
     let col = |name: &str| h.iter().position(|c| c == name).unwrap();
-    let regs = ["1.8.1", "1.8.2", "1.8.3", "1.8.4"].map(col);
+    let regs = ["1.8.1 [kWh]", "1.8.2 [kWh]", "1.8.3 [kWh]", "1.8.4 [kWh]"].map(col);
     let t = col("target_time_s");
     let rows = rows(&data);
     assert!(rows.len() >= 96, "{} rows", rows.len());
@@ -137,8 +137,7 @@ fn module_loop_drives_the_tariff_schedule(#[case] kk: u8) {
             1
         };
         for (k, &c) in regs.iter().enumerate() {
-            let d = w[1][c].trim_end_matches("*kWh").parse::<i64>().unwrap()
-                - w[0][c].trim_end_matches("*kWh").parse::<i64>().unwrap();
+            let d = w[1][c].parse::<i64>().unwrap() - w[0][c].parse::<i64>().unwrap();
             if k + 1 == expected {
                 // 3 kW × ratio 80 for 15 minutes: 60 kWh
                 assert!(
@@ -904,6 +903,7 @@ fn serve_counts_late_answers_as_readout_failures() {
 fn reading(time_utc: &str, registers: BTreeMap<String, String>) -> Reading {
     Reading {
         time_utc: time_utc.into(),
+        meter_time: String::new(),
         target_time_s: 0.0,
         response_ms: None,
         timing: "edge ±0 ms".into(),
@@ -936,19 +936,26 @@ fn readings_keep_every_register_when_the_days_first_readout_fails() {
         .unwrap();
     // the header is the readout layout, whatever the first row held
     let h = header(&data);
-    let addrs: Vec<&str> = h.iter().skip(6).collect();
+    let addrs: Vec<&str> = h
+        .iter()
+        .skip(7)
+        .map(|c| c.split(" [").next().unwrap())
+        .collect();
     let mut expected: Vec<&str> = COMBI_351.iter().map(|r| r.address).collect();
     expected.push("other_registers");
     assert_eq!(addrs, expected);
     let rows = rows(&data);
     assert_eq!(rows.len(), 2);
-    assert!(rows[0].iter().skip(6).all(str::is_empty), "{:?}", rows[0]);
+    assert!(rows[0].iter().skip(7).all(str::is_empty), "{:?}", rows[0]);
     for (i, r) in COMBI_351.iter().enumerate() {
-        let col = h.iter().position(|c| c == r.address).unwrap();
+        let col = h
+            .iter()
+            .position(|c| c.split(" [").next() == Some(r.address))
+            .unwrap();
         assert_eq!(&rows[1][col], i.to_string().as_str(), "{}", r.address);
     }
     // an address outside the layout is kept, not dropped
-    assert_eq!(&rows[1][6 + 17], "9.9.9=7*kWh");
+    assert_eq!(&rows[1][7 + 17], "9.9.9=7*kWh");
 }
 
 /// Runs `rig ARGS` that must exit by itself within 60 s (a service that starts instead fails
