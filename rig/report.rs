@@ -1247,7 +1247,9 @@ mod tests {
     }
 
     fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("rig-report-{name}-{}", std::process::id()));
+        let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/tmp")
+            .join(format!("rig-report-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         d
     }

@@ -1718,7 +1718,9 @@ mod tests {
 
     #[test]
     fn a_schedule_row_beyond_the_maximum_load_is_refused_with_its_time() {
-        let dir = std::env::temp_dir().join(format!("meter-rig-sched-{}", std::process::id()));
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/tmp")
+            .join(format!("meter-rig-sched-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("l.csv"),

@@ -416,7 +416,9 @@ mod tests {
 
     #[test]
     fn rows_survive_a_torn_write_and_reopen() {
-        let dir = std::env::temp_dir().join(format!("rig-store-{}", std::process::id()));
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/tmp")
+            .join(format!("rig-store-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let mut s = Store::open(&dir).unwrap();
         let p = s
@@ -436,8 +438,11 @@ mod tests {
         let mut rd = csv::Reader::from_path(&p).unwrap();
         let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
         assert_eq!(rows.len(), 2);
-        let col = readings_header().iter().position(|c| c == "1.8.0").unwrap();
-        assert_eq!(&rows[1][col], "2*kWh");
+        let col = readings_header()
+            .iter()
+            .position(|c| c == "1.8.0 [kWh]")
+            .unwrap();
+        assert_eq!(&rows[1][col], "2");
         // another day, another file
         let p2 = s
             .append_reading(&reading("2026-11-22T00:00:00.000Z", "3*kWh"))

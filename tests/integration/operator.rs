@@ -523,3 +523,25 @@ fn readings_are_numbers_with_units_and_the_meter_clock() {
         &row[clock]
     );
 }
+
+/// `cargo test` leaves nothing in /tmp: every test writes under Cargo's `target/tmp` (this
+/// guards the sources, so a new test cannot bring the litter back unnoticed).
+#[test]
+fn tests_write_under_target_tmp_not_tmp() {
+    let needle = ["std::env::", "temp_dir()"].concat();
+    let mut offenders = Vec::new();
+    let mut stack = vec![crate::util::path("rig"), crate::util::path("tests")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs")
+                && std::fs::read_to_string(&p).unwrap().contains(&needle)
+            {
+                offenders.push(p.display().to_string());
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "tests writing to /tmp: {offenders:?}");
+}

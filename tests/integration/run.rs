@@ -14,7 +14,8 @@ use meter_rig::target::Target;
 use crate::util::{code, run_rig};
 
 fn tmp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("meter-rig-test-{}-{name}", std::process::id()));
+    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("meter-rig-test-{}-{name}", std::process::id()));
     let _ = fs::remove_dir_all(&d);
     d
 }

@@ -25,7 +25,8 @@ use meter_rig::target::Port;
 use crate::util;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rig-serve-{name}-{}", std::process::id()));
+    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("rig-serve-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -616,7 +617,7 @@ fn serve_killed_mid_run_keeps_readings_cases_and_pulse_totals() {
     let rows_before = rows(&data);
     assert!(rows_before.len() >= 3, "{} rows", rows_before.len());
     for r in &rows_before {
-        assert_eq!(r[4].to_string(), "true", "{r:?}");
+        assert_eq!(r[5].to_string(), "true", "{r:?}");
     }
     let rec: Value = serde_json::from_slice(
         &std::fs::read(data.join("runs").join(&id).join("record.json")).unwrap(),
