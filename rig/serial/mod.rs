@@ -644,7 +644,7 @@ impl DataLink for SerialTarget {
 
     /// Drops what was received and not taken; when bytes are waiting in the port (the rest of
     /// an answer the rig gave up on), first waits until the line is quiet, so the next request
-    /// is answered on a clean line (see [`settle`]).
+    /// is answered on a clean line: three quiet character times, at most a whole answer's time.
     fn discard_input(&mut self) -> Result<(), TargetError> {
         self.pending.clear();
         self.stamper.reset();
