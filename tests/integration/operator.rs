@@ -477,6 +477,20 @@ fn messages_speak_the_users_language() {
         assert!(err.contains(want), "{args:?}: want {want:?} in {err}");
         assert!(!err.contains(not), "{args:?}: {not:?} in {err}");
     }
+    // a control character as the BCC is named with its code once, not `ETX (0x03) (0x03)`
+    let telegram = std::fs::read(crate::util::path(
+        "fixtures/telegrams/kamstrup-351-worked-example.txt",
+    ))
+    .unwrap();
+    let etx = dir.join("bcc-is-etx.txt");
+    std::fs::write(&etx, [&telegram[..telegram.len() - 1], &[0x03]].concat()).unwrap();
+    let o = run_rig(&["decode", etx.to_str().unwrap()]);
+    let out = text(&o.stdout) + &text(&o.stderr);
+    assert!(
+        out.contains("BCC received ETX (0x03); the xor rule expects '7' (0x37)"),
+        "{out}"
+    );
+    assert!(!out.contains("(0x03) (0x03)"), "{out}");
     // both spellings of the plain 7-bit framing are accepted by read (the port is missing here)
     for spelling in ["7bit", "seven-bit"] {
         let o = run_rig(&["read", "--port", d, "--framing", spelling]);
