@@ -56,6 +56,8 @@ fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(code) => code,
+        // a reader that went away (`rig read … | head`) ends the output quietly, as ripgrep does
+        Err(e) if cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rig: error: {e:#}");
             ExitCode::from(2)

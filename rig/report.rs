@@ -76,15 +76,21 @@ pub fn utc_now() -> String {
 /// Errors writing or reading records. They name the file and the call that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    /// A file operation failed.
-    #[error("{path}: {call} failed: {source}")]
+    /// The records or data path is a file.
+    #[error("{path} exists and is not a directory: choose another --out (a directory, or a path that does not exist yet)")]
+    NotADirectory {
+        /// The path.
+        path: String,
+    },
+    /// A file operation failed (the OS error is in the message, once).
+    #[error("{path}: {call} failed: {os}")]
     Io {
         /// The file or directory.
         path: String,
         /// The operation.
         call: &'static str,
         /// What the OS said.
-        source: io::Error,
+        os: io::Error,
     },
     /// The records directory could not be locked (another process writes there, or the lock
     /// file cannot be opened).
@@ -114,10 +120,10 @@ pub enum RecordError {
 }
 
 fn io_err<'a>(path: &'a Path, call: &'static str) -> impl FnOnce(io::Error) -> RecordError + 'a {
-    move |source| RecordError::Io {
+    move |os| RecordError::Io {
         path: path.display().to_string(),
         call,
-        source,
+        os,
     }
 }
 
@@ -726,6 +732,34 @@ pub fn close_interrupted(dir: &Path) -> Result<bool, RecordError> {
     Ok(true)
 }
 
+/// Closes the records of this process's own run when a signal stops it at once (the second
+/// signal): the record becomes `stopped` with `aborted` saying why and the outcome `stopped` by
+/// the signal, and all three files are rewritten as the next snapshot, so the cases left show as
+/// not run. The caller holds the directory's lock (its [`Reporter`]); a record that is no longer
+/// `running` is left alone. Returns whether it closed the run.
+pub fn close_stopped_at_once(dir: &Path, signal: &str) -> Result<bool, RecordError> {
+    if !dir.join(RECORD).exists() {
+        return Ok(false);
+    }
+    let mut r = read_raw(dir)?;
+    if r.state != RunState::Running {
+        return Ok(false);
+    }
+    r.state = RunState::Stopped;
+    r.ended = Some(utc_now());
+    r.aborted = Some(format!(
+        "stopped at once by a second signal ({signal}); the case in hand was not recorded"
+    ));
+    r.outcome = Some(Outcome::Stopped {
+        reason: crate::suite::session::StopReason::Signal {
+            signal: signal.to_string(),
+        },
+    });
+    r.snapshot += 1;
+    write_three(dir, &r)?;
+    Ok(true)
+}
+
 /// Test-only: milliseconds to sleep before each case, so tests can kill a run between cases
 /// at chosen instants. Never set it outside tests.
 pub const TEST_CASE_DELAY_ENV: &str = "METER_RIG_TEST_CASE_DELAY_MS";
@@ -775,6 +809,11 @@ impl Reporter {
     /// Creates `dir` (and parents), locks it, removes the previous run's records and stale
     /// temporary files, and writes this run's first snapshot.
     pub fn create(dir: &Path, record: Record) -> Result<Reporter, RecordError> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(RecordError::NotADirectory {
+                path: dir.display().to_string(),
+            });
+        }
         fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
         let lock = PidLock::acquire(&dir.join(LOCK)).map_err(|source| RecordError::Lock {
             dir: dir.display().to_string(),
@@ -1153,19 +1192,41 @@ pub fn summary_table(cases: &[CaseResult]) -> String {
         "{:<w$}  {:<7} {}\n",
         "case", "verdict", "measured / reason"
     ));
+    let indent = " ".repeat(w + 2 + 8);
     for c in cases {
-        let mut msg = c.message.clone();
-        if msg.chars().count() > 110 {
-            msg = msg.chars().take(107).collect::<String>() + "…";
-        }
+        // long reasons wrap at word boundaries under their column, never cut mid-word
+        let lines = wrap_words(&c.message, 100);
         s.push_str(&format!(
             "{:<w$}  {:<7} {}\n",
             c.id,
             c.verdict.to_string().to_uppercase(),
-            msg
+            lines.first().map(String::as_str).unwrap_or("")
         ));
+        for l in lines.iter().skip(1) {
+            s.push_str(&format!("{indent}{l}\n"));
+        }
     }
     s
+}
+
+/// Splits `text` into lines of at most `width` characters at spaces (a longer word gets a line
+/// of its own, whole).
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for word in text.split_whitespace() {
+        if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    if !cur.is_empty() || lines.is_empty() {
+        lines.push(cur);
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -1175,8 +1236,20 @@ mod tests {
     use crate::sim::SimTarget;
     use crate::target::Target;
 
+    #[test]
+    fn long_reasons_wrap_at_words() {
+        let text = "word ".repeat(50);
+        let lines = wrap_words(text.trim(), 100);
+        assert!(lines.len() > 1);
+        assert!(lines.iter().all(|l| l.len() <= 100 && !l.ends_with(' ')));
+        assert_eq!(lines.join(" "), text.trim());
+        assert_eq!(wrap_words("", 100), vec![String::new()]);
+    }
+
     fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("rig-report-{name}-{}", std::process::id()));
+        let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/tmp")
+            .join(format!("rig-report-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         d
     }

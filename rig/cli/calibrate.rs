@@ -51,15 +51,15 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
     for (i, lb) in w.loopback.iter().enumerate() {
         let r = calibrate_loopback(&w, i, args.count, Duration::from_millis(args.hold_ms))
             .with_context(|| format!("{name}: loopback[{i}] ({})", lb.entry))?;
-        println!("{}: {r}", lb.entry);
+        super::out(format!("{}: {r}\n", lb.entry))?;
         text = write_back(&text, &lb.entry, &r)
             .map_err(|e| anyhow::anyhow!("{name}: writing results for {}: {e}", lb.entry))?;
     }
     if args.dry_run {
-        println!("dry run: {name} not changed");
+        super::out(format!("dry run: {name} not changed\n"))?;
     } else {
         std::fs::write(&args.wiring, &text).with_context(|| format!("writing {name}"))?;
-        println!("{name}: updated");
+        super::out(format!("{name}: updated\n"))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -26,6 +26,7 @@ use meter_rig::serial::{Framing, PortKind, SerialOptions, SerialTarget};
 use meter_rig::suite;
 use meter_rig::target::Target;
 use meter_rig::time::TimeSource;
+use meter_rig::uart::RxChar;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -127,6 +128,59 @@ struct Report {
     valid: bool,
     readable: bool,
     complete: bool,
+    /// When the characters say the meter sends at another rate than `--baud`: which rate, and
+    /// why (their spacing, or framing errors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_hint: Option<String>,
+}
+
+/// Common serial rates, for naming the rate the characters' spacing matches.
+const RATES: [u32; 8] = [300, 600, 1200, 2400, 4800, 9600, 19200, 38400];
+
+/// Which rate the meter likely sends at when it is not `baud`: from the median spacing of
+/// back-to-back characters (a slower meter's characters come further apart than `baud`'s
+/// character time), or from framing errors on most characters (a UART at the wrong rate).
+/// `profile_baud` is what the meter's profile says. Pure.
+fn rate_hint(chars: &[RxChar], baud: u32, profile_baud: u32) -> Option<String> {
+    if chars.len() >= 4 && chars.iter().filter(|c| !c.stop_ok).count() * 2 >= chars.len() {
+        let bad = chars.iter().filter(|c| !c.stop_ok).count();
+        let try_rate = if profile_baud == baud {
+            "300, 2400 or 9600".to_string()
+        } else {
+            profile_baud.to_string()
+        };
+        return Some(format!(
+            "{bad} of {} characters had a framing error at {baud} baud: the meter likely sends \
+             at another rate (its profile says {profile_baud}); try --baud {try_rate}",
+            chars.len()
+        ));
+    }
+    if chars.len() < 8 {
+        return None;
+    }
+    let mut gaps: Vec<u64> = chars
+        .windows(2)
+        .map(|w| w[1].end.0.saturating_sub(w[0].end.0))
+        .collect();
+    gaps.sort_unstable();
+    let median = gaps[gaps.len() / 2];
+    let own = meter_rig::serial::char_ns(baud);
+    if median < own * 3 / 2 {
+        return None;
+    }
+    let implied = 10e9 / median as f64;
+    let likely = RATES.into_iter().min_by(|a, b| {
+        (f64::from(*a) - implied)
+            .abs()
+            .total_cmp(&(f64::from(*b) - implied).abs())
+    })?;
+    (likely != baud && (f64::from(likely) - implied).abs() < 0.1 * f64::from(likely)).then(|| {
+        format!(
+            "the characters came {:.1} ms apart, the character time of {likely} baud, not \
+             {baud}: the meter likely sends at {likely} baud (try --baud {likely})",
+            median as f64 / 1e6
+        )
+    })
 }
 
 /// Runs `rig read`.
@@ -157,7 +211,7 @@ pub fn run(args: ReadArgs) -> anyhow::Result<ExitCode> {
         listen = listen.with_total(Duration::from_millis(ms));
     }
     let ex = suite::exchange_in(&mut target, &request, &rules, &listen, args.mode, args.baud)?;
-    let report = build_report(&args, &ex, &rules);
+    let report = build_report(&args, &ex, &rules, spec.profile.baud);
     print(&report, args.format)?;
     Ok(ExitCode::from(
         if report.conformance == Conformance::Conforms {
@@ -168,7 +222,7 @@ pub fn run(args: ReadArgs) -> anyhow::Result<ExitCode> {
     ))
 }
 
-fn build_report(args: &ReadArgs, ex: &Exchange, rules: &AnswerRules) -> Report {
+fn build_report(args: &ReadArgs, ex: &Exchange, rules: &AnswerRules, profile_baud: u32) -> Report {
     let d = &ex.tolerant;
     let data_sets = d
         .data_sets
@@ -212,6 +266,12 @@ fn build_report(args: &ReadArgs, ex: &Exchange, rules: &AnswerRules) -> Report {
         valid: ex.strict.valid,
         readable: d.readable,
         complete: d.complete,
+        // after a mode C switch the characters come at the announced rate, not at --baud
+        rate_hint: ex
+            .switch
+            .is_none()
+            .then(|| rate_hint(&ex.chars, args.baud, profile_baud))
+            .flatten(),
     }
 }
 
@@ -288,8 +348,11 @@ fn summary_lines(r: &Report) -> Vec<(String, String)> {
     ));
     v.push((
         "received".into(),
-        format!("{} bytes, ended: {:?}", r.received_bytes, r.receive_end),
+        format!("{} bytes, {}", r.received_bytes, r.receive_end),
     ));
+    if let Some(h) = &r.rate_hint {
+        v.push(("hint".into(), h.clone()));
+    }
     v.push((
         "verdict".into(),
         match r.conformance {
@@ -388,4 +451,43 @@ fn print_findings(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meter_rig::time::Timestamp;
+
+    /// Characters `gap_ns` apart, with the stop bit `ok` or not.
+    fn chars(n: u64, gap_ns: u64, ok: bool) -> Vec<RxChar> {
+        (1..=n)
+            .map(|i| RxChar {
+                byte: b'0',
+                start: Timestamp(i * gap_ns - 1_000),
+                end: Timestamp(i * gap_ns),
+                stop_ok: ok,
+                bit_ns: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_wrong_rate_is_named() {
+        // 300 baud characters (33.3 ms) read at 9600
+        let h = rate_hint(&chars(20, 33_333_333, true), 9600, 300).unwrap();
+        assert!(
+            h.contains("likely sends at 300 baud (try --baud 300)"),
+            "{h}"
+        );
+        // framing errors on every character
+        let h = rate_hint(&chars(20, 1_041_667, false), 9600, 300).unwrap();
+        assert!(
+            h.contains("20 of 20 characters had a framing error at 9600 baud"),
+            "{h}"
+        );
+        assert!(h.contains("try --baud 300"), "{h}");
+        // the right rate: no hint
+        assert_eq!(rate_hint(&chars(20, 33_333_333, true), 300, 300), None);
+        assert_eq!(rate_hint(&chars(20, 1_041_667, true), 9600, 300), None);
+    }
 }

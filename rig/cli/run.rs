@@ -31,16 +31,17 @@ pub struct RunArgs {
     /// Default: the built-in healthy 351 Combi (fixtures/meters/default.toml).
     #[arg(long)]
     pub meter: Option<PathBuf>,
-    /// Run only this suite (repeatable): readout, pulse_out, tariff, pulse_in, max_reset.
+    /// Run this suite (repeatable): readout, pulse_out, tariff, pulse_in, max_reset,
+    /// max_demand, logging. With --case, the run takes both (a union).
     #[arg(long = "suite")]
     pub suites: Vec<String>,
-    /// Run only this case (repeatable), e.g. readout.bcc.
+    /// Run this case (repeatable), e.g. readout.bcc; with --suite, in addition to its cases.
     #[arg(long = "case")]
     pub cases: Vec<String>,
     /// Directory for record.json, junit.xml and measurements.csv.
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
-    /// Line rate for serial targets (default: the meter file's).
+    /// Line rate for serial targets (default: the meter file's); refused for other targets.
     #[arg(long)]
     pub baud: Option<u32>,
     /// Serial framing: soft7e1 (parity checked by the rig) or uart (the UART's own 7E1).
@@ -74,9 +75,22 @@ pub struct RunArgs {
 }
 
 /// The first SIGINT, SIGTERM or SIGHUP stops `stop` with the signal's name; the pins' safe-state
-/// handler (graceful) then acts on the second.
-fn watch_signals(stop: StopToken) -> anyhow::Result<()> {
+/// handler (graceful) then acts on the second, and before it exits the records in `out` are
+/// closed as `stopped` and a line says so.
+fn watch_signals(stop: StopToken, out: &std::path::Path) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let dir = out.to_path_buf();
+    safe::on_forced_exit(move |signal| {
+        let closed = report::close_stopped_at_once(&dir, signal);
+        let what = match closed {
+            Ok(_) => "the records say stopped and keep the cases finished".to_string(),
+            Err(e) => format!("the records could not be closed: {e}"),
+        };
+        eprintln!(
+            "rig: {signal} again: pins in safe state, stopped at once; {what} ({})",
+            dir.display()
+        );
+    });
     safe::install_signal_handler().context("installing the signal handler")?;
     safe::set_graceful_signals(true);
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
@@ -129,6 +143,7 @@ pub fn open_target(
 
 /// Runs `rig run`.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    super::baud_only_for_serial(&args.target, args.baud)?;
     let spec = super::meter_spec(args.meter.as_deref(), args.baud)?;
     for s in &args.suites {
         if !suite::suite_names().contains(&s.as_str()) {
@@ -153,13 +168,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     if suite::selected(&selection).is_empty() {
         bail!(
-            "--suite {} with --case {} selects no case: a case runs only when its suite is selected too",
+            "--suite {} --case {} selects no case: name a suite ({}) or a case (`rig run --list` lists them)",
             args.suites.join(","),
-            args.cases.join(",")
+            args.cases.join(","),
+            suite::suite_names().join(", ")
         );
     }
     if args.list {
-        print!("{}", list(&spec, &selection));
+        super::out(list(&spec, &selection))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut target = open_target(&args.target, &spec, &args.framing)?;
@@ -171,27 +187,103 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let mut reporter = Reporter::start(&args.out, target.as_mut(), &spec, &opts)
         .with_context(|| format!("cannot write records to {}", args.out.display()))?;
-    watch_signals(limits.stop.clone())?;
-    eprintln!(
-        "rig: {} ({}), records in {}",
-        target.describe(),
-        spec.profile.name,
-        args.out.display()
-    );
+    watch_signals(limits.stop.clone(), &args.out)?;
+    let describe = target.describe();
+    // the software meter's description already names the profile
+    let meter = if describe.contains(spec.profile.name) {
+        String::new()
+    } else {
+        format!(" ({})", spec.profile.name)
+    };
+    eprintln!("rig: {describe}{meter}, records in {}", args.out.display());
     let mut progress = Progress;
+    let mut lines = LineProgress::default();
     let mut observers: Vec<&mut dyn Observer> = vec![&mut reporter];
-    if args.progress || (!caps.virtual_time && std::io::stderr().is_terminal()) {
+    let terminal = std::io::stderr().is_terminal();
+    if terminal && (args.progress || !caps.virtual_time) {
         observers.push(&mut progress);
+    } else if args.progress || !caps.virtual_time {
+        // a log (CI, journald): whole lines, and a heartbeat while a case waits
+        lines.heartbeat(heartbeat_every(), &args.out);
+        observers.push(&mut lines);
     }
     let end = session::run(target.as_mut(), &spec, &opts, &limits, observers);
     if let Some(e) = end.observer_errors.first() {
         bail!("cannot write records to {}: {e}", args.out.display());
     }
-    print_summary(reporter.record(), &end.cases, caps.virtual_time);
+    print_summary(reporter.record(), &end.cases, caps.virtual_time)?;
     if let Some(why) = end.outcome.ended_early() {
         eprintln!("rig: run {}: {why}", end.outcome.name());
     }
     Ok(ExitCode::from(end.outcome.exit_code()))
+}
+
+/// Test-only: seconds between heartbeat lines instead of 60. Never set it outside tests.
+pub const TEST_HEARTBEAT_ENV: &str = "METER_RIG_TEST_HEARTBEAT_S";
+
+fn heartbeat_every() -> std::time::Duration {
+    let s = std::env::var(TEST_HEARTBEAT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(60.0);
+    std::time::Duration::from_secs_f64(s)
+}
+
+/// Progress for a log rather than a terminal: one whole line when a case starts and one when it
+/// is judged, and from [`LineProgress::heartbeat`] a line at least every minute while a case is
+/// in hand, so a CI log of a real-time run that takes hours is never silent.
+#[derive(Debug, Default)]
+struct LineProgress {
+    /// The case in hand and when it started.
+    current: std::sync::Arc<std::sync::Mutex<Option<(String, std::time::Instant)>>>,
+}
+
+impl LineProgress {
+    /// Starts the heartbeat thread: every `every`, a line naming the case in hand and how long
+    /// it has run. It ends with the process.
+    fn heartbeat(&self, every: std::time::Duration, out: &std::path::Path) {
+        let current = self.current.clone();
+        let out = out.display().to_string();
+        let _ = std::thread::Builder::new()
+            .name("rig-run-heartbeat".into())
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                let now = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if let Some((id, t0)) = now {
+                    eprintln!(
+                        "rig: {id}: still running ({:.0} s; records in {out})",
+                        t0.elapsed().as_secs_f64()
+                    );
+                }
+            });
+    }
+
+    fn set(&self, case: Option<&str>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) =
+            case.map(|c| (c.to_string(), std::time::Instant::now()));
+    }
+}
+
+impl Observer for LineProgress {
+    fn event(&mut self, e: &session::Event<'_>) -> Result<(), session::ObserverError> {
+        use session::Event;
+        match e {
+            Event::CaseStarted { case } => {
+                self.set(Some(case.id));
+                eprintln!("rig: {}: started", case.id);
+            }
+            Event::CaseDone { case } => {
+                self.set(None);
+                eprintln!(
+                    "rig: {}: {} ({:.1} s)",
+                    case.id, case.verdict, case.wall_time_s
+                );
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 /// The run's options from the arguments, with the target's defaults.
@@ -214,10 +306,10 @@ fn run_options(args: &RunArgs, caps: &Capabilities) -> anyhow::Result<RunOptions
 }
 
 /// The summary table and the counts line on stdout.
-fn print_summary(rec: &Record, cases: &[CaseResult], virtual_time: bool) {
-    print!("{}", report::summary_table(cases));
+fn print_summary(rec: &Record, cases: &[CaseResult], virtual_time: bool) -> std::io::Result<()> {
+    super::out(report::summary_table(cases))?;
     let s = &rec.summary;
-    println!(
+    super::out(format!(
         "{} passed, {} failed, {} inconclusive, {} skipped, {} errors — {:.3} s wall, {:.1} s {} time",
         s.pass,
         s.fail,
@@ -231,7 +323,7 @@ fn print_summary(rec: &Record, cases: &[CaseResult], virtual_time: bool) {
         } else {
             "target"
         }
-    );
+    ))
 }
 
 /// `rig run --list`: every selected case with its clause, needs and declared measurements, the

@@ -68,7 +68,7 @@ pub struct ServeArgs {
     /// Software meter only: how many times faster than real time its module loop runs.
     #[arg(long, default_value_t = 1.0)]
     pub sim_speed: f64,
-    /// Line rate for serial targets (default: the meter file's).
+    /// Line rate for serial targets (default: the meter file's); refused for other targets.
     #[arg(long)]
     pub baud: Option<u32>,
     /// Serial framing: soft7e1 or uart.
@@ -109,6 +109,33 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?}: expected between 1 ms and 31 days"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// The shortest `--interval` for `spec`: one whole readout at its line rate (the request, the
+/// longest conforming response time of 500 ms, and the healthy answer's characters at 10 bits
+/// each), rounded up to a whole second.
+fn shortest_interval(spec: &MeterSpec) -> Duration {
+    let chars = meter_rig::sim::SoftMeter::new(spec.clone())
+        .answer_chars()
+        .len()
+        + 5;
+    let secs = chars as f64 * 10.0 / f64::from(spec.baud) + 0.5;
+    Duration::from_secs(secs.ceil() as u64)
+}
+
+/// Refuses an `--interval` shorter than one readout, which would read the meter back to back.
+fn check_interval(interval: Duration, spec: &MeterSpec) -> anyhow::Result<()> {
+    let min = shortest_interval(spec);
+    if interval < min {
+        bail!(
+            "--interval {:?} is shorter than one readout of this meter ({} baud: about {} s for              the request, the answer and its response time); use at least {}s (the meter logs              every 15m, the default)",
+            interval,
+            spec.baud,
+            min.as_secs(),
+            min.as_secs()
+        );
+    }
+    Ok(())
 }
 
 /// The target the hardware thread opened, with the software meter's pacing switch.
@@ -350,22 +377,77 @@ fn watch_wall_time(shared: Arc<Shared>, id: String, limit: Duration) {
     });
 }
 
-async fn post_run(State(app): State<App>, body: Bytes) -> Response {
-    let body: RunBody = if body.iter().all(u8::is_ascii_whitespace) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "empty body: send JSON such as {\"suites\": [\"readout\"]} ({\"suites\": []} runs every suite)",
-        );
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("malformed run request: {e}; expected {{\"suites\": [..], \"cases\": [..], \"paced\": false, \"max_run_time_s\": null}}"),
-                )
-            }
+/// The shape of a run request, for error messages.
+const RUN_BODY_SHAPE: &str =
+    "{\"suites\": [\"readout\"], \"cases\": [], \"paced\": false, \"max_run_time_s\": null}";
+
+/// Parses a run request strictly: a JSON object with only the known fields (`[]` or an array
+/// of the fields' values is malformed, although serde would read a struct from a sequence).
+fn parse_run_body(body: &[u8]) -> Result<RunBody, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(format!(
+            "empty body: send a JSON object such as {RUN_BODY_SHAPE} ({{\"suites\": []}} runs every suite)"
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| format!("malformed run request: not JSON ({e}); expected {RUN_BODY_SHAPE}"))?;
+    if !value.is_object() {
+        return Err(format!(
+            "malformed run request: expected a JSON object such as {RUN_BODY_SHAPE}, got {}",
+            json_kind(&value)
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| format!("malformed run request: {e}; expected {RUN_BODY_SHAPE}"))
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Every error answer is JSON (`{"error": …}`), also those axum makes itself: 405 (with the
+/// Allow header), 413 (a body over the limit), 415 and the like, which are plain text or empty.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let msg = match status {
+        // axum adds the Allow header after this layer
+        StatusCode::METHOD_NOT_ALLOWED => format!(
+            "{method} is not allowed on {path} (the Allow header lists the methods it takes)"
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!(
+                "the request body is too large for {path} (a run request is a small JSON object)"
+            )
         }
+        s => format!(
+            "{method} {path}: {}",
+            s.canonical_reason().unwrap_or("request refused")
+        ),
+    };
+    error(status, msg)
+}
+
+async fn post_run(State(app): State<App>, body: Bytes) -> Response {
+    let body = match parse_run_body(&body) {
+        Ok(b) => b,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
     let checked = match check_run(body, app.max_wall) {
         Ok(c) => c,
@@ -632,6 +714,7 @@ fn router(app: App) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), auth))
+        .layer(middleware::from_fn(json_errors))
         .with_state(app)
 }
 
@@ -688,6 +771,48 @@ fn epoch_for(is_sim: bool, spec: &MeterSpec) -> i64 {
     }
 }
 
+/// SIGTERM, SIGINT and SIGHUP, as async streams for the graceful stop.
+type StopSignals = [(tokio::signal::unix::Signal, &'static str); 3];
+
+fn watch_stop_signals() -> anyhow::Result<StopSignals> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let watch = |kind: SignalKind, name: &'static str| {
+        signal(kind)
+            .map(|s| (s, name))
+            .with_context(|| format!("cannot watch {name}"))
+    };
+    Ok([
+        watch(SignalKind::terminate(), "SIGTERM")?,
+        watch(SignalKind::interrupt(), "SIGINT")?,
+        watch(SignalKind::hangup(), "SIGHUP")?,
+    ])
+}
+
+/// Waits for the first stop signal or the hardware thread's end. On a signal: asks the loop to
+/// stop (`/status` says `stopping`) and keeps the HTTP server answering until the row or case in
+/// hand is finished and the target released; a second signal is the safe-state handler's (pins
+/// safe, exit at once with 128 + the signal). Returns whether the hardware thread ended on its
+/// own (it died).
+async fn wait_then_stop(
+    signals: StopSignals,
+    mut done: tokio::sync::oneshot::Receiver<()>,
+    shared: &Shared,
+) -> bool {
+    let [(mut term, _), (mut int, _), (mut hup, _)] = signals;
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = hup.recv() => "SIGHUP",
+        _ = &mut done => return true,
+    };
+    shared.request_stop();
+    eprintln!(
+        "rig serve: {name}: stopping: finishing the row or case in hand (a second signal stops at once)"
+    );
+    let _ = done.await;
+    false
+}
+
 /// Takes the port, then the data directory (locked for the life of the process; see
 /// [`Store::open`]), so a service that cannot listen writes nothing there; then closes the
 /// records of runs a killed service left `running`.
@@ -716,6 +841,7 @@ fn listen_then_open(
 
 /// Runs `rig serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    super::baud_only_for_serial(&args.target, args.baud)?;
     let spec = super::meter_spec(args.meter.as_deref(), args.baud)?;
     let name = rig_name(args.name.as_deref())?;
     let listen: SocketAddr = args.listen.parse().with_context(|| {
@@ -732,6 +858,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    check_interval(args.interval, &spec)?;
     if !(args.sim_speed.is_finite() && args.sim_speed > 0.0) {
         bail!("--sim-speed {}: expected a number > 0", args.sim_speed);
     }
@@ -768,8 +895,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         schedule,
         epoch_s: epoch_for(is_sim, &spec),
     };
-    // pins: the first SIGTERM is ours (finish the case in hand); a second forces safe state
+    // the first SIGTERM/SIGINT/SIGHUP is ours (finish the case in hand); a second puts the pins
+    // in safe state and exits at once, whatever the target (also the software meter)
     safe::set_graceful_signals(true);
+    safe::install_signal_handler().context("installing the signal handler")?;
 
     let shared = Arc::new(Shared::new(
         target_arg.clone(),
@@ -853,20 +982,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.interval,
             args.data.display()
         );
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot watch SIGTERM")?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .context("cannot watch SIGINT")?;
+        let signals = watch_stop_signals()?;
         let stop_shared = http_shared;
         let (worker_died_tx, worker_died_rx) = tokio::sync::oneshot::channel::<bool>();
         let shutdown = async move {
-            let died = tokio::select! {
-                _ = term.recv() => false,
-                _ = int.recv() => false,
-                _ = done_rx => true,
-            };
-            stop_shared.request_stop();
-            eprintln!("rig serve: stopping: finishing the row or case in hand");
+            let died = wait_then_stop(signals, done_rx, &stop_shared).await;
             let _ = worker_died_tx.send(died);
         };
         axum::serve(listener, router(app))
@@ -888,9 +1008,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     let s = shared.snapshot();
+    let pulses: Vec<String> = s
+        .counters
+        .pulses
+        .iter()
+        .map(|(port, n)| format!("{port} {}", super::count(*n, "pulse", "pulses")))
+        .collect();
     eprintln!(
-        "rig serve: stopped; {} readouts, pulses {:?}, target released",
-        s.counters.readouts, s.counters.pulses
+        "rig serve: stopped; {}{}, target released",
+        super::count(s.counters.readouts, "readout", "readouts"),
+        if pulses.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", pulses.join(", "))
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -21,8 +21,8 @@ pub struct SimArgs {
     /// Line rate (default: the meter file's, 300 for the 351).
     #[arg(long)]
     pub baud: Option<u32>,
-    /// soft7e1: parity carried in bit 7 (for rig read/run); 7bit: plain 7-bit characters for
-    /// ordinary clients (Python, terminal programs).
+    /// soft7e1: parity carried in bit 7 (for rig read/run); seven-bit (or 7bit): plain 7-bit
+    /// characters for ordinary clients (Python, terminal programs).
     #[arg(long, default_value = "soft7e1")]
     pub framing: String,
 }
@@ -38,7 +38,10 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let framing = match args.framing.as_str() {
         "soft7e1" => Framing::Soft7e1,
         "7bit" | "seven-bit" => Framing::SevenBit,
-        other => bail!("--framing {other:?}: expected soft7e1 or 7bit"),
+        other => bail!(
+            "--framing {other:?}: expected soft7e1 (for rig read and rig run) or seven-bit (also \
+             spelled 7bit; plain 7-bit characters for other programs)"
+        ),
     };
     let name = spec.profile.name;
     let baud = spec.baud;
@@ -58,10 +61,10 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     );
     let end = server.serve(&mut meter)?;
     eprintln!(
-        "rig sim: stopped after {} characters in, {} out, {} answers",
-        end.received,
-        end.transmitted,
-        meter.readouts()
+        "rig sim: stopped after {} in, {} out, {}",
+        super::count(end.received as u64, "character", "characters"),
+        super::count(end.transmitted as u64, "character", "characters"),
+        super::count(meter.readouts() as u64, "answer", "answers")
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -17,12 +17,24 @@ pub fn open(
     framing: &str,
 ) -> anyhow::Result<Box<dyn Target>> {
     if rest.is_empty() {
-        bail!("--target {kind}: needs a path, e.g. {kind}:/dev/ttyUSB0 or {kind}:wiring/raspberry-pi.toml");
+        match kind {
+            "serial" => bail!(
+                "--target serial: needs the port, e.g. --target serial:/dev/ttyUSB0 (or a pty \
+                 link made by `rig sim --link PATH`)"
+            ),
+            _ => bail!(
+                "--target {kind}: needs a wiring file, e.g. --target {kind}:wiring/raspberry-pi.toml \
+                 (rig serve also takes --target {kind} --wiring FILE)"
+            ),
+        }
     }
     if kind == "serial" {
         // at the meter file's (or --baud's) line rate; times per the serial-only contract
         let framing = <Framing as clap::ValueEnum>::from_str(framing, true).map_err(|_| {
-            anyhow::anyhow!("--framing {framing:?}: expected soft7e1, uart or seven-bit")
+            anyhow::anyhow!(
+                "--framing {framing:?}: expected soft7e1 (parity checked by the rig), uart (the \
+                 UART's own 7E1) or seven-bit (also spelled 7bit)"
+            )
         })?;
         let opts = SerialOptions {
             baud: spec.baud,

@@ -81,8 +81,8 @@ pub fn run(args: WiringArgs) -> anyhow::Result<ExitCode> {
                     let code = io
                         .map(|c| c.to_string())
                         .or_else(|| w.kk.map(|k| format!("KK {k:02}")));
-                    println!(
-                        "{name}: ok ({} backend{}; {} optocoupler path(s), {} loopback(s))",
+                    super::out(format!(
+                        "{name}: ok ({} backend{}; {} optocoupler path(s), {} loopback(s))\n",
                         match w.backend {
                             BackendKind::Gpio => "gpio",
                             BackendKind::Pi => "pi",
@@ -90,7 +90,7 @@ pub fn run(args: WiringArgs) -> anyhow::Result<ExitCode> {
                         code.map(|c| format!(", {c}")).unwrap_or_default(),
                         w.optos().len(),
                         w.loopback.len()
-                    );
+                    ))?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {

@@ -628,6 +628,16 @@ const EVEN: [bool; 256] = {
     t
 };
 
+/// Shows a 7-bit character with its code once: `'7' (0x37)`, `ETX (0x03)`, `0x9F`.
+fn show_coded(c: u8) -> String {
+    let s = show(c);
+    if s.contains("0x") {
+        s
+    } else {
+        format!("{s} (0x{c:02X})")
+    }
+}
+
 /// Shows a 7-bit character for a message.
 fn show(c: u8) -> String {
     match c {
@@ -1289,10 +1299,10 @@ impl Decoder {
             };
             let other_rule_matches = c == other;
             let msg = format!(
-                "BCC received {} (0x{c:02X}); the {} rule expects {} (0x{expected:02X}){}",
-                show(c),
+                "BCC received {}; the {} rule expects {}{}",
+                show_coded(c),
                 self.opts.bcc_rule,
-                show(expected),
+                show_coded(expected),
                 if other_rule_matches {
                     format!(
                         "; the {} rule matches: the meter uses the other BCC rule",
@@ -1300,9 +1310,9 @@ impl Decoder {
                     )
                 } else {
                     format!(
-                        "; the {} rule gives {} (0x{other:02X}), no match either",
+                        "; the {} rule gives {}, no match either",
                         self.opts.bcc_rule.other(),
-                        show(other)
+                        show_coded(other)
                     )
                 }
             );

@@ -238,6 +238,29 @@ pub enum AnswerEnd {
     },
 }
 
+/// In words for people (`rig read`'s table): `complete (the BCC arrived)`, `no answer within
+/// 1500 ms`, …; JSON keeps the tagged form.
+impl std::fmt::Display for AnswerEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnswerEnd::Complete => f.write_str("complete (the BCC arrived)"),
+            AnswerEnd::NoAnswer { waited_ms } => {
+                write!(
+                    f,
+                    "no answer: nothing that starts an identification within {waited_ms:.0} ms"
+                )
+            }
+            AnswerEnd::Silence { after_ms } => {
+                write!(
+                    f,
+                    "the meter fell silent for {after_ms:.0} ms before its BCC"
+                )
+            }
+            AnswerEnd::RigLimit { limit } => write!(f, "cut: {limit}"),
+        }
+    }
+}
+
 /// Which rig-side limit ended a receive.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -259,11 +282,11 @@ impl std::fmt::Display for RigLimit {
         match self {
             RigLimit::Time { seconds } => write!(
                 f,
-                "the rig stopped listening {seconds:.1} s after the request (raise it with --answer-limit)"
+                "the rig stopped listening {seconds:.1} s after the request (raise it with --answer-limit for rig run, --timeout-ms for rig read)"
             ),
             RigLimit::Characters { count } => write!(
                 f,
-                "the rig stopped listening after {count} characters without a BCC (raise it with --answer-limit)"
+                "the rig stopped listening after {count} characters without a BCC (raise it with --answer-limit for rig run, --timeout-ms for rig read)"
             ),
         }
     }

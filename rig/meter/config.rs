@@ -503,7 +503,7 @@ struct Ctx<'a> {
 }
 
 /// 1-based line and column of a byte offset.
-fn line_col(text: &str, offset: usize) -> Location {
+pub(crate) fn line_col(text: &str, offset: usize) -> Location {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;
@@ -521,7 +521,7 @@ fn line_col(text: &str, offset: usize) -> Location {
 pub(crate) fn toml_reason(e: &toml::de::Error, text: &str) -> String {
     let m = e.message().trim();
     if !m.is_empty() {
-        return m.to_string();
+        return plain_types(m);
     }
     let c = e
         .span()
@@ -531,6 +531,35 @@ pub(crate) fn toml_reason(e: &toml::de::Error, text: &str) -> String {
         Some(c) => format!("unexpected character {c:?}"),
         None => "not valid TOML".into(),
     }
+}
+
+/// The parser's Rust type names in words for a person: `expected u8` → `expected a whole
+/// number (0–255)`, `expected f64` → `expected a number`.
+pub(crate) fn plain_types(msg: &str) -> String {
+    const WORDS: [(&str, &str); 11] = [
+        ("expected u8", "expected a whole number (0–255)"),
+        ("expected u16", "expected a whole number (0–65535)"),
+        ("expected u32", "expected a whole number ≥ 0"),
+        ("expected u64", "expected a whole number ≥ 0"),
+        ("expected usize", "expected a whole number ≥ 0"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected a list [..]"),
+        ("expected a map", "expected a table"),
+    ];
+    let mut out = msg.to_string();
+    for (rust, words) in WORDS {
+        if let Some(i) = out.find(rust) {
+            let end = i + rust.len();
+            // `expected u8` must not match the start of `expected u80…`
+            if !out[end..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                out.replace_range(i..end, words);
+            }
+        }
+    }
+    out
 }
 
 /// A number for a message: `60000`, `999999.9`, `NaN`.
@@ -1340,7 +1369,7 @@ impl MeterSpec {
         base: Option<&Path>,
     ) -> Result<MeterSpec, MeterFileError> {
         let f: MeterFile = toml::from_str(text).map_err(|e| {
-            let mut detail = e.to_string();
+            let mut detail = plain_types(&e.to_string());
             if e.message().trim().is_empty() {
                 detail = format!("{}{}", detail.trim_end(), toml_reason(&e, text));
             }
@@ -1771,7 +1800,9 @@ mod tests {
 
     #[test]
     fn a_schedule_row_beyond_the_maximum_load_is_refused_with_its_time() {
-        let dir = std::env::temp_dir().join(format!("meter-rig-sched-{}", std::process::id()));
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/tmp")
+            .join(format!("meter-rig-sched-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("l.csv"),

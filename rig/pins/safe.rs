@@ -32,6 +32,26 @@ static SIGNALS: Once = Once::new();
 static GRACEFUL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static SEEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
+/// What the process does last when a signal stops it at once (after the safe state, before the
+/// exit): `rig run` closes its records as `stopped` and says so.
+type ExitHook = Box<dyn Fn(&'static str) + Send + Sync>;
+static ON_FORCED_EXIT: Mutex<Option<ExitHook>> = Mutex::new(None);
+
+/// Sets what runs when a signal stops the process at once, after every output is in safe state
+/// and before the exit; it gets the signal's name (`SIGINT`, `SIGTERM`, `SIGHUP`). One hook per
+/// process; a second call replaces the first.
+pub fn on_forced_exit(hook: impl Fn(&'static str) + Send + Sync + 'static) {
+    *ON_FORCED_EXIT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(hook));
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        signal_hook::consts::SIGINT => "SIGINT",
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        _ => "SIGHUP",
+    }
+}
+
 /// Hands the first SIGINT/SIGTERM/SIGHUP to the caller instead of exiting at once: `rig serve`
 /// finishes the row or case in hand and releases its pins itself. A second signal still puts
 /// every output in safe state and exits at once (an operator who insists).
@@ -110,6 +130,13 @@ fn watch(sig: i32) -> Result<(), PinError> {
                     continue;
                 }
                 run_all();
+                if let Some(hook) = ON_FORCED_EXIT
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                {
+                    hook(signal_name(sig));
+                }
                 std::process::exit(128 + sig);
             }
         })

@@ -441,6 +441,34 @@ pub enum WiringError {
         /// The role.
         role: Role,
     },
+    /// A file that wires none of the module pins: every case would wait for lines that are not
+    /// there.
+    #[error("{file}: nothing is wired: the file has none of [data_out], [data_in], [port1], [port2]; start from wiring/raspberry-pi.toml (wiring/README.md explains each entry)")]
+    NothingWired {
+        /// The file.
+        file: String,
+    },
+    /// A port the meter's I/O code gives a function that the file leaves unwired, so its cases
+    /// would wait for edges that cannot come.
+    #[error("{file}: entry {entry}: {code} makes {entry} {role}, but the file does not wire it: add [{entry}] with role = \"{role}\", a `gpio` and its `opto`, or check the meter's code (--kk, --meter)")]
+    PortNotWired {
+        /// The file.
+        file: String,
+        /// The table (`port1`, `port2`).
+        entry: String,
+        /// The role the I/O code gives the port.
+        role: Role,
+        /// The I/O code (`KK 01`, `Z3 16`).
+        code: String,
+    },
+    /// More than one problem: every one, in file order, so one edit fixes them all.
+    #[error("{file}: {} problems:\n{}", count_problems(.problems), join_problems(.file, .problems))]
+    Several {
+        /// The file.
+        file: String,
+        /// Each problem (none of them `Several`).
+        problems: Vec<WiringError>,
+    },
     /// A loopback that does not fit its entry.
     #[error("{file}: entry {entry}: bad loopback: {detail}")]
     BadLoopback {
@@ -465,6 +493,35 @@ pub struct RoleProblem {
     pub code: String,
     /// What the code gives that port.
     pub expected: String,
+}
+
+/// The problems of [`WiringError::Several`], one a line without the file's name; each wrong
+/// port role on its own line.
+fn join_problems(file: &str, problems: &[WiringError]) -> String {
+    let prefix = format!("{file}: ");
+    let mut v = Vec::new();
+    for p in problems {
+        match p {
+            WiringError::RolesNotPossible { problems, .. } => {
+                v.extend(problems.iter().map(|r| format!("  - {r}")));
+            }
+            p => {
+                let s = p.to_string();
+                v.push(format!("  - {}", s.strip_prefix(&prefix).unwrap_or(&s)));
+            }
+        }
+    }
+    v.join("\n")
+}
+
+fn count_problems(problems: &[WiringError]) -> usize {
+    problems
+        .iter()
+        .map(|p| match p {
+            WiringError::RolesNotPossible { problems, .. } => problems.len(),
+            _ => 1,
+        })
+        .sum()
 }
 
 fn join_role_problems(problems: &[RoleProblem]) -> String {
@@ -627,8 +684,10 @@ impl Wiring {
     /// Checks consistency. `io` is the meter's module I/O code (from a meter file's resolved
     /// spec, or `--kk`) and overrides the file's `kk`. `chips` is what exists on this machine:
     /// lines on chips that exist are checked against the line count; otherwise a note says they
-    /// were only checked syntactically. Returns notes on success; otherwise the first error, except
-    /// that every port with a role the I/O code does not give is reported at once.
+    /// were only checked syntactically. Returns notes on success; otherwise every problem at
+    /// once: the one problem itself, or [`WiringError::Several`] listing each in file order. A
+    /// file that wires no module pin ([`WiringError::NothingWired`]) and a port the I/O code uses
+    /// but the file leaves unwired ([`WiringError::PortNotWired`]) are problems too.
     pub fn check(
         &self,
         file: &str,
@@ -636,42 +695,88 @@ impl Wiring {
         chips: &ChipInventory,
     ) -> Result<Vec<WiringNote>, WiringError> {
         let mut notes = Vec::new();
-        self.check_polarity(file)?;
-        let refs = self.gpio_refs(file)?;
-        self.check_lines(file, &refs, chips, &mut notes)?;
-        self.check_taps(file)?;
+        let mut problems = Vec::new();
+        if self.data_out.is_none()
+            && self.data_in.is_none()
+            && self.port1.is_none()
+            && self.port2.is_none()
+        {
+            problems.push(WiringError::NothingWired {
+                file: file.to_string(),
+            });
+        }
+        self.check_polarity(file, &mut problems);
+        let refs = self.gpio_refs(file, &mut problems);
+        self.check_lines(file, &refs, chips, &mut notes, &mut problems);
+        self.check_taps(file, &mut problems);
         let io = match (io, self.kk) {
             (Some(io), _) => Some(io),
-            (None, Some(kk)) => Some(IoCode::kk(kk).ok_or_else(|| WiringError::UnknownKk {
-                file: file.to_string(),
-                kk,
-            })?),
+            (None, Some(kk)) => {
+                let io = IoCode::kk(kk);
+                if io.is_none() {
+                    problems.push(WiringError::UnknownKk {
+                        file: file.to_string(),
+                        kk,
+                    });
+                }
+                io
+            }
             (None, None) => None,
         };
         if let Some(io) = io {
-            self.check_roles(file, &io)?;
+            if let Err(e) = self.check_roles(file, &io) {
+                problems.push(e);
+            }
+            if !problems
+                .iter()
+                .any(|p| matches!(p, WiringError::NothingWired { .. }))
+            {
+                self.check_ports_wired(file, &io, &mut problems);
+            }
         }
-        self.check_loopbacks(file)?;
-        Ok(notes)
+        self.check_loopbacks(file, &mut problems);
+        match problems.len() {
+            0 => Ok(notes),
+            1 => Err(problems.remove(0)),
+            _ => Err(WiringError::Several {
+                file: file.to_string(),
+                problems,
+            }),
+        }
     }
 
     /// Every optocoupler states its polarity.
-    fn check_polarity(&self, file: &str) -> Result<(), WiringError> {
-        match self
+    fn check_polarity(&self, file: &str, problems: &mut Vec<WiringError>) {
+        for (entry, _) in self
             .optos()
             .into_iter()
-            .find(|(_, o)| o.inverting.is_none())
+            .filter(|(_, o)| o.inverting.is_none())
         {
-            Some((entry, _)) => Err(WiringError::MissingPolarity {
+            problems.push(WiringError::MissingPolarity {
                 file: file.to_string(),
                 entry: entry.to_string(),
-            }),
-            None => Ok(()),
+            });
+        }
+    }
+
+    /// Every port the I/O code gives a function is in the file with a role other than `unused`.
+    fn check_ports_wired(&self, file: &str, io: &IoCode, problems: &mut Vec<WiringError>) {
+        let roles = io_roles(io);
+        for (port, idx) in [(Port::Port1, 0), (Port::Port2, 1)] {
+            let Some(role) = roles[idx] else { continue };
+            if self.port(port).is_none_or(|p| p.role == Role::Unused) {
+                problems.push(WiringError::PortNotWired {
+                    file: file.to_string(),
+                    entry: format!("port{}", port.number()),
+                    role,
+                    code: io.to_string(),
+                });
+            }
         }
     }
 
     /// Every GPIO reference, in file order, named by its entry; a used port needs one.
-    fn gpio_refs(&self, file: &str) -> Result<Vec<(String, &GpioRef)>, WiringError> {
+    fn gpio_refs(&self, file: &str, problems: &mut Vec<WiringError>) -> Vec<(String, &GpioRef)> {
         let mut refs: Vec<(String, &GpioRef)> = Vec::new();
         if let Some(g) = self.data_out.as_ref().and_then(|d| d.tap.as_ref()) {
             refs.push(("data_out.tap".into(), g));
@@ -681,13 +786,11 @@ impl Wiring {
             match (&p.gpio, p.role) {
                 (Some(g), _) => refs.push((format!("{name}.gpio"), g)),
                 (None, Role::Unused) => {}
-                (None, role) => {
-                    return Err(WiringError::MissingGpio {
-                        file: file.to_string(),
-                        entry: name.to_string(),
-                        role,
-                    })
-                }
+                (None, role) => problems.push(WiringError::MissingGpio {
+                    file: file.to_string(),
+                    entry: name.to_string(),
+                    role,
+                }),
             }
         }
         if let Some(g) = self.data_in.as_ref().and_then(|d| d.tap.as_ref()) {
@@ -701,7 +804,7 @@ impl Wiring {
                 refs.push((format!("loopback[{i}].sense"), g));
             }
         }
-        Ok(refs)
+        refs
     }
 
     /// Each reference is well formed for the backend, exists, and is used once.
@@ -711,21 +814,28 @@ impl Wiring {
         refs: &[(String, &GpioRef)],
         chips: &ChipInventory,
         notes: &mut Vec<WiringNote>,
-    ) -> Result<(), WiringError> {
+        problems: &mut Vec<WiringError>,
+    ) {
         let mut seen: BTreeMap<(String, u32), String> = BTreeMap::new();
         for (entry, g) in refs {
-            let (canon, line) = self.resolve_line(file, entry, g, chips, notes)?;
+            let (canon, line) = match self.resolve_line(file, entry, g, chips, notes) {
+                Ok(r) => r,
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
             if let Some(first) = seen.get(&(canon.clone(), line)) {
-                return Err(WiringError::LineUsedTwice {
+                problems.push(WiringError::LineUsedTwice {
                     file: file.to_string(),
                     entry: entry.clone(),
                     line: g.to_string(),
                     first: first.clone(),
                 });
+                continue;
             }
             seen.insert((canon, line), entry.clone());
         }
-        Ok(())
     }
 
     /// One reference resolved to (canonical chip name, line), so two spellings of a line collide.
@@ -792,7 +902,7 @@ impl Wiring {
     }
 
     /// No capture tap sits on the UART's own pin.
-    fn check_taps(&self, file: &str) -> Result<(), WiringError> {
+    fn check_taps(&self, file: &str, problems: &mut Vec<WiringError>) {
         for (name, d, pi_default) in [
             ("data_out", &self.data_out, PI_UART_RX_BCM),
             ("data_in", &self.data_in, PI_UART_TX_BCM),
@@ -807,7 +917,7 @@ impl Wiring {
             });
             if let (Some(own), Some(tap)) = (own, &d.tap) {
                 if own.chip_line() == tap.chip_line() {
-                    return Err(WiringError::TapOnUartPin {
+                    problems.push(WiringError::TapOnUartPin {
                         file: file.to_string(),
                         entry: name.to_string(),
                         line: tap.to_string(),
@@ -815,7 +925,6 @@ impl Wiring {
                 }
             }
         }
-        Ok(())
     }
 
     /// Every used port has the role the I/O code gives it; all wrong ports are reported.
@@ -849,7 +958,7 @@ impl Wiring {
     }
 
     /// Each loopback names a wired entry and has both a drive output and a sense input.
-    fn check_loopbacks(&self, file: &str) -> Result<(), WiringError> {
+    fn check_loopbacks(&self, file: &str, problems: &mut Vec<WiringError>) {
         for (i, lb) in self.loopback.iter().enumerate() {
             let bad = |detail: String| WiringError::BadLoopback {
                 file: file.to_string(),
@@ -857,7 +966,8 @@ impl Wiring {
                 detail,
             };
             let Some(driven) = self.entry_is_driven(&lb.entry) else {
-                return Err(bad(format!("entry `{}` is not wired", lb.entry)));
+                problems.push(bad(format!("entry `{}` is not wired", lb.entry)));
+                continue;
             };
             let own = self.entry_gpio(&lb.entry);
             let (drive, sense) = if driven {
@@ -866,14 +976,13 @@ impl Wiring {
                 (lb.drive.as_ref(), lb.sense.as_ref().or(own))
             };
             if drive.is_none() || sense.is_none() {
-                return Err(bad(format!(
+                problems.push(bad(format!(
                     "needs both a drive output and a sense input (entry `{}` is {} by the rig)",
                     lb.entry,
                     if driven { "driven" } else { "captured" }
                 )));
             }
         }
-        Ok(())
     }
 }
 
@@ -994,6 +1103,52 @@ opto = { inverting = true, rise_delay_ns = 15000, fall_delay_ns = 60000, rise_sp
     }
 
     #[test]
+    fn every_problem_is_listed_at_once() {
+        // a missing polarity, a line used twice and a role KK 01 does not give, in one file
+        let text = GOOD
+            .replace("opto = { inverting = false }", "opto = {}")
+            .replace("line = 2 }", "line = 0 }");
+        let w = Wiring::parse("t.toml", &text).unwrap();
+        let e = w.check("t.toml", IoCode::kk(1), &chips(8)).unwrap_err();
+        let WiringError::Several { problems, .. } = &e else {
+            panic!("expected every problem, got {e}");
+        };
+        assert!(problems
+            .iter()
+            .any(|p| matches!(p, WiringError::MissingPolarity { .. })));
+        assert!(problems
+            .iter()
+            .any(|p| matches!(p, WiringError::LineUsedTwice { .. })));
+        assert!(problems
+            .iter()
+            .any(|p| matches!(p, WiringError::RolesNotPossible { .. })));
+        assert!(e.to_string().contains("problems:\n  - "), "{e}");
+    }
+
+    #[test]
+    fn an_empty_file_and_an_unwired_port_are_refused() {
+        let w = Wiring::parse("empty.toml", "").unwrap();
+        let e = w.check("empty.toml", None, &chips(8)).unwrap_err();
+        assert!(matches!(e, WiringError::NothingWired { .. }), "{e}");
+        // KK 05 makes port 1 pulse_in and port 2 pulse_out: a file with only port 2 misses port 1
+        let only2 = r#"
+[data_out]
+uart = "/dev/ttyUSB0"
+opto = { inverting = true }
+[port2]
+role = "pulse_out"
+gpio = { chip = "gpiochip0", line = 2 }
+opto = { inverting = true }
+"#;
+        let w = Wiring::parse("t.toml", only2).unwrap();
+        let e = w.check("t.toml", IoCode::kk(5), &chips(8)).unwrap_err();
+        assert!(
+            matches!(&e, WiringError::PortNotWired { entry, .. } if entry == "port1"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn line_count_is_checked_when_the_chip_exists() {
         let w = Wiring::parse("t.toml", GOOD).unwrap();
         let e = w.check("t.toml", None, &chips(2)).unwrap_err();
@@ -1008,7 +1163,13 @@ opto = { inverting = true, rise_delay_ns = 15000, fall_delay_ns = 60000, rise_sp
         let mut other = ChipInventory::default();
         other.chips.insert("gpiochip1".into(), ("x".into(), 8));
         let e = w.check("t.toml", None, &other).unwrap_err();
-        assert!(matches!(e, WiringError::UnknownChip { .. }));
+        // every reference to the missing chip is listed, not only the first
+        assert!(
+            matches!(&e, WiringError::Several { problems, .. }
+                if problems.len() == 3
+                    && problems.iter().all(|p| matches!(p, WiringError::UnknownChip { .. }))),
+            "{e}"
+        );
         // a label works as well as a name
         let w2 = Wiring::parse(
             "t.toml",

@@ -78,7 +78,8 @@ pub enum Framing {
     #[value(name = "uart")]
     Uart,
     /// 8N1 port carrying plain 7-bit characters without parity (ordinary pty clients).
-    #[value(name = "seven-bit")]
+    /// `7bit` is accepted too (as `rig sim --framing` spells it).
+    #[value(name = "seven-bit", alias = "7bit")]
     SevenBit,
 }
 
@@ -411,7 +412,7 @@ impl SerialTarget {
             Framing::Soft7e1 | Framing::SevenBit => (DataBits::Eight, Parity::None),
             Framing::Uart => (DataBits::Seven, Parity::Even),
         };
-        let port = serialport::new(device.clone(), opts.baud)
+        let mut port = serialport::new(device.clone(), opts.baud)
             .data_bits(bits)
             .parity(parity)
             .stop_bits(StopBits::One)
@@ -421,6 +422,8 @@ impl SerialTarget {
             .map_err(|e| map_open_error(&device, &e))?;
         port.clear(ClearBuffer::Input)
             .map_err(|e| map_open_error(&device, &e))?;
+        // the rest of an answer an earlier process gave up on may still be arriving
+        settle(&mut port, &device, opts.baud)?;
         let marks =
             enable_marks(std::os::unix::io::AsRawFd::as_raw_fd(&port)).then(MarkDecoder::default);
         let kind = opts.kind.unwrap_or_else(|| PortKind::detect(path));
@@ -470,6 +473,34 @@ impl SerialTarget {
 }
 
 /// A USB adapter's latency timer from sysfs (FTDI: `/sys/bus/usb-serial/devices/ttyUSB0/`).
+/// Reads and drops input until the line has been quiet for three character times (at least
+/// 20 ms), at most for a whole answer's time (512 characters) plus 2 s, so a meter still sending
+/// the rest of an answer the rig gave up on finishes before the next request. Leaves the port's
+/// read timeout at the poll slice.
+fn settle(port: &mut TTYPort, device: &str, baud: u32) -> Result<(), TargetError> {
+    let c = Duration::from_nanos(char_ns(baud));
+    let quiet = (c * 3).max(Duration::from_millis(20));
+    let cap = c * 512 + Duration::from_secs(2);
+    let t0 = Instant::now();
+    let mut buf = [0u8; 256];
+    port.set_timeout(quiet)
+        .map_err(|e| map_open_error(device, &e))?;
+    let res = loop {
+        if t0.elapsed() >= cap {
+            break Ok(());
+        }
+        match port.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => break Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(map_io_error(device, "read", e)),
+        }
+    };
+    let _ = port.set_timeout(POLL_SLICE);
+    res
+}
+
 fn usb_latency_ms(path: &Path) -> Option<u64> {
     let real = std::fs::canonicalize(path).ok()?;
     let name = real.file_name()?.to_str()?;
@@ -638,11 +669,21 @@ impl DataLink for SerialTarget {
         Ok(())
     }
 
+    /// Drops what was received and not taken; when bytes are waiting in the port (the rest of
+    /// an answer the rig gave up on), first waits until the line is quiet, so the next request
+    /// is answered on a clean line: three quiet character times, at most a whole answer's time.
     fn discard_input(&mut self) -> Result<(), TargetError> {
         self.pending.clear();
         self.stamper.reset();
         if let Some(m) = &mut self.marks {
             m.reset();
+        }
+        let waiting = self
+            .port
+            .bytes_to_read()
+            .map_err(|e| map_open_error(&self.device, &e))?;
+        if waiting > 0 {
+            settle(&mut self.port, &self.device, self.opts.baud)?;
         }
         self.port
             .clear(ClearBuffer::Input)

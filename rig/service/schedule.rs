@@ -123,7 +123,16 @@ impl Schedule {
             path: path.into(),
             problem,
         };
-        let file: File = toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
+        let file: File = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|sp| crate::meter::config::line_col(text, sp.start).to_string())
+                .unwrap_or_default();
+            ScheduleError::Invalid {
+                path: format!("{path}{at}"),
+                problem: crate::meter::config::toml_reason(&e, text),
+            }
+        })?;
         if file.switches.is_empty() {
             return Err(invalid(
                 "no [[switch]] entries; add at least one, e.g. [[switch]] at = \"06:00\" tariff = 2"

@@ -37,6 +37,11 @@ pub struct Reading {
     pub time_utc: String,
     /// The target's clock at the end of the request, seconds.
     pub target_time_s: f64,
+    /// The meter's clock at the end of the request (UTC, RFC 3339): the software meter's own
+    /// calendar, or for a real meter the wall clock the target's clock maps to; empty when
+    /// unknown. This is the clock the tariff schedule and the logging date follow.
+    #[serde(default)]
+    pub meter_time: String,
     /// Response time (first start bit minus end of request), ms, if the meter answered.
     pub response_ms: Option<f64>,
     /// Where `response_ms` came from (edge, serial, virtual) and its uncertainty, ms.
@@ -65,15 +70,21 @@ pub struct LoopState {
 /// Errors of the data directory. They name the path.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A file or directory operation failed.
-    #[error("{path}: {call} failed: {source}")]
+    /// The records or data path is a file.
+    #[error("{path} exists and is not a directory: choose another --data (a directory, or a path that does not exist yet)")]
+    NotADirectory {
+        /// The path.
+        path: String,
+    },
+    /// A file operation failed (the OS error is in the message, once).
+    #[error("{path}: {call} failed: {os}")]
     Io {
         /// The path.
         path: String,
         /// The operation.
         call: &'static str,
         /// What the OS said.
-        source: io::Error,
+        os: io::Error,
     },
     /// Another process uses the data directory.
     #[error(
@@ -98,10 +109,10 @@ pub enum StoreError {
 }
 
 fn io_err<'a>(path: &'a Path, call: &'static str) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io {
+    move |os| StoreError::Io {
         path: path.display().to_string(),
         call,
-        source,
+        os,
     }
 }
 
@@ -186,6 +197,11 @@ pub struct Store {
 impl Store {
     /// Opens (creating) the data directory and locks it for this process (see the module doc).
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        if root.exists() && !root.is_dir() {
+            return Err(StoreError::NotADirectory {
+                path: root.display().to_string(),
+            });
+        }
         fs::create_dir_all(root).map_err(io_err(root, "create directory"))?;
         let lock = PidLock::acquire(&root.join("lock")).map_err(|source| StoreError::Locked {
             path: root.display().to_string(),
@@ -266,23 +282,26 @@ impl Store {
         let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
         let mut row = vec![
             r.time_utc.clone(),
+            r.meter_time.clone(),
             r.target_time_s.to_string(),
             r.response_ms.map(|x| format!("{x:.3}")).unwrap_or_default(),
             r.timing.clone(),
             r.valid.to_string(),
             r.problem.clone(),
         ];
-        for a in header.iter().skip(FIXED.len()) {
-            if a == OTHER {
+        let columns: Vec<&str> = header.iter().map(|h| column_address(h)).collect();
+        for (h, a) in header.iter().zip(&columns).skip(FIXED.len()) {
+            if *a == OTHER {
                 let other: Vec<String> = r
                     .registers
                     .iter()
-                    .filter(|(k, _)| !header.contains(k))
+                    .filter(|(k, _)| !columns.contains(&k.as_str()))
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
                 row.push(other.join(" "));
             } else {
-                row.push(r.registers.get(a).cloned().unwrap_or_default());
+                let v = r.registers.get(*a).map(String::as_str).unwrap_or_default();
+                row.push(cell_value(h, a, v));
             }
         }
         w.write_record(&row).expect("csv into memory");
@@ -293,8 +312,9 @@ impl Store {
     }
 }
 
-const FIXED: [&str; 6] = [
+const FIXED: [&str; 7] = [
     "time_utc",
+    "meter_time",
     "target_time_s",
     "response_ms",
     "timing",
@@ -306,15 +326,47 @@ const FIXED: [&str; 6] = [
 const OTHER: &str = "other_registers";
 
 /// The readings header: the fixed columns, the 17 data-set addresses of the readout layout in
-/// the meter's order, and `other_registers`.
+/// the meter's order, each with its unit where it has one (`1.8.0 [kWh]`, so the cells are plain
+/// numbers a spreadsheet reads), and `other_registers`.
 pub fn readings_header() -> Vec<String> {
     FIXED
         .iter()
-        .copied()
-        .chain(COMBI_351.iter().map(|r| r.address))
-        .chain([OTHER])
-        .map(str::to_string)
+        .map(|f| f.to_string())
+        .chain(COMBI_351.iter().map(|r| match r.unit {
+            Some(u) => format!("{} [{u}]", r.address),
+            None => r.address.to_string(),
+        }))
+        .chain([OTHER.to_string()])
         .collect()
+}
+
+/// The address of a register column: `1.8.0 [kWh]` → `1.8.0` (older files name it bare).
+fn column_address(header: &str) -> &str {
+    header.split(" [").next().unwrap_or(header)
+}
+
+/// A register's cell: the number alone when the value carries the unit its column names
+/// (`0012658*kWh` under `1.8.0 [kWh]` → `12658`, leading zeros dropped, decimals kept); as sent
+/// otherwise (another unit, text, a bare-address column of an older file).
+fn cell_value(header: &str, address: &str, value: &str) -> String {
+    let Some(unit) = header
+        .strip_prefix(address)
+        .and_then(|r| r.strip_prefix(" ["))
+        .and_then(|r| r.strip_suffix(']'))
+    else {
+        return value.to_string();
+    };
+    match value.strip_suffix(unit).and_then(|v| v.strip_suffix('*')) {
+        Some(num) if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
+            let t = num.trim_start_matches('0');
+            if t.is_empty() || t.starts_with('.') {
+                format!("0{t}")
+            } else {
+                t.to_string()
+            }
+        }
+        _ => value.to_string(),
+    }
 }
 
 /// Opens a readings file for appending: reads its header if it exists (cutting a torn last line
@@ -364,6 +416,7 @@ mod tests {
     fn reading(t: &str, v: &str) -> Reading {
         Reading {
             time_utc: t.into(),
+            meter_time: String::new(),
             target_time_s: 1.5,
             response_ms: Some(150.0),
             timing: "virtual ±0 ms".into(),
@@ -374,8 +427,25 @@ mod tests {
     }
 
     #[test]
+    fn register_cells_are_numbers_under_a_unit_header() {
+        assert_eq!(cell_value("1.8.0 [kWh]", "1.8.0", "0012658*kWh"), "12658");
+        assert_eq!(cell_value("1.6.0 [kW]", "1.6.0", "000.0*kW"), "0.0");
+        assert_eq!(cell_value("1.6.0 [kW]", "1.6.0", "012.5*kW"), "12.5");
+        // another unit, or a column of an older file: as sent
+        assert_eq!(cell_value("1.8.0 [kWh]", "1.8.0", "12*Wh"), "12*Wh");
+        assert_eq!(cell_value("1.8.0", "1.8.0", "0012658*kWh"), "0012658*kWh");
+        assert_eq!(column_address("1.8.0 [kWh]"), "1.8.0");
+        let h = readings_header();
+        assert_eq!(h[1], "meter_time");
+        assert!(h.contains(&"1.8.0 [kWh]".to_string()), "{h:?}");
+        assert!(h.contains(&"0.0.0".to_string()), "{h:?}");
+    }
+
+    #[test]
     fn rows_survive_a_torn_write_and_reopen() {
-        let dir = std::env::temp_dir().join(format!("rig-store-{}", std::process::id()));
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/tmp")
+            .join(format!("rig-store-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let mut s = Store::open(&dir).unwrap();
         let p = s
@@ -395,8 +465,11 @@ mod tests {
         let mut rd = csv::Reader::from_path(&p).unwrap();
         let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
         assert_eq!(rows.len(), 2);
-        let col = readings_header().iter().position(|c| c == "1.8.0").unwrap();
-        assert_eq!(&rows[1][col], "2*kWh");
+        let col = readings_header()
+            .iter()
+            .position(|c| c == "1.8.0 [kWh]")
+            .unwrap();
+        assert_eq!(&rows[1][col], "2");
         // another day, another file
         let p2 = s
             .append_reading(&reading("2026-11-22T00:00:00.000Z", "3*kWh"))

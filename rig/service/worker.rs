@@ -227,6 +227,11 @@ impl Shared {
     /// case in hand (README: the unit allows a stop as long as the longest case) and stops there.
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        // `/status` says so at once, while the row or case in hand finishes
+        let mut s = self.lock();
+        if s.loop_state != LoopPhase::Stopped {
+            s.loop_state = LoopPhase::Stopping;
+        }
     }
 
     /// The id of the run claimed or in progress, if any (without copying the whole status).
@@ -417,7 +422,12 @@ impl<'a> Worker<'a> {
             Ok(t) => self.next_readout = t,
             Err(e) => self.note_error(e),
         }
-        self.shared.lock().loop_state = LoopPhase::Running;
+        {
+            let mut s = self.shared.lock();
+            if s.loop_state == LoopPhase::Starting {
+                s.loop_state = LoopPhase::Running;
+            }
+        }
         while !self.shared.stop.load(Ordering::Relaxed) {
             match commands.try_recv() {
                 Ok(Command::Run(req)) => {
@@ -577,6 +587,7 @@ impl<'a> Worker<'a> {
             }
             Err(e) => Reading {
                 time_utc: utc_now(),
+                meter_time: String::new(),
                 target_time_s: self
                     .target
                     .now()
@@ -589,6 +600,10 @@ impl<'a> Worker<'a> {
                 registers: BTreeMap::new(),
             },
         };
+        let mut reading = reading;
+        if reading.target_time_s.is_finite() {
+            reading.meter_time = meter_time(self.cfg.epoch_s, reading.target_time_s);
+        }
         self.state.readouts += 1;
         if !reading.valid {
             self.state.readout_failures += 1;
@@ -624,7 +639,11 @@ impl<'a> Worker<'a> {
         let mut s = self.shared.lock();
         s.last_run = Some(brief);
         s.current_run = None;
-        s.loop_state = LoopPhase::Running;
+        s.loop_state = if self.shared.stop.load(Ordering::SeqCst) {
+            LoopPhase::Stopping
+        } else {
+            LoopPhase::Running
+        };
     }
 
     fn execute(&mut self, req: &RunRequest) -> RunBrief {
@@ -697,6 +716,22 @@ fn timing_text(source: TimeSource, virtual_time: bool, uncertainty_ms: f64) -> S
     format!("{source}{v} ±{uncertainty_ms} ms")
 }
 
+/// The meter's clock as RFC 3339 UTC: `epoch_s` (UTC seconds at the target's time zero) plus
+/// `target_s`, to the millisecond.
+fn meter_time(epoch_s: i64, target_s: f64) -> String {
+    let ms = (epoch_s as f64 * 1000.0 + target_s * 1000.0).round() as i64;
+    let secs = ms.div_euclid(1000);
+    let (y, m, d) = crate::meter::calendar::civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
 /// The row of one module-loop readout: conforming only when the exchange keeps every rule.
 fn reading_of(ex: &Exchange, rules: &AnswerRules, timing: String) -> Reading {
     let registers = ex
@@ -718,6 +753,7 @@ fn reading_of(ex: &Exchange, rules: &AnswerRules, timing: String) -> Reading {
     let a = ex.assess(rules);
     Reading {
         time_utc: utc_now(),
+        meter_time: String::new(),
         target_time_s: ex.request_end.as_secs_f64(),
         response_ms: a.response_ms,
         timing,

@@ -682,12 +682,16 @@ pub fn suite_names() -> Vec<&'static str> {
     v
 }
 
-/// The cases `opts` selects, in run order.
+/// The cases `opts` selects, in run order: every case when neither suites nor cases are named,
+/// otherwise the union of the named suites' cases and the named cases (`--suite pulse_out --case
+/// readout.bcc` runs the pulse_out suite and readout.bcc).
 pub fn selected(opts: &RunOptions) -> Vec<&'static CaseDef> {
+    let all = opts.suites.is_empty() && opts.cases.is_empty();
     CASES
         .iter()
-        .filter(|c| opts.suites.is_empty() || opts.suites.iter().any(|s| s == c.suite))
-        .filter(|c| opts.cases.is_empty() || opts.cases.iter().any(|i| i == c.id))
+        .filter(|c| {
+            all || opts.suites.iter().any(|s| s == c.suite) || opts.cases.iter().any(|i| i == c.id)
+        })
         .collect()
 }
 

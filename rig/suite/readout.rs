@@ -224,14 +224,20 @@ fn judge_framing(ctx: &Ctx<'_>, r: &Readout, clause: Clause) -> Judgement {
         ),
     ];
     let n = r.answer().len();
+    // a rate other than the profile's (a meter file's `baud`, `--baud`) is said, not hidden
+    let base = if ctx.spec.baud == ctx.spec.profile.baud {
+        format!("{} baud", ctx.spec.baud)
+    } else {
+        format!(
+            "{} baud (not the profile's {} baud: the meter file or --baud set it)",
+            ctx.spec.baud, ctx.spec.profile.baud
+        )
+    };
+    let rate = match &r.switch {
+        Some(sw) => format!("{base}, then {} after the mode C switch", sw.baud),
+        None => base,
+    };
     let ok = if ctx.caps.parity_checked {
-        let rate = match &r.switch {
-            Some(sw) => format!(
-                "{} baud, then {} after the mode C switch",
-                sw.from_baud, sw.baud
-            ),
-            None => format!("{} baud", ctx.spec.baud),
-        };
         format!("{n} characters, 7E1 at {rate}, every parity and stop bit correct")
     } else {
         format!("{n} characters; parity unchecked (the UART's own 7E1 does not report it); stop bits correct")
@@ -468,10 +474,14 @@ pub(crate) fn monotonic(
         let d1 = super::pins::register_step(addr, v[0], v[1]);
         let d2 = super::pins::register_step(addr, v[1], v[2]);
         let step = d1.min(d2);
+        // in the register's own unit (kWh, kvarh, h), from 004's layout
+        let unit = crate::meter::readout::spec(addr)
+            .and_then(|s| s.unit)
+            .unwrap_or("register units");
         ms.push(Measurement::new(
             &format!("{addr}.min_step"),
             step,
-            "register units",
+            unit,
             Some(0.0),
             None,
             TimeSource::Register,
@@ -539,7 +549,7 @@ pub(crate) fn recovery(
         ));
     }
     let r = ctx.readout()?;
-    match response_measurement(ctx, "response_after_foreign_address", &r) {
+    match answer_measurement("response_after_foreign_address", &r) {
         Some(m) => ms.push(m),
         None => {
             problems.push("no answer to a valid request after a request for another address".into())
@@ -560,11 +570,25 @@ pub(crate) fn recovery(
     ];
     ctx.target.send(&noise)?;
     let r = ctx.readout()?;
-    match response_measurement(ctx, "response_after_noise", &r) {
+    match answer_measurement("response_after_noise", &r) {
         Some(m) => ms.push(m),
         None => problems.push("no answer to a valid request sent right after noise".into()),
     }
-    Ok(Judgement::from_problems(clause, problems, ms, "silent for a foreign address; answered the next valid request inside the window after it and after noise"))
+    Ok(Judgement::from_problems(clause, problems, ms, "silent for a foreign address; answered the next valid request after it and after noise (the response window is readout.response_time's and readout.every_exchange's to judge)"))
+}
+
+/// The response time of an answer `readout.recovery` needs only to exist: recorded, not judged
+/// against the window, which `readout.response_time` and `readout.every_exchange` already judge
+/// (a merely slow meter fails those, not recovery a second time).
+fn answer_measurement(name: &str, r: &Readout) -> Option<Measurement> {
+    let ns = r.response_ns()?;
+    Some(Measurement::info(
+        name,
+        ns as f64 / 1e6,
+        "ms",
+        r.response_source(),
+        r.response_uncertainty_ms(),
+    ))
 }
 
 /// The bit-rate tolerance the rig holds a meter's transmitter to, percent either way. 004 gives

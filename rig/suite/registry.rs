@@ -91,7 +91,7 @@ impl Unit {
             Unit::Kwh => "kWh",
             Unit::Kw => "kW",
             Unit::Pulses => "pulses",
-            Unit::RegisterUnits => "register units",
+            Unit::RegisterUnits => "kWh/kvarh/h (the register's own)",
             Unit::Resets => "resets",
             Unit::Hours => "h",
             Unit::Count => "count",
@@ -260,11 +260,11 @@ pub static CASES: &[CaseDef] = &[
         title: "Answers a valid request after a foreign address and after noise",
         clause: |p| p.response_clause,
         needs: &[],
-        measures: |s| {
-            let (lo, hi) = window(s);
+        // recorded, not judged: the window is readout.response_time's and every_exchange's
+        measures: |_| {
             vec![
-                d("response_after_foreign_address", Unit::Ms, lo, hi),
-                d("response_after_noise", Unit::Ms, lo, hi),
+                d("response_after_foreign_address", Unit::Ms, None, None),
+                d("response_after_noise", Unit::Ms, None, None),
             ]
         },
         run: readout::recovery,

@@ -563,7 +563,9 @@ mod tests {
     }
 
     fn tmp(name: &str) -> std::path::PathBuf {
-        std::env::temp_dir().join(format!("rig-session-{name}-{}", std::process::id()))
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/tmp")
+            .join(format!("rig-session-{name}-{}", std::process::id()))
     }
 
     /// JUnit's counts, and how many testcases are errors of type `not_run`.

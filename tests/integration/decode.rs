@@ -384,7 +384,8 @@ fn closed_stdout_ends_quietly() {
             .map(|i| DataSet::single(format!("1.8.{i}"), Value::with_unit("0012658", "kWh")))
             .collect(),
     };
-    let dir = std::env::temp_dir().join(format!("rig-decode-pipe-{}", std::process::id()));
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("rig-decode-pipe-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp");
     let f = dir.join("big.txt");
     std::fs::write(&f, t.encode(BccRule::Xor).0).expect("write");
@@ -543,7 +544,8 @@ fn every_bit_flip_of_the_capture_is_found_at_its_offset() {
 fn bit_flip_spot_checks_through_binary(#[case] byte: usize, #[case] bit: u8) {
     let mut cap = std::fs::read(path(WORKED_7E1)).expect("fixture");
     cap[byte] ^= 1 << bit;
-    let dir = std::env::temp_dir().join(format!("rig-decode-flip-{}", std::process::id()));
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("rig-decode-flip-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp");
     let f = dir.join(format!("flip-{byte}-{bit}.bin"));
     std::fs::write(&f, &cap).expect("write");

@@ -22,7 +22,8 @@ fn python_iec62056_21_reads_the_software_meter_over_a_pty() {
     if !peers_available() {
         return;
     }
-    let link = std::env::temp_dir().join(format!("meter-rig-interop-{}", std::process::id()));
+    let link = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("meter-rig-interop-{}", std::process::id()));
     let mut sim = crate::util::rig()
         .args(["sim", "--link", link.to_str().unwrap(), "--framing", "7bit"])
         .stderr(Stdio::piped())

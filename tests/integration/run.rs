@@ -14,7 +14,8 @@ use meter_rig::target::Target;
 use crate::util::{code, run_rig};
 
 fn tmp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("meter-rig-test-{}-{name}", std::process::id()));
+    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("meter-rig-test-{}-{name}", std::process::id()));
     let _ = fs::remove_dir_all(&d);
     d
 }
@@ -468,7 +469,7 @@ fn a_second_run_into_a_directory_in_use_exits_2_naming_the_pid() {
 }
 
 /// `rig run --list` prints every case with its clause and the limits each fixture meter file
-/// resolves, without running anything; a selection that selects nothing is a usage error.
+/// resolves, without running anything.
 #[test]
 fn list_prints_every_case_with_its_limits_for_each_fixture_meter() {
     for f in std::fs::read_dir(crate::util::path("fixtures/meters")).unwrap() {
@@ -482,9 +483,6 @@ fn list_prints_every_case_with_its_limits_for_each_fixture_meter() {
         assert!(text.contains("clause: 004_d1f80f13afa7763c.txt"), "{text}");
         assert!(text.contains("response_time                        ms             20–500"));
     }
-    let o = crate::util::run_rig(&["run", "--case", "readout.bcc", "--suite", "pulse_out"]);
-    assert_eq!(crate::util::code(&o), 2);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("selects no case"));
 }
 
 /// JUnit's total and the testcases that are errors of type `not_run`, from `dir/junit.xml`.

@@ -75,7 +75,8 @@ impl CharPeer for FakeMeter {
 }
 
 pub fn link_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("meter-rig-{}-{name}", std::process::id()))
+    std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("meter-rig-{}-{name}", std::process::id()))
 }
 
 pub struct Served {

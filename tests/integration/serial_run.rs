@@ -27,7 +27,8 @@ impl Drop for Served {
 
 /// Writes a meter file (default meter at `baud` with `faults`) and serves it on a pty.
 fn serve(name: &str, baud: u32, faults: &str) -> Served {
-    let dir = std::env::temp_dir().join(format!("meter-rig-srun-{}-{name}", std::process::id()));
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("meter-rig-srun-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut base =

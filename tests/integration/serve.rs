@@ -25,7 +25,8 @@ use meter_rig::target::Port;
 use crate::util;
 
 pub(crate) fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rig-serve-{name}-{}", std::process::id()));
+    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("rig-serve-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -125,7 +126,7 @@ fn module_loop_drives_the_tariff_schedule(#[case] kk: u8) {
     let (shared, _) = run_loop(spec, Some(sched), &data, 24.5, vec![]);
     let h = header(&data);
     let col = |name: &str| h.iter().position(|c| c == name).unwrap();
-    let regs = ["1.8.1", "1.8.2", "1.8.3", "1.8.4"].map(col);
+    let regs = ["1.8.1 [kWh]", "1.8.2 [kWh]", "1.8.3 [kWh]", "1.8.4 [kWh]"].map(col);
     let t = col("target_time_s");
     let rows = rows(&data);
     assert!(rows.len() >= 96, "{} rows", rows.len());
@@ -137,8 +138,7 @@ fn module_loop_drives_the_tariff_schedule(#[case] kk: u8) {
             1
         };
         for (k, &c) in regs.iter().enumerate() {
-            let d = w[1][c].trim_end_matches("*kWh").parse::<i64>().unwrap()
-                - w[0][c].trim_end_matches("*kWh").parse::<i64>().unwrap();
+            let d = w[1][c].parse::<i64>().unwrap() - w[0][c].parse::<i64>().unwrap();
             if k + 1 == expected {
                 // 3 kW × ratio 80 for 15 minutes: 60 kWh
                 assert!(
@@ -267,13 +267,13 @@ impl Serve {
         }
     }
 
-    fn signal(&mut self, sig: rustix::process::Signal) {
+    pub(crate) fn signal(&mut self, sig: rustix::process::Signal) {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
         rustix::process::kill_process(pid, sig).unwrap();
     }
 
     /// Waits for the exit code; returns it with the rest of stderr.
-    fn exit(mut self) -> (Option<i32>, String) {
+    pub(crate) fn exit(mut self) -> (Option<i32>, String) {
         let st = self.child.wait().unwrap();
         let mut rest = String::new();
         while let Ok(l) = self.log.recv_timeout(Duration::from_secs(2)) {
@@ -292,7 +292,7 @@ impl Drop for Serve {
 }
 
 /// A minimal HTTP/1.1 client (one request per connection).
-fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,
@@ -617,7 +617,7 @@ fn serve_killed_mid_run_keeps_readings_cases_and_pulse_totals() {
     let rows_before = rows(&data);
     assert!(rows_before.len() >= 3, "{} rows", rows_before.len());
     for r in &rows_before {
-        assert_eq!(r[4].to_string(), "true", "{r:?}");
+        assert_eq!(r[5].to_string(), "true", "{r:?}");
     }
     let rec: Value = serde_json::from_slice(
         &std::fs::read(data.join("runs").join(&id).join("record.json")).unwrap(),
@@ -904,6 +904,7 @@ fn serve_counts_late_answers_as_readout_failures() {
 fn reading(time_utc: &str, registers: BTreeMap<String, String>) -> Reading {
     Reading {
         time_utc: time_utc.into(),
+        meter_time: String::new(),
         target_time_s: 0.0,
         response_ms: None,
         timing: "edge ±0 ms".into(),
@@ -936,19 +937,26 @@ fn readings_keep_every_register_when_the_days_first_readout_fails() {
         .unwrap();
     // the header is the readout layout, whatever the first row held
     let h = header(&data);
-    let addrs: Vec<&str> = h.iter().skip(6).collect();
+    let addrs: Vec<&str> = h
+        .iter()
+        .skip(7)
+        .map(|c| c.split(" [").next().unwrap())
+        .collect();
     let mut expected: Vec<&str> = COMBI_351.iter().map(|r| r.address).collect();
     expected.push("other_registers");
     assert_eq!(addrs, expected);
     let rows = rows(&data);
     assert_eq!(rows.len(), 2);
-    assert!(rows[0].iter().skip(6).all(str::is_empty), "{:?}", rows[0]);
+    assert!(rows[0].iter().skip(7).all(str::is_empty), "{:?}", rows[0]);
     for (i, r) in COMBI_351.iter().enumerate() {
-        let col = h.iter().position(|c| c == r.address).unwrap();
+        let col = h
+            .iter()
+            .position(|c| c.split(" [").next() == Some(r.address))
+            .unwrap();
         assert_eq!(&rows[1][col], i.to_string().as_str(), "{}", r.address);
     }
     // an address outside the layout is kept, not dropped
-    assert_eq!(&rows[1][6 + 17], "9.9.9=7*kWh");
+    assert_eq!(&rows[1][7 + 17], "9.9.9=7*kWh");
 }
 
 /// Runs `rig ARGS` that must exit by itself within 60 s (a service that starts instead fails

@@ -56,7 +56,8 @@ fn vcd(edges: &[Edge]) -> String {
 
 /// sigrok's reading: (7-bit characters, indexes of characters with a parity error).
 fn sigrok_decode(edges: &[Edge], name: &str) -> (Vec<u8>, Vec<usize>) {
-    let path = std::env::temp_dir().join(format!("meter-rig-{}-{name}.vcd", std::process::id()));
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("meter-rig-{}-{name}.vcd", std::process::id()));
     std::fs::write(&path, vcd(edges)).unwrap();
     let out = Command::new("sigrok-cli")
         .args([

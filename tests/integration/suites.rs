@@ -233,6 +233,8 @@ fn verdict(config: &str, faults: &str, tail: &str, id: &str) -> (Verdict, String
 )]
 // readout.recovery
 #[case::recovery_healthy("readout.recovery", "", "", "", Verdict::Pass)]
+// a merely slow meter fails readout.response_time, not recovery a second time
+#[case::recovery_slow_meter("readout.recovery", "", "response_delay_ms = 620.0", "", Verdict::Pass)]
 #[case::recovery_deaf(
     "readout.recovery",
     "",

@@ -112,3 +112,12 @@ pub fn peer_available(cmd: &[&str], what: &str, install: &str) -> bool {
     );
     ok
 }
+
+/// A fresh scratch directory for test `name` under Cargo's per-target temporary directory
+/// (`target/tmp/`), emptied first, so tests leave nothing in `/tmp` and `cargo clean` removes it.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("rig-{name}"));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create scratch directory");
+    d
+}

@@ -101,7 +101,8 @@ fn unknown_chip_is_an_error_where_chips_exist_and_a_note_where_none_do() {
 #[test]
 fn calibrate_refuses_cleanly_without_loopbacks_or_hardware() {
     // no loopbacks: nothing to calibrate
-    let dir = std::env::temp_dir().join(format!("meter-rig-cal-{}", std::process::id()));
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("meter-rig-cal-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("no-loopback.toml");
     std::fs::write(
@@ -191,7 +192,8 @@ fn meter_option_refuses_a_wrong_role_for_z3_16() {
 
 #[test]
 fn meter_option_with_a_bad_meter_file_or_with_kk_is_a_usage_error() {
-    let bad = std::env::temp_dir().join(format!("meter-rig-wiring-{}.toml", std::process::id()));
+    let bad = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("meter-rig-wiring-{}.toml", std::process::id()));
     std::fs::write(&bad, "profile = \"omnipower-3ph\"\n[config]\nz3 = 17\n").unwrap();
     let (c, _, err) = check(
         "wiring/raspberry-pi.toml",
