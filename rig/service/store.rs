@@ -496,7 +496,9 @@ mod tests {
 
     #[test]
     fn named_run_ids_carry_the_rig_and_stay_unique() {
-        let dir = std::env::temp_dir().join(format!("meter-rig-named-ids-{}", std::process::id()));
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/tmp")
+            .join(format!("meter-rig-named-ids-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let id = new_named_run_id(&dir, "lab3-pi7", "2026-11-21T10:00:00.000Z");
         assert_eq!(id, "lab3-pi7-20261121T100000Z");

@@ -83,13 +83,15 @@ fn python_iec62056_21_reads_the_omnipower_in_mode_c_over_a_pty() {
     // is inside the standard's 200-1500 ms, so the peer reads the meter as the standard lets it.
     let base = std::fs::read_to_string(crate::util::path("fixtures/meters/omnipower-optical.toml"))
         .unwrap();
-    let meter = std::env::temp_dir().join(format!("meter-rig-mode-c-{}.toml", std::process::id()));
+    let meter = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("meter-rig-mode-c-{}.toml", std::process::id()));
     std::fs::write(
         &meter,
         base.replace("[faults]", "[faults]\nmode_c_switch_ms = 1400.0"),
     )
     .unwrap();
-    let link = std::env::temp_dir().join(format!("meter-rig-interop-c-{}", std::process::id()));
+    let link = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("meter-rig-interop-c-{}", std::process::id()));
     let mut sim = crate::util::rig()
         .args([
             "sim",

@@ -166,7 +166,8 @@ struct SimLink {
 
 impl SimLink {
     fn start(name: &str, meter: &str, extra: &[&str]) -> SimLink {
-        let link = std::env::temp_dir().join(format!("meter-rig-{name}-{}", std::process::id()));
+        let link = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("meter-rig-{name}-{}", std::process::id()));
         let meter = crate::util::path(meter);
         let child = crate::util::rig()
             .args(["sim", "--link", link.to_str().unwrap(), "--meter"])
@@ -259,7 +260,8 @@ fn rig_run_judges_mode_c_over_a_pty_through_the_serial_backend() {
     let _serial = crate::util::realtime();
     let meter = "fixtures/meters/omnipower-optical.toml";
     let m = crate::util::path(meter).display().to_string();
-    let late = std::env::temp_dir().join(format!("meter-rig-late-c-{}.toml", std::process::id()));
+    let late = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("meter-rig-late-c-{}.toml", std::process::id()));
     let text = std::fs::read_to_string(&m).unwrap();
     std::fs::write(
         &late,
@@ -288,7 +290,8 @@ fn rig_run_judges_mode_c_over_a_pty_through_the_serial_backend() {
 }
 
 fn tempdir(name: &str) -> String {
-    let d = std::env::temp_dir().join(format!("meter-rig-{name}-{}", std::process::id()));
+    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("meter-rig-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d.display().to_string()
 }
