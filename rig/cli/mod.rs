@@ -4,6 +4,7 @@
 pub mod calibrate;
 pub mod decode;
 pub mod read;
+pub mod report;
 pub mod run;
 pub mod serve;
 pub mod sim;

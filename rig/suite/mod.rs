@@ -494,9 +494,11 @@ impl<'a> Ctx<'a> {
         let (rules, listen) = (self.answer_rules(), self.listening());
         let ex = exchange(self.target, request, &rules, &listen)?;
         let note = ExchangeNote::of(&ex, &rules);
+        let sent = crate::iec62056::parity::encode(&request.encode());
         let _ = self.events.event(&Event::Exchange {
             case: self.case,
             exchange: &ex,
+            sent: &sent,
             note: &note,
         });
         self.log.push(note);

@@ -174,6 +174,9 @@ pub enum Event<'a> {
         case: &'static str,
         /// The request, the timed answer, both decodes.
         exchange: &'a Exchange,
+        /// The request's bytes as handed to the data line (with parity in bit 7), ending at
+        /// `exchange.request_end`.
+        sent: &'a [u8],
         /// The request's end, the answer's end and the judgement under the profile's rules.
         note: &'a ExchangeNote,
     },
