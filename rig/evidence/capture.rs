@@ -155,7 +155,8 @@ pub fn write_vcd(lines: &CaseLines, comments: &[String]) -> io::Result<Vec<u8>> 
     .flatten()
     .min()
     .unwrap_or(Timestamp::ZERO);
-    let origin_ns = first.as_ns().saturating_sub(100_000_000) / 1_000_000 * 1_000_000;
+    // (before the target clock's zero when the first change is at it)
+    let origin_ns = (first.as_ns() as i64 - 100_000_000).div_euclid(1_000_000) * 1_000_000;
     w.comment(&format!(
         "#0 is the target's clock at {} s (ns {origin_ns}); times are the edge and character \
          timestamps the verdict used",
@@ -230,8 +231,8 @@ fn level(high: bool) -> Value {
 }
 
 /// `t` in whole µs after `origin_ns`, rounded to the nearest.
-fn us(t: Timestamp, origin_ns: u64) -> u64 {
-    (t.as_ns().saturating_sub(origin_ns) + 500) / 1000
+fn us(t: Timestamp, origin_ns: i64) -> u64 {
+    ((t.as_ns() as i64 - origin_ns).max(0) as u64 + 500) / 1000
 }
 
 /// The capture observer: collects each case's lines from the events and writes the VCD when the

@@ -269,8 +269,9 @@ fn gauge_svg(m: &Measurement) -> Option<String> {
     if m.low.is_none() && m.high.is_none() {
         return None;
     }
-    let (lo, hi) = (m.low.unwrap_or(v.min(m.high? ) - 1.0), m.high.unwrap_or(v.max(m.low?) + 1.0));
-    let span = (hi - lo).abs().max(m.uncertainty * 2.0).max(1e-9);
+    let lo = m.low.or(m.high).unwrap_or(v).min(v);
+    let hi = m.high.or(m.low).unwrap_or(v).max(v);
+    let span = (hi - lo).abs().max(m.uncertainty * 2.0).max(lo.abs().max(hi.abs()) * 0.2).max(1.0);
     let (x0, x1) = (lo.min(v) - span * 0.3, hi.max(v) + span * 0.3);
     let mut svg = String::new();
     {
@@ -305,7 +306,7 @@ fn draw_series(s: &Series, svg: &mut String) -> Result<(), Box<dyn std::error::E
     let t0 = s.points.first().map_or(0.0, |p| p[0]);
     let xs = s.points.iter().map(|p| p[0] - t0);
     let ys = s.points.iter().map(|p| p[1]);
-    let xmax = xs.clone().fold(0.0f64, f64::max).max(1e-3);
+    let xmax = xs.clone().fold(0.0f64, f64::max).max(1.0);
     let (mut ymin, mut ymax) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
     for l in [s.low, s.high].into_iter().flatten() {
         (ymin, ymax) = (ymin.min(l), ymax.max(l));
