@@ -875,7 +875,7 @@ impl Reporter {
     pub fn case_done(&mut self, case: &CaseResult) -> Result<(), RecordError> {
         let mut rc = RecordedCase::from(case);
         if let Some(c) = &mut self.series {
-            rc.series = c.finish(&case.measurements);
+            rc.series = c.finish(case);
         }
         if let Some(i) = &self.inbox {
             rc.attachments = i.take(&case.id);

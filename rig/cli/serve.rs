@@ -454,12 +454,18 @@ async fn get_capture(
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if !store::valid_run_id(&id) || !plain {
-        return error(StatusCode::NOT_FOUND, format!("no capture {file:?} of run {id:?}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no capture {file:?} of run {id:?}"),
+        );
     }
     let path = store::run_dir(&app.root, &id).join("captures").join(&file);
     match std::fs::read(path) {
         Ok(b) => (
-            [(header::CONTENT_TYPE, meter_rig::evidence::capture::VCD_MEDIA_TYPE)],
+            [(
+                header::CONTENT_TYPE,
+                meter_rig::evidence::capture::VCD_MEDIA_TYPE,
+            )],
             b,
         )
             .into_response(),

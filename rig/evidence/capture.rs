@@ -16,8 +16,9 @@
 //! was low is drawn so. `data_in` is the request as sent, ending at the request's end. On a
 //! `serial:` target the characters are re-framed under the serial timing contract (a byte seen
 //! at the end of its stop bit), and the file says so in a comment. Port levels are the captured
-//! pulse edges (only the output edges a case took are known to the event stream; inputs the
-//! rig drove are not drawn).
+//! pulse edges from the case's start on (only the output edges a case took are known to the
+//! event stream; inputs the rig drove are not drawn, and edges a case flushed that predate its
+//! start belong to no case).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -94,7 +95,9 @@ impl CaseLines {
         response_ms: Option<f64>,
     ) {
         let frame = frame_ns(baud, 1);
-        let first = request_end.as_ns().saturating_sub(frame * sent.len() as u64);
+        let first = request_end
+            .as_ns()
+            .saturating_sub(frame * sent.len() as u64);
         for (i, &b) in sent.iter().enumerate() {
             let start = Timestamp(first + frame * i as u64);
             self.data_in
@@ -114,14 +117,18 @@ impl CaseLines {
         }
         let at = |ms: f64| Timestamp(request_end.as_ns() + (ms * 1e6).round().max(0.0) as u64);
         self.markers.push((request_end, "request_end".into()));
-        self.markers
-            .push((at(window_ms.0), format!("window_opens_{}ms", fmt(window_ms.0))));
+        self.markers.push((
+            at(window_ms.0),
+            format!("window_opens_{}ms", fmt(window_ms.0)),
+        ));
         if let Some(ms) = response_ms {
             self.markers
                 .push((at(ms), format!("answer_start_{}ms", fmt(ms))));
         }
-        self.markers
-            .push((at(window_ms.1), format!("window_closes_{}ms", fmt(window_ms.1))));
+        self.markers.push((
+            at(window_ms.1),
+            format!("window_closes_{}ms", fmt(window_ms.1)),
+        ));
     }
 }
 
@@ -169,10 +176,26 @@ pub fn write_vcd(lines: &CaseLines, comments: &[String]) -> io::Result<Vec<u8>> 
     w.add_module("module_interface")?;
     // identifiers chosen by hand: none is '#', which sigrok's importer takes for a timestamp
     let wires = [
-        Wire { name: "data_out", code: "o", edges: &lines.data_out },
-        Wire { name: "data_in", code: "i", edges: &lines.data_in },
-        Wire { name: "port1", code: "p", edges: &lines.ports[0] },
-        Wire { name: "port2", code: "q", edges: &lines.ports[1] },
+        Wire {
+            name: "data_out",
+            code: "o",
+            edges: &lines.data_out,
+        },
+        Wire {
+            name: "data_in",
+            code: "i",
+            edges: &lines.data_in,
+        },
+        Wire {
+            name: "port1",
+            code: "p",
+            edges: &lines.ports[0],
+        },
+        Wire {
+            name: "port2",
+            code: "q",
+            edges: &lines.ports[1],
+        },
     ];
     let used: Vec<&Wire> = wires
         .iter()
@@ -193,7 +216,11 @@ pub fn write_vcd(lines: &CaseLines, comments: &[String]) -> io::Result<Vec<u8>> 
         let before = wire.edges.first().map_or(true, |e| !e.level.is_high());
         w.change_scalar(id(wire.code)?, level(before))?;
         for e in wire.edges.iter() {
-            changes.push((us(e.t, origin_ns), k as u8, Change::Level(e.level.is_high())));
+            changes.push((
+                us(e.t, origin_ns),
+                k as u8,
+                Change::Level(e.level.is_high()),
+            ));
         }
     }
     w.change_string(marker, "idle")?;
@@ -287,7 +314,10 @@ impl Captures {
 
     /// Writes `captures/CASE.vcd` and returns its attachment.
     fn write(&self, case: &str) -> io::Result<Attachment> {
-        let mut comments = vec![format!("meter-rig {} capture of case {case}", env!("CARGO_PKG_VERSION"))];
+        let mut comments = vec![format!(
+            "meter-rig {} capture of case {case}",
+            env!("CARGO_PKG_VERSION")
+        )];
         if self.lines.serial {
             comments.push(
                 "serial target: characters re-framed under the serial timing contract (a byte \
@@ -317,7 +347,12 @@ impl crate::suite::Observer for Captures {
     fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
         match e {
             Event::CaseStarted { .. } => self.lines = CaseLines::default(),
-            Event::Exchange { exchange, note, sent, .. } => {
+            Event::Exchange {
+                exchange,
+                note,
+                sent,
+                ..
+            } => {
                 if self.mode != CaptureMode::None {
                     self.lines.serial |= exchange.timing.source == TimeSource::Serial
                         || exchange.timing.request_source == TimeSource::Serial;
@@ -337,6 +372,11 @@ impl crate::suite::Observer for Captures {
                 }
             }
             Event::CaseDone { case } => {
+                // edges taken that predate the case (what earlier cases left) are not its own
+                let since = super::case_start(case.target_time_s.0);
+                for p in &mut self.lines.ports {
+                    p.retain(|e| e.t >= since);
+                }
                 if self.wanted(case.verdict) && !self.lines.is_empty() {
                     let a = self.write(&case.id).map_err(|source| ObserverError {
                         observer: "captures",

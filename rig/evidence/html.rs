@@ -112,15 +112,20 @@ fn banner(r: &Record) -> Markup {
     let unrun = r.unrun().count();
     let why = match r.state {
         RunState::Complete => return html! {},
-        RunState::Running => "This run is still running (or its writer was killed): the report is partial.".to_string(),
+        RunState::Running => {
+            "This run is still running (or its writer was killed): the report is partial."
+                .to_string()
+        }
         RunState::Stopped => format!(
             "This run stopped half-way: {}.",
             r.aborted.as_deref().unwrap_or("no reason recorded")
         ),
-        RunState::Interrupted => "This run was interrupted: its process died before the end.".into(),
+        RunState::Interrupted => {
+            "This run was interrupted: its process died before the end.".into()
+        }
     };
     html! { div.banner { (why) " " (r.cases.len()) " of " (r.cases.len() + unrun)
-        " selected cases were recorded; " (unrun) " not run." } }
+    " selected cases were recorded; " (unrun) " not run." } }
 }
 
 fn meter_section(r: &Record) -> Markup {
@@ -271,7 +276,11 @@ fn gauge_svg(m: &Measurement) -> Option<String> {
     }
     let lo = m.low.or(m.high).unwrap_or(v).min(v);
     let hi = m.high.or(m.low).unwrap_or(v).max(v);
-    let span = (hi - lo).abs().max(m.uncertainty * 2.0).max(lo.abs().max(hi.abs()) * 0.2).max(1.0);
+    let span = (hi - lo)
+        .abs()
+        .max(m.uncertainty * 2.0)
+        .max(lo.abs().max(hi.abs()) * 0.2)
+        .max(1.0);
     let (x0, x1) = (lo.min(v) - span * 0.3, hi.max(v) + span * 0.3);
     let mut svg = String::new();
     {
@@ -282,13 +291,29 @@ fn gauge_svg(m: &Measurement) -> Option<String> {
             .ok()?;
         let band = RGBColor(26, 127, 55).mix(0.3).filled();
         let (bl, bh) = (m.low.unwrap_or(x0), m.high.unwrap_or(x1));
-        chart.draw_series(std::iter::once(Rectangle::new([(bl, 0.2), (bh, 0.8)], band))).ok()?;
-        let color = if m.verdict == Verdict::Fail { RED } else { BLACK };
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(bl, 0.2), (bh, 0.8)],
+                band,
+            )))
+            .ok()?;
+        let color = if m.verdict == Verdict::Fail {
+            RED
+        } else {
+            BLACK
+        };
         let u = m.uncertainty.abs();
         if u > 0.0 {
-            chart.draw_series(std::iter::once(PathElement::new(vec![(v - u, 0.5), (v + u, 0.5)], color.stroke_width(2)))).ok()?;
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(v - u, 0.5), (v + u, 0.5)],
+                    color.stroke_width(2),
+                )))
+                .ok()?;
         }
-        chart.draw_series(std::iter::once(Circle::new((v, 0.5), 4, color.filled()))).ok()?;
+        chart
+            .draw_series(std::iter::once(Circle::new((v, 0.5), 4, color.filled())))
+            .ok()?;
         root.present().ok()?;
     }
     Some(svg)
@@ -307,7 +332,9 @@ fn draw_series(s: &Series, svg: &mut String) -> Result<(), Box<dyn std::error::E
     let xs = s.points.iter().map(|p| p[0] - t0);
     let ys = s.points.iter().map(|p| p[1]);
     let xmax = xs.clone().fold(0.0f64, f64::max).max(1.0);
-    let (mut ymin, mut ymax) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
+    let (mut ymin, mut ymax) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
+        (a.min(y), b.max(y))
+    });
     for l in [s.low, s.high].into_iter().flatten() {
         (ymin, ymax) = (ymin.min(l), ymax.max(l));
     }
@@ -335,9 +362,12 @@ fn draw_series(s: &Series, svg: &mut String) -> Result<(), Box<dyn std::error::E
         .y_desc(s.unit.as_str())
         .light_line_style(WHITE)
         .draw()?;
-    let band = RGBColor(26, 127, 55).mix(0.15).filled();
-    let (bl, bh) = (s.low.unwrap_or(y0), s.high.unwrap_or(y1));
-    chart.draw_series(std::iter::once(Rectangle::new([(-xmax * 0.03, bl), (xmax * 1.03, bh)], band)))?;
+    if s.low.is_some() || s.high.is_some() {
+        let band = RGBColor(26, 127, 55).mix(0.15).filled();
+        let (bl, bh) = (s.low.unwrap_or(y0), s.high.unwrap_or(y1));
+        let corners = [(-xmax * 0.03, bl), (xmax * 1.03, bh)];
+        chart.draw_series(std::iter::once(Rectangle::new(corners, band)))?;
+    }
     for l in [s.low, s.high].into_iter().flatten() {
         chart.draw_series(std::iter::once(PathElement::new(
             vec![(-xmax * 0.03, l), (xmax * 1.03, l)],
@@ -439,7 +469,10 @@ fn measurement_names(a: Option<&RecordedCase>, b: Option<&RecordedCase>) -> Vec<
 ///
 /// # Errors
 /// The record cannot be read, or the page cannot be written.
-pub fn rebuild(dir: &Path, cache: &mut BTreeMap<String, String>) -> Result<PathBuf, crate::report::RecordError> {
+pub fn rebuild(
+    dir: &Path,
+    cache: &mut BTreeMap<String, String>,
+) -> Result<PathBuf, crate::report::RecordError> {
     let r = read_record(dir)?;
     let path = dir.join(REPORT);
     crate::report::write_atomic(&path, render(&r, cache).as_bytes()).map_err(|source| {
@@ -472,7 +505,10 @@ impl HtmlReport {
 
 impl crate::suite::Observer for HtmlReport {
     fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
-        if matches!(e, Event::RunStarted { .. } | Event::CaseDone { .. } | Event::RunEnded { .. }) {
+        if matches!(
+            e,
+            Event::RunStarted { .. } | Event::CaseDone { .. } | Event::RunEnded { .. }
+        ) {
             rebuild(&self.dir, &mut self.cache).map_err(|e| ObserverError {
                 observer: "report.html",
                 source: Box::new(e),

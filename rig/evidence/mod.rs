@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::suite::Event;
 use crate::target::Port;
+use crate::time::Timestamp;
 use crate::uart::{Edge, Level};
 
 /// A file that goes with a case, listed in `record.json`.
@@ -72,10 +73,14 @@ pub struct Series {
     pub low: Option<f64>,
     /// Upper limit, inclusive, when there is one.
     pub high: Option<f64>,
-    /// `[target time s, value]`, in time order: the first [`MAX_POINTS`] observations.
+    /// `[target time s, value]`, in time order: the first [`MAX_POINTS`] observations, and the
+    /// lowest and the highest when they came later.
     pub points: Vec<[f64; 2]>,
     /// How many values were observed (more than `points` holds when it was cut).
     pub total: usize,
+    /// The lowest and highest observation, while collecting.
+    #[serde(skip)]
+    extremes: Option<([f64; 2], [f64; 2])>,
 }
 
 /// The most points a series keeps (the record stays small; `total` counts the rest).
@@ -90,14 +95,36 @@ impl Series {
             high,
             points: vec![],
             total: 0,
+            extremes: None,
         }
     }
 
     fn push(&mut self, t_s: f64, v: f64) {
         self.total += 1;
+        let p = [t_s, v];
         if self.points.len() < MAX_POINTS {
-            self.points.push([t_s, v]);
+            self.points.push(p);
         }
+        let (lo, hi) = self.extremes.get_or_insert((p, p));
+        if v < lo[1] {
+            *lo = p;
+        }
+        if v > hi[1] {
+            *hi = p;
+        }
+    }
+
+    /// The points with the extremes added when the first [`MAX_POINTS`] did not hold them.
+    fn close(mut self) -> Self {
+        if let Some((lo, hi)) = self.extremes.take() {
+            for p in [lo, hi] {
+                if !self.points.contains(&p) {
+                    self.points.push(p);
+                }
+            }
+            self.points.sort_by(|a, b| a[0].total_cmp(&b[0]));
+        }
+        self
     }
 }
 
@@ -106,9 +133,25 @@ impl Series {
 pub struct SeriesCollector {
     response_ms: (f64, f64),
     series: Vec<Series>,
-    /// The last edge seen on each port in this case (a pulse may straddle two takes).
-    last_edge: [Option<Edge>; 2],
+    /// Every exchange's response time in the run so far (for the cases that judge them all).
+    run_responses: Series,
+    /// The edges taken on each port in this case, judged at its end.
+    edges: [Vec<Edge>; 2],
 }
+
+/// The start of a case on the target's clock from its record's seconds (zero when unknown),
+/// a microsecond early so rounding never drops an edge at the start itself.
+pub fn case_start(t0_s: f64) -> Timestamp {
+    if t0_s.is_finite() && t0_s > 0.0 {
+        Timestamp(((t0_s * 1e9).round() as u64).saturating_sub(1000))
+    } else {
+        Timestamp::ZERO
+    }
+}
+
+/// The cases that judge every exchange of the run so far rather than their own: their plot
+/// is the run's response times.
+const RUN_WIDE: &[&str] = &["readout.every_exchange"];
 
 impl SeriesCollector {
     /// A collector judging response times against `[min_ms, max_ms]` (the profile's window,
@@ -117,7 +160,13 @@ impl SeriesCollector {
         SeriesCollector {
             response_ms: (min_ms, max_ms),
             series: vec![],
-            last_edge: [None, None],
+            run_responses: Series::new(
+                "response_time (every exchange of the run)".into(),
+                "ms",
+                Some(min_ms),
+                Some(max_ms),
+            ),
+            edges: [vec![], vec![]],
         }
     }
 
@@ -137,7 +186,7 @@ impl SeriesCollector {
         match e {
             Event::CaseStarted { .. } => {
                 self.series.clear();
-                self.last_edge = [None, None];
+                self.edges = [vec![], vec![]];
             }
             Event::Exchange { exchange, note, .. } => {
                 let (lo, hi) = self.response_ms;
@@ -146,44 +195,71 @@ impl SeriesCollector {
                     let s = self.series("response_time".into(), "ms");
                     (s.low, s.high) = (Some(lo), Some(hi));
                     s.push(t, ms);
+                    self.run_responses.push(t, ms);
                 }
             }
-            Event::Edges { port, edges, .. } => self.edges(*port, edges),
+            Event::Edges { port, edges, .. } => {
+                self.edges[*port as usize].extend_from_slice(edges);
+            }
             _ => {}
         }
     }
 
-    /// Pulse widths (low time) and pauses (high time between pulses) from a port's edges.
-    fn edges(&mut self, port: Port, edges: &[Edge]) {
-        let i = port as usize;
+    /// Pulse widths (low time) and pauses (high time between pulses) from a port's edges at or
+    /// after `since`: edges a case takes that predate its start (what earlier cases left, which
+    /// it flushes) are not its evidence.
+    fn pulses(&mut self, port: Port, since: Timestamp) {
         let n = port.number();
-        for e in edges {
-            if let Some(prev) = self.last_edge[i] {
-                let ms = (e.t.as_ns() as f64 - prev.t.as_ns() as f64) / 1e6;
-                let t = prev.t.as_secs_f64();
-                match (prev.level, e.level) {
-                    (Level::Low, Level::High) => self.series(format!("port{n}.width"), "ms").push(t, ms),
-                    (Level::High, Level::Low) => self.series(format!("port{n}.pause"), "ms").push(t, ms),
+        let edges = std::mem::take(&mut self.edges[port as usize]);
+        let mut prev: Option<Edge> = None;
+        for e in edges.into_iter().filter(|e| e.t >= since) {
+            if let Some(p) = prev {
+                let ms = (e.t.as_ns() as f64 - p.t.as_ns() as f64) / 1e6;
+                let t = p.t.as_secs_f64();
+                match (p.level, e.level) {
+                    (Level::Low, Level::High) => {
+                        self.series(format!("port{n}.width"), "ms").push(t, ms)
+                    }
+                    (Level::High, Level::Low) => {
+                        self.series(format!("port{n}.pause"), "ms").push(t, ms)
+                    }
                     _ => {}
                 }
             }
-            self.last_edge[i] = Some(*e);
+            prev = Some(e);
         }
     }
 
-    /// The case's series, with limits taken from its measurements where the series has none:
-    /// `portN.width` from `portN.min_width`, `portN.pause` from `portN.min_pause`.
-    pub fn finish(&mut self, measurements: &[crate::suite::Measurement]) -> Vec<Series> {
+    /// The series of case `id`: the response times of its exchanges, and the pulse widths and
+    /// pauses it judges, with limits from its measurements (`portN.width` from
+    /// `portN.min_width`, `portN.pause` from `portN.min_pause`); pulse series the case has no
+    /// such measurement for are dropped (a width case does not judge pauses). A case in
+    /// [`RUN_WIDE`] gets every exchange of the run instead.
+    pub fn finish(&mut self, case: &crate::suite::CaseResult) -> Vec<Series> {
+        let (id, measurements) = (case.id.as_str(), &case.measurements);
+        let since = case_start(case.target_time_s.0);
+        for p in Port::ALL {
+            self.pulses(p, since);
+        }
         let mut out = std::mem::take(&mut self.series);
-        for s in &mut out {
-            let (port, kind) = s.name.split_once('.').unwrap_or(("", ""));
+        out.retain_mut(|s| {
+            let Some((port, kind)) = s.name.split_once('.') else {
+                return true;
+            };
             let m = measurements
                 .iter()
                 .find(|m| m.name == format!("{port}.min_{kind}"));
-            if let (Some(m), None, None) = (m, s.low, s.high) {
-                (s.low, s.high) = (m.low, m.high);
+            match m {
+                Some(m) => {
+                    (s.low, s.high) = (m.low, m.high);
+                    true
+                }
+                None => false,
             }
+        });
+        if RUN_WIDE.contains(&id) && self.run_responses.total > 0 {
+            out = vec![self.run_responses.clone()];
         }
-        out
+        out.into_iter().map(Series::close).collect()
     }
 }

@@ -27,10 +27,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::evidence::capture::Captures;
 use crate::iec62056::exchange::{AnswerRules, Conformance, Exchange, Listening};
 use crate::iec62056::Request;
 use crate::meter::config::MeterSpec;
-use crate::evidence::capture::Captures;
 use crate::report::{utc_now, Reporter, Summary};
 use crate::suite::session::{self, Event, Limits, Observer, ObserverError, StopReason, StopToken};
 use crate::suite::{self, RunOptions};

@@ -72,7 +72,10 @@ fn slow_meter(delay_ms: f64) -> MeterSpec {
         "response_delay_ms = 150.0",
         &format!("response_delay_ms = {delay_ms}"),
     );
-    assert!(text.contains(&format!("response_delay_ms = {delay_ms}")), "{text}");
+    assert!(
+        text.contains(&format!("response_delay_ms = {delay_ms}")),
+        "{text}"
+    );
     MeterSpec::from_toml(&text, "slow", None).unwrap()
 }
 
@@ -89,7 +92,11 @@ fn sigrok_chars(vcd: &Path, wire: &str) -> Vec<u8> {
         ])
         .output()
         .expect("run sigrok-cli");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| u8::from_str_radix(l.trim_start_matches("uart-1: "), 16).ok())
@@ -102,7 +109,11 @@ fn sigrok_chars(vcd: &Path, wire: &str) -> Vec<u8> {
     ignore = "needs sigrok-cli (apt-get install sigrok-cli); run with cargo test --features peers (.ci/run does)"
 )]
 fn sigrok_decodes_the_captured_wire_to_the_characters_the_rig_judged() {
-    if !util::peer_available(&["sigrok-cli", "--version"], "sigrok-cli", "apt-get install sigrok-cli") {
+    if !util::peer_available(
+        &["sigrok-cli", "--version"],
+        "sigrok-cli",
+        "apt-get install sigrok-cli",
+    ) {
         return;
     }
     // a passing (150 ms) and a failing (620 ms) response time, both captured (--capture all)
@@ -129,26 +140,45 @@ fn sigrok_decodes_the_captured_wire_to_the_characters_the_rig_judged() {
 fn every_capture_reads_back_and_record_json_lists_it_with_its_hash() {
     let dir = tmp("readback");
     let spec = slow_meter(620.0);
-    let cases = ["readout.response_time", "readout.monotonic", "pulse_out.width", "pulse_out.pause"];
+    let cases = [
+        "readout.response_time",
+        "readout.monotonic",
+        "pulse_out.width",
+        "pulse_out.pause",
+    ];
     run_into(&dir, &spec, &cases, CaptureMode::All);
     let rec = read_record(&dir).unwrap();
     let listed: Vec<_> = rec.cases.iter().flat_map(|c| &c.attachments).collect();
     assert_eq!(listed.len(), 4, "{listed:?}");
     for a in listed {
         let bytes = std::fs::read(dir.join(&a.path)).unwrap();
-        let hash: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!((a.sha256.as_str(), a.media_type.as_str()), (hash.as_str(), "text/x-vcd"));
+        let hash: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            (a.sha256.as_str(), a.media_type.as_str()),
+            (hash.as_str(), "text/x-vcd")
+        );
         assert_eq!(a.bytes, bytes.len() as u64);
         let mut p = vcd::Parser::new(&bytes[..]);
         let h = p.parse_header().unwrap();
         assert_eq!(h.timescale, Some((1, vcd::TimescaleUnit::US)), "{}", a.path);
-        let vars: Vec<_> = h.items.iter().flat_map(|i| match i {
-            vcd::ScopeItem::Scope(s) => s.items.iter().filter_map(|v| match v {
-                vcd::ScopeItem::Var(v) => Some(v.clone()),
-                _ => None,
-            }).collect::<Vec<_>>(),
-            _ => vec![],
-        }).collect();
+        let vars: Vec<_> = h
+            .items
+            .iter()
+            .flat_map(|i| match i {
+                vcd::ScopeItem::Scope(s) => s
+                    .items
+                    .iter()
+                    .filter_map(|v| match v {
+                        vcd::ScopeItem::Var(v) => Some(v.clone()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+                _ => vec![],
+            })
+            .collect();
         assert!(vars.iter().any(|v| v.reference == "marker"), "{}", a.path);
         let mut last = None;
         let mut at_zero = std::collections::BTreeSet::new();
@@ -156,7 +186,11 @@ fn every_capture_reads_back_and_record_json_lists_it_with_its_hash() {
         for cmd in p {
             match cmd.unwrap() {
                 vcd::Command::Timestamp(t) => {
-                    assert!(last.is_none_or(|l| t > l), "{}: #{t} after #{last:?}", a.path);
+                    assert!(
+                        last.is_none_or(|l| t > l),
+                        "{}: #{t} after #{last:?}",
+                        a.path
+                    );
                     last = Some(t);
                 }
                 vcd::Command::ChangeScalar(id, _) | vcd::Command::ChangeString(id, _) => {
@@ -169,14 +203,24 @@ fn every_capture_reads_back_and_record_json_lists_it_with_its_hash() {
                 _ => {}
             }
         }
-        assert_eq!(at_zero.len(), vars.len(), "{}: every initial value at #0", a.path);
+        assert_eq!(
+            at_zero.len(),
+            vars.len(),
+            "{}: every initial value at #0",
+            a.path
+        );
         assert!(changes > vars.len(), "{}", a.path);
     }
     // only failed and inconclusive cases by default
     let dir2 = tmp("readback-failed");
     run_into(&dir2, &spec, &cases, CaptureMode::Failed);
     let rec = read_record(&dir2).unwrap();
-    let with: Vec<_> = rec.cases.iter().filter(|c| !c.attachments.is_empty()).map(|c| c.id.as_str()).collect();
+    let with: Vec<_> = rec
+        .cases
+        .iter()
+        .filter(|c| !c.attachments.is_empty())
+        .map(|c| c.id.as_str())
+        .collect();
     assert_eq!(with, ["readout.response_time"]);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&dir2);
@@ -188,14 +232,32 @@ fn every_capture_reads_back_and_record_json_lists_it_with_its_hash() {
 fn a_stopped_run_says_so_and_rig_report_rebuilds_the_page() {
     let dir = tmp("stopped");
     let out = util::run_rig(&[
-        "run", "--out", dir.to_str().unwrap(), "--max-run-time", "600",
-        "--case", "readout.response_time", "--case", "readout.monotonic", "--case", "readout.bcc",
-        "--suite", "readout",
+        "run",
+        "--out",
+        dir.to_str().unwrap(),
+        "--max-run-time",
+        "600",
+        "--case",
+        "readout.response_time",
+        "--case",
+        "readout.monotonic",
+        "--case",
+        "readout.bcc",
+        "--suite",
+        "readout",
     ]);
-    assert_eq!(util::code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        util::code(&out),
+        2,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let page = std::fs::read_to_string(dir.join("report.html")).unwrap();
     let top = &page[..page.find("<h1>").unwrap()];
-    assert!(top.contains("This run stopped half-way: stopped: the maximum run time of 600 s"), "{top}");
+    assert!(
+        top.contains("This run stopped half-way: stopped: the maximum run time of 600 s"),
+        "{top}"
+    );
     assert!(page.contains("not run"), "{page}");
     assert!(!page.contains("<script"), "no JavaScript");
     // nothing loaded from elsewhere: no link, image, source or CSS url; links stay in the run
@@ -205,17 +267,40 @@ fn a_stopped_run_says_so_and_rig_report_rebuilds_the_page() {
     std::fs::remove_file(dir.join("report.html")).unwrap();
     let o = util::run_rig(&["report", dir.to_str().unwrap()]);
     assert_eq!(util::code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(std::fs::read_to_string(dir.join("report.html")).unwrap(), page);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("report.html")).unwrap(),
+        page
+    );
 
     let other = tmp("stopped-other");
-    let o = util::run_rig(&["run", "--out", other.to_str().unwrap(), "--meter",
-        util::path("fixtures/meters/faulty-slow-sum-bcc.toml").to_str().unwrap(),
-        "--suite", "readout", "--case", "readout.response_time", "--case", "readout.bcc"]);
+    let o = util::run_rig(&[
+        "run",
+        "--out",
+        other.to_str().unwrap(),
+        "--meter",
+        util::path("fixtures/meters/faulty-slow-sum-bcc.toml")
+            .to_str()
+            .unwrap(),
+        "--suite",
+        "readout",
+        "--case",
+        "readout.response_time",
+        "--case",
+        "readout.bcc",
+    ]);
     assert_eq!(util::code(&o), 1);
-    let o = util::run_rig(&["report", dir.to_str().unwrap(), "--compare", other.to_str().unwrap()]);
+    let o = util::run_rig(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--compare",
+        other.to_str().unwrap(),
+    ]);
     assert_eq!(util::code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     let cmp = std::fs::read_to_string(dir.join("compare.html")).unwrap();
-    assert!(cmp.contains("response_time") && cmp.contains("620 ms") && cmp.contains("150 ms"), "{cmp}");
+    assert!(
+        cmp.contains("response_time") && cmp.contains("620 ms") && cmp.contains("150 ms"),
+        "{cmp}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&other);
 }
@@ -236,18 +321,36 @@ fn png_pixels(path: &Path) -> (u32, u32, usize, Vec<u8>) {
     ignore = "needs chromium (apt-get install --no-install-recommends chromium); run with cargo test --features peers (.ci/run does)"
 )]
 fn the_report_of_a_failing_run_renders_in_chromium_with_the_failed_plot() {
-    if !util::peer_available(&["chromium", "--version"], "chromium", "apt-get install --no-install-recommends chromium") {
+    if !util::peer_available(
+        &["chromium", "--version"],
+        "chromium",
+        "apt-get install --no-install-recommends chromium",
+    ) {
         return;
     }
     let dir = tmp("chromium");
     let spec = slow_meter(620.0);
-    run_into(&dir, &spec, &["readout.response_time", "readout.bcc"], CaptureMode::Failed);
+    run_into(
+        &dir,
+        &spec,
+        &["readout.response_time", "readout.bcc"],
+        CaptureMode::Failed,
+    );
     let page = std::fs::read_to_string(dir.join("report.html")).unwrap();
     let failed = &page[page.find("id=\"readout.response_time\"").unwrap()..];
-    assert!(failed.contains("<svg") && failed.contains("response_time [ms]"), "the failed case's plot");
+    assert!(
+        failed.contains("<svg") && failed.contains("response_time [ms]"),
+        "the failed case's plot"
+    );
     let png = dir.join("report.png");
     let out = Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1000,2200"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1000,2200",
+        ])
         .arg(format!("--screenshot={}", png.display()))
         .arg(format!("file://{}", dir.join("report.html").display()))
         .output()
@@ -256,10 +359,23 @@ fn the_report_of_a_failing_run_renders_in_chromium_with_the_failed_plot() {
     let (w, h, n, px) = png_pixels(&png);
     assert_eq!((w, h), (1000, 2200));
     let pixels: Vec<&[u8]> = px.chunks(n).collect();
-    let white = pixels.iter().filter(|p| p[0] > 245 && p[1] > 245 && p[2] > 245).count();
-    assert!(white < pixels.len() * 97 / 100, "the page is blank: {white} of {} white", pixels.len());
+    let white = pixels
+        .iter()
+        .filter(|p| p[0] > 245 && p[1] > 245 && p[2] > 245)
+        .count();
+    assert!(
+        white < pixels.len() * 97 / 100,
+        "the page is blank: {white} of {} white",
+        pixels.len()
+    );
     // the failed response time is a pure red dot in its plot (the badges are a darker red)
-    let red = pixels.iter().filter(|p| p[0] > 240 && p[1] < 20 && p[2] < 20).count();
-    assert!(red >= 12, "no red dot of the failed response time in the screenshot: {red} pixels");
+    let red = pixels
+        .iter()
+        .filter(|p| p[0] > 240 && p[1] < 20 && p[2] < 20)
+        .count();
+    assert!(
+        red >= 12,
+        "no red dot of the failed response time in the screenshot: {red} pixels"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
