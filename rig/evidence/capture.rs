@@ -213,7 +213,7 @@ pub fn write_vcd(lines: &CaseLines, comments: &[String]) -> io::Result<Vec<u8>> 
     let mut changes: Vec<(u64, u8, Change)> = Vec::new();
     w.timestamp(0)?;
     for (k, wire) in used.iter().enumerate() {
-        let before = wire.edges.first().map_or(true, |e| !e.level.is_high());
+        let before = wire.edges.first().is_none_or(|e| !e.level.is_high());
         w.change_scalar(id(wire.code)?, level(before))?;
         for e in wire.edges.iter() {
             changes.push((
@@ -352,24 +352,20 @@ impl crate::suite::Observer for Captures {
                 note,
                 sent,
                 ..
-            } => {
-                if self.mode != CaptureMode::None {
-                    self.lines.serial |= exchange.timing.source == TimeSource::Serial
-                        || exchange.timing.request_source == TimeSource::Serial;
-                    self.lines.exchange(
-                        self.baud,
-                        sent,
-                        exchange.request_end,
-                        &exchange.chars,
-                        self.window_ms,
-                        note.assessment.response_ms,
-                    );
-                }
+            } if self.mode != CaptureMode::None => {
+                self.lines.serial |= exchange.timing.source == TimeSource::Serial
+                    || exchange.timing.request_source == TimeSource::Serial;
+                self.lines.exchange(
+                    self.baud,
+                    sent,
+                    exchange.request_end,
+                    &exchange.chars,
+                    self.window_ms,
+                    note.assessment.response_ms,
+                );
             }
-            Event::Edges { port, edges, .. } => {
-                if self.mode != CaptureMode::None {
-                    self.lines.ports[*port as usize].extend_from_slice(edges);
-                }
+            Event::Edges { port, edges, .. } if self.mode != CaptureMode::None => {
+                self.lines.ports[*port as usize].extend_from_slice(edges);
             }
             Event::CaseDone { case } => {
                 // edges taken that predate the case (what earlier cases left) are not its own

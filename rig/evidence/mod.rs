@@ -151,7 +151,7 @@ pub fn case_start(t0_s: f64) -> Timestamp {
 
 /// The cases that judge every exchange of the run so far rather than their own: their plot
 /// is the run's response times.
-const RUN_WIDE: &[&str] = &["readout.every_exchange"];
+pub const RUN_WIDE: &[&str] = &["readout.every_exchange"];
 
 impl SeriesCollector {
     /// A collector judging response times against `[min_ms, max_ms]` (the profile's window,
@@ -261,5 +261,96 @@ impl SeriesCollector {
             out = vec![self.run_responses.clone()];
         }
         out.into_iter().map(Series::close).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meter::profile::Clause;
+    use crate::suite::{CaseResult, Measurement, Verdict};
+    use crate::time::TimeSource;
+
+    fn edge(ms: u64, high: bool) -> Edge {
+        Edge {
+            t: Timestamp::from_ms(ms),
+            level: Level::from_high(high),
+        }
+    }
+
+    fn case(id: &str, t0_s: f64, measurements: Vec<Measurement>) -> CaseResult {
+        CaseResult {
+            id: id.into(),
+            suite: "pulse_out".into(),
+            title: String::new(),
+            clause: Clause {
+                source: "000_c06f58957f887af9.txt",
+                section: "x",
+            },
+            verdict: Verdict::Pass,
+            message: String::new(),
+            measurements,
+            details: vec![],
+            target_time_s: (t0_s, t0_s + 10.0),
+            wall_time_s: 0.0,
+        }
+    }
+
+    /// Pulses a case flushed from before its start are not plotted; the ones after it are, with
+    /// the limits of the case's own measurement; a series the case does not judge is dropped.
+    #[test]
+    fn a_case_plots_only_its_own_pulses_against_its_limits() {
+        let mut c = SeriesCollector::new(20.0, 500.0);
+        let def = &crate::suite::CASES[0];
+        c.event(&Event::CaseStarted { case: def });
+        // a 50 ms pulse at 1 s (before the case started at 5 s), then 30 and 36 ms pulses
+        let edges = [
+            edge(1000, false),
+            edge(1050, true),
+            edge(6000, false),
+            edge(6030, true),
+            edge(6100, false),
+            edge(6136, true),
+        ];
+        c.event(&Event::Edges {
+            case: def.id,
+            port: Port::Port2,
+            edges: &edges,
+        });
+        let m = Measurement::new(
+            "port2.min_width",
+            30.0,
+            "ms",
+            Some(27.0),
+            Some(33.0),
+            TimeSource::Edge,
+            0.0,
+        );
+        let s = c.finish(&case("pulse_out.width", 5.0, vec![m]));
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s[0].name, "port2.width");
+        assert_eq!(
+            (s[0].low, s[0].high, s[0].total),
+            (Some(27.0), Some(33.0), 2)
+        );
+        let widths: Vec<f64> = s[0].points.iter().map(|p| p[1]).collect();
+        assert_eq!(widths, [30.0, 36.0]);
+    }
+
+    /// Past the first [`MAX_POINTS`], the lowest and the highest value are still plotted.
+    #[test]
+    fn a_long_series_keeps_its_extremes() {
+        let mut s = Series::new("x".into(), "ms", None, None);
+        for i in 0..MAX_POINTS + 100 {
+            s.push(i as f64, if i == MAX_POINTS + 50 { 99.0 } else { 1.0 });
+        }
+        let s = s.close();
+        assert_eq!(s.total, MAX_POINTS + 100);
+        assert!(
+            s.points.contains(&[(MAX_POINTS + 50) as f64, 99.0]),
+            "{:?}",
+            s.points.last()
+        );
+        assert!(s.points.windows(2).all(|w| w[0][0] <= w[1][0]));
     }
 }
