@@ -3,8 +3,11 @@
 //! module-interface line the case used, readable by sigrok/PulseView and GTKWave.
 //!
 //! Wires: `data_out` (meter → module, pin 2), `data_in` (module → meter, pin 5), `port1` (pin 4)
-//! and `port2` (pin 3) as levels at the module pin, and `marker`, a string variable naming the
-//! rig's instants (the request's end, the response window's limits, the answer's start).
+//! and `port2` (pin 3) as levels at the module pin (the meter's output edges), `port1_drive` and
+//! `port2_drive` for a port the rig drives as a meter input (the sheet's logical level, 1 =
+//! active: the pin level follows from the wiring's polarity), and `marker`, a string variable
+//! naming the rig's instants (the request's end, the response window's limits, the answer's
+//! start).
 //! Timescale 1 µs, with an explicit `#0` carrying every initial value (sigrok's importer drops a
 //! first edge without it); `#0` is a stated instant of the target's clock (a comment says which),
 //! a little before the first thing captured, so importers do not fill hours of idle line.
@@ -16,9 +19,8 @@
 //! was low is drawn so. `data_in` is the request as sent, ending at the request's end. On a
 //! `serial:` target the characters are re-framed under the serial timing contract (a byte seen
 //! at the end of its stop bit), and the file says so in a comment. Port levels are the captured
-//! pulse edges from the case's start on (only the output edges a case took are known to the
-//! event stream; inputs the rig drove are not drawn, and edges a case flushed that predate its
-//! start belong to no case).
+//! pulse edges from the case's start on (edges a case flushed that predate its start belong to no
+//! case); drives are drawn when the backend had set them, on the target's clock.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -69,6 +71,8 @@ pub struct CaseLines {
     pub data_in: Vec<Edge>,
     /// Port 1 and port 2 output edges.
     pub ports: [Vec<Edge>; 2],
+    /// Port 1 and port 2 as inputs the rig drove: the sheet's logical level (high = active).
+    pub drives: [Vec<Edge>; 2],
     /// The rig's instants, named.
     pub markers: Vec<(Timestamp, String)>,
     /// Whether any time came from the serial-only contract.
@@ -81,6 +85,7 @@ impl CaseLines {
         self.data_out.is_empty()
             && self.data_in.is_empty()
             && self.ports.iter().all(|p| p.is_empty())
+            && self.drives.iter().all(|p| p.is_empty())
     }
 
     /// Adds one exchange: `sent` (bytes with parity, ending at `request_end`), the received
@@ -156,6 +161,8 @@ pub fn write_vcd(lines: &CaseLines, comments: &[String]) -> io::Result<Vec<u8>> 
         lines.data_in.first().map(|e| e.t),
         lines.ports[0].first().map(|e| e.t),
         lines.ports[1].first().map(|e| e.t),
+        lines.drives[0].first().map(|e| e.t),
+        lines.drives[1].first().map(|e| e.t),
         lines.markers.iter().map(|m| m.0).min(),
     ]
     .into_iter()
@@ -195,6 +202,16 @@ pub fn write_vcd(lines: &CaseLines, comments: &[String]) -> io::Result<Vec<u8>> 
             name: "port2",
             code: "q",
             edges: &lines.ports[1],
+        },
+        Wire {
+            name: "port1_drive",
+            code: "a",
+            edges: &lines.drives[0],
+        },
+        Wire {
+            name: "port2_drive",
+            code: "b",
+            edges: &lines.drives[1],
         },
     ];
     let used: Vec<&Wire> = wires
@@ -366,6 +383,16 @@ impl crate::suite::Observer for Captures {
             }
             Event::Edges { port, edges, .. } if self.mode != CaptureMode::None => {
                 self.lines.ports[*port as usize].extend_from_slice(edges);
+            }
+            Event::Drive {
+                port, drive, at, ..
+            } if self.mode != CaptureMode::None => {
+                let d = &mut self.lines.drives[*port as usize];
+                let level = crate::uart::Level::from_high(drive.is_active());
+                // an input is inactive until the rig first drives it active
+                if d.last().map_or(drive.is_active(), |e| e.level != level) {
+                    d.push(Edge { t: *at, level });
+                }
             }
             Event::CaseDone { case } => {
                 // edges taken that predate the case (what earlier cases left) are not its own
