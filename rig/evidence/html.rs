@@ -329,9 +329,17 @@ pub fn series_svg(s: &Series) -> String {
 
 fn draw_series(s: &Series, svg: &mut String) -> Result<(), Box<dyn std::error::Error>> {
     let t0 = s.points.first().map_or(0.0, |p| p[0]);
-    let xs = s.points.iter().map(|p| p[0] - t0);
+    let span = s.points.iter().map(|p| p[0] - t0).fold(0.0f64, f64::max);
+    // the time axis in a unit a person reads: s, min, h or days after the first point
+    let (div, unit) = match span {
+        x if x > 2.0 * 86_400.0 => (86_400.0, "days"),
+        x if x > 2.0 * 3600.0 => (3600.0, "h"),
+        x if x > 120.0 => (60.0, "min"),
+        _ => (1.0, "s"),
+    };
+    let x = |t: f64| (t - t0) / div;
     let ys = s.points.iter().map(|p| p[1]);
-    let xmax = xs.clone().fold(0.0f64, f64::max).max(1.0);
+    let xmax = (span / div).max(1.0);
     let (mut ymin, mut ymax) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
         (a.min(y), b.max(y))
     });
@@ -358,7 +366,7 @@ fn draw_series(s: &Series, svg: &mut String) -> Result<(), Box<dyn std::error::E
         .build_cartesian_2d(-xmax * 0.03..xmax * 1.03, y0..y1)?;
     chart
         .configure_mesh()
-        .x_desc("s after the first")
+        .x_desc(format!("{unit} after the first"))
         .y_desc(s.unit.as_str())
         .light_line_style(WHITE)
         .draw()?;
@@ -377,7 +385,7 @@ fn draw_series(s: &Series, svg: &mut String) -> Result<(), Box<dyn std::error::E
     let out = |y: f64| s.low.is_some_and(|l| y < l) || s.high.is_some_and(|h| y > h);
     chart.draw_series(s.points.iter().map(|p| {
         let c = if out(p[1]) { RED } else { BLUE };
-        Circle::new((p[0] - t0, p[1]), 3, c.filled())
+        Circle::new((x(p[0]), p[1]), 3, c.filled())
     }))?;
     root.present()?;
     Ok(())
