@@ -155,22 +155,7 @@ struct Wire<'a> {
 /// Only the writer's (none for a `Vec`).
 pub fn write_vcd(lines: &CaseLines, comments: &[String]) -> io::Result<Vec<u8>> {
     let mut w = vcd::Writer::new(Vec::new());
-    // time origin: 100 ms before the first change, rounded down to a whole ms
-    let first = [
-        lines.data_out.first().map(|e| e.t),
-        lines.data_in.first().map(|e| e.t),
-        lines.ports[0].first().map(|e| e.t),
-        lines.ports[1].first().map(|e| e.t),
-        lines.drives[0].first().map(|e| e.t),
-        lines.drives[1].first().map(|e| e.t),
-        lines.markers.iter().map(|m| m.0).min(),
-    ]
-    .into_iter()
-    .flatten()
-    .min()
-    .unwrap_or(Timestamp::ZERO);
-    // (before the target clock's zero when the first change is at it)
-    let origin_ns = (first.as_ns() as i64 - 100_000_000).div_euclid(1_000_000) * 1_000_000;
+    let origin_ns = origin_ns(lines);
     w.comment(&format!(
         "#0 is the target's clock at {} s (ns {origin_ns}); times are the edge and character \
          timestamps the verdict used",
@@ -181,43 +166,7 @@ pub fn write_vcd(lines: &CaseLines, comments: &[String]) -> io::Result<Vec<u8>> 
     }
     w.timescale(1, TimescaleUnit::US)?;
     w.add_module("module_interface")?;
-    // identifiers chosen by hand: none is '#', which sigrok's importer takes for a timestamp
-    let wires = [
-        Wire {
-            name: "data_out",
-            code: "o",
-            edges: &lines.data_out,
-        },
-        Wire {
-            name: "data_in",
-            code: "i",
-            edges: &lines.data_in,
-        },
-        Wire {
-            name: "port1",
-            code: "p",
-            edges: &lines.ports[0],
-        },
-        Wire {
-            name: "port2",
-            code: "q",
-            edges: &lines.ports[1],
-        },
-        Wire {
-            name: "port1_drive",
-            code: "a",
-            edges: &lines.drives[0],
-        },
-        Wire {
-            name: "port2_drive",
-            code: "b",
-            edges: &lines.drives[1],
-        },
-    ];
-    let used: Vec<&Wire> = wires
-        .iter()
-        .filter(|w| !w.edges.is_empty() || w.name.starts_with("data"))
-        .collect();
+    let used = lines.wires();
     let id = |code: &str| code.parse::<IdCode>().map_err(io::Error::other);
     for wire in &used {
         w.var_def(VarType::Wire, 1, id(wire.code)?, wire.name, None)?;
@@ -227,26 +176,14 @@ pub fn write_vcd(lines: &CaseLines, comments: &[String]) -> io::Result<Vec<u8>> 
     w.upscope()?;
     w.enddefinitions()?;
     // every initial value at #0: the level before the first edge
-    let mut changes: Vec<(u64, u8, Change)> = Vec::new();
     w.timestamp(0)?;
-    for (k, wire) in used.iter().enumerate() {
+    for wire in &used {
         let before = wire.edges.first().is_none_or(|e| !e.level.is_high());
         w.change_scalar(id(wire.code)?, level(before))?;
-        for e in wire.edges.iter() {
-            changes.push((
-                us(e.t, origin_ns),
-                k as u8,
-                Change::Level(e.level.is_high()),
-            ));
-        }
     }
     w.change_string(marker, "idle")?;
-    for (t, name) in &lines.markers {
-        changes.push((us(*t, origin_ns), u8::MAX, Change::Marker(name.clone())));
-    }
-    changes.sort_by_key(|c| (c.0, c.1));
     let mut now = 0;
-    for (t, k, ch) in changes {
+    for (t, k, ch) in changes(&used, lines, origin_ns) {
         if t != now {
             w.timestamp(t)?;
             now = t;
@@ -259,6 +196,54 @@ pub fn write_vcd(lines: &CaseLines, comments: &[String]) -> io::Result<Vec<u8>> 
     // a last timestamp a second on, so viewers show the line settle
     w.timestamp(now + 1_000_000)?;
     Ok(w.writer().clone())
+}
+
+/// The instant `#0` stands for, ns on the target's clock: 100 ms before the first change,
+/// rounded down to a whole ms (before the clock's zero when the first change is at it).
+fn origin_ns(lines: &CaseLines) -> i64 {
+    let wires = lines.wires();
+    let first = wires
+        .iter()
+        .filter_map(|w| w.edges.first().map(|e| e.t))
+        .chain(lines.markers.iter().map(|m| m.0))
+        .min()
+        .unwrap_or(Timestamp::ZERO);
+    (first.as_ns() as i64 - 100_000_000).div_euclid(1_000_000) * 1_000_000
+}
+
+/// Every change after `#0` in time order: (µs, wire index or `u8::MAX` for the marker, change).
+fn changes(used: &[Wire<'_>], lines: &CaseLines, origin_ns: i64) -> Vec<(u64, u8, Change)> {
+    let mut changes: Vec<(u64, u8, Change)> = Vec::new();
+    for (k, wire) in used.iter().enumerate() {
+        for e in wire.edges {
+            let c = Change::Level(e.level.is_high());
+            changes.push((us(e.t, origin_ns), k as u8, c));
+        }
+    }
+    for (t, name) in &lines.markers {
+        changes.push((us(*t, origin_ns), u8::MAX, Change::Marker(name.clone())));
+    }
+    changes.sort_by_key(|c| (c.0, c.1));
+    changes
+}
+
+impl CaseLines {
+    /// The wires the case used, in the file's order. The identifiers are chosen by hand: none
+    /// is `#`, which sigrok's importer takes for a timestamp.
+    fn wires(&self) -> Vec<Wire<'_>> {
+        let all: [(&'static str, &'static str, &[Edge]); 6] = [
+            ("data_out", "o", &self.data_out),
+            ("data_in", "i", &self.data_in),
+            ("port1", "p", &self.ports[0]),
+            ("port2", "q", &self.ports[1]),
+            ("port1_drive", "a", &self.drives[0]),
+            ("port2_drive", "b", &self.drives[1]),
+        ];
+        all.into_iter()
+            .filter(|(_, _, edges)| !edges.is_empty())
+            .map(|(name, code, edges)| Wire { name, code, edges })
+            .collect()
+    }
 }
 
 enum Change {
