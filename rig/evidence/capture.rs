@@ -399,3 +399,58 @@ impl crate::suite::Observer for Captures {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request ends at the request's end, the answer's character starts at its measured
+    /// start edge, the markers sit at the window's limits, all in µs after the stated `#0`.
+    #[test]
+    fn a_capture_puts_every_edge_where_the_verdict_saw_it() {
+        let baud = 300;
+        let request_end = Timestamp::from_ms(1000);
+        // '/' (0x2F, even parity: five ones → parity bit set) starting 150 ms after the request
+        let start = Timestamp::from_ms(1150);
+        let c = RxChar {
+            byte: 0xAF,
+            start,
+            end: Timestamp(start.as_ns() + frame_ns(baud, 1)),
+            stop_ok: true,
+            bit_ns: None,
+        };
+        let mut lines = CaseLines::default();
+        let sent = crate::iec62056::parity::encode(b"/?!\r\n");
+        lines.exchange(baud, &sent, request_end, &[c], (20.0, 500.0), Some(150.0));
+        let text = String::from_utf8(write_vcd(&lines, &[]).unwrap()).unwrap();
+        // #0 is 100 ms before the request's first start bit (5 characters before its end)
+        let first = 1_000_000_000 - 5 * frame_ns(baud, 1);
+        let origin = (first as i64 - 100_000_000).div_euclid(1_000_000) * 1_000_000;
+        let at = |ms: u64| format!("#{}\n", (ms as i64 * 1_000_000 - origin) / 1000);
+        for (ms, what) in [
+            (1000, "srequest_end m"),
+            (1020, "swindow_opens_20ms m"),
+            (1150, "0o"),
+            (1150, "sanswer_start_150ms m"),
+            (1500, "swindow_closes_500ms m"),
+        ] {
+            let i = text
+                .find(&at(ms))
+                .unwrap_or_else(|| panic!("no {} in {text}", at(ms)));
+            let block = &text[i + at(ms).len()..];
+            let block = &block[..block.find('#').unwrap_or(block.len())];
+            assert!(
+                block.lines().any(|l| l == what),
+                "{what} at {ms} ms: {block:?}"
+            );
+        }
+        // the request's last stop bit ends at the request's end: data in is high from there
+        assert_eq!(
+            lines.data_in.last().unwrap().level,
+            crate::uart::Level::High
+        );
+        assert!(lines.data_in.last().unwrap().t < request_end);
+        assert!(text.contains("$timescale 1 us $end"));
+        assert!(text.find("#0\n").unwrap() < text.find("1o").unwrap());
+    }
+}

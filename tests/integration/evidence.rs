@@ -379,3 +379,37 @@ fn the_report_of_a_failing_run_renders_in_chromium_with_the_failed_plot() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The inputs a case drives reach the captures through the event stream: tariff.table on a
+/// 4-tariff meter (KK 01) drives both ports through every input state.
+#[test]
+fn the_inputs_a_case_drives_are_captured() {
+    let dir = tmp("drives");
+    let text = std::fs::read_to_string(util::path("fixtures/meters/default.toml")).unwrap();
+    let kk = text
+        .lines()
+        .find(|l| l.starts_with("kk ="))
+        .unwrap()
+        .to_string();
+    let spec = MeterSpec::from_toml(&text.replace(&kk, "kk = 1"), "kk01", None).unwrap();
+    run_into(&dir, &spec, &["tariff.table"], CaptureMode::All);
+    let rec = read_record(&dir).unwrap();
+    assert_eq!(
+        rec.cases[0].verdict,
+        Verdict::Pass,
+        "{}",
+        rec.cases[0].message
+    );
+    let vcd = std::fs::read_to_string(dir.join("captures/tariff.table.vcd")).unwrap();
+    for (name, code) in [("port1_drive", 'a'), ("port2_drive", 'b')] {
+        assert!(
+            vcd.contains(&format!("$var wire 1 {code} {name} $end")),
+            "{vcd}"
+        );
+        let ups = vcd.lines().filter(|l| *l == format!("1{code}")).count();
+        let downs = vcd.lines().filter(|l| *l == format!("0{code}")).count();
+        // active and released again at least once each (the initial value is one of the downs)
+        assert!(ups >= 1 && downs >= 2, "{name}: {ups} up, {downs} down");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
