@@ -183,7 +183,7 @@ fn rig_section(r: &Record) -> Markup {
             tr { th { "parity" } td { @if c.parity_checked { "checked by the rig" } @else { "not checked (UART framing)" } } }
             tr { th { "wiring calibration" } td {
                 @if c.virtual_time { "none needed (simulated wire)" }
-                @else { "optocoupler delays from the wiring file, subtracted from every pin timestamp (see the wiring file's [calibration])" } } }
+                @else { "optocoupler delays from the wiring file (rig calibrate), subtracted from every pin timestamp; their spread is in the pin timing uncertainty above (the record does not carry the delays themselves)" } } }
             tr { th { "time covered" } td { (fmt_num(r.target_time_s)) " s on the target's clock, "
                 (format!("{:.3}", r.wall_time_s)) " s wall" } }
         }
