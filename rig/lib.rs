@@ -8,6 +8,7 @@
 //! - [`meter`]: the readout model, order codes and profiles shared by the simulator and suites.
 //! - [`service`]: the module loop and run scheduling of `rig serve`.
 
+pub mod evidence;
 pub mod iec62056;
 pub mod line;
 pub mod meter;

@@ -39,6 +39,8 @@ enum Command {
     Sim(cli::sim::SimArgs),
     /// Decode a captured mode A answer (identification, data sets, BCC, findings).
     Decode(cli::decode::DecodeArgs),
+    /// Rebuild a run's report.html from its record.json, or compare two runs.
+    Report(cli::report::ReportArgs),
     /// Wiring files: check one.
     Wiring(cli::wiring::WiringArgs),
     /// Measure optocoupler delays over the wiring file's loopbacks and write them back.
@@ -73,6 +75,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sim(a) => cli::sim::run(a),
         Command::Remote(a) => cli::remote::run(a),
         Command::Decode(args) => cli::decode::run(args),
+        Command::Report(a) => cli::report::run(a),
         Command::Wiring(a) => cli::wiring::run(a),
         Command::Calibrate(a) => cli::calibrate::run(a),
     }

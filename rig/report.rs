@@ -47,6 +47,7 @@ use std::time::Duration;
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 use serde::{Deserialize, Serialize};
 
+use crate::evidence::{Attachment, Inbox, Series, SeriesCollector};
 use crate::meter::calendar;
 use crate::meter::profile::Clause;
 use crate::suite::{
@@ -483,6 +484,13 @@ pub struct RecordedCase {
     pub target_time_s: (f64, f64),
     /// Wall time the case took, seconds.
     pub wall_time_s: f64,
+    /// Files that go with the case (its waveform capture), relative to the run directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+    /// Observed values against their limits (every exchange's response time, every pulse
+    /// width and pause), for the report's plots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Series>,
 }
 
 impl From<&CaseResult> for RecordedCase {
@@ -498,6 +506,8 @@ impl From<&CaseResult> for RecordedCase {
             details: c.details.clone(),
             target_time_s: c.target_time_s,
             wall_time_s: c.wall_time_s,
+            attachments: vec![],
+            series: vec![],
         }
     }
 }
@@ -771,6 +781,8 @@ pub struct Reporter {
     record: Record,
     started: std::time::Instant,
     test_case_delay: Option<Duration>,
+    series: Option<SeriesCollector>,
+    inbox: Option<Inbox>,
     _lock: PidLock,
 }
 
@@ -830,6 +842,8 @@ impl Reporter {
             record,
             started: std::time::Instant::now(),
             test_case_delay,
+            series: None,
+            inbox: None,
             _lock: lock,
         };
         r.write_snapshot()?;
@@ -848,7 +862,19 @@ impl Reporter {
         let meter = serde_json::to_value(spec).map_err(render_err(RECORD))?;
         let record = Record::start(target.describe(), target.capabilities(), meter)
             .with_declared_plan(opts, spec);
-        Reporter::create(dir, record)
+        let mut r = Reporter::create(dir, record)?;
+        r.series = Some(SeriesCollector::new(
+            spec.profile.response_min_ms,
+            spec.profile.response_max_ms,
+        ));
+        Ok(r)
+    }
+
+    /// Records the attachments the capture observer files in `inbox` with each case (the
+    /// capture observer must come before the reporter in the session's observer list).
+    pub fn with_attachments(mut self, inbox: Inbox) -> Self {
+        self.inbox = Some(inbox);
+        self
     }
 
     /// The record so far.
@@ -886,7 +912,14 @@ impl Reporter {
 impl Reporter {
     /// Records one finished case and writes the next snapshot.
     pub fn case_done(&mut self, case: &CaseResult) -> Result<(), RecordError> {
-        self.record.cases.push(case.into());
+        let mut rc = RecordedCase::from(case);
+        if let Some(c) = &mut self.series {
+            rc.series = c.finish(case);
+        }
+        if let Some(i) = &self.inbox {
+            rc.attachments = i.take(&case.id);
+        }
+        self.record.cases.push(rc);
         self.record.summary = Summary::of_verdicts(self.record.cases.iter().map(|c| c.verdict));
         self.record.target_time_s = case.target_time_s.1;
         self.write_snapshot()
@@ -897,6 +930,9 @@ impl Reporter {
 /// (`complete`, or `stopped` with the outcome's reason).
 impl Observer for Reporter {
     fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
+        if let Some(c) = &mut self.series {
+            c.event(e);
+        }
         let r = match e {
             Event::CaseStarted { .. } => {
                 if let Some(d) = self.test_case_delay {

@@ -5,6 +5,7 @@ pub mod calibrate;
 pub mod decode;
 pub mod read;
 pub mod remote;
+pub mod report;
 pub mod run;
 pub mod serve;
 pub mod sim;

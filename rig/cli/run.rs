@@ -12,6 +12,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 
+use meter_rig::evidence::capture::{CaptureMode, Captures};
+use meter_rig::evidence::html::HtmlReport;
+use meter_rig::evidence::Inbox;
 use meter_rig::meter::config::MeterSpec;
 use meter_rig::pins::safe;
 use meter_rig::report::{self, Progress, Record, Reporter};
@@ -72,6 +75,13 @@ pub struct RunArgs {
     /// software meter); the records then say `stopped` and the cases left show as not run.
     #[arg(long, value_name = "S")]
     pub max_run_time: Option<f64>,
+    /// Waveform captures OUT/captures/CASE.vcd: none, failed (failed and inconclusive cases) or
+    /// all (every case that used a line).
+    #[arg(long, default_value = "failed", value_name = "WHICH")]
+    pub capture: CaptureMode,
+    /// Do not write OUT/report.html.
+    #[arg(long)]
+    pub no_report: bool,
 }
 
 /// The first SIGINT, SIGTERM or SIGHUP stops `stop` with the signal's name; the pins' safe-state
@@ -185,8 +195,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         stop: StopToken::new(),
         max_run_time: secs("max-run-time", args.max_run_time)?,
     };
+    let inbox = Inbox::new();
     let mut reporter = Reporter::start(&args.out, target.as_mut(), &spec, &opts)
-        .with_context(|| format!("cannot write records to {}", args.out.display()))?;
+        .with_context(|| format!("cannot write records to {}", args.out.display()))?
+        .with_attachments(inbox.clone());
+    let mut captures = Captures::new(
+        &args.out,
+        spec.baud,
+        (spec.profile.response_min_ms, spec.profile.response_max_ms),
+        args.capture,
+        inbox,
+    )
+    .with_context(|| format!("cannot clear {}/captures", args.out.display()))?;
+    let mut html = HtmlReport::new(&args.out);
     watch_signals(limits.stop.clone(), &args.out)?;
     let describe = target.describe();
     // the software meter's description already names the profile
@@ -198,7 +219,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     eprintln!("rig: {describe}{meter}, records in {}", args.out.display());
     let mut progress = Progress;
     let mut lines = LineProgress::default();
-    let mut observers: Vec<&mut dyn Observer> = vec![&mut reporter];
+    // captures before the records (they file their attachments for the case), the page after
+    let mut observers: Vec<&mut dyn Observer> = vec![&mut captures, &mut reporter];
+    if !args.no_report {
+        observers.push(&mut html);
+    }
     let terminal = std::io::stderr().is_terminal();
     if terminal && (args.progress || !caps.virtual_time) {
         observers.push(&mut progress);

@@ -685,6 +685,54 @@ fn metrics_text(s: &worker::Status) -> String {
     o
 }
 
+/// `GET /runs/{id}/report.html`: the run's report page (written as the run goes).
+async fn get_report(State(app): State<App>, UrlPath(id): UrlPath<String>) -> Response {
+    if !store::valid_run_id(&id) {
+        return error(StatusCode::NOT_FOUND, format!("no run {id:?}"));
+    }
+    match std::fs::read(store::run_dir(&app.root, &id).join("report.html")) {
+        Ok(b) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], b).into_response(),
+        Err(_) => error(
+            StatusCode::NOT_FOUND,
+            format!("no report.html for run {id:?}"),
+        ),
+    }
+}
+
+/// `GET /runs/{id}/captures/{file}`: one waveform capture of the run (`CASE.vcd`); a name
+/// that is not a plain `.vcd` file name is 404, so nothing outside `captures/` is served.
+async fn get_capture(
+    State(app): State<App>,
+    UrlPath((id, file)): UrlPath<(String, String)>,
+) -> Response {
+    let plain = file.ends_with(".vcd")
+        && !file.starts_with('.')
+        && file
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !store::valid_run_id(&id) || !plain {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no capture {file:?} of run {id:?}"),
+        );
+    }
+    let path = store::run_dir(&app.root, &id).join("captures").join(&file);
+    match std::fs::read(path) {
+        Ok(b) => (
+            [(
+                header::CONTENT_TYPE,
+                meter_rig::evidence::capture::VCD_MEDIA_TYPE,
+            )],
+            b,
+        )
+            .into_response(),
+        Err(_) => error(
+            StatusCode::NOT_FOUND,
+            format!("no capture {file:?} of run {id:?} (record.json lists its attachments)"),
+        ),
+    }
+}
+
 async fn metrics(State(app): State<App>) -> Response {
     (
         [(
@@ -711,6 +759,8 @@ fn router(app: App) -> Router {
         .route("/runs", post(post_run).get(list_runs))
         .route("/runs/{id}", get(get_run).delete(delete_run))
         .route("/runs/{id}/junit.xml", get(get_junit))
+        .route("/runs/{id}/report.html", get(get_report))
+        .route("/runs/{id}/captures/{file}", get(get_capture))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), auth))

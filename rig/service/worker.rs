@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::evidence::capture::Captures;
 use crate::iec62056::exchange::{AnswerRules, Conformance, Exchange, Listening};
 use crate::iec62056::Request;
 use crate::meter::config::MeterSpec;
@@ -653,7 +654,21 @@ impl<'a> Worker<'a> {
         opts.suites = req.suites.clone();
         opts.cases = req.cases.clone();
         opts.check_type_number = caps.virtual_time || self.cfg.meter_given;
-        let mut reporter = match Reporter::start(&dir, &mut *self.target, &self.cfg.spec, &opts) {
+        let inbox = crate::evidence::Inbox::new();
+        let spec = &self.cfg.spec;
+        let started = Reporter::start(&dir, &mut *self.target, spec, &opts).and_then(|r| {
+            let window = (spec.profile.response_min_ms, spec.profile.response_max_ms);
+            let mode = crate::evidence::capture::CaptureMode::Failed;
+            let c = Captures::new(&dir, spec.baud, window, mode, inbox.clone()).map_err(|e| {
+                crate::report::RecordError::Io {
+                    path: dir.join("captures").display().to_string(),
+                    call: "remove old captures",
+                    os: e,
+                }
+            })?;
+            Ok((r.with_attachments(inbox), c))
+        });
+        let (mut reporter, mut captures) = match started {
             Ok(r) => r,
             Err(e) => {
                 self.note_error(format!("run {}: {e}", req.id));
@@ -679,6 +694,7 @@ impl<'a> Worker<'a> {
             counters: &self.counters,
             stop: limits.stop.clone(),
         };
+        let mut html = crate::evidence::html::HtmlReport::new(&dir);
         let mut tap = Layered::new(
             &mut *self.target,
             Tap {
@@ -690,7 +706,8 @@ impl<'a> Worker<'a> {
             &self.cfg.spec,
             &opts,
             &limits,
-            vec![&mut reporter, &mut obs],
+            // captures file their attachments before the records; the page reads the records
+            vec![&mut captures, &mut reporter, &mut html, &mut obs],
         );
         drop(obs);
         for e in &end.observer_errors {

@@ -31,7 +31,7 @@ use crate::iec62056::exchange::{
 use crate::iec62056::{parity, AckOptionSelect, Request};
 use crate::meter::config::MeterSpec;
 use crate::meter::profile::Clause;
-use crate::target::{Capabilities, ModulePorts, Port, RecvEnd, Target, TargetError};
+use crate::target::{Capabilities, Drive, ModulePorts, Port, RecvEnd, Target, TargetError};
 use crate::time::{TimeSource, Timestamp};
 use crate::uart::{Edge, RxChar};
 
@@ -505,6 +505,75 @@ impl ExchangeNote {
     }
 }
 
+/// The target's module ports as a case uses them ([`Ctx::ports`]): every input the rig drives
+/// and every output edge taken also goes to the run's observers (`Event::Drive`,
+/// `Event::Edges`), so the evidence of a case never reaches around the event stream.
+pub struct ObservedPorts<'c> {
+    target: &'c mut dyn Target,
+    events: &'c mut dyn Observer,
+    case: &'static str,
+}
+
+impl std::fmt::Debug for ObservedPorts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObservedPorts")
+            .field("case", &self.case)
+            .finish()
+    }
+}
+
+impl ObservedPorts<'_> {
+    fn ports(&mut self) -> Result<&mut dyn ModulePorts, TargetError> {
+        self.target.module_ports()
+    }
+
+    /// [`ModulePorts::set_input`], then an `Event::Drive` at the target's clock.
+    ///
+    /// # Errors
+    /// The ports' and the clock's.
+    pub fn set_input(&mut self, port: Port, drive: Drive) -> Result<(), TargetError> {
+        self.ports()?.set_input(port, drive)?;
+        let at = self.target.now()?;
+        let _ = self.events.event(&Event::Drive {
+            case: self.case,
+            port,
+            drive,
+            at,
+        });
+        Ok(())
+    }
+
+    /// [`ModulePorts::take_edges`], the edges also reported as an `Event::Edges`.
+    ///
+    /// # Errors
+    /// The ports'.
+    pub fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
+        let edges = self.ports()?.take_edges(port)?;
+        let _ = self.events.event(&Event::Edges {
+            case: self.case,
+            port,
+            edges: &edges,
+        });
+        Ok(edges)
+    }
+
+    /// [`ModulePorts::discard_edges`] (nobody judges them: no event).
+    ///
+    /// # Errors
+    /// The ports'.
+    pub fn discard_edges(&mut self, port: Port) -> Result<u64, TargetError> {
+        self.ports()?.discard_edges(port)
+    }
+
+    /// [`ModulePorts::dropped_edges`].
+    ///
+    /// # Errors
+    /// The ports'.
+    pub fn dropped_edges(&mut self, port: Port) -> Result<u64, TargetError> {
+        self.ports()?.dropped_edges(port)
+    }
+}
+
 impl std::fmt::Debug for Ctx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ctx")
@@ -612,9 +681,11 @@ impl<'a> Ctx<'a> {
         let (rules, listen) = (self.answer_rules(), self.listening());
         let ex = exchange_in(self.target, request, &rules, &listen, mode, self.spec.baud)?;
         let note = ExchangeNote::of(&ex, &rules);
+        let sent = crate::iec62056::parity::encode(&request.encode());
         let _ = self.events.event(&Event::Exchange {
             case: self.case,
             exchange: &ex,
+            sent: &sent,
             note: &note,
         });
         self.log.push(note);
@@ -635,8 +706,13 @@ impl<'a> Ctx<'a> {
     ///
     /// # Errors
     /// [`TargetError::NoModulePorts`] when the target has none (a case that forgot its need).
-    pub fn ports(&mut self) -> Result<&mut dyn ModulePorts, TargetError> {
-        self.target.module_ports()
+    pub fn ports(&mut self) -> Result<ObservedPorts<'_>, TargetError> {
+        self.target.module_ports()?;
+        Ok(ObservedPorts {
+            target: &mut *self.target,
+            events: &mut *self.events,
+            case: self.case,
+        })
     }
 
     /// Edges captured on a meter output since the last take ([`ModulePorts::take_edges`]),
@@ -645,13 +721,7 @@ impl<'a> Ctx<'a> {
     /// # Errors
     /// The ports' errors; [`TargetError::NoModulePorts`] on a target without them.
     pub fn take_edges(&mut self, port: Port) -> Result<Vec<Edge>, TargetError> {
-        let edges = self.ports()?.take_edges(port)?;
-        let _ = self.events.event(&Event::Edges {
-            case: self.case,
-            port,
-            edges: &edges,
-        });
-        Ok(edges)
+        self.ports()?.take_edges(port)
     }
 
     /// A general readout.

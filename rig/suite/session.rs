@@ -2,8 +2,8 @@
 //! a maximum run time, a typed [`Outcome`] and a stream of [`Event`]s to [`Observer`]s.
 //!
 //! `rig run` and `rig serve`'s runs both go through [`run`]: it emits `RunStarted`, runs each
-//! selected case (emitting `CaseStarted`, every `Exchange` and the output `Edges` taken as they
-//! happen, the case's `Finding`s and `CaseDone`), checks the [`StopToken`] and the maximum run time between cases and during
+//! selected case (emitting `CaseStarted`, every `Exchange`, the output `Edges` taken and every
+//! input `Drive` as they happen, the case's `Finding`s and `CaseDone`), checks the [`StopToken`] and the maximum run time between cases and during
 //! the cases' waits ([`super::Ctx::wait_until`] waits in slices), and ends with `RunEnded`
 //! carrying the outcome. A vanished device is recognised by its type
 //! ([`TargetError::Vanished`]), never by words in a message.
@@ -188,6 +188,9 @@ pub enum Event<'a> {
         case: &'static str,
         /// The request, the timed answer, both decodes.
         exchange: &'a Exchange,
+        /// The request's bytes as handed to the data line (with parity in bit 7), ending at
+        /// `exchange.request_end`.
+        sent: &'a [u8],
         /// The request's end, the answer's end and the judgement under the profile's rules.
         note: &'a ExchangeNote,
     },
@@ -199,6 +202,17 @@ pub enum Event<'a> {
         port: crate::target::Port,
         /// The edges, in time order.
         edges: &'a [crate::uart::Edge],
+    },
+    /// The rig drove a meter input (tariff, pulse in, max reset) on a port.
+    Drive {
+        /// The case that drove it.
+        case: &'static str,
+        /// The port.
+        port: crate::target::Port,
+        /// The sheet's logical level asked for (the pin level follows from the wiring).
+        drive: crate::target::Drive,
+        /// When, on the target's clock (after the backend set it).
+        at: crate::time::Timestamp,
     },
     /// A finding of a case (a detail that goes with its verdict).
     Finding {
@@ -769,6 +783,7 @@ mod tests {
                     "edges"
                 }
                 Event::Finding { .. } => "finding",
+                Event::Drive { .. } => "drive",
                 Event::CaseDone { .. } => "case_done",
                 Event::RunEnded { .. } => "run_ended",
             };

@@ -1,6 +1,7 @@
 //! The integration-test binary: one binary, one module per area, shared helpers in `util`.
 
 mod decode;
+mod evidence;
 mod gpio_sim;
 mod healthy;
 mod interop;

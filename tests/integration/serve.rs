@@ -1049,3 +1049,48 @@ fn a_service_that_cannot_listen_writes_nothing() {
     assert_eq!(std::fs::read(data.join("lock")).unwrap(), lock);
     drop(s);
 }
+
+/// A run's report page and its captures over HTTP: `GET /runs/{id}/report.html` and
+/// `GET /runs/{id}/captures/{file}` (the file record.json lists); a name outside the captures
+/// directory is 404.
+#[test]
+fn serve_serves_a_runs_report_and_its_captures() {
+    let data = tmp("evidence");
+    let meter = util::path("fixtures/meters/faulty-slow-sum-bcc.toml");
+    let s = Serve::start(
+        &data,
+        &["--sim-speed", "3600", "--meter", meter.to_str().unwrap()],
+    );
+    let rec = s.finished_run(r#"{"suites": ["readout"], "cases": ["readout.response_time"]}"#);
+    let id = rec["id"].as_str().unwrap().to_string();
+    assert_eq!(rec["summary"]["fail"], 1, "{}", rec["summary"]);
+    let (code, page) = s.req("GET", &format!("/runs/{id}/report.html"), None);
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.starts_with("<!DOCTYPE html>") && page.contains("readout.response_time"),
+        "{page}"
+    );
+    let path = rec["cases"][0]["attachments"][0]["path"].as_str().unwrap();
+    assert_eq!(path, "captures/readout.response_time.vcd");
+    let (code, vcd) = s.req("GET", &format!("/runs/{id}/{path}"), None);
+    assert_eq!(code, 200, "{vcd}");
+    assert!(
+        vcd.contains("$timescale 1 us $end") && vcd.contains("data_out"),
+        "{vcd}"
+    );
+    assert!(
+        page.contains(&format!("href=\"{path}\"")),
+        "the page links the capture"
+    );
+    for bad in [
+        "..%2Frecord.json",
+        "record.json",
+        "nothing.vcd",
+        ".hidden.vcd",
+    ] {
+        let (code, _) = s.req("GET", &format!("/runs/{id}/captures/{bad}"), None);
+        assert_eq!(code, 404, "{bad}");
+    }
+    let (code, _) = s.req("GET", "/runs/nope/report.html", None);
+    assert_eq!(code, 404);
+}
