@@ -23,7 +23,8 @@ use sha2::{Digest, Sha256};
 use crate::util;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rig-evidence-{name}-{}", std::process::id()));
+    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("rig-evidence-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
