@@ -335,7 +335,7 @@ fn print_summary(rec: &Record, cases: &[CaseResult], virtual_time: bool) -> std:
     super::out(report::summary_table(cases))?;
     let s = &rec.summary;
     super::out(format!(
-        "{} passed, {} failed, {} inconclusive, {} skipped, {} errors — {:.3} s wall, {:.1} s {} time",
+        "{} passed, {} failed, {} inconclusive, {} skipped, {} errors — {:.3} s wall, {:.1} s {} time\n",
         s.pass,
         s.fail,
         s.inconclusive,

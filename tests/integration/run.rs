@@ -35,6 +35,8 @@ fn default_run_passes_and_writes_three_records() {
         stdout.contains("readout.response_time") && stdout.contains("0 failed"),
         "{stdout}"
     );
+    // whole lines: a shell prompt or the next tool's output does not start on the counts line
+    assert!(stdout.ends_with("time\n"), "{stdout:?}");
     let rec: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(out.join("record.json")).unwrap()).unwrap();
     assert_eq!(rec["complete"], true);
