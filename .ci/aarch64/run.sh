@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The Pi's build in CI: `rig` and its tests cross-built for aarch64-unknown-linux-gnu with Debian's
+# rustc-web and its arm64 standard library (multiarch), run under qemu-user through cargo's target
+# runner (no binfmt handler is registered: the CI host's kernel is shared), and the binary kept as
+# an artifact a lab can copy to a Pi: target/ci-artifacts/rig-aarch64-unknown-linux-gnu.
+#
+# Environment:
+#   METER_RIG_AARCH64_TESTS  which integration tests run under emulation: a cargo test filter
+#                            list (default below), or "all" for the whole binary (slow, see README)
+#   METER_RIG_SKIP_APT=1     the packages are installed already
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TERM_COLOR=never
+
+TARGET=aarch64-unknown-linux-gnu
+TARGET_DIR=target/aarch64-ci
+ARTIFACTS=target/ci-artifacts
+step() { echo; echo "=== aarch64: $* ($(date -u +%H:%M:%S))"; }
+
+if [ "${METER_RIG_SKIP_APT:-0}" != 1 ]; then
+  step "packages: rustc-web with its arm64 std (one version), the cross linker, qemu-user"
+  export DEBIAN_FRONTEND=noninteractive
+  dpkg --add-architecture arm64
+  apt-get update -qq
+  # rustc-web and libstd-rust-web-dev:arm64 must be the same version: take the candidate of one
+  v=$(apt-cache policy rustc-web | awk '/Candidate:/ {print $2}')
+  apt-get install -y -qq --no-install-recommends "rustc-web=$v" "libstd-rust-web-dev:arm64=$v" \
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static >/dev/null
+fi
+
+# cargo from the rustup toolchain, rustc from Debian (it has the aarch64 std; rustup has no target)
+export RUSTC=/usr/bin/rustc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64-static -L /usr/aarch64-linux-gnu"
+# the tests start `rig` through the same prefix (tests/integration/util.rs)
+export METER_RIG_RUNNER="$CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"
+"$RUSTC" --version
+cargo_x() { nice -n 10 cargo "$@" --release --target "$TARGET" --target-dir "$TARGET_DIR"; }
+
+step "cross build: rig and the test binaries (release: the tests judge timing under emulation)"
+cargo_x build --bin rig
+cargo_x test --no-run --lib --bins --test integration
+
+step "the binary, kept as an artifact"
+mkdir -p "$ARTIFACTS"
+bin="$ARTIFACTS/rig-$TARGET"
+cp "$TARGET_DIR/$TARGET/release/rig" "$bin"
+aarch64-linux-gnu-readelf -h "$bin" | grep -E "Class|Machine"
+aarch64-linux-gnu-readelf -h "$bin" | grep -q "Machine: *AArch64"
+(cd "$ARTIFACTS" && sha256sum "rig-$TARGET" > "rig-$TARGET.sha256")
+$METER_RIG_RUNNER "$bin" --version
+
+step "the main job under qemu-user, and its JUnit against the common schema"
+nice -n 10 $METER_RIG_RUNNER "$bin" run --out target/ci-run-aarch64
+if python3 -c "import xmlschema" 2>/dev/null; then
+  python3 tests/schema/validate_junit.py target/ci-run-aarch64/junit.xml
+fi
+
+step "unit tests under qemu-user"
+cargo_x test --lib --bins
+
+# The integration binary whole takes ~11 min under qemu-user on an idle machine and much more on
+# a shared one; the default subset is every module whose path differs on a Pi build: the serial
+# backend over ptys (termios through the TCSETS fallback), rig read/sim/run as processes (signals
+# through qemu), serve over HTTP, wiring files, decode; see README "The Pi's build in CI".
+tests=${METER_RIG_AARCH64_TESTS:-"serial:: read:: sim:: decode:: wiring::"}
+step "integration tests under qemu-user: ${tests}"
+if [ "$tests" = all ]; then
+  cargo_x test --test integration
+else
+  # shellcheck disable=SC2086  # the filters are separate words
+  cargo_x test --test integration -- $tests
+fi
+step "aarch64 done"
