@@ -21,6 +21,18 @@ use clap::{Parser, Subcommand};
                   missing, permission denied), with a message naming the cause and the fix."
 )]
 struct Cli {
+    /// Run under SCHED_FIFO at PRIORITY (1–99, default 10) with memory locked, so the process
+    /// never waits behind ordinary processes for a core; needs CAP_SYS_NICE and CAP_IPC_LOCK (or
+    /// an unlimited locked-memory limit). Refused with the reason when they are missing.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PRIORITY",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "10"
+    )]
+    realtime: Option<u8>,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +64,16 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Some(priority) = cli.realtime {
+        // first, before any other thread exists: threads started later inherit the policy
+        match meter_rig::realtime::enter(priority) {
+            Ok(rt) => eprintln!("rig: real-time: {rt}"),
+            Err(e) => {
+                eprintln!("rig: error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -270,12 +270,23 @@ pub fn rig_read(port: &Path, baud: u32) -> (Duration, serde_json::Value) {
 
 /// [`rig_read`] run under a wrapper command (`wrap`, e.g. `["chrt", "-f", "10"]`).
 pub fn rig_read_under(wrap: &[&str], port: &Path, baud: u32) -> (Duration, serde_json::Value) {
+    rig_read_with(wrap, &[], port, baud)
+}
+
+/// [`rig_read_under`] with `extra` arguments after `rig read`'s own (e.g. `["--realtime"]`).
+pub fn rig_read_with(
+    wrap: &[&str],
+    extra: &[&str],
+    port: &Path,
+    baud: u32,
+) -> (Duration, serde_json::Value) {
     let t0 = Instant::now();
     let o = command(wrap)
         .arg("read")
         .arg("--port")
         .arg(port)
         .args(["--baud", &baud.to_string(), "--format", "json"])
+        .args(extra)
         .stdin(Stdio::null())
         .output()
         .expect("run rig read");

@@ -8,6 +8,7 @@ mod matrix;
 #[cfg(feature = "pi-hardware")]
 mod pi_hardware;
 mod read;
+mod realtime;
 mod run;
 mod serial;
 mod serial_run;
