@@ -12,7 +12,7 @@
 //!   under KK 05 (one A+ output) or KK 06 (R+ and A+ outputs) with a random load, measured by
 //!   `pulse_out.width` (the minimum and maximum of at least 20 pulses on every output port);
 //! - **over a pty**: `rig sim --link` serving a meter file with a random response delay
-//!   (20–500 ms), read by `rig read --format json`, whose `response_time.ms` is compared with the
+//!   (20–480 ms, so lateness under load keeps it conforming), read by `rig read --format json`, whose `response_time.ms` is compared with the
 //!   file: 20 runs at 9600 baud (`METER_RIG_BENCH_PTY_RUNS`) and 3 at 300 baud. Pulse widths
 //!   cannot cross a pty: it carries characters only, no pins.
 //!
@@ -174,7 +174,9 @@ fn over_pty(rng: &mut Rng, wrap: &[&str], extra: &[&str], baud: u32, runs: usize
     let dir = common::scratch(&format!("pty{baud}"));
     let mut errs = Vec::new();
     for i in 0..runs {
-        let delay_ms = (rng.uniform(20.0, 500.0) * 1e3).round() / 1e3;
+        // up to 480 ms: a readout made late by the machine's scheduling (up to ~13 ms seen under
+        // contention) must stay a conforming one, or `rig read` exits 1 and the run is lost
+        let delay_ms = (rng.uniform(20.0, 480.0) * 1e3).round() / 1e3;
         let file = dir.join(format!("meter{i}.toml"));
         std::fs::write(
             &file,

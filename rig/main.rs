@@ -65,13 +65,12 @@ fn main() -> ExitCode {
         }
     };
     if let Some(priority) = cli.realtime {
-        // first, before any other thread exists: threads started later inherit the policy
-        match meter_rig::realtime::enter(priority) {
-            Ok(rt) => eprintln!("rig: real-time: {rt}"),
-            Err(e) => {
-                eprintln!("rig: error: {e}");
-                return ExitCode::from(2);
-            }
+        // first, before any other thread exists: threads started later inherit the policy.
+        // Silent on success (stderr's first line stays each command's own, e.g. rig sim's banner;
+        // `chrt -p PID` shows the policy); an error exits 2 with the cause and the fix.
+        if let Err(e) = meter_rig::realtime::enter(priority) {
+            eprintln!("rig: error: {e}");
+            return ExitCode::from(2);
         }
     }
     match run(cli) {

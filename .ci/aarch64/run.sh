@@ -61,9 +61,9 @@ cargo_x test --lib --bins
 
 # The integration binary whole takes ~11 min under qemu-user on an idle machine and much more on
 # a shared one; the default subset is every module whose path differs on a Pi build: the serial
-# backend over ptys (termios through the TCSETS fallback), rig read/sim/run as processes (signals
-# through qemu), serve over HTTP, wiring files, decode; see README "The Pi's build in CI".
-tests=${METER_RIG_AARCH64_TESTS:-"serial:: read:: sim:: decode:: wiring::"}
+# backend over ptys (termios through the TCSETS fallback), rig read/sim as processes (signals
+# through qemu), --realtime, wiring files, decode; see README "The Pi's build in CI".
+tests=${METER_RIG_AARCH64_TESTS:-"serial:: read:: sim:: decode:: wiring:: realtime::"}
 step "integration tests under qemu-user: ${tests}"
 if [ "$tests" = all ]; then
   cargo_x test --test integration
