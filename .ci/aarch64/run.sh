@@ -31,7 +31,11 @@ fi
 # cargo from the rustup toolchain, rustc from Debian (it has the aarch64 std; rustup has no target)
 export RUSTC=/usr/bin/rustc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64-static -L /usr/aarch64-linux-gnu"
+# No `-L /usr/aarch64-linux-gnu`: that prefix has the cross loader (libc6-arm64-cross 2.36-8cross1)
+# but not every library, and qemu then takes libc.so.6 from the multiarch libc6:arm64 (a later
+# 2.36 update) beside it; loader and libc of different builds disagree on their private layout
+# and pthread_create spins forever. Without the prefix both come from libc6:arm64 (/lib).
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64-static"
 # the tests start `rig` through the same prefix (tests/integration/util.rs)
 export METER_RIG_RUNNER="$CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"
 "$RUSTC" --version

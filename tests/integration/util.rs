@@ -15,7 +15,7 @@ pub fn path(rel: &str) -> PathBuf {
 }
 
 /// The built `rig` binary, started through `METER_RIG_RUNNER` when it is set: the command prefix
-/// (whitespace-separated, e.g. `qemu-aarch64-static -L /usr/aarch64-linux-gnu`) that
+/// (whitespace-separated, e.g. `qemu-aarch64-static`) that
 /// `.ci/aarch64/run.sh` also gives cargo as the target runner, so a cross-built test binary under
 /// emulation starts the cross-built `rig` under the same emulation.
 pub fn rig() -> Command {
