@@ -39,7 +39,12 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64-static"
 # the tests start `rig` through the same prefix (tests/integration/util.rs)
 export METER_RIG_RUNNER="$CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"
 "$RUSTC" --version
-cargo_x() { nice -n 10 cargo "$@" --release --target "$TARGET" --target-dir "$TARGET_DIR"; }
+# cargo SUBCOMMAND for the target, release, in its own target dir (the options go before any `--`)
+cargo_x() {
+  local sub=$1
+  shift
+  nice -n 10 cargo "$sub" --release --target "$TARGET" --target-dir "$TARGET_DIR" "$@"
+}
 
 step "cross build: rig and the test binaries (release: the tests judge timing under emulation)"
 cargo_x build --bin rig
@@ -67,12 +72,15 @@ cargo_x test --lib --bins
 # a shared one; the default subset is every module whose path differs on a Pi build: the serial
 # backend over ptys (termios through the TCSETS fallback), rig read/sim as processes (signals
 # through qemu), --realtime, wiring files, decode; see README "The Pi's build in CI".
+# One test at a time: emulation multiplies every test's CPU time, and tests running beside each
+# other then starve the wall-clock bounds of the timing tests (a vanishing port reported within
+# 3 s took longer with a neighbour on a loaded machine, 0.4 s alone).
 tests=${METER_RIG_AARCH64_TESTS:-"serial:: read:: sim:: decode:: wiring:: realtime::"}
-step "integration tests under qemu-user: ${tests}"
+step "integration tests under qemu-user, one at a time: ${tests}"
 if [ "$tests" = all ]; then
-  cargo_x test --test integration
+  cargo_x test --test integration -- --test-threads=1
 else
   # shellcheck disable=SC2086  # the filters are separate words
-  cargo_x test --test integration -- $tests
+  cargo_x test --test integration -- --test-threads=1 $tests
 fi
 step "aarch64 done"
