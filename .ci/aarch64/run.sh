@@ -69,13 +69,17 @@ step "unit tests under qemu-user"
 cargo_x test --lib --bins
 
 # The integration binary whole takes ~11 min under qemu-user on an idle machine and much more on
-# a shared one; the default subset is every module whose path differs on a Pi build: the serial
-# backend over ptys (termios through the TCSETS fallback), rig read/sim as processes (signals
-# through qemu), --realtime, wiring files, decode; see README "The Pi's build in CI".
+# a shared one; the default subset (about 70 s) is every module whose path differs on a Pi build:
+# the serial backend over ptys (termios through the TCSETS fallback), rig read/sim/serve as
+# processes (signals, HTTP and the graceful stop through qemu), --realtime, wiring files, decode.
+# Left out: serial_run:: (whole suites over ptys in real time, ~6 s a case at 300 baud), run::
+# (its filter also selects serial_run::), suites::, matrix::, healthy:: (the software meter
+# in-process: the same code the unit tests and the main job run here); see README "The Pi's
+# build in CI".
 # One test at a time: emulation multiplies every test's CPU time, and tests running beside each
 # other then starve the wall-clock bounds of the timing tests (a vanishing port reported within
 # 3 s took longer with a neighbour on a loaded machine, 0.4 s alone).
-tests=${METER_RIG_AARCH64_TESTS:-"serial:: read:: sim:: decode:: wiring:: realtime::"}
+tests=${METER_RIG_AARCH64_TESTS:-"serial:: read:: sim:: serve:: decode:: wiring:: realtime::"}
 step "integration tests under qemu-user, one at a time: ${tests}"
 if [ "$tests" = all ]; then
   cargo_x test --test integration -- --test-threads=1
