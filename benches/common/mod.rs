@@ -204,10 +204,12 @@ impl SimChild {
         let mut stderr = std::io::BufReader::new(child.stderr.take().expect("piped stderr"));
         let mut banner = String::new();
         let _ = stderr.read_line(&mut banner);
-        assert!(
-            banner.starts_with("rig sim:") && link.exists(),
-            "rig sim did not start: {banner}"
-        );
+        if !(banner.starts_with("rig sim:") && link.exists()) {
+            // no orphan left behind the panic (it may hold a real-time priority)
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rig sim did not start: {banner}");
+        }
         std::thread::sleep(SETTLE);
         SimChild {
             child: Some(child),
