@@ -13,6 +13,7 @@ pub mod iec62056;
 pub mod line;
 pub mod meter;
 pub mod pins;
+pub mod realtime;
 pub mod report;
 pub mod serial;
 pub mod service;

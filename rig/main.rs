@@ -21,6 +21,18 @@ use clap::{Parser, Subcommand};
                   missing, permission denied), with a message naming the cause and the fix."
 )]
 struct Cli {
+    /// Run under SCHED_FIFO at PRIORITY (1–99, default 10) with memory locked, so the process
+    /// never waits behind ordinary processes for a core; needs CAP_SYS_NICE and CAP_IPC_LOCK (or
+    /// an unlimited locked-memory limit). Refused with the reason when they are missing.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PRIORITY",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "10"
+    )]
+    realtime: Option<u8>,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,6 +68,15 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Some(priority) = cli.realtime {
+        // first, before any other thread exists: threads started later inherit the policy.
+        // Silent on success (stderr's first line stays each command's own, e.g. rig sim's banner;
+        // `chrt -p PID` shows the policy); an error exits 2 with the cause and the fix.
+        if let Err(e) = meter_rig::realtime::enter(priority) {
+            eprintln!("rig: error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     match run(cli) {
         Ok(code) => code,
         // a reader that went away (`rig read … | head`) ends the output quietly, as ripgrep does

@@ -204,10 +204,12 @@ impl SimChild {
         let mut stderr = std::io::BufReader::new(child.stderr.take().expect("piped stderr"));
         let mut banner = String::new();
         let _ = stderr.read_line(&mut banner);
-        assert!(
-            banner.starts_with("rig sim:") && link.exists(),
-            "rig sim did not start: {banner}"
-        );
+        if !(banner.starts_with("rig sim:") && link.exists()) {
+            // no orphan left behind the panic (it may hold a real-time priority)
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rig sim did not start: {banner}");
+        }
         std::thread::sleep(SETTLE);
         SimChild {
             child: Some(child),
@@ -270,12 +272,23 @@ pub fn rig_read(port: &Path, baud: u32) -> (Duration, serde_json::Value) {
 
 /// [`rig_read`] run under a wrapper command (`wrap`, e.g. `["chrt", "-f", "10"]`).
 pub fn rig_read_under(wrap: &[&str], port: &Path, baud: u32) -> (Duration, serde_json::Value) {
+    rig_read_with(wrap, &[], port, baud)
+}
+
+/// [`rig_read_under`] with `extra` arguments after `rig read`'s own (e.g. `["--realtime"]`).
+pub fn rig_read_with(
+    wrap: &[&str],
+    extra: &[&str],
+    port: &Path,
+    baud: u32,
+) -> (Duration, serde_json::Value) {
     let t0 = Instant::now();
     let o = command(wrap)
         .arg("read")
         .arg("--port")
         .arg(port)
         .args(["--baud", &baud.to_string(), "--format", "json"])
+        .args(extra)
         .stdin(Stdio::null())
         .output()
         .expect("run rig read");

@@ -51,6 +51,7 @@
 //! `stop_ok` is always true and a break is indistinguishable from a NUL. In [`Framing::Uart`] the
 //! UART's parity check stays off (INPCK clear): parity errors are not reported.
 
+pub mod compat;
 pub mod pty;
 
 use std::collections::VecDeque;
@@ -412,13 +413,22 @@ impl SerialTarget {
             Framing::Soft7e1 | Framing::SevenBit => (DataBits::Eight, Parity::None),
             Framing::Uart => (DataBits::Seven, Parity::Even),
         };
-        let mut port = serialport::new(device.clone(), opts.baud)
+        let mut port = match serialport::new(device.clone(), opts.baud)
             .data_bits(bits)
             .parity(parity)
             .stop_bits(StopBits::One)
             .flow_control(FlowControl::None)
             .timeout(POLL_SLICE)
             .open_native()
+        {
+            Ok(port) => port,
+            // no termios2 here (qemu-user 7.2): the classic TCSETS path (module `compat`)
+            Err(e) if compat::lacks_termios2(&e) => {
+                compat::open_with_tcsets(path, opts.baud, opts.framing)?
+            }
+            Err(e) => return Err(map_open_error(&device, &e)),
+        };
+        port.set_timeout(POLL_SLICE)
             .map_err(|e| map_open_error(&device, &e))?;
         port.clear(ClearBuffer::Input)
             .map_err(|e| map_open_error(&device, &e))?;

@@ -10,6 +10,7 @@ mod operator;
 #[cfg(feature = "pi-hardware")]
 mod pi_hardware;
 mod read;
+mod realtime;
 mod run;
 mod serial;
 mod serial_run;

@@ -14,9 +14,21 @@ pub fn path(rel: &str) -> PathBuf {
     root().join(rel)
 }
 
-/// The built `rig` binary.
+/// The built `rig` binary, started through `METER_RIG_RUNNER` when it is set: the command prefix
+/// (whitespace-separated, e.g. `qemu-aarch64-static`) that
+/// `.ci/aarch64/run.sh` also gives cargo as the target runner, so a cross-built test binary under
+/// emulation starts the cross-built `rig` under the same emulation.
 pub fn rig() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rig"));
+    let runner = std::env::var("METER_RIG_RUNNER").unwrap_or_default();
+    let mut prefix = runner.split_whitespace();
+    let mut c = match prefix.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(prefix).arg(env!("CARGO_BIN_EXE_rig"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_rig")),
+    };
     c.current_dir(root());
     c
 }
