@@ -535,10 +535,21 @@ fn max_run_time_stops_the_run_with_exit_2_and_junit_shows_the_rest_not_run() {
 /// Starts `rig run` with a pause before each case, waits until `cases` are recorded, then sends
 /// `signals` SIGINTs; returns the exit status and stderr.
 fn signalled_run(out: &Path, cases: usize, signals: usize) -> (std::process::ExitStatus, String) {
+    signalled_run_paused(out, cases, signals, 400)
+}
+
+/// [`signalled_run`] with a pause of `pause_ms` before each case: the step in hand when the
+/// signals come, long enough that a loaded machine still delivers the second signal inside it.
+fn signalled_run_paused(
+    out: &Path,
+    cases: usize,
+    signals: usize,
+    pause_ms: u32,
+) -> (std::process::ExitStatus, String) {
     use std::io::Read;
     let mut child = crate::util::rig()
         .args(["run", "--out", out.to_str().unwrap()])
-        .env(report::TEST_CASE_DELAY_ENV, "400")
+        .env(report::TEST_CASE_DELAY_ENV, pause_ms.to_string())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -585,7 +596,7 @@ fn sigint_stops_after_the_step_in_hand_and_a_second_exits_at_once() {
 
     // a second signal does not wait for the step in hand: 128 + SIGINT, records as they were
     let out2 = tmp("sigint-twice");
-    let (st, err) = signalled_run(&out2, 1, 2);
+    let (st, err) = signalled_run_paused(&out2, 1, 2, 5000);
     assert_eq!(st.code(), Some(130), "{err}");
     let _ = fs::remove_dir_all(&out);
     let _ = fs::remove_dir_all(&out2);

@@ -1061,7 +1061,7 @@ fn serve_serves_a_runs_report_and_its_captures() {
         &data,
         &["--sim-speed", "3600", "--meter", meter.to_str().unwrap()],
     );
-    let rec = s.finished_run(r#"{"suites": ["readout"], "cases": ["readout.response_time"]}"#);
+    let rec = s.finished_run(r#"{"cases": ["readout.response_time"]}"#);
     let id = rec["id"].as_str().unwrap().to_string();
     assert_eq!(rec["summary"]["fail"], 1, "{}", rec["summary"]);
     let (code, page) = s.req("GET", &format!("/runs/{id}/report.html"), None);
