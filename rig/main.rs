@@ -16,9 +16,10 @@ use clap::{Parser, Subcommand};
     version,
     about,
     long_about = None,
-    after_help = "Exit codes: 0 success (nothing failed, telegram valid); 1 a case failed or errored, or the \
-                  telegram is invalid or missing; 2 usage or setup error (bad meter or wiring file, port \
-                  missing, permission denied), with a message naming the cause and the fix."
+    after_help = "Exit codes: 0 success (nothing failed, telegram valid); 1 a case failed, was inconclusive \
+                  or errored, or the telegram is invalid, missing or undecided; 2 usage or setup error (bad \
+                  meter or wiring file, port missing, permission denied, a selection of no case) or a run \
+                  that ended early (stopped, interrupted), with a message naming the cause and the fix."
 )]
 struct Cli {
     /// Run under SCHED_FIFO at PRIORITY (1–99, default 10) with memory locked, so the process

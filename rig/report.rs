@@ -1123,7 +1123,12 @@ fn case_status(c: &RecordedCase) -> TestCaseStatus {
     } else {
         s.set_message(c.message.clone());
     }
-    let mut text = format!("{}\nclause: {}\n", c.message, c.clause);
+    let mut text = format!(
+        "{}\nclause: {} ({})\n",
+        c.message,
+        crate::evidence::sources::cite(&c.clause.source, &c.clause.section),
+        c.clause.source
+    );
     for m in c.measurements.iter().filter(|m| m.verdict == Verdict::Fail) {
         text.push_str(&format!(
             "{} = {} {} (limit {}; source {}, ±{} {})\n",
@@ -1240,6 +1245,13 @@ pub fn summary_table(cases: &[CaseResult]) -> String {
         ));
         for l in lines.iter().skip(1) {
             s.push_str(&format!("{indent}{l}\n"));
+        }
+        // a verdict against the meter names where its limit is written
+        if matches!(c.verdict, Verdict::Fail | Verdict::Inconclusive) {
+            let clause = crate::evidence::sources::cite(c.clause.source, c.clause.section);
+            for l in wrap_words(&format!("clause: {clause}"), 100) {
+                s.push_str(&format!("{indent}{l}\n"));
+            }
         }
     }
     s

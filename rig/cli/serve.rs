@@ -747,7 +747,7 @@ async fn metrics(State(app): State<App>) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint: GET /status, /health, /readings/latest, /runs, /runs/{id}, /runs/{id}/junit.xml, /metrics; POST /runs; DELETE /runs/{id}",
+        "no such endpoint: GET /status, /health, /readings/latest, /runs, /runs/{id}, /runs/{id}/junit.xml, /runs/{id}/report.html, /runs/{id}/captures/{file}, /metrics; POST /runs; DELETE /runs/{id}",
     )
 }
 
@@ -945,6 +945,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         schedule,
         epoch_s: epoch_for(is_sim, &spec),
     };
+    // the graceful stop watches its signals before anything can receive one: a signal that came
+    // between the safe-state handler and these would count as the first and stop nothing
+    let signals = {
+        let _runtime = rt.enter();
+        watch_stop_signals()?
+    };
     // the first SIGTERM/SIGINT/SIGHUP is ours (finish the case in hand); a second puts the pins
     // in safe state and exits at once, whatever the target (also the software meter)
     safe::set_graceful_signals(true);
@@ -1032,7 +1038,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.interval,
             args.data.display()
         );
-        let signals = watch_stop_signals()?;
         let stop_shared = http_shared;
         let (worker_died_tx, worker_died_rx) = tokio::sync::oneshot::channel::<bool>();
         let shutdown = async move {

@@ -533,6 +533,42 @@ pub(crate) fn toml_reason(e: &toml::de::Error, text: &str) -> String {
     }
 }
 
+/// What a person most likely meant, for a parse error `detail` of meter file `text`: a wiring
+/// file given where a meter file belongs, or the known key closest to an unknown one
+/// (`response_delay` → `response_delay_ms`). Empty when there is no better guess.
+pub(crate) fn misuse_hint(detail: &str, text: &str) -> String {
+    if let Ok(t) = text.parse::<toml::Table>() {
+        if t.contains_key("data_out") || t.contains_key("backend") {
+            return "\nthis looks like a wiring file (it has `data_out` or `backend`): give it to \
+                    --wiring FILE or --target gpio:FILE / pi:FILE, and a meter file \
+                    (fixtures/meters/*.toml) to --meter"
+                .into();
+        }
+    }
+    let Some(rest) = detail.split("unknown field `").nth(1) else {
+        return String::new();
+    };
+    let Some((unknown, rest)) = rest.split_once('`') else {
+        return String::new();
+    };
+    let candidates = rest.split('`').skip(1).step_by(2);
+    let best = candidates
+        .map(|c| {
+            let score = if c.starts_with(unknown) || unknown.starts_with(c) {
+                1.0
+            } else {
+                strsim::jaro_winkler(unknown, c)
+            };
+            (score, c)
+        })
+        .filter(|(score, _)| *score >= 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match best {
+        Some((_, c)) => format!("\ndid you mean `{c}`?"),
+        None => String::new(),
+    }
+}
+
 /// The parser's Rust type names in words for a person: `expected u8` → `expected a whole
 /// number (0–255)`, `expected f64` → `expected a number`.
 pub(crate) fn plain_types(msg: &str) -> String {
@@ -1373,6 +1409,7 @@ impl MeterSpec {
             if e.message().trim().is_empty() {
                 detail = format!("{}{}", detail.trim_end(), toml_reason(&e, text));
             }
+            detail.push_str(&misuse_hint(&detail, text));
             MeterFileError::Syntax {
                 path: path.into(),
                 detail,
@@ -1532,6 +1569,20 @@ mod tests {
         assert_eq!(m.pulse_constant, 5000);
         let m = MeterSpec::from_toml("profile = \"omnipower-3ph\"\n", "m", None).unwrap();
         assert_eq!((m.ratio, m.pulse_constant), (1, 1000));
+    }
+
+    #[test]
+    fn a_near_miss_key_and_a_wiring_file_get_a_hint() {
+        let e = err("profile = \"351-combi\"\n[faults]\nresponse_delay = 100.0\n");
+        assert!(e.to_string().contains("did you mean `response_delay_ms`?"), "{e}");
+        let wiring = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("wiring/raspberry-pi.toml"),
+        )
+        .unwrap();
+        let e = err(&wiring);
+        assert!(e.to_string().contains("this looks like a wiring file"), "{e}");
+        let e = err("profile = \"351-combi\"\n[faults]\nzzzz = 1\n");
+        assert!(!e.to_string().contains("did you mean"), "{e}");
     }
 
     fn err(text: &str) -> MeterFileError {

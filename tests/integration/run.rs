@@ -565,7 +565,8 @@ fn signalled_run_paused(
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     for _ in 0..signals {
         rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        // apart enough that the kernel delivers two signals, not one pending twice
+        std::thread::sleep(std::time::Duration::from_millis(300));
     }
     let st = child.wait().unwrap();
     let mut err = String::new();
@@ -600,4 +601,32 @@ fn sigint_stops_after_the_step_in_hand_and_a_second_exits_at_once() {
     assert_eq!(st.code(), Some(130), "{err}");
     let _ = fs::remove_dir_all(&out);
     let _ = fs::remove_dir_all(&out2);
+}
+
+/// A failed case names where its limit is written, by document title and section, on the
+/// terminal under the case and in JUnit's text (beside the file name records carry).
+#[test]
+fn a_failed_case_names_its_clause_by_document_on_the_terminal_and_in_junit() {
+    let out = tmp("clause-named");
+    let meter = crate::util::path("fixtures/meters/faulty-slow-sum-bcc.toml");
+    let o = run_rig(&[
+        "run",
+        "--meter",
+        meter.to_str().unwrap(),
+        "--case",
+        "readout.response_time",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 1, "{stdout}");
+    let title = "clause: Kamstrup 351 Combi communication interface specification (Kamstrup A/S)";
+    assert!(stdout.contains(title), "{stdout}");
+    assert!(stdout.contains("Note 1: response between 20 and 500"), "{stdout}");
+    let xml = fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert!(
+        xml.contains(title) && xml.contains("(004_d1f80f13afa7763c.txt)"),
+        "{xml}"
+    );
+    let _ = fs::remove_dir_all(&out);
 }
