@@ -101,10 +101,11 @@ fn watch_signals(stop: StopToken, out: &std::path::Path) -> anyhow::Result<()> {
             dir.display()
         );
     });
-    safe::install_signal_handler().context("installing the signal handler")?;
-    safe::set_graceful_signals(true);
+    // the graceful stop watches first, so no signal can be counted as the first and stop nothing
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .context("watching SIGINT, SIGTERM and SIGHUP")?;
+    safe::set_graceful_signals(true);
+    safe::install_signal_handler().context("installing the signal handler")?;
     std::thread::Builder::new()
         .name("rig-run-stop".into())
         .spawn(move || {
