@@ -6,9 +6,10 @@
 
 use std::time::Duration;
 
-use super::{fmt_num, Ctx, Judgement, Measurement, Readout, Shared};
+use super::plan::{PlanCtx, Wait};
+use super::{fmt_num, Ctx, Judgement, Measurement, Readout, RunOptions, Shared};
 use crate::meter::calendar;
-use crate::meter::config::PulseBasis;
+use crate::meter::config::{MeterSpec, PulseBasis};
 use crate::meter::io::{PortRole, TariffControl};
 use crate::meter::profile::Clause;
 use crate::target::{Drive, Port, TargetError};
@@ -28,9 +29,14 @@ fn io_text(ctx: &Ctx<'_>) -> String {
 
 /// Output ports that carry energy pulses, with the register they count.
 fn output_ports(ctx: &Ctx<'_>) -> Vec<(Port, &'static str)> {
+    outputs_of(ctx.spec)
+}
+
+/// [`output_ports`] of a meter file.
+pub(crate) fn outputs_of(spec: &MeterSpec) -> Vec<(Port, &'static str)> {
     Port::ALL
         .into_iter()
-        .filter_map(|p| match ctx.spec.io.role(p) {
+        .filter_map(|p| match spec.io.role(p) {
             PortRole::ActiveOut => Some((p, "1.8.0")),
             PortRole::ReactiveOut => Some((p, "3.8.0")),
             _ => None,
@@ -167,7 +173,11 @@ fn collect(
 /// × the transformer ratio for true energy) of the lightest loaded step. `None` when the file
 /// gives no load (a real meter's file usually does not).
 fn expected_rate(ctx: &Ctx<'_>, role: PortRole) -> Option<f64> {
-    let spec = ctx.spec;
+    expected_rate_of(ctx.spec, role)
+}
+
+/// [`expected_rate`] of a meter file.
+pub(crate) fn expected_rate_of(spec: &MeterSpec, role: PortRole) -> Option<f64> {
     let mw = spec
         .load
         .steps
@@ -189,9 +199,20 @@ fn expected_rate(ctx: &Ctx<'_>, role: PortRole) -> Option<f64> {
 /// load (at least the old fixed wait: an hour simulated, 5 min real), or the whole
 /// `--max-constant-window` when the load is unknown; never more than that window.
 fn pulse_wait(ctx: &Ctx<'_>, port: Port, n: usize) -> Duration {
-    let floor = Duration::from_secs(if ctx.caps.virtual_time { 3600 } else { 300 });
-    let max = ctx.opts.max_constant_window;
-    match expected_rate(ctx, ctx.spec.io.role(port)) {
+    pulse_wait_of(ctx.spec, ctx.opts, ctx.caps.virtual_time, port, n)
+}
+
+/// [`pulse_wait`] of a meter file and options.
+pub(crate) fn pulse_wait_of(
+    spec: &MeterSpec,
+    opts: &RunOptions,
+    virtual_time: bool,
+    port: Port,
+    n: usize,
+) -> Duration {
+    let floor = Duration::from_secs(if virtual_time { 3600 } else { 300 });
+    let max = opts.max_constant_window;
+    match expected_rate_of(spec, spec.io.role(port)) {
         Some(r) => Duration::from_secs_f64((4.0 * (n as f64 + 1.0) / r).min(max.as_secs_f64()))
             .max(floor)
             .min(max),
@@ -828,12 +849,17 @@ fn quiet_start(ctx: &mut Ctx<'_>) -> Result<Option<Timestamp>, TargetError> {
     if !ctx.caps.virtual_time {
         return Ok(None);
     }
-    let spec = ctx.spec;
+    let now = ctx.target.now()?;
+    Ok(Some(quiet_start_at(ctx.spec, now)))
+}
+
+/// [`quiet_start`] from target time `now`.
+fn quiet_start_at(spec: &MeterSpec, now: Timestamp) -> Timestamp {
     let start = calendar::days_from_civil(spec.start.year, spec.start.month, spec.start.day)
         * 86_400
         + spec.start.secs as i64;
     let period = spec.logging_period_min as i64 * 60;
-    let now = start + (ctx.target.now()?.0 / 1_000_000_000) as i64;
+    let now = start + (now.0 / 1_000_000_000) as i64;
     // the next period end strictly after now
     let mut end = (now.div_euclid(period) + 1) * period;
     if spec.logging_day != 0 {
@@ -842,9 +868,7 @@ fn quiet_start(ctx: &mut Ctx<'_>) -> Result<Option<Timestamp>, TargetError> {
             end = midnight + period;
         }
     }
-    Ok(Some(
-        Timestamp::ZERO + Duration::from_secs((end - start) as u64 + 1),
-    ))
+    Timestamp::ZERO + Duration::from_secs((end - start) as u64 + 1)
 }
 
 /// A readout with a non-zero 1.6.0 taken at a quiet moment ([`quiet_start`]), waiting logging
@@ -997,6 +1021,149 @@ fn judge_peak_reset(clause: Clause, port: Port, before: [f64; 4], after: [f64; 4
             resets,
             resets2
         ),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// plans: the meter time each case is expected to take ([`super::plan`])
+
+/// Meter time [`collect`] takes for `n` pulses on `port`: steps of 2 s (virtual) or 250 ms until
+/// `n` pulses at the meter file's load, at most [`pulse_wait_of`].
+fn collect_s(pc: &PlanCtx<'_>, port: Port, n: usize) -> f64 {
+    let step = if pc.virtual_time { 2.0 } else { 0.25 };
+    let max = pulse_wait_of(pc.spec, pc.opts, pc.virtual_time, port, n).as_secs_f64();
+    let need = match expected_rate_of(pc.spec, pc.spec.io.role(port)) {
+        Some(r) if r > 0.0 => (n as f64 / r).min(max),
+        _ => max,
+    };
+    (need / step).ceil().max(1.0) * step
+}
+
+/// The pulses per second text of the file's load on `port`.
+fn rate_text(pc: &PlanCtx<'_>, port: Port) -> String {
+    expected_rate_of(pc.spec, pc.spec.io.role(port)).map_or_else(
+        || "an unknown rate (no load in the meter file)".into(),
+        |r| format!("{} pulses/s", fmt_num(r)),
+    )
+}
+
+/// `pulse_out.width` (`n` 20) and `pulse_out.pause` (`n` 50): `n` pulses on every output.
+pub(crate) fn plan_pulses(pc: &PlanCtx<'_>, n: usize) -> Wait {
+    let outs = outputs_of(pc.spec);
+    if outs.is_empty() {
+        return Wait::none("skips: no pulse output on the module ports");
+    }
+    let s = outs.iter().map(|(p, _)| collect_s(pc, *p, n)).sum();
+    let why: Vec<String> = outs
+        .iter()
+        .map(|(p, _)| format!("{n} pulses on {p} at {}", rate_text(pc, *p)))
+        .collect();
+    Wait::fixed(s, 0, why.join(", "))
+}
+
+/// `pulse_out.constant`: on every output, ten pulses to measure the rate, then the window for
+/// 4/class whole units of the register (≤ ¼-class quantisation) between two readouts.
+pub(crate) fn plan_constant(pc: &PlanCtx<'_>) -> Wait {
+    let outs = outputs_of(pc.spec);
+    if outs.is_empty() {
+        return Wait::none("skips: no pulse output on the module ports");
+    }
+    let k = pulses_per_unit(pc.spec);
+    let a = pc.spec.profile.accuracy_pct / 100.0;
+    let units = (4.0 / a).ceil();
+    let max = pc.opts.max_constant_window.as_secs_f64();
+    let (mut s, mut why) = (0.0, Vec::new());
+    for (port, addr) in &outs {
+        let window = match expected_rate_of(pc.spec, pc.spec.io.role(*port)) {
+            Some(r) if r > 0.0 => (units * k / r).min(max),
+            _ => max,
+        };
+        s += collect_s(pc, *port, 10) + window + 2.0 * pc.readout_s();
+        why.push(format!(
+            "the energy for {units} whole units of {addr} on {port} at {} ({} pulses per unit)",
+            rate_text(pc, *port),
+            fmt_num(k)
+        ));
+    }
+    Wait::fixed(s, 2 * outs.len() as u32, why.join(", "))
+}
+
+/// `tariff.table`: per input state, readouts until 1.8.0 grew by 2 whole kWh (dwells of
+/// `--tariff-dwell`), from the declared load.
+pub(crate) fn plan_tariff(pc: &PlanCtx<'_>) -> Wait {
+    let tc = pc.spec.io.tariff;
+    if !matches!(tc, TariffControl::Module { .. }) {
+        return Wait::none("skips: tariffs by communication, no module tariff inputs");
+    }
+    let (r, q) = (pc.readout_s(), pc.request_s());
+    let dwell = pc.opts.tariff_dwell.as_secs_f64();
+    let max = pc.opts.max_constant_window.as_secs_f64();
+    let init = pc.spec.registers.get("1.8.0").copied().unwrap_or(0.0);
+    let kwh = |t: f64| {
+        let e = super::registers::declared_energy_of(&pc.spec.load, (t.max(0.0) * 1e9) as u64);
+        (init + e as f64 * pc.spec.ratio as f64 / 3.6e18).floor()
+    };
+    let (mut t, mut n) = (pc.now_s, 0);
+    for _ in tc.table() {
+        t += 1.0;
+        let ta = t + q;
+        t += r;
+        let started = t;
+        n += 1;
+        for _ in 0..100_000 {
+            t += dwell;
+            let tb = t + q;
+            t += r;
+            n += 1;
+            if kwh(tb) - kwh(ta) >= 2.0 || t - started + dwell > max {
+                break;
+            }
+        }
+    }
+    Wait::fixed(
+        t - pc.now_s,
+        n,
+        format!(
+            "every input state held until 1.8.0 grows by 2 whole kWh, in dwells of {} s",
+            fmt_num(dwell)
+        ),
+    )
+}
+
+/// `pulse_in.count`: a readout, the pulses (50 ms on, 50 ms off), a readout.
+pub(crate) fn plan_pulse_in(pc: &PlanCtx<'_>) -> Wait {
+    if pc.spec.io.find(|r| r == PortRole::PulseIn).is_none() {
+        return Wait::none("skips: no pulse input");
+    }
+    let n = pc.opts.pulse_in_count;
+    Wait::fixed(
+        2.0 * pc.readout_s() + n as f64 * 0.1,
+        2,
+        format!("{n} pulses of 100 ms between two readouts"),
+    )
+}
+
+/// `max_reset.peak_reset`: to the next quiet period end (software meter), a readout, the press,
+/// a readout.
+pub(crate) fn plan_peak_reset(pc: &PlanCtx<'_>) -> Wait {
+    if pc
+        .spec
+        .io
+        .find(|r| matches!(r, PortRole::MaxReset | PortRole::DebitingStop))
+        .is_none()
+    {
+        return Wait::none("skips: no max-reset input");
+    }
+    let now = Timestamp((pc.now_s * 1e9) as u64);
+    let quiet = if pc.virtual_time {
+        quiet_start_at(pc.spec, now).0 as f64 / 1e9 - pc.now_s
+    } else {
+        0.0
+    };
+    Wait::fixed(
+        quiet + 2.0 * pc.readout_s() + 1.2,
+        2,
+        "the next logging-period end away from the logging date, then a max reset between two readouts",
     )
 }
 
