@@ -184,8 +184,8 @@ pub struct PlannedCase {
     pub reason: String,
 }
 
-/// The plan of a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The plan of a run (empty by default: no case, no time).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Plan {
     /// The cases in run order.
     pub cases: Vec<PlannedCase>,
@@ -282,25 +282,39 @@ pub fn plan(
         });
         t += seconds;
     }
-    // with overlap: the exclusive cases first, then the others together
-    let (mut t_ex, mut ex_items) = (0.0, Vec::new());
-    for c in cases.iter().filter(|c| c.uses.drives_inputs) {
-        let w = wait(c, t_ex, 0);
-        t_ex += w.seconds;
-        ex_items.push(item(&w, true));
-    }
-    let shared: Vec<Item> = cases
-        .iter()
-        .filter(|c| !c.uses.drives_inputs)
-        .map(|c| item(&wait(c, t_ex + readout_s, 1), false))
-        .collect();
-    let (overlap_s, floor_s) = overlap(&ex_items, &shared, readout_s);
+    // with overlap: the exclusive cases one after another, the others together, before or after
+    // them (a date-bound wait or a daily load profile makes the order matter); the least of the
+    // two orders and of the sequence
+    let exclusive = |from: f64| {
+        let mut t = from;
+        let mut items = Vec::new();
+        for c in cases.iter().filter(|c| c.uses.drives_inputs) {
+            let w = wait(c, t, 0);
+            t += w.seconds;
+            items.push(item(&w, true));
+        }
+        (t - from, items)
+    };
+    let shared = |from: f64| -> Vec<Item> {
+        cases
+            .iter()
+            .filter(|c| !c.uses.drives_inputs)
+            .map(|c| item(&wait(c, from + readout_s, 1), false))
+            .collect()
+    };
+    let (t_ex, ex_first) = exclusive(0.0);
+    let a = overlap(&ex_first, &shared(t_ex), readout_s);
+    let sh_first = shared(0.0);
+    let (t_sh, _) = overlap(&[], &sh_first, readout_s);
+    let (_, ex_last) = exclusive(t_sh);
+    let b = overlap(&ex_last, &sh_first, readout_s);
+    let seq_floor: f64 = planned.iter().map(|c| c.floor_s).sum();
     Plan {
         cases: planned,
         readout_s,
         sequence_s: t,
-        overlap_s,
-        floor_s,
+        overlap_s: a.0.min(b.0).min(t),
+        floor_s: a.1.min(b.1).min(seq_floor),
     }
 }
 
@@ -374,6 +388,34 @@ impl Plan {
         out
     }
 
+    /// Expected meter time of `id` in sequence, seconds.
+    pub fn expected(&self, id: &str) -> Option<f64> {
+        self.cases.iter().find(|c| c.id == id).map(|c| c.seconds)
+    }
+
+    /// What is left when `id` has run for `elapsed_s`: (left of the case, left of the run),
+    /// seconds. A case that runs over its expected time has nothing left by the plan, never a
+    /// negative time.
+    pub fn left(&self, id: &str, elapsed_s: f64) -> Option<(f64, f64)> {
+        let i = self.cases.iter().position(|c| c.id == id)?;
+        let case = (self.cases[i].seconds - elapsed_s).max(0.0);
+        let after: f64 = self.cases[i + 1..].iter().map(|c| c.seconds).sum();
+        Some((case, case + after))
+    }
+
+    /// The ETA of `id` after `elapsed_s` and of the run, in words: `about 5.0 s left in the
+    /// case, 100 min in the run`.
+    pub fn eta_text(&self, id: &str, elapsed_s: f64) -> String {
+        match self.left(id, elapsed_s) {
+            Some((case, run)) => format!(
+                "about {} left in the case, {} in the run",
+                human(case),
+                human(run)
+            ),
+            None => "not in the plan".into(),
+        }
+    }
+
     /// Expected end of `id` in sequence, seconds from the run's start.
     pub fn end_of(&self, id: &str) -> Option<f64> {
         self.cases
@@ -425,6 +467,34 @@ mod tests {
         a.takes_first = true;
         let (e, _) = overlap(&[], &[a, a, a], 12.0);
         assert_eq!(e, 12.0);
+    }
+
+    #[test]
+    fn the_eta_counts_the_case_in_hand_and_the_cases_after_it() {
+        let c = |id, seconds| PlannedCase {
+            id,
+            start_s: 0.0,
+            seconds,
+            floor_s: seconds,
+            exclusive: false,
+            skipped: false,
+            reason: String::new(),
+        };
+        let p = Plan {
+            cases: vec![c("a", 10.0), c("b", 100.0), c("c", 1000.0)],
+            readout_s: 12.0,
+            sequence_s: 1110.0,
+            overlap_s: 1000.0,
+            floor_s: 1000.0,
+        };
+        assert_eq!(p.left("b", 40.0), Some((60.0, 1060.0)));
+        // over its time: nothing left of the case, the rest of the run as planned
+        assert_eq!(p.left("b", 400.0), Some((0.0, 1000.0)));
+        assert_eq!(p.left("x", 1.0), None);
+        assert_eq!(
+            p.eta_text("a", 4.0),
+            "about 6.0 s left in the case, 18 min in the run"
+        );
     }
 
     #[test]
