@@ -119,25 +119,6 @@ fn dropped_error(
     }))
 }
 
-/// Waits until `until` on the target's clock, taking `port`'s edges every [`drain_step`] and
-/// handing each batch to `each`, so no buffer overflows however long the wait.
-fn drain_until(
-    ctx: &mut Ctx<'_>,
-    port: Port,
-    until: Timestamp,
-    each: &mut dyn FnMut(&[Edge]),
-) -> Result<(), TargetError> {
-    let step = drain_step(ctx);
-    loop {
-        let now = ctx.target.now()?;
-        if now >= until {
-            return Ok(());
-        }
-        ctx.wait_until((now + step).min(until))?;
-        each(&ctx.take_edges(port)?);
-    }
-}
-
 /// Collects at least `n` complete pulses on `port`, waiting at most `max_wait`; `Err` is the
 /// rig's error when edges were dropped on the way.
 fn collect(
@@ -429,22 +410,27 @@ pub(crate) fn pulse_constant(
         return Ok(no_outputs(ctx, clause));
     }
     let mut all = Findings::default();
+    // how much evidence decided each port's verdict, kept in the details of a pass and a fail
+    let mut evidence = Vec::new();
     for (port, addr) in outs {
         match constant_on_port(ctx, clause, port, addr)? {
             Ok(f) => {
                 all.ms.extend(f.ms);
                 all.problems.extend(f.problems);
+                evidence.extend(
+                    f.msgs
+                        .iter()
+                        .filter(|m| m.contains("decided after"))
+                        .cloned(),
+                );
                 all.msgs.extend(f.msgs);
             }
             Err(j) => return Ok(j),
         }
     }
-    Ok(Judgement::from_problems(
-        clause,
-        all.problems,
-        all.ms,
-        all.msgs.join("; "),
-    ))
+    let mut j = Judgement::from_problems(clause, all.problems, all.ms, all.msgs.join("; "));
+    j.details.extend(evidence);
+    Ok(j)
 }
 
 /// What one port contributed to a case: measurements, problems and messages.
@@ -467,16 +453,69 @@ struct Counted {
     tb: Timestamp,
     /// Whether the register rolled over through 0.
     rolled: bool,
+    /// Whether an early check decided it before the full window ([`early_verdict`]).
+    early: bool,
+}
+
+/// Register units of growth at which a meter without rate error is decided within class `a`
+/// (fraction) at `k` pulses per unit, whatever the register's fractions at the two readouts:
+/// the quantisation interval's upper end, (pulses + 1) / ((ΔR − 1) k) − 1, with up to ΔR + 1
+/// units of pulses, comes within `a` from ΔR ≥ (2 + a + 1/k) / a; two units more for the
+/// displayed growth lagging the pulses.
+pub(crate) fn decided_units(a: f64, k: f64) -> f64 {
+    ((2.0 + a + 1.0 / k) / a).ceil() + 2.0
+}
+
+/// Growths (register units, as the pulses promise) at which `pulse_out.constant` reads the
+/// register before its full window of `full` units: 8, 16, 32, 64 (a meter clearly off), then
+/// from [`decided_units`] doubling, all below `full`.
+fn checkpoints(a: f64, k: f64, full: f64) -> Vec<f64> {
+    let pass = decided_units(a, k);
+    let mut v: Vec<f64> = [8.0, 16.0, 32.0, 64.0]
+        .into_iter()
+        .filter(|u| *u < pass.min(full))
+        .collect();
+    let mut u = pass;
+    while u < full {
+        v.push(u);
+        u *= 2.0;
+    }
+    v
+}
+
+/// The verdict a window counted so far has already decided, from hard bounds: the register's
+/// whole-unit quantisation (the true growth lies within ΔR ± 1) and one pulse at either end.
+/// `Some(true)`: every rate error the bounds allow is within the class `a`, so the full window
+/// of `full` units passes too; `Some(false)`: every one is outside what the full window allows
+/// (class plus its quantisation), so it fails too; `None`: keep counting.
+fn early_verdict(a: f64, k: f64, full: f64, c: &Counted) -> Option<bool> {
+    let (n, dr) = (c.pulses, c.growth);
+    if dr < 2.0 || full < 3.0 {
+        return None;
+    }
+    let low = (n - 1.0) / ((dr + 1.0) * k) - 1.0;
+    let high = (n + 1.0) / ((dr - 1.0) * k) - 1.0;
+    let allowed = a + 2.0 * (1.0 + a) / (full - 1.0) + 1.0 / ((full - 1.0) * k);
+    if low >= -a && high <= a {
+        Some(true)
+    } else if low > allowed || high < -allowed {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// Counts pulses on `port` and the growth of `addr` over `window` between two readouts, draining
-/// the edges in steps; `Err` ends the case (inconclusive under 1 unit, or the rig's error).
+/// the edges in steps; at each growth of `checks` (register units the pulses promise, `k` pulses
+/// per unit) it reads the register and stops early when `decided` says the count so far decides
+/// the verdict. `Err` ends the case (inconclusive under 1 unit, or the rig's error).
 fn constant_window(
     ctx: &mut Ctx<'_>,
     clause: Clause,
-    port: Port,
-    addr: &str,
+    (port, addr): (Port, &str),
     window: Duration,
+    (k, mut checks): (f64, Vec<f64>),
+    decided: &dyn Fn(&Counted) -> bool,
 ) -> Result<Result<Counted, Judgement>, TargetError> {
     ctx.take_edges(port)?;
     let dropped = ctx.ports()?.dropped_edges(port)?;
@@ -484,13 +523,45 @@ fn constant_window(
     let ta = ra.snapshot_time();
     let mut count = 0u64;
     let end = ctx.target.now()? + window;
-    drain_until(ctx, port, end, &mut |e| count += leading_edges(e, ta, None))?;
-    let rb = ctx.readout()?;
-    let tb = rb.snapshot_time();
-    count += leading_edges(&ctx.take_edges(port)?, ta, Some(tb));
+    let step = drain_step(ctx);
+    let mut early = None;
+    while ctx.target.now()? < end {
+        let now = ctx.target.now()?;
+        ctx.wait_until((now + step).min(end))?;
+        count += leading_edges(&ctx.take_edges(port)?, ta, None);
+        if checks.first().is_some_and(|u| count as f64 >= u * k) && ctx.target.now()? < end {
+            checks.remove(0);
+            let rb = ctx.readout()?;
+            let tb = rb.snapshot_time();
+            let edges = ctx.take_edges(port)?;
+            let upto = count + leading_edges(&edges, ta, Some(tb));
+            count += leading_edges(&edges, ta, None);
+            let (Ok(ea), Ok(eb)) = (register(&ra, addr), register(&rb, addr)) else {
+                continue;
+            };
+            let c = Counted {
+                pulses: upto as f64,
+                growth: register_step(addr, ea, eb),
+                ta,
+                tb,
+                rolled: rolled_over(addr, ea, eb),
+                early: true,
+            };
+            if decided(&c) {
+                early = Some((rb, c));
+                break;
+            }
+        }
+    }
     if let Some(j) = dropped_error(ctx, port, dropped, clause)? {
         return Ok(Err(j));
     }
+    if let Some((_, c)) = early {
+        return Ok(Ok(c));
+    }
+    let rb = ctx.readout()?;
+    let tb = rb.snapshot_time();
+    count += leading_edges(&ctx.take_edges(port)?, ta, Some(tb));
     let (ea, eb) = match (register(&ra, addr), register(&rb, addr)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return Ok(Err(Judgement::error(clause, e))),
@@ -513,6 +584,7 @@ fn constant_window(
         ta,
         tb,
         rolled: rolled_over(addr, ea, eb),
+        early: false,
     }))
 }
 
@@ -537,11 +609,35 @@ fn constant_on_port(
     let units_needed = (4.0 / a).ceil();
     let needed = Duration::from_secs_f64((units_needed * k / rate).min(1e9));
     let window = needed.min(ctx.opts.max_constant_window);
-    let c = match constant_window(ctx, clause, port, addr, window)? {
+    // the units the window can reach at the measured rate
+    let full = (window.as_secs_f64() * rate / k).min(units_needed);
+    let spec = ctx.spec;
+    // an early stop only where the bounds decide it and the judgement of the counts agrees
+    let decided = |c: &Counted| {
+        early_verdict(a, k, full, c)
+            .is_some_and(|pass| judge_constant(spec, port, addr, c).problems.is_empty() == pass)
+    };
+    let checks = (k, checkpoints(a, k, full));
+    let c = match constant_window(ctx, clause, (port, addr), window, checks, &decided)? {
         Ok(c) => c,
         Err(j) => return Ok(Err(j)),
     };
     let mut f = judge_constant(ctx.spec, port, addr, &c);
+    f.ms.push(Measurement::info(
+        &format!("port{}.planned_growth", port.number()),
+        full.floor(),
+        "kWh",
+        TimeSource::Register,
+        0.0,
+    ));
+    if c.early {
+        f.msgs.push(format!(
+            "{port}: decided after {} of the {} units planned: the quantisation bounds put the rate error {} the class",
+            fmt_num(c.growth),
+            fmt_num(full.floor()),
+            if f.problems.is_empty() { "within" } else { "outside what the full window allows of" }
+        ));
+    }
     if window < needed {
         f.msgs.push(format!(
             "window capped at {} s (needed {} s for ≤{} % quantisation)",
@@ -1073,17 +1169,39 @@ pub(crate) fn plan_constant(pc: &PlanCtx<'_>) -> Wait {
     let units = (4.0 / a).ceil();
     let max = pc.opts.max_constant_window.as_secs_f64();
     let (mut s, mut why) = (0.0, Vec::new());
+    let step = if pc.virtual_time { 60.0 } else { 0.25 };
+    let (r, q) = (pc.readout_s(), pc.request_s());
     for (port, addr) in &outs {
-        let window = match expected_rate_of(pc.spec, pc.spec.io.role(*port)) {
-            Some(r) if r > 0.0 => (units * k / r).min(max),
-            _ => max,
-        };
-        s += collect_s(pc, *port, 10) + window + 2.0 * pc.readout_s();
-        why.push(format!(
-            "the energy for {units} whole units of {addr} on {port} at {} ({} pulses per unit)",
-            rate_text(pc, *port),
-            fmt_num(k)
-        ));
+        let gather = collect_s(pc, *port, 10);
+        match expected_rate_of(pc.spec, pc.spec.io.role(*port)) {
+            Some(rate) if rate > 0.0 => {
+                let window = (units * k / rate).min(max);
+                let full = (window * rate / k).min(units);
+                let decided = decided_units(a, k);
+                // a meter within class is decided at the first check past `decided` units:
+                // drained in steps from the end of the first readout, then read
+                let wait = if decided < full {
+                    let from_ta = decided * k / rate;
+                    ((from_ta - (r - q)) / step).ceil().max(1.0) * step
+                } else {
+                    window
+                };
+                s += gather + r + wait + r;
+                why.push(format!(
+                    "the energy for {} whole units of {addr} on {port} at {} ({} pulses per unit), where a meter within class is decided (at most {} units)",
+                    fmt_num(decided.min(full)),
+                    rate_text(pc, *port),
+                    fmt_num(k),
+                    fmt_num(full.floor())
+                ));
+            }
+            _ => {
+                s += gather + max + 2.0 * r;
+                why.push(format!(
+                    "--max-constant-window on {port}: the meter file gives no load to size it"
+                ));
+            }
+        }
     }
     Wait::fixed(s, 2 * outs.len() as u32, why.join(", "))
 }
@@ -1251,6 +1369,73 @@ mod tests {
             .unwrap()
     }
 
+    fn counted(pulses: f64, growth: f64) -> Counted {
+        Counted {
+            pulses,
+            growth,
+            ta: Timestamp::ZERO,
+            tb: Timestamp::ZERO,
+            rolled: false,
+            early: true,
+        }
+    }
+
+    #[test]
+    fn an_early_verdict_needs_the_quantisation_bounds_to_decide_it() {
+        let (a, k, full) = (0.01, 125.0, 400.0);
+        // no rate error: undecided at 50 units (±2 %), decided within class at 204
+        assert_eq!(early_verdict(a, k, full, &counted(6250.0, 50.0)), None);
+        assert_eq!(
+            early_verdict(a, k, full, &counted(25_500.0, 204.0)),
+            Some(true)
+        );
+        // the worst fraction at 204 units still decides
+        assert_eq!(
+            early_verdict(a, k, full, &counted(205.0 * k, 204.0)),
+            Some(true)
+        );
+        // 5 % fast: outside what the full window allows after 30 units
+        assert_eq!(
+            early_verdict(a, k, full, &counted(30.0 * k * 1.05, 30.0)),
+            Some(false)
+        );
+        assert_eq!(
+            early_verdict(a, k, full, &counted(30.0 * k * 0.95, 30.0)),
+            Some(false)
+        );
+        // just inside (0.9 %) and just outside (1.5 %) the class: only the full window decides
+        for e in [0.009, 0.015, -0.015] {
+            for dr in [50.0, 100.0, 204.0, 300.0] {
+                let c = counted(dr * k * (1.0 + e), dr);
+                assert_eq!(early_verdict(a, k, full, &c), None, "{e} at {dr}");
+            }
+        }
+        assert_eq!(checkpoints(a, k, full), vec![8.0, 16.0, 32.0, 64.0, 204.0]);
+        assert_eq!(checkpoints(a, k, 30.0), vec![8.0, 16.0]);
+    }
+
+    #[test]
+    fn a_constant_clearly_off_is_decided_early_and_the_record_says_after_how_much() {
+        let mut s = meter("2026-01-10T10:00:00", "hh = 30\nkk = 5", "", 3000.0);
+        s.faults.pulse_constant_error_pct = Some(5.0);
+        let c = run_case(&s, "pulse_out.constant");
+        assert_eq!(c.verdict, Verdict::Fail, "{}", c.message);
+        let growth = measured(&c, "port2.register_growth");
+        assert!((8.0..70.0).contains(&growth), "{growth}");
+        assert_eq!(measured(&c, "port2.planned_growth"), 400.0);
+        assert!(
+            c.details.iter().any(|d| d.contains("decided after 8")),
+            "{:?}",
+            c.details
+        );
+        // a healthy one is decided within class at about half the planned window
+        s.faults.pulse_constant_error_pct = None;
+        let c = run_case(&s, "pulse_out.constant");
+        assert_eq!(c.verdict, Verdict::Pass, "{}", c.message);
+        let growth = measured(&c, "port2.register_growth");
+        assert!((200.0..215.0).contains(&growth), "{growth}");
+    }
+
     #[test]
     fn register_steps_are_taken_modulo_the_digits() {
         assert_eq!(register_step("1.8.0", 9_999_998.0, 3.0), 5.0);
@@ -1289,8 +1474,9 @@ mod tests {
         let c = run_case(&s, "pulse_out.constant");
         assert_eq!(c.verdict, Verdict::Pass, "{}", c.message);
         assert_eq!(measured(&c, "1.8.0.rollover"), 1.0);
+        // decided within class early, past the rollover
         let growth = measured(&c, "port2.register_growth");
-        assert!(growth > 300.0, "{growth}");
+        assert!(growth > 200.0, "{growth}");
         let c = run_case(&s, "tariff.table");
         assert_eq!(c.verdict, Verdict::Pass, "{}", c.message);
         assert!(measured(&c, "state0.T1_growth") >= 2.0);

@@ -449,6 +449,7 @@ pub static CASES: &[CaseDef] = &[
                 d("port*.pulses", Unit::Pulses, None, None),
                 d("port*.rate_error", Unit::Percent, None, None),
                 d("port*.register_growth", Unit::Kwh, None, None),
+                d("port*.planned_growth", Unit::Kwh, None, None),
             ]
         },
         run: pins::pulse_constant,
