@@ -531,24 +531,9 @@ fn constant_window(
         count += leading_edges(&ctx.take_edges(port)?, ta, None);
         if checks.first().is_some_and(|u| count as f64 >= u * k) && ctx.target.now()? < end {
             checks.remove(0);
-            let rb = ctx.readout()?;
-            let tb = rb.snapshot_time();
-            let edges = ctx.take_edges(port)?;
-            let upto = count + leading_edges(&edges, ta, Some(tb));
-            count += leading_edges(&edges, ta, None);
-            let (Ok(ea), Ok(eb)) = (register(&ra, addr), register(&rb, addr)) else {
-                continue;
-            };
-            let c = Counted {
-                pulses: upto as f64,
-                growth: register_step(addr, ea, eb),
-                ta,
-                tb,
-                rolled: rolled_over(addr, ea, eb),
-                early: true,
-            };
-            if decided(&c) {
-                early = Some((rb, c));
+            let c = check(ctx, (port, addr), &ra, &mut count)?;
+            if c.as_ref().is_some_and(decided) {
+                early = c;
                 break;
             }
         }
@@ -556,7 +541,7 @@ fn constant_window(
     if let Some(j) = dropped_error(ctx, port, dropped, clause)? {
         return Ok(Err(j));
     }
-    if let Some((_, c)) = early {
+    if let Some(c) = early {
         return Ok(Ok(c));
     }
     let rb = ctx.readout()?;
@@ -585,6 +570,34 @@ fn constant_window(
         tb,
         rolled: rolled_over(addr, ea, eb),
         early: false,
+    }))
+}
+
+/// One early check of [`constant_window`]: a readout, the pulses after `ra`'s snapshot up to
+/// its own (`count` so far, raised by every pulse taken), and the register's growth; `None` when
+/// a readout lacks the register (the full window then judges it).
+fn check(
+    ctx: &mut Ctx<'_>,
+    (port, addr): (Port, &str),
+    ra: &Readout,
+    count: &mut u64,
+) -> Result<Option<Counted>, TargetError> {
+    let ta = ra.snapshot_time();
+    let rb = ctx.readout()?;
+    let tb = rb.snapshot_time();
+    let edges = ctx.take_edges(port)?;
+    let upto = *count + leading_edges(&edges, ta, Some(tb));
+    *count += leading_edges(&edges, ta, None);
+    let (Ok(ea), Ok(eb)) = (register(ra, addr), register(&rb, addr)) else {
+        return Ok(None);
+    };
+    Ok(Some(Counted {
+        pulses: upto as f64,
+        growth: register_step(addr, ea, eb),
+        ta,
+        tb,
+        rolled: rolled_over(addr, ea, eb),
+        early: true,
     }))
 }
 

@@ -218,9 +218,8 @@ pub struct Item {
 /// Expected and least total meter time when the cases that drive inputs run one after another,
 /// each with the meter to itself, and then every other case shares the meter's time: counting
 /// pulses, watching the hour counter and waiting for a date do not conflict, but the data line
-/// carries one readout at a time, so the shared part lasts at least its readouts end to end.
-/// `shared_start`: the items not exclusive, evaluated at the end of the exclusive ones. Returns
-/// `(expected, floor)`, seconds.
+/// carries one readout at a time, so the shared part lasts at least its readouts end to end
+/// (`readout_s` each, the run's first readout once). Returns `(expected, floor)`, seconds.
 pub fn overlap(exclusive: &[Item], shared: &[Item], readout_s: f64) -> (f64, f64) {
     let ex: f64 = exclusive.iter().map(|i| i.seconds).sum();
     let ex_floor: f64 = exclusive.iter().map(|i| i.floor_s).sum();
@@ -235,86 +234,120 @@ pub fn overlap(exclusive: &[Item], shared: &[Item], readout_s: f64) -> (f64, f64
     (ex + longest.max(line), ex_floor + longest_floor.max(line))
 }
 
-/// The plan of `cases` (in run order) for `spec` with `opts` on a target with `caps`.
+/// The plan of `cases` (in run order) for `spec` with `opts` on a target with `caps`: each case
+/// evaluated at the moment it starts in sequence (a case that judges the run's first readout and
+/// takes it is evaluated after it); the overlap and floor from [`overlap`] in the better of two
+/// orders (the cases that drive inputs before or after the shared ones), never above the
+/// sequence. A case whose needs the target does not meet plans no time.
 pub fn plan(
     spec: &MeterSpec,
     opts: &RunOptions,
     caps: &Capabilities,
     cases: &[&'static CaseDef],
 ) -> Plan {
-    let ctx = |now_s: f64, readouts: u32| PlanCtx {
-        spec,
-        opts,
-        virtual_time: caps.virtual_time,
-        pins: caps.pins,
-        now_s,
-        readouts,
-    };
-    let readout_s = ctx(0.0, 0).readout_s();
-    let wait = |c: &CaseDef, now_s: f64, readouts: u32| match c.unmet(caps) {
-        Some(n) => Wait::none(n.missing("this target")),
-        None => (c.plan)(&ctx(now_s, readouts)),
-    };
-    // in sequence, as the engine runs them
-    let (mut t, mut readouts, mut first_taken) = (0.0, 0u32, false);
-    let mut planned = Vec::new();
-    for c in cases {
-        let w = wait(c, t, readouts);
-        let first = w.takes_first && !first_taken;
-        first_taken |= w.takes_first;
-        let extra = if first { readout_s } else { 0.0 };
-        let (seconds, floor_s) = if first {
-            // the first readout comes before the case's own wait: evaluate it after that
-            let w2 = wait(c, t + readout_s, readouts + 1);
-            (w2.seconds + extra, w2.floor_s + extra)
-        } else {
-            (w.seconds, w.floor_s)
-        };
-        readouts += w.readouts + u32::from(first);
-        planned.push(PlannedCase {
-            id: c.id,
-            start_s: t,
-            seconds,
-            floor_s,
-            exclusive: c.uses.drives_inputs,
-            skipped: c.unmet(caps).is_some(),
-            reason: w.reason,
-        });
-        t += seconds;
+    let p = Planner { spec, opts, caps };
+    let readout_s = p.ctx(0.0, 0).readout_s();
+    let (planned, sequence_s) = p.in_sequence(cases, readout_s);
+    let seq_floor: f64 = planned.iter().map(|c| c.floor_s).sum();
+    let (overlap_s, floor_s) = p.with_overlap(cases, readout_s);
+    Plan {
+        cases: planned,
+        readout_s,
+        sequence_s,
+        overlap_s: overlap_s.min(sequence_s),
+        floor_s: floor_s.min(seq_floor),
     }
-    // with overlap: the exclusive cases one after another, the others together, before or after
-    // them (a date-bound wait or a daily load profile makes the order matter); the least of the
-    // two orders and of the sequence
-    let exclusive = |from: f64| {
+}
+
+/// What [`plan`] plans for.
+struct Planner<'a> {
+    spec: &'a MeterSpec,
+    opts: &'a RunOptions,
+    caps: &'a Capabilities,
+}
+
+impl Planner<'_> {
+    fn ctx(&self, now_s: f64, readouts: u32) -> PlanCtx<'_> {
+        PlanCtx {
+            spec: self.spec,
+            opts: self.opts,
+            virtual_time: self.caps.virtual_time,
+            pins: self.caps.pins,
+            now_s,
+            readouts,
+        }
+    }
+
+    /// `c`'s wait when it starts at `now_s` after `readouts` readouts; none when the target
+    /// does not meet its needs.
+    fn wait(&self, c: &CaseDef, now_s: f64, readouts: u32) -> Wait {
+        match c.unmet(self.caps) {
+            Some(n) => Wait::none(n.missing("this target")),
+            None => (c.plan)(&self.ctx(now_s, readouts)),
+        }
+    }
+
+    /// Every case in run order, as the engine runs them, and the total, seconds.
+    fn in_sequence(&self, cases: &[&'static CaseDef], readout_s: f64) -> (Vec<PlannedCase>, f64) {
+        let (mut t, mut readouts, mut first_taken) = (0.0, 0u32, false);
+        let mut planned = Vec::new();
+        for c in cases {
+            let w = self.wait(c, t, readouts);
+            let first = w.takes_first && !first_taken;
+            first_taken |= w.takes_first;
+            let (seconds, floor_s) = if first {
+                // the first readout comes before the case's own wait: evaluate it after that
+                let w2 = self.wait(c, t + readout_s, readouts + 1);
+                (w2.seconds + readout_s, w2.floor_s + readout_s)
+            } else {
+                (w.seconds, w.floor_s)
+            };
+            readouts += w.readouts + u32::from(first);
+            planned.push(PlannedCase {
+                id: c.id,
+                start_s: t,
+                seconds,
+                floor_s,
+                exclusive: c.uses.drives_inputs,
+                skipped: c.unmet(self.caps).is_some(),
+                reason: w.reason,
+            });
+            t += seconds;
+        }
+        (planned, t)
+    }
+
+    /// The cases that drive inputs one after another from `from`: their total and items.
+    fn exclusive(&self, cases: &[&'static CaseDef], from: f64) -> (f64, Vec<Item>) {
         let mut t = from;
         let mut items = Vec::new();
         for c in cases.iter().filter(|c| c.uses.drives_inputs) {
-            let w = wait(c, t, 0);
+            let w = self.wait(c, t, 0);
             t += w.seconds;
             items.push(item(&w, true));
         }
         (t - from, items)
-    };
-    let shared = |from: f64| -> Vec<Item> {
+    }
+
+    /// The other cases, all started at `from` after the run's first readout.
+    fn shared(&self, cases: &[&'static CaseDef], from: f64, readout_s: f64) -> Vec<Item> {
         cases
             .iter()
             .filter(|c| !c.uses.drives_inputs)
-            .map(|c| item(&wait(c, from + readout_s, 1), false))
+            .map(|c| item(&self.wait(c, from + readout_s, 1), false))
             .collect()
-    };
-    let (t_ex, ex_first) = exclusive(0.0);
-    let a = overlap(&ex_first, &shared(t_ex), readout_s);
-    let sh_first = shared(0.0);
-    let (t_sh, _) = overlap(&[], &sh_first, readout_s);
-    let (_, ex_last) = exclusive(t_sh);
-    let b = overlap(&ex_last, &sh_first, readout_s);
-    let seq_floor: f64 = planned.iter().map(|c| c.floor_s).sum();
-    Plan {
-        cases: planned,
-        readout_s,
-        sequence_s: t,
-        overlap_s: a.0.min(b.0).min(t),
-        floor_s: a.1.min(b.1).min(seq_floor),
+    }
+
+    /// (expected, floor) with overlap: the exclusive cases before or after the shared ones (a
+    /// date-bound wait or a daily load profile makes the order matter), the better order.
+    fn with_overlap(&self, cases: &[&'static CaseDef], readout_s: f64) -> (f64, f64) {
+        let (t_ex, ex_first) = self.exclusive(cases, 0.0);
+        let a = overlap(&ex_first, &self.shared(cases, t_ex, readout_s), readout_s);
+        let sh_first = self.shared(cases, 0.0, readout_s);
+        let (t_sh, _) = overlap(&[], &sh_first, readout_s);
+        let (_, ex_last) = self.exclusive(cases, t_sh);
+        let b = overlap(&ex_last, &sh_first, readout_s);
+        (a.0.min(b.0), a.1.min(b.1))
     }
 }
 
