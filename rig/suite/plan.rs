@@ -438,14 +438,21 @@ impl Plan {
 
     /// The ETA of `id` after `elapsed_s` and of the run, in words: `about 5.0 s left in the
     /// case, 100 min in the run`.
+    /// A case past its expected time says so: `past the 60 min expected; 5.0 s in the run after
+    /// it`.
     pub fn eta_text(&self, id: &str, elapsed_s: f64) -> String {
-        match self.left(id, elapsed_s) {
-            Some((case, run)) => format!(
+        match (self.left(id, elapsed_s), self.expected(id)) {
+            (Some((_, run)), Some(e)) if elapsed_s > e && elapsed_s > 0.0 => format!(
+                "past the {} expected; {} in the run after it",
+                human(e),
+                human(run)
+            ),
+            (Some((case, run)), _) => format!(
                 "about {} left in the case, {} in the run",
                 human(case),
                 human(run)
             ),
-            None => "not in the plan".into(),
+            _ => "not in the plan".into(),
         }
     }
 
@@ -527,6 +534,10 @@ mod tests {
         assert_eq!(
             p.eta_text("a", 4.0),
             "about 6.0 s left in the case, 18 min in the run"
+        );
+        assert_eq!(
+            p.eta_text("b", 400.0),
+            "past the 100.0 s expected; 17 min in the run after it"
         );
     }
 
