@@ -959,14 +959,32 @@ impl Observer for Reporter {
 
 /// One line per case on stderr as the run goes (`rig run --progress`, or a terminal on a real
 /// target), and how the run ended.
+/// With a plan, each line says the case's expected meter time and what is left of the run.
 #[derive(Debug, Default)]
-pub struct Progress;
+pub struct Progress {
+    plan: Option<crate::suite::plan::Plan>,
+}
+
+impl Progress {
+    /// Progress that gives each case's expected time and the run's ETA from `plan`.
+    pub fn with_plan(plan: crate::suite::plan::Plan) -> Self {
+        Progress { plan: Some(plan) }
+    }
+}
 
 impl Observer for Progress {
     fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
         match e {
             Event::CaseStarted { case } => {
-                eprint!("  {:<26} … ", case.id);
+                match self.plan.as_ref().and_then(|p| p.left(case.id, 0.0)) {
+                    Some((c, run)) => eprint!(
+                        "  {:<26} (about {}; run {} left) … ",
+                        case.id,
+                        crate::suite::plan::human(c),
+                        crate::suite::plan::human(run)
+                    ),
+                    None => eprint!("  {:<26} … ", case.id),
+                }
                 let _ = io::stderr().flush();
             }
             Event::CaseDone { case } => {

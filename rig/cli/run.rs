@@ -20,8 +20,9 @@ use meter_rig::pins::safe;
 use meter_rig::report::{self, Progress, Record, Reporter};
 use meter_rig::sim::SimTarget;
 use meter_rig::suite::session::{self, Limits, Observer, StopReason, StopToken};
-use meter_rig::suite::{self, CaseResult, RunOptions};
-use meter_rig::target::{Capabilities, Target};
+use meter_rig::suite::{self, plan, CaseResult, RunOptions};
+use meter_rig::target::{Capabilities, Target, Timing};
+use meter_rig::time::TimeSource;
 
 /// Arguments of `rig run`.
 #[derive(Debug, Args)]
@@ -57,6 +58,11 @@ pub struct RunArgs {
     /// resolves, without running anything.
     #[arg(long)]
     pub list: bool,
+    /// Print the plan without running: each selected case's expected meter time and what it
+    /// waits for (from the meter file; for a real meter its load is the bench's power), the
+    /// total in sequence and with overlap, and the floor.
+    #[arg(long)]
+    pub plan: bool,
     /// Seconds between the readouts of readout.monotonic (default: 3600 simulated, 60 real).
     #[arg(long, value_name = "S")]
     pub monotonic_wait: Option<f64>,
@@ -189,9 +195,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         super::out(list(&spec, &selection))?;
         return Ok(ExitCode::SUCCESS);
     }
+    if args.plan {
+        let caps = planned_caps(&args.target, &spec)?;
+        let opts = run_options(&args, &caps)?;
+        let p = plan::plan(&spec, &opts, &caps, &suite::selected(&opts));
+        super::out(p.text(&plan_title(&args.target, &spec)))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut target = open_target(&args.target, &spec, &args.framing)?;
     let caps = target.capabilities();
     let opts = run_options(&args, &caps)?;
+    let the_plan = plan::plan(&spec, &opts, &caps, &suite::selected(&opts));
     let limits = Limits {
         stop: StopToken::new(),
         max_run_time: secs("max-run-time", args.max_run_time)?,
@@ -218,8 +232,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         format!(" ({})", spec.profile.name)
     };
     eprintln!("rig: {describe}{meter}, records in {}", args.out.display());
-    let mut progress = Progress;
-    let mut lines = LineProgress::default();
+    let real_time = !caps.virtual_time;
+    if real_time || args.progress {
+        // a real meter's time is the cost: say what the run will take before it starts
+        eprint!("{}", the_plan.text(&plan_title(&args.target, &spec)));
+    }
+    let mut progress = Progress::with_plan(the_plan.clone());
+    let mut lines = LineProgress {
+        plan: std::sync::Arc::new(the_plan),
+        ..LineProgress::default()
+    };
     // captures before the records (they file their attachments for the case), the page after
     let mut observers: Vec<&mut dyn Observer> = vec![&mut captures, &mut reporter];
     if !args.no_report {
@@ -263,6 +285,8 @@ fn heartbeat_every() -> std::time::Duration {
 struct LineProgress {
     /// The case in hand and when it started.
     current: std::sync::Arc<std::sync::Mutex<Option<(String, std::time::Instant)>>>,
+    /// The run's plan: each line gives the ETA of the case and of the run from it.
+    plan: std::sync::Arc<plan::Plan>,
 }
 
 impl LineProgress {
@@ -270,6 +294,7 @@ impl LineProgress {
     /// it has run. It ends with the process.
     fn heartbeat(&self, every: std::time::Duration, out: &std::path::Path) {
         let current = self.current.clone();
+        let plan = self.plan.clone();
         let out = out.display().to_string();
         let _ = std::thread::Builder::new()
             .name("rig-run-heartbeat".into())
@@ -277,9 +302,11 @@ impl LineProgress {
                 std::thread::sleep(every);
                 let now = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 if let Some((id, t0)) = now {
+                    let took = t0.elapsed().as_secs_f64();
                     eprintln!(
-                        "rig: {id}: still running ({:.0} s; records in {out})",
-                        t0.elapsed().as_secs_f64()
+                        "rig: {id}: still running ({took:.0} s of about {:.0} s; {}; records in {out})",
+                        plan.expected(&id).unwrap_or(0.0),
+                        plan.eta_text(&id, took)
                     );
                 }
             });
@@ -297,7 +324,12 @@ impl Observer for LineProgress {
         match e {
             Event::CaseStarted { case } => {
                 self.set(Some(case.id));
-                eprintln!("rig: {}: started", case.id);
+                eprintln!(
+                    "rig: {}: started (expected {}; {})",
+                    case.id,
+                    plan::human(self.plan.expected(case.id).unwrap_or(0.0)),
+                    self.plan.eta_text(case.id, 0.0)
+                );
             }
             Event::CaseDone { case } => {
                 self.set(None);
@@ -310,6 +342,36 @@ impl Observer for LineProgress {
         }
         Ok(())
     }
+}
+
+/// The capabilities `--target` will have, without opening it (`rig run --plan` touches no
+/// port): the software meter's own; a real meter in real time, with module ports for `gpio:`
+/// and `pi:`.
+fn planned_caps(target: &str, spec: &MeterSpec) -> anyhow::Result<Capabilities> {
+    let kind = target.split_once(':').map_or(target, |(k, _)| k);
+    Ok(match kind {
+        "sim" => SimTarget::new(spec.clone()).capabilities(),
+        "serial" | "gpio" | "pi" => Capabilities::new(
+            Timing {
+                data_timing: TimeSource::Serial,
+                data_uncertainty_ns: 0,
+                pin_uncertainty_ns: 0,
+                parity_checked: true,
+                virtual_time: false,
+            },
+            kind != "serial",
+        ),
+        other => bail!("unknown target kind {other:?}: expected sim, serial:PATH, gpio:WIRING.toml or pi:WIRING.toml"),
+    })
+}
+
+/// What a plan is for: the meter file and the target.
+fn plan_title(target: &str, spec: &MeterSpec) -> String {
+    format!(
+        "{} ({}) on {target}",
+        spec.path.as_deref().unwrap_or("the built-in default meter"),
+        spec.profile.name
+    )
 }
 
 /// The run's options from the arguments, with the target's defaults.

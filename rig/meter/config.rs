@@ -1574,13 +1574,19 @@ mod tests {
     #[test]
     fn a_near_miss_key_and_a_wiring_file_get_a_hint() {
         let e = err("profile = \"351-combi\"\n[faults]\nresponse_delay = 100.0\n");
-        assert!(e.to_string().contains("did you mean `response_delay_ms`?"), "{e}");
+        assert!(
+            e.to_string().contains("did you mean `response_delay_ms`?"),
+            "{e}"
+        );
         let wiring = std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("wiring/raspberry-pi.toml"),
         )
         .unwrap();
         let e = err(&wiring);
-        assert!(e.to_string().contains("this looks like a wiring file"), "{e}");
+        assert!(
+            e.to_string().contains("this looks like a wiring file"),
+            "{e}"
+        );
         let e = err("profile = \"351-combi\"\n[faults]\nzzzz = 1\n");
         assert!(!e.to_string().contains("did you mean"), "{e}");
     }

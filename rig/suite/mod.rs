@@ -10,6 +10,7 @@
 
 pub mod mode_c;
 pub mod pins;
+pub mod plan;
 pub mod readout;
 pub mod registers;
 pub mod registry;

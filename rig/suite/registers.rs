@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use super::pins::register_step;
+use super::plan::{human, PlanCtx, Wait};
 use super::{fmt_num, Ctx, Judgement, Measurement, Readout, Shared, Verdict};
 use crate::meter::calendar;
 use crate::meter::config::{Load, MeterSpec, PulseBasis};
@@ -184,6 +185,11 @@ fn declared_energy(load: &Load, t: u64) -> (i128, i128) {
         }
         _ => within(t, None),
     }
+}
+
+/// The active energy the declared load delivers from virtual zero to `t` ns: mW·ns, secondary.
+pub(crate) fn declared_energy_of(load: &Load, t: u64) -> i128 {
+    declared_energy(load, t).0
 }
 
 /// Average primary power over `[a, b)` from the declared load, truncated to the 0.1 kW display
@@ -455,12 +461,7 @@ pub(crate) fn truncation(
             + declared_energy(&spec.load, t).0 * spec.ratio as i128 * 1000 / MWNS_PER_KWH
     };
     let now = ctx.target.now()?;
-    let window = ctx.opts.max_constant_window.as_nanos() as u64;
-    let whole = mkwh(now.0) / 1000 + 1;
-    let at = |milli: i128| {
-        first_time_reaching(now.0, now.0 + window, |t| mkwh(t) >= whole * 1000 + milli)
-    };
-    let (Some(t_low), Some(t_high)) = (at(600).map(Timestamp), at(1050).map(Timestamp)) else {
+    let Some((t_low, t_high)) = truncation_times(spec, init, ctx.opts, now) else {
         return Ok(Judgement::inconclusive(
             clause,
             format!(
@@ -517,6 +518,27 @@ pub(crate) fn truncation(
         fmt_num(vb as f64 / 1000.0)
     );
     Ok(judge(clause, ms, undecided, ok))
+}
+
+/// When `readout.truncation` reads (target time): where the registered energy from the declared
+/// load passes the next whole kWh by 0.6 and by 1.05 kWh, within `--max-constant-window` of
+/// `now`; `None` when the load does not get there.
+fn truncation_times(
+    spec: &MeterSpec,
+    init: f64,
+    opts: &super::RunOptions,
+    now: Timestamp,
+) -> Option<(Timestamp, Timestamp)> {
+    let mkwh = |t: u64| {
+        init as i128 * 1000
+            + declared_energy(&spec.load, t).0 * spec.ratio as i128 * 1000 / MWNS_PER_KWH
+    };
+    let window = opts.max_constant_window.as_nanos() as u64;
+    let whole = mkwh(now.0) / 1000 + 1;
+    let at = |milli: i128| {
+        first_time_reaching(now.0, now.0 + window, |t| mkwh(t) >= whole * 1000 + milli)
+    };
+    Some((Timestamp(at(600)?), Timestamp(at(1050)?)))
 }
 
 /// The whole kWh the meter file declares for `address` at its start (0 when not declared), or
@@ -890,11 +912,9 @@ pub(crate) fn monthly(
     let minute = Duration::from_secs(60);
     let early = minute + span;
     let day = Duration::from_secs(86_400);
-    let Some(t) = next_logging(spec, now + early) else {
+    let Some((t, before)) = monthly_midnight(spec, now, span) else {
         return module_controlled(ctx, clause);
     };
-    // the ordinary midnight first when it is still ahead, so the case ends just after the move
-    let before = t.0 >= now.0 + (day + early * 2).as_nanos() as u64;
     let ordinary = if before { t - day } else { t + day };
     let mut at = |x: Timestamp| readout_at(ctx, x);
     let (a, b, c, d) = if before {
@@ -947,6 +967,16 @@ pub(crate) fn monthly(
     Ok(judge(clause, ms, undecided, ok))
 }
 
+/// The logging midnight `logging.monthly` waits for from `now` (answers up to `span` long), and
+/// whether the ordinary midnight before it is still ahead (then it is read first, so the case
+/// ends just after the move); `None` for NN 00 (module controlled).
+fn monthly_midnight(spec: &MeterSpec, now: Timestamp, span: Duration) -> Option<(Timestamp, bool)> {
+    let early = Duration::from_secs(60) + span;
+    let day = Duration::from_secs(86_400);
+    let t = next_logging(spec, now + early)?;
+    Some((t, t.0 >= now.0 + (day + early * 2).as_nanos() as u64))
+}
+
 /// NN 00: the monthly data follow an external control unit, so the 1st's midnight moves nothing.
 fn module_controlled(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, TargetError> {
     let spec = ctx.spec;
@@ -994,6 +1024,208 @@ fn module_controlled(ctx: &mut Ctx<'_>, clause: Clause) -> Result<Judgement, Tar
             date.0, date.1, date.2, va[6]
         ),
     ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// plans: the meter time each case is expected to take ([`super::plan`])
+
+fn at_s(s: f64) -> Timestamp {
+    Timestamp((s.max(0.0) * 1e9) as u64)
+}
+
+fn s_of(t: Timestamp) -> f64 {
+    t.0 as f64 / 1e9
+}
+
+/// The declared load's first step at the meter terminals times the ratio: primary kW.
+fn primary_kw(spec: &MeterSpec) -> f64 {
+    spec.load.steps.first().map_or(0.0, |s| s.active_mw as f64) / 1e6 * spec.ratio as f64
+}
+
+fn date_text(spec: &MeterSpec, t: Timestamp) -> String {
+    let (y, m, d) = calendar::civil_from_days(meter_unix_s(spec, t).div_euclid(86_400));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The month's peaks (tenths of kW, kvar) the meter shows at `t` by the declared load: the file's
+/// 1.6.0/3.6.0 until the first logging midnight, zero after each, raised by every logging period
+/// that ended since.
+fn month_peak_tenths(spec: &MeterSpec, t: Timestamp) -> (i64, i64) {
+    let mut from = Timestamp::ZERO;
+    let mut init = (
+        tenths(spec.registers.get("1.6.0").copied().unwrap_or(0.0)),
+        tenths(spec.registers.get("3.6.0").copied().unwrap_or(0.0)),
+    );
+    while let Some(l) = next_logging(spec, from).filter(|l| *l <= t) {
+        from = l;
+        init = (0, 0);
+    }
+    let h = window_highest(spec, from, t);
+    (init.0.max(h.0), init.1.max(h.1))
+}
+
+/// `readout.hour_counter`: a readout, the window on the target's clock, a readout.
+pub(crate) fn plan_hour_counter(pc: &PlanCtx<'_>) -> Wait {
+    let window = Duration::from_secs(24 * 3600).min(pc.opts.max_constant_window);
+    if !pc.virtual_time && window <= Duration::from_secs(4 * 3600) {
+        return Wait::none("skips: a window of 4 h or less cannot tell half rate from full rate");
+    }
+    let w = window.as_secs_f64();
+    Wait::fixed(
+        w + pc.request_s() + pc.readout_s(),
+        2,
+        format!(
+            "the hour counter over {} on the target's clock (over 4 h tells half rate from full)",
+            human(w)
+        ),
+    )
+}
+
+/// `readout.truncation`: until the registered energy is 1.05 kWh past the next whole kWh.
+pub(crate) fn plan_truncation(pc: &PlanCtx<'_>) -> Wait {
+    if !pc.virtual_time {
+        return Wait::none("skips: placing a readout needs the meter's clock");
+    }
+    let Some(init) = declared_whole_kwh(pc.spec, "1.8.0") else {
+        return Wait::none("skips: 1.8.0 declared with a fraction");
+    };
+    match truncation_times(pc.spec, init, pc.opts, at_s(pc.now_s)) {
+        Some((low, high)) => Wait::fixed(
+            s_of(high).max(s_of(low) + pc.readout_s()) - pc.now_s + pc.readout_s(),
+            2,
+            format!(
+                "the energy for 1.05 kWh past the next whole kWh at {} kW (primary, ratio {})",
+                fmt_num(primary_kw(pc.spec)),
+                pc.spec.ratio
+            ),
+        ),
+        None => {
+            Wait::none("inconclusive at once: the load does not register 1.05 kWh in the window")
+        }
+    }
+}
+
+/// `logging.monthly`: until a minute past 00:00 of day NN (and the ordinary midnight beside it).
+pub(crate) fn plan_monthly(pc: &PlanCtx<'_>) -> Wait {
+    if !pc.virtual_time {
+        return Wait::none("skips: waiting for the logging date needs the meter's clock");
+    }
+    let spec = pc.spec;
+    let r = pc.readout_s();
+    // answer_span reads once when the run has no exchange yet
+    let (t0, own) = if pc.readouts == 0 {
+        (pc.now_s + r, 1)
+    } else {
+        (pc.now_s, 0)
+    };
+    let span = Duration::from_secs_f64(r - pc.request_s() + 1.0);
+    let minute = Duration::from_secs(60);
+    let now = at_s(t0);
+    let (end, readouts, reason) = match monthly_midnight(spec, now, span) {
+        Some((t, before)) => {
+            let end = if before {
+                t
+            } else {
+                t + Duration::from_secs(86_400)
+            } + minute;
+            let why = format!(
+                "00:00 of day {:02} ({}) on the meter's clock from its start {:04}-{:02}-{:02}",
+                spec.logging_day,
+                date_text(spec, t),
+                spec.start.year,
+                spec.start.month,
+                spec.start.day
+            );
+            (end, 4, why)
+        }
+        None => {
+            let first = at_unix(
+                spec,
+                calendar::next_logging(meter_unix_s(spec, now + minute), 1),
+            );
+            let why = format!("00:00 of the 1st ({}), NN 00", date_text(spec, first));
+            (first + minute, 2, why)
+        }
+    };
+    Wait::fixed(s_of(end) + r - pc.now_s, readouts + own, reason)
+}
+
+/// `max_demand.peak`: four logging periods after a quiet start, or after the next logging date
+/// when the month's peak already covers what the load can show.
+pub(crate) fn plan_peak(pc: &PlanCtx<'_>) -> Wait {
+    if !pc.virtual_time {
+        return Wait::none("skips: placing the logging periods needs the meter's clock");
+    }
+    let spec = pc.spec;
+    let (r, q) = (pc.readout_s(), pc.request_s());
+    let j_len = Duration::from_secs(period_min(spec) as u64 * 60);
+    let now = at_s(pc.now_s);
+    let mut start = now.max(next_boundary(spec, Timestamp::ZERO) + Duration::from_secs(1));
+    if let Some(l) = next_logging(spec, start) {
+        if l <= start + j_len * 5 + Duration::from_secs(60) {
+            start = l + Duration::from_secs(1);
+        }
+    }
+    let window_end = |t0: Timestamp| next_boundary(spec, t0) + j_len * 3 + Duration::from_secs(60);
+    let mut t0 = start + Duration::from_secs_f64(q);
+    let mut readouts = 2;
+    let mut reason = format!("four logging periods of {} min", period_min(spec));
+    if let Some(l) = next_logging(spec, t0) {
+        let h = window_highest(spec, t0, window_end(t0));
+        let p = month_peak_tenths(spec, t0);
+        if h.0 < p.0 + 2 || h.1 < p.1 + 2 {
+            let a_end = start + Duration::from_secs_f64(r);
+            t0 = (l + Duration::from_secs(1)).max(a_end) + Duration::from_secs_f64(q);
+            readouts = 3;
+            reason = format!(
+                "the logging date {} (the month's peak already covers the load's), then four periods of {} min",
+                date_text(spec, l),
+                period_min(spec)
+            );
+        }
+    }
+    Wait::fixed(s_of(window_end(t0)) + r - pc.now_s, readouts, reason)
+}
+
+/// `max_demand.reset`: readouts before, while the input is held and after, away from a period
+/// end; a second press when the load is steady (the moved peak equals last month's).
+pub(crate) fn plan_max_reset(pc: &PlanCtx<'_>) -> Wait {
+    let spec = pc.spec;
+    if spec
+        .io
+        .find(|r| matches!(r, PortRole::MaxReset | PortRole::DebitingStop))
+        .is_none()
+    {
+        return Wait::none(format!("skips: {} has no max-reset input", io_text(spec)));
+    }
+    let (r, q) = (pc.readout_s(), pc.request_s());
+    let j = period_min(spec) as f64 * 60.0;
+    let mut t = pc.now_s + r;
+    let mut n = 1;
+    if pc.virtual_time && month_peak_tenths(spec, at_s(pc.now_s + q)).0 < 1 {
+        t += j + 1.0 + r;
+        n += 1;
+    }
+    if pc.virtual_time {
+        let nb = s_of(next_boundary(spec, at_s(t)));
+        if nb < t + 180.0 + 4.0 * (r - q + 1.0) {
+            t = t.max(nb + 1.0) + r;
+            n += 1;
+        }
+    }
+    t += 2.0 * (1.0 + r);
+    n += 2;
+    let steady = spec.load.steps.len() == 1
+        && next_logging(spec, Timestamp::ZERO).is_some_and(|l| s_of(l) < pc.now_s);
+    if pc.virtual_time && steady {
+        t += 2.0 * (1.0 + r);
+        n += 2;
+    }
+    Wait::fixed(
+        t - pc.now_s,
+        n,
+        "a max reset: readouts before it, while the input is held and after (a second press under a steady load)",
+    )
 }
 
 #[cfg(test)]

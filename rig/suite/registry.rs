@@ -10,6 +10,7 @@
 
 use serde::Serialize;
 
+use super::plan::{self, PlanCtx, Uses, Wait};
 use super::{mode_c, pins, readout, registers, Ctx, Judgement, Shared};
 use crate::meter::config::MeterSpec;
 use crate::meter::profile::{Clause, Profile};
@@ -136,6 +137,12 @@ pub struct CaseDef {
     pub clause: fn(&Profile) -> Clause,
     /// What it needs from the target.
     pub needs: &'static [Need],
+    /// What it uses of the meter: inputs driven, outputs watched (the planner lets cases that
+    /// drive no input share the meter's time).
+    pub uses: Uses,
+    /// What it waits for on the meter's clock and how long, for the meter file, the options and
+    /// the moment it starts ([`plan::Wait`]).
+    pub plan: fn(&PlanCtx<'_>) -> Wait,
     /// The measurements it takes, with limits from the meter's configuration.
     pub measures: fn(&MeterSpec) -> Vec<Declared>,
     /// Runs it.
@@ -164,6 +171,24 @@ fn width(s: &MeterSpec) -> (Option<f64>, Option<f64>) {
     )
 }
 
+/// The first readout, or nothing on an optical port in mode C (the case skips there).
+fn first_unless_mode_c(c: &PlanCtx<'_>) -> Wait {
+    if c.spec.mode_c_baud().is_some() {
+        Wait::none("skips: the optical port answers in mode C")
+    } else {
+        Wait::first("judges the first readout")
+    }
+}
+
+/// One mode C exchange of its own, or nothing when the meter has no mode C to test.
+fn mode_c_readout(c: &PlanCtx<'_>) -> Wait {
+    if c.spec.mode_c_baud().is_some() {
+        Wait::fixed(c.readout_s(), 1, "one mode C exchange")
+    } else {
+        Wait::none("skips: no mode C on this port")
+    }
+}
+
 const GAP: f64 = 1500.0;
 const PORTS: &[Need] = &[Need::ModulePorts];
 
@@ -175,6 +200,8 @@ pub static CASES: &[CaseDef] = &[
         title: "Answer starts 20–500 ms after the request",
         clause: |p| p.response_clause,
         needs: &[],
+        uses: Uses::LINE,
+        plan: |_| Wait::first("the run's first readout (judged by the readout cases)"),
         measures: |s| {
             let (lo, hi) = window(s);
             vec![d("response_time", Unit::Ms, lo, hi)]
@@ -187,6 +214,8 @@ pub static CASES: &[CaseDef] = &[
         title: "Identification /KAM, mode character, type number",
         clause: |p| p.readout_clause,
         needs: &[],
+        uses: Uses::LINE,
+        plan: |c| first_unless_mode_c(c),
         measures: |_| vec![],
         run: |ctx, shared, clause| match mode_c::module_only(ctx, clause) {
             Some(skip) => Ok(skip),
@@ -199,6 +228,8 @@ pub static CASES: &[CaseDef] = &[
         title: "Parity and stop bit of every character; inter-character time",
         clause: |p| p.framing_clause,
         needs: &[],
+        uses: Uses::LINE,
+        plan: |_| Wait::first("judges the first readout"),
         measures: |_| {
             vec![
                 d("parity_errors", Unit::Characters, None, Some(0.0)),
@@ -215,6 +246,8 @@ pub static CASES: &[CaseDef] = &[
         title: "STX, CR LF line ends, '!', ETX and BCC present",
         clause: |p| p.readout_clause,
         needs: &[],
+        uses: Uses::LINE,
+        plan: |_| Wait::first("judges the first readout"),
         measures: |_| vec![],
         run: readout::structure,
     },
@@ -224,6 +257,8 @@ pub static CASES: &[CaseDef] = &[
         title: "BCC under the profile's rule",
         clause: |p| p.bcc_clause,
         needs: &[],
+        uses: Uses::LINE,
+        plan: |_| Wait::first("judges the first readout"),
         measures: |_| vec![],
         run: readout::bcc,
     },
@@ -233,6 +268,8 @@ pub static CASES: &[CaseDef] = &[
         title: "All 17 data sets in order with their digits, decimals and units",
         clause: |p| p.readout_clause,
         needs: &[],
+        uses: Uses::LINE,
+        plan: |_| Wait::first("judges the first readout"),
         measures: |_| vec![d("data_sets", Unit::DataSets, Some(17.0), Some(17.0))],
         run: readout::registers,
     },
@@ -242,6 +279,8 @@ pub static CASES: &[CaseDef] = &[
         title: "1.8.0 equals the sum of 1.8.1–1.8.4 within whole-kWh rounding",
         clause: |p| p.tariff_clause,
         needs: &[],
+        uses: Uses::LINE,
+        plan: |_| Wait::first("judges the first readout"),
         measures: |_| vec![d("total_minus_tariff_sum", Unit::Kwh, Some(0.0), Some(3.0))],
         run: readout::tariff_sum,
     },
@@ -251,6 +290,19 @@ pub static CASES: &[CaseDef] = &[
         title: "Energy and hour counters never go back across readouts",
         clause: |p| p.registers_clause,
         needs: &[],
+        uses: Uses::LINE,
+        plan: |c| {
+            let w = c.opts.monotonic_wait.as_secs_f64();
+            Wait::fixed(
+                w + 2.0 * c.readout_s(),
+                2,
+                format!(
+                    "a readout, {} (--monotonic-wait), a readout",
+                    plan::human(w)
+                ),
+            )
+            .and_first()
+        },
         measures: |_| vec![d("*.min_step", Unit::RegisterUnits, Some(0.0), None)],
         run: readout::monotonic,
     },
@@ -260,6 +312,16 @@ pub static CASES: &[CaseDef] = &[
         title: "Answers a valid request after a foreign address and after noise",
         clause: |p| p.response_clause,
         needs: &[],
+        uses: Uses::LINE,
+        plan: |c| {
+            // a request for another address (13 characters) and the silence the rig waits
+            // out, 9 characters of noise, two readouts
+            Wait::fixed(
+                2.0 * c.readout_s() + 22.0 * c.char_s() + 1.5,
+                2,
+                "two readouts after a foreign address and after noise",
+            )
+        },
         // recorded, not judged: the window is readout.response_time's and every_exchange's
         measures: |_| {
             vec![
@@ -275,6 +337,8 @@ pub static CASES: &[CaseDef] = &[
         title: "Bit rate within ±2 % and one stop bit, from the characters' edges",
         clause: |p| p.framing_clause,
         needs: &[],
+        uses: Uses::LINE,
+        plan: |c| first_unless_mode_c(c),
         measures: |_| {
             let t = readout::BAUD_TOLERANCE_PCT;
             vec![
@@ -293,6 +357,8 @@ pub static CASES: &[CaseDef] = &[
         title: "96.8.0 counts hours of the target's clock (±1 h quantisation)",
         clause: |p| registers::clause_for("readout.hour_counter", p),
         needs: &[],
+        uses: Uses::LINE,
+        plan: registers::plan_hour_counter,
         measures: |_| {
             vec![
                 d("hour_counter_step", Unit::Hours, None, None),
@@ -307,6 +373,8 @@ pub static CASES: &[CaseDef] = &[
         title: "Energy registers show completed kWh (truncated, not rounded)",
         clause: |p| registers::clause_for("readout.truncation", p),
         needs: &[],
+        uses: Uses::OUTPUTS,
+        plan: registers::plan_truncation,
         measures: |_| {
             vec![
                 d("register_at_fraction", Unit::Kwh, None, None),
@@ -321,6 +389,14 @@ pub static CASES: &[CaseDef] = &[
         title: "0.0.0 is the programmed customer number",
         clause: |p| registers::clause_for("readout.customer_number", p),
         needs: &[],
+        uses: Uses::LINE,
+        plan: |c| {
+            if c.opts.check_type_number && c.spec.registers.contains_key("0.0.0") {
+                Wait::fixed(c.readout_s(), 1, "one readout")
+            } else {
+                Wait::none("skips: no customer number declared")
+            }
+        },
         measures: |_| vec![],
         run: registers::customer_number,
     },
@@ -330,6 +406,8 @@ pub static CASES: &[CaseDef] = &[
         title: "Pulse length 30 or 80 ms per MM, ±10 %",
         clause: |p| p.pulse_width_clause,
         needs: PORTS,
+        uses: Uses::OUTPUTS,
+        plan: |c| pins::plan_pulses(c, 20),
         measures: |s| {
             let (lo, hi) = width(s);
             vec![
@@ -346,6 +424,8 @@ pub static CASES: &[CaseDef] = &[
         title: "Pause between pulses",
         clause: |p| p.pause_clause,
         needs: PORTS,
+        uses: Uses::OUTPUTS,
+        plan: |c| pins::plan_pulses(c, 50),
         measures: |s| {
             vec![d(
                 "port*.min_pause",
@@ -362,11 +442,14 @@ pub static CASES: &[CaseDef] = &[
         title: "Pulses against the energy register, within the accuracy class",
         clause: |p| p.pulse_constant_clause,
         needs: PORTS,
+        uses: Uses::OUTPUTS,
+        plan: pins::plan_constant,
         measures: |_| {
             vec![
                 d("port*.pulses", Unit::Pulses, None, None),
                 d("port*.rate_error", Unit::Percent, None, None),
                 d("port*.register_growth", Unit::Kwh, None, None),
+                d("port*.planned_growth", Unit::Kwh, None, None),
             ]
         },
         run: pins::pulse_constant,
@@ -377,6 +460,8 @@ pub static CASES: &[CaseDef] = &[
         title: "Every input state feeds only its tariff register",
         clause: |p| p.tariff_clause,
         needs: PORTS,
+        uses: Uses::INPUTS,
+        plan: pins::plan_tariff,
         measures: |_| {
             vec![
                 d("state*.T*_growth", Unit::Kwh, Some(1.0), None),
@@ -391,6 +476,8 @@ pub static CASES: &[CaseDef] = &[
         title: "96.50.1 grows by exactly the pulses generated",
         clause: |p| p.io_clause,
         needs: PORTS,
+        uses: Uses::INPUTS,
+        plan: pins::plan_pulse_in,
         measures: |_| vec![d("counted", Unit::Pulses, None, None)],
         run: pins::pulse_in,
     },
@@ -400,6 +487,8 @@ pub static CASES: &[CaseDef] = &[
         title: "The monthly move at 00:00 of day NN and at no other midnight",
         clause: |p| registers::clause_for("logging.monthly", p),
         needs: &[],
+        uses: Uses::LINE,
+        plan: registers::plan_monthly,
         measures: |_| {
             vec![
                 d("reset_counter_step", Unit::Resets, Some(1.0), Some(1.0)),
@@ -419,6 +508,8 @@ pub static CASES: &[CaseDef] = &[
         title: "1.6.0 / 3.6.0 are the month's highest primary averages over periods of J",
         clause: |p| registers::clause_for("max_demand.peak", p),
         needs: &[],
+        uses: Uses::LINE,
+        plan: registers::plan_peak,
         measures: |_| {
             vec![
                 d("periods", Unit::Count, None, None),
@@ -433,6 +524,8 @@ pub static CASES: &[CaseDef] = &[
         title: "Max reset on the assert edge: peaks to last month, accumulated, 0.1 counts",
         clause: |p| registers::clause_for("max_demand.reset", p),
         needs: PORTS,
+        uses: Uses::INPUTS,
+        plan: registers::plan_max_reset,
         measures: |_| {
             vec![
                 d("reset_counter_step", Unit::Resets, Some(1.0), Some(1.0)),
@@ -452,6 +545,8 @@ pub static CASES: &[CaseDef] = &[
         title: "A max-reset input moves the peak to last month and counts the reset",
         clause: |p| p.io_clause,
         needs: PORTS,
+        uses: Uses::INPUTS,
+        plan: pins::plan_peak_reset,
         measures: |_| {
             vec![
                 d("reset_counter_step", Unit::Resets, Some(1.0), Some(1.0)),
@@ -478,6 +573,8 @@ pub static CASES: &[CaseDef] = &[
         title: "The optical port's identification announces mode C at a faster rate ('1'-'6')",
         clause: mode_c::clause,
         needs: &[],
+        uses: Uses::LINE,
+        plan: mode_c_readout,
         measures: |_| vec![d("announced_baud", Unit::Baud, None, None)],
         run: mode_c::identification,
     },
@@ -487,6 +584,8 @@ pub static CASES: &[CaseDef] = &[
         title: "After ACK 0 Z 0 the data message starts at the new rate within the reaction time",
         clause: mode_c::clause,
         needs: &[],
+        uses: Uses::LINE,
+        plan: mode_c_readout,
         measures: |_| vec![d("data_after_ack", Unit::Ms, Some(200.0), Some(1500.0))],
         run: mode_c::switch,
     },
@@ -496,6 +595,8 @@ pub static CASES: &[CaseDef] = &[
         title: "The data message read at the new rate is whole, framed and valid",
         clause: mode_c::clause,
         needs: &[],
+        uses: Uses::LINE,
+        plan: mode_c_readout,
         measures: |_| vec![d("data_sets", Unit::DataSets, None, None)],
         run: mode_c::readout,
     },
@@ -506,6 +607,15 @@ pub static CASES: &[CaseDef] = &[
         title: "Every exchange of the run inside the response window, framed and valid",
         clause: |p| p.response_clause,
         needs: &[],
+        uses: Uses::LINE,
+        plan: |c| {
+            let n = 3u32.saturating_sub(c.readouts);
+            Wait::fixed(
+                n as f64 * c.readout_s(),
+                n,
+                "judges every exchange of the run (readouts of its own until there are three)",
+            )
+        },
         measures: |s| {
             let (lo, hi) = window(s);
             vec![

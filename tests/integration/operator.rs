@@ -311,8 +311,22 @@ fn a_real_time_run_reports_progress_to_a_log() {
     let _ = sim.wait();
     let err = text(&o.stderr);
     assert_eq!(code(&o), 0, "{err}");
-    assert!(err.contains("rig: readout.bcc: started"), "{err}");
+    // the plan first, then each line with the case's expected time and the ETA (issue 16)
+    assert!(
+        err.contains("plan for ") && err.contains("in sequence"),
+        "{err}"
+    );
+    assert!(
+        err.contains("rig: readout.bcc: started (expected "),
+        "{err}"
+    );
+    assert!(err.contains("left in the case"), "{err}");
     assert!(err.contains("rig: readout.bcc: still running ("), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("still running (") && l.contains("in the run")),
+        "{err}"
+    );
     assert!(err.contains("rig: readout.bcc: pass ("), "{err}");
 }
 

@@ -622,11 +622,72 @@ fn a_failed_case_names_its_clause_by_document_on_the_terminal_and_in_junit() {
     assert_eq!(code(&o), 1, "{stdout}");
     let title = "clause: Kamstrup 351 Combi communication interface specification (Kamstrup A/S)";
     assert!(stdout.contains(title), "{stdout}");
-    assert!(stdout.contains("Note 1: response between 20 and 500"), "{stdout}");
+    assert!(
+        stdout.contains("Note 1: response between 20 and 500"),
+        "{stdout}"
+    );
     let xml = fs::read_to_string(out.join("junit.xml")).unwrap();
     assert!(
         xml.contains(title) && xml.contains("(004_d1f80f13afa7763c.txt)"),
         "{xml}"
     );
     let _ = fs::remove_dir_all(&out);
+}
+
+/// `rig run --plan` prints each case's expected meter time and why, the totals and the floor,
+/// runs nothing, and its total in sequence agrees with the recorded `target_time_s` of the run
+/// within 5 % for every fixture meter (issue 16).
+#[test]
+fn the_plan_printed_agrees_with_the_run_for_every_fixture_meter() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/meters");
+    for f in fs::read_dir(dir).unwrap() {
+        let meter = f.unwrap().path();
+        let name = meter.file_stem().unwrap().to_string_lossy().to_string();
+        let out = tmp(&format!("plan-{name}"));
+        let m = meter.to_str().unwrap();
+        let p = run_rig(&[
+            "run",
+            "--plan",
+            "--meter",
+            m,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let stdout = String::from_utf8_lossy(&p.stdout).to_string();
+        assert_eq!(code(&p), 0, "{name}: {stdout}");
+        assert!(!out.exists(), "{name}: --plan wrote records");
+        for id in meter_rig::suite::case_ids() {
+            assert!(stdout.contains(id), "{name}: {id} missing\n{stdout}");
+        }
+        let total = |label: &str| -> f64 {
+            let line = stdout
+                .lines()
+                .find(|l| l.starts_with(label))
+                .unwrap_or_else(|| panic!("{name}: no {label:?} line\n{stdout}"));
+            line[label.len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let (seq, floor) = (total("in sequence"), total("floor"));
+        assert!(
+            floor > 0.0 && floor <= seq,
+            "{name}: floor {floor}, sequence {seq}"
+        );
+        let r = run_rig(&["run", "--meter", m, "--out", out.to_str().unwrap()]);
+        assert!(
+            code(&r) <= 1,
+            "{name}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        let rec: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(out.join("record.json")).unwrap()).unwrap();
+        let ran = rec["target_time_s"].as_f64().unwrap();
+        assert!(
+            (seq / ran - 1.0).abs() <= 0.05,
+            "{name}: plan {seq} s, run {ran} s"
+        );
+    }
 }

@@ -1,0 +1,592 @@
+//! The run plan: how much meter time each selected case is expected to take and why (what it
+//! waits for), the total in sequence (as the engine runs the cases today), the total with overlap
+//! (cases whose observations do not conflict sharing the meter's time) and the floor (the least
+//! meter time the observations need).
+//!
+//! Every case declares in [`super::registry`] a function that answers, for the meter file, the
+//! run's options and the moment the case starts on the target's clock, a [`Wait`]: its expected
+//! meter time, the least time its observation needs, the readouts it takes and the reason in
+//! words ("the hour counter's window of 24 h", "the energy for 400 whole kWh at 240 kW",
+//! "00:00 of day 01 from the meter's start"), and what it uses of the meter ([`Uses`]: inputs
+//! driven, outputs watched). [`plan`] walks the selection in run order; [`overlap`] is the pure
+//! scheduler over those declarations. Pure: no I/O, no clock reads.
+
+use serde::Serialize;
+
+use super::registry::CaseDef;
+use super::RunOptions;
+use crate::meter::config::MeterSpec;
+use crate::target::Capabilities;
+
+/// Characters of a general request, `/?!` CR LF (IEC 62056-21 §6.3.1).
+const REQUEST_CHARS: f64 = 5.0;
+/// Characters of the 351's mode A answer: the identification (20) and the data message of the
+/// 17 data sets of 004's layout (339): 359 in all (the worked example of 004).
+const ANSWER_CHARS: f64 = 359.0;
+/// Characters of the identification line, `/KAM` + the mode character + the 13-character type
+/// number + CR LF.
+const IDENT_CHARS: f64 = 20.0;
+/// Characters of the mode C acknowledgement `ACK 0 Z 0` CR LF.
+const ACK_CHARS: f64 = 6.0;
+
+/// What a case uses of the meter besides the data line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Uses {
+    /// It drives the meter's inputs (tariff, pulse in, max reset): it gets the meter to itself.
+    pub drives_inputs: bool,
+    /// It watches the meter's pulse outputs (any number of cases can watch at once).
+    pub watches_outputs: bool,
+}
+
+impl Uses {
+    /// Readouts only.
+    pub const LINE: Uses = Uses {
+        drives_inputs: false,
+        watches_outputs: false,
+    };
+    /// Readouts and the pulse outputs.
+    pub const OUTPUTS: Uses = Uses {
+        drives_inputs: false,
+        watches_outputs: true,
+    };
+    /// Readouts and the meter's inputs.
+    pub const INPUTS: Uses = Uses {
+        drives_inputs: true,
+        watches_outputs: false,
+    };
+}
+
+/// What the planner knows when a case starts: the meter file, the options, the target's kind
+/// and the moment on the target's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanCtx<'a> {
+    /// The meter file (a real meter's expected configuration, its load the bench's power).
+    pub spec: &'a MeterSpec,
+    /// The run's options (windows, dwell, counts).
+    pub opts: &'a RunOptions,
+    /// Whether the target runs in virtual time (the software meter, whose clock is the file's
+    /// `start`).
+    pub virtual_time: bool,
+    /// Whether the target has module ports.
+    pub pins: bool,
+    /// Target time at which the case starts, seconds from the run's start.
+    pub now_s: f64,
+    /// Readouts the run took before this case.
+    pub readouts: u32,
+}
+
+impl PlanCtx<'_> {
+    /// One character on the meter's line at its initial rate, seconds (10 bits: 7E1).
+    pub fn char_s(&self) -> f64 {
+        10.0 / self.spec.baud.max(1) as f64
+    }
+
+    /// The request of a readout on the line, seconds: from its start to the end of its last stop
+    /// bit, when the meter takes its snapshot.
+    pub fn request_s(&self) -> f64 {
+        REQUEST_CHARS * self.char_s()
+    }
+
+    /// One general readout, seconds: request, the meter's response delay and the answer (in mode
+    /// C: the identification at the initial rate, the acknowledgement after the reaction time and
+    /// the data message at the announced rate).
+    pub fn readout_s(&self) -> f64 {
+        let delay = self.spec.response_delay_ms() / 1e3;
+        let c = self.char_s();
+        match self.spec.mode_c_baud() {
+            Some(b) => {
+                let data = (ANSWER_CHARS - IDENT_CHARS) * 10.0 / b.max(1) as f64;
+                // reaction time before the acknowledgement, the meter's own before the data
+                self.request_s() + delay + IDENT_CHARS * c + 0.2 + ACK_CHARS * c + 0.65 + data
+            }
+            None => self.request_s() + delay + ANSWER_CHARS * c,
+        }
+    }
+}
+
+/// What one case waits for on the meter's clock.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Wait {
+    /// Expected meter time, seconds.
+    pub seconds: f64,
+    /// The least meter time its observation needs for a verdict at the stated confidence on a
+    /// conforming meter, seconds (equal to `seconds` for a fixed window).
+    pub floor_s: f64,
+    /// Readouts it takes of its own.
+    pub readouts: u32,
+    /// Whether it judges the run's first readout (taken by the first such case, shared by all).
+    pub takes_first: bool,
+    /// What it waits for, in words.
+    pub reason: String,
+}
+
+impl Wait {
+    /// No meter time (the case skips, or judges what the run already saw).
+    pub fn none(reason: impl Into<String>) -> Self {
+        Wait {
+            seconds: 0.0,
+            floor_s: 0.0,
+            readouts: 0,
+            takes_first: false,
+            reason: reason.into(),
+        }
+    }
+
+    /// A fixed `seconds` with `readouts` readouts of its own.
+    pub fn fixed(seconds: f64, readouts: u32, reason: impl Into<String>) -> Self {
+        Wait {
+            seconds,
+            floor_s: seconds,
+            readouts,
+            takes_first: false,
+            reason: reason.into(),
+        }
+    }
+
+    /// Judges the run's first readout (and takes it if it is the first).
+    pub fn first(reason: impl Into<String>) -> Self {
+        Wait {
+            takes_first: true,
+            ..Wait::none(reason)
+        }
+    }
+
+    /// The same, also judging the run's first readout.
+    pub fn and_first(self) -> Self {
+        Wait {
+            takes_first: true,
+            ..self
+        }
+    }
+
+    /// The same with a floor below the expected time (an early decision).
+    pub fn with_floor(self, floor_s: f64) -> Self {
+        Wait { floor_s, ..self }
+    }
+}
+
+/// One case of the plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedCase {
+    /// Case id.
+    pub id: &'static str,
+    /// Target time at which it starts in sequence, seconds.
+    pub start_s: f64,
+    /// Expected meter time in sequence (its first readout included when it takes it), seconds.
+    pub seconds: f64,
+    /// The least meter time its observation needs, seconds.
+    pub floor_s: f64,
+    /// Whether it gets the meter to itself (it drives inputs).
+    pub exclusive: bool,
+    /// Whether it is skipped on this target (needs it does not meet).
+    pub skipped: bool,
+    /// What it waits for.
+    pub reason: String,
+}
+
+/// The plan of a run (empty by default: no case, no time).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Plan {
+    /// The cases in run order.
+    pub cases: Vec<PlannedCase>,
+    /// One readout, seconds.
+    pub readout_s: f64,
+    /// Total in sequence (as the engine runs the cases), seconds.
+    pub sequence_s: f64,
+    /// Total with overlap ([`overlap`]), seconds.
+    pub overlap_s: f64,
+    /// The floor: the overlap of every case's least time, seconds.
+    pub floor_s: f64,
+}
+
+/// One declaration the scheduler sees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Item {
+    /// Expected meter time when it starts at the overlap's start, seconds (its first readout
+    /// not included).
+    pub seconds: f64,
+    /// Its least time, seconds.
+    pub floor_s: f64,
+    /// Readouts of its own.
+    pub readouts: u32,
+    /// Whether it judges the run's first readout.
+    pub takes_first: bool,
+    /// Whether it drives inputs (gets the meter to itself).
+    pub exclusive: bool,
+}
+
+/// Expected and least total meter time when the cases that drive inputs run one after another,
+/// each with the meter to itself, and then every other case shares the meter's time: counting
+/// pulses, watching the hour counter and waiting for a date do not conflict, but the data line
+/// carries one readout at a time, so the shared part lasts at least its readouts end to end
+/// (`readout_s` each, the run's first readout once). Returns `(expected, floor)`, seconds.
+pub fn overlap(exclusive: &[Item], shared: &[Item], readout_s: f64) -> (f64, f64) {
+    let ex: f64 = exclusive.iter().map(|i| i.seconds).sum();
+    let ex_floor: f64 = exclusive.iter().map(|i| i.floor_s).sum();
+    let first = if shared.iter().any(|i| i.takes_first) {
+        readout_s
+    } else {
+        0.0
+    };
+    let line = first + shared.iter().map(|i| i.readouts as f64).sum::<f64>() * readout_s;
+    let longest = shared.iter().map(|i| i.seconds).fold(0.0, f64::max) + first;
+    let longest_floor = shared.iter().map(|i| i.floor_s).fold(0.0, f64::max) + first;
+    (ex + longest.max(line), ex_floor + longest_floor.max(line))
+}
+
+/// The plan of `cases` (in run order) for `spec` with `opts` on a target with `caps`: each case
+/// evaluated at the moment it starts in sequence (a case that judges the run's first readout and
+/// takes it is evaluated after it); the overlap and floor from [`overlap`] in the better of two
+/// orders (the cases that drive inputs before or after the shared ones), never above the
+/// sequence. A case whose needs the target does not meet plans no time.
+pub fn plan(
+    spec: &MeterSpec,
+    opts: &RunOptions,
+    caps: &Capabilities,
+    cases: &[&'static CaseDef],
+) -> Plan {
+    let p = Planner { spec, opts, caps };
+    let readout_s = p.ctx(0.0, 0).readout_s();
+    let (planned, sequence_s) = p.in_sequence(cases, readout_s);
+    let seq_floor: f64 = planned.iter().map(|c| c.floor_s).sum();
+    let (overlap_s, floor_s) = p.with_overlap(cases, readout_s);
+    Plan {
+        cases: planned,
+        readout_s,
+        sequence_s,
+        overlap_s: overlap_s.min(sequence_s),
+        floor_s: floor_s.min(seq_floor),
+    }
+}
+
+/// What [`plan`] plans for.
+struct Planner<'a> {
+    spec: &'a MeterSpec,
+    opts: &'a RunOptions,
+    caps: &'a Capabilities,
+}
+
+impl Planner<'_> {
+    fn ctx(&self, now_s: f64, readouts: u32) -> PlanCtx<'_> {
+        PlanCtx {
+            spec: self.spec,
+            opts: self.opts,
+            virtual_time: self.caps.virtual_time,
+            pins: self.caps.pins,
+            now_s,
+            readouts,
+        }
+    }
+
+    /// `c`'s wait when it starts at `now_s` after `readouts` readouts; none when the target
+    /// does not meet its needs.
+    fn wait(&self, c: &CaseDef, now_s: f64, readouts: u32) -> Wait {
+        match c.unmet(self.caps) {
+            Some(n) => Wait::none(n.missing("this target")),
+            None => (c.plan)(&self.ctx(now_s, readouts)),
+        }
+    }
+
+    /// Every case in run order, as the engine runs them, and the total, seconds.
+    fn in_sequence(&self, cases: &[&'static CaseDef], readout_s: f64) -> (Vec<PlannedCase>, f64) {
+        let (mut t, mut readouts, mut first_taken) = (0.0, 0u32, false);
+        let mut planned = Vec::new();
+        for c in cases {
+            let w = self.wait(c, t, readouts);
+            let first = w.takes_first && !first_taken;
+            first_taken |= w.takes_first;
+            let (seconds, floor_s) = if first {
+                // the first readout comes before the case's own wait: evaluate it after that
+                let w2 = self.wait(c, t + readout_s, readouts + 1);
+                (w2.seconds + readout_s, w2.floor_s + readout_s)
+            } else {
+                (w.seconds, w.floor_s)
+            };
+            readouts += w.readouts + u32::from(first);
+            planned.push(PlannedCase {
+                id: c.id,
+                start_s: t,
+                seconds,
+                floor_s,
+                exclusive: c.uses.drives_inputs,
+                skipped: c.unmet(self.caps).is_some(),
+                reason: w.reason,
+            });
+            t += seconds;
+        }
+        (planned, t)
+    }
+
+    /// The cases that drive inputs one after another from `from`: their total and items.
+    fn exclusive(&self, cases: &[&'static CaseDef], from: f64) -> (f64, Vec<Item>) {
+        let mut t = from;
+        let mut items = Vec::new();
+        for c in cases.iter().filter(|c| c.uses.drives_inputs) {
+            let w = self.wait(c, t, 0);
+            t += w.seconds;
+            items.push(item(&w, true));
+        }
+        (t - from, items)
+    }
+
+    /// The other cases, all started at `from` after the run's first readout.
+    fn shared(&self, cases: &[&'static CaseDef], from: f64, readout_s: f64) -> Vec<Item> {
+        cases
+            .iter()
+            .filter(|c| !c.uses.drives_inputs)
+            .map(|c| item(&self.wait(c, from + readout_s, 1), false))
+            .collect()
+    }
+
+    /// (expected, floor) with overlap: the exclusive cases before or after the shared ones (a
+    /// date-bound wait or a daily load profile makes the order matter), the better order.
+    fn with_overlap(&self, cases: &[&'static CaseDef], readout_s: f64) -> (f64, f64) {
+        let (t_ex, ex_first) = self.exclusive(cases, 0.0);
+        let a = overlap(&ex_first, &self.shared(cases, t_ex, readout_s), readout_s);
+        let sh_first = self.shared(cases, 0.0, readout_s);
+        let (t_sh, _) = overlap(&[], &sh_first, readout_s);
+        let (_, ex_last) = self.exclusive(cases, t_sh);
+        let b = overlap(&ex_last, &sh_first, readout_s);
+        (a.0.min(b.0), a.1.min(b.1))
+    }
+}
+
+fn item(w: &Wait, exclusive: bool) -> Item {
+    Item {
+        seconds: w.seconds,
+        floor_s: w.floor_s,
+        readouts: w.readouts,
+        takes_first: w.takes_first,
+        exclusive,
+    }
+}
+
+/// Seconds as text for people: `12.3 s`, `1 h 40 min`, `31 d 0 h`.
+pub fn human(s: f64) -> String {
+    if s < 120.0 {
+        format!("{s:.1} s")
+    } else if s < 3.0 * 3600.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s < 3.0 * 86_400.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else {
+        format!("{:.1} d", s / 86_400.0)
+    }
+}
+
+impl Plan {
+    /// The plan as text: one line per case (start, expected time, what it waits for), then the
+    /// totals and the ratios to the floor.
+    pub fn text(&self, title: &str) -> String {
+        use std::fmt::Write;
+        let mut out = format!("plan for {title} (one readout {:.1} s):\n", self.readout_s);
+        for c in &self.cases {
+            let mark = if c.exclusive { " [inputs]" } else { "" };
+            let _ = writeln!(
+                out,
+                "  {:<28} {:>12.1} s  {:>9}{mark}  {}",
+                c.id,
+                c.seconds,
+                human(c.seconds),
+                c.reason
+            );
+        }
+        let ratio = |x: f64| {
+            if self.floor_s > 0.0 {
+                x / self.floor_s
+            } else {
+                1.0
+            }
+        };
+        let _ = writeln!(
+            out,
+            "in sequence  {:.1} s ({}), {:.3} × floor",
+            self.sequence_s,
+            human(self.sequence_s),
+            ratio(self.sequence_s)
+        );
+        let _ = writeln!(
+            out,
+            "with overlap {:.1} s ({}), {:.3} × floor",
+            self.overlap_s,
+            human(self.overlap_s),
+            ratio(self.overlap_s)
+        );
+        let _ = writeln!(
+            out,
+            "floor        {:.1} s ({}): cases that drive inputs one after another, the rest sharing the meter, each for the least time its observation needs",
+            self.floor_s,
+            human(self.floor_s)
+        );
+        out
+    }
+
+    /// Expected meter time of `id` in sequence, seconds.
+    pub fn expected(&self, id: &str) -> Option<f64> {
+        self.cases.iter().find(|c| c.id == id).map(|c| c.seconds)
+    }
+
+    /// What is left when `id` has run for `elapsed_s`: (left of the case, left of the run),
+    /// seconds. A case that runs over its expected time has nothing left by the plan, never a
+    /// negative time.
+    pub fn left(&self, id: &str, elapsed_s: f64) -> Option<(f64, f64)> {
+        let i = self.cases.iter().position(|c| c.id == id)?;
+        let case = (self.cases[i].seconds - elapsed_s).max(0.0);
+        let after: f64 = self.cases[i + 1..].iter().map(|c| c.seconds).sum();
+        Some((case, case + after))
+    }
+
+    /// The ETA of `id` after `elapsed_s` and of the run, in words: `about 5.0 s left in the
+    /// case, 100 min in the run`.
+    /// A case past its expected time says so: `past the 60 min expected; 5.0 s in the run after
+    /// it`.
+    pub fn eta_text(&self, id: &str, elapsed_s: f64) -> String {
+        match (self.left(id, elapsed_s), self.expected(id)) {
+            (Some((_, run)), Some(e)) if elapsed_s > e && elapsed_s > 0.0 => format!(
+                "past the {} expected; {} in the run after it",
+                human(e),
+                human(run)
+            ),
+            (Some((case, run)), _) => format!(
+                "about {} left in the case, {} in the run",
+                human(case),
+                human(run)
+            ),
+            _ => "not in the plan".into(),
+        }
+    }
+
+    /// Expected end of `id` in sequence, seconds from the run's start.
+    pub fn end_of(&self, id: &str) -> Option<f64> {
+        self.cases
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.start_s + c.seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn it(seconds: f64, readouts: u32, exclusive: bool) -> Item {
+        Item {
+            seconds,
+            floor_s: seconds / 2.0,
+            readouts,
+            takes_first: false,
+            exclusive,
+        }
+    }
+
+    #[test]
+    fn exclusive_cases_add_and_shared_cases_take_the_longest() {
+        let ex = [it(30.0, 2, true), it(100.0, 4, true)];
+        let sh = [
+            it(3600.0, 2, false),
+            it(86_400.0, 2, false),
+            it(10.0, 1, false),
+        ];
+        let (e, f) = overlap(&ex, &sh, 12.0);
+        assert_eq!(e, 130.0 + 86_400.0);
+        assert_eq!(f, 65.0 + 43_200.0);
+    }
+
+    #[test]
+    fn the_data_line_carries_one_readout_at_a_time() {
+        // 20 readouts of 12 s cannot share 100 s of waiting
+        let sh: Vec<Item> = (0..10).map(|_| it(100.0, 2, false)).collect();
+        let (e, f) = overlap(&[], &sh, 12.0);
+        assert_eq!(e, 240.0);
+        assert_eq!(f, 240.0);
+    }
+
+    #[test]
+    fn the_first_readout_is_taken_once() {
+        let mut a = it(0.0, 0, false);
+        a.takes_first = true;
+        let (e, _) = overlap(&[], &[a, a, a], 12.0);
+        assert_eq!(e, 12.0);
+    }
+
+    #[test]
+    fn the_eta_counts_the_case_in_hand_and_the_cases_after_it() {
+        let c = |id, seconds| PlannedCase {
+            id,
+            start_s: 0.0,
+            seconds,
+            floor_s: seconds,
+            exclusive: false,
+            skipped: false,
+            reason: String::new(),
+        };
+        let p = Plan {
+            cases: vec![c("a", 10.0), c("b", 100.0), c("c", 1000.0)],
+            readout_s: 12.0,
+            sequence_s: 1110.0,
+            overlap_s: 1000.0,
+            floor_s: 1000.0,
+        };
+        assert_eq!(p.left("b", 40.0), Some((60.0, 1060.0)));
+        // over its time: nothing left of the case, the rest of the run as planned
+        assert_eq!(p.left("b", 400.0), Some((0.0, 1000.0)));
+        assert_eq!(p.left("x", 1.0), None);
+        assert_eq!(
+            p.eta_text("a", 4.0),
+            "about 6.0 s left in the case, 18 min in the run"
+        );
+        assert_eq!(
+            p.eta_text("b", 400.0),
+            "past the 100.0 s expected; 17 min in the run after it"
+        );
+    }
+
+    #[test]
+    fn human_times_read_as_people_say_them() {
+        assert_eq!(human(12.34), "12.3 s");
+        assert_eq!(human(6000.0), "100 min");
+        assert_eq!(human(86_400.0), "24.0 h");
+        assert_eq!(human(31.0 * 86_400.0), "31.0 d");
+    }
+
+    /// `rig run --plan` agrees with the run's recorded meter time within 5 % for every fixture
+    /// meter (in sequence, as the engine runs the cases), the whole run and every case.
+    #[test]
+    fn the_plan_agrees_with_the_run_for_every_fixture_meter() {
+        use crate::sim::SimTarget;
+        use crate::target::Target;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/meters");
+        let mut bad = Vec::new();
+        for f in std::fs::read_dir(dir).unwrap() {
+            let path = f.unwrap().path();
+            let spec = MeterSpec::from_file(&path).unwrap();
+            let mut target = SimTarget::new(spec.clone());
+            let caps = target.capabilities();
+            let opts = RunOptions::for_target(&caps);
+            let p = plan(&spec, &opts, &caps, &super::super::selected(&opts));
+            let cases = super::super::run(&mut target, &spec, &opts, &mut super::super::Discard);
+            let ran = cases.last().unwrap().target_time_s.1;
+            assert_eq!(p.cases.len(), cases.len());
+            for (c, r) in p.cases.iter().zip(&cases) {
+                // every case within 5 % or 2 s, so the ETA of each case holds too
+                let took = r.target_time_s.1 - r.target_time_s.0;
+                if (c.seconds - took).abs() > (0.05 * took).max(2.0) {
+                    bad.push(format!(
+                        "{} {}: plan {} s, ran {took} s",
+                        path.display(),
+                        c.id,
+                        c.seconds
+                    ));
+                }
+            }
+            if (p.sequence_s / ran - 1.0).abs() > 0.05 {
+                bad.push(format!(
+                    "{}: plan {} s, ran {ran} s",
+                    path.display(),
+                    p.sequence_s
+                ));
+            }
+        }
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+}
