@@ -9,6 +9,7 @@
 //! reports) as it happens, and cuts waits short when the run is asked to stop.
 
 pub mod mode_c;
+pub mod module;
 pub mod pins;
 pub mod readout;
 pub mod registers;
@@ -683,9 +684,14 @@ pub fn suite_names() -> Vec<&'static str> {
 }
 
 /// The cases `opts` selects, in run order.
+///
+/// The `module` suite ([`registry::MODULE_CASES`]) is selected only by name (`--suite module`,
+/// as `rig module` does): it judges a module, not the meter `rig run` tests.
 pub fn selected(opts: &RunOptions) -> Vec<&'static CaseDef> {
+    let module = opts.suites.iter().any(|s| s == "module");
     CASES
         .iter()
+        .chain(registry::MODULE_CASES.iter().filter(|_| module))
         .filter(|c| opts.suites.is_empty() || opts.suites.iter().any(|s| s == c.suite))
         .filter(|c| opts.cases.is_empty() || opts.cases.iter().any(|i| i == c.id))
         .collect()

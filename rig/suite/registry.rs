@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 
-use super::{mode_c, pins, readout, registers, Ctx, Judgement, Shared};
+use super::{mode_c, module, pins, readout, registers, Ctx, Judgement, Shared};
 use crate::meter::config::MeterSpec;
 use crate::meter::profile::{Clause, Profile};
 use crate::target::{Capabilities, TargetError};
@@ -523,6 +523,52 @@ pub static CASES: &[CaseDef] = &[
 pub fn find(id: &str) -> Option<&'static CaseDef> {
     CASES.iter().find(|c| c.id == id)
 }
+
+/// The `module` suite: the rig serves the meter and judges the module under test (`rig module`).
+/// Selected only by name ([`super::selected`]), so `rig run` never runs it against a meter.
+pub static MODULE_CASES: &[CaseDef] = &[
+    CaseDef {
+        id: "module.request",
+        suite: "module",
+        title:
+            "The module's request: /?! or /?ADDRESS! then CR LF, 7E1 (even parity, one stop bit)",
+        clause: |_| module::REQUEST_CLAUSE,
+        needs: &[],
+        measures: |_| vec![d("requests", Unit::Count, None, None)],
+        run: module::request,
+    },
+    CaseDef {
+        id: "module.patience",
+        suite: "module",
+        title: "The module waits for an answer at 499.9 ms with 1500 ms pauses, to its BCC",
+        clause: |_| module::PATIENCE_CLAUSE,
+        needs: &[],
+        measures: |_| {
+            vec![
+                d("served_reaction", Unit::Ms, None, None),
+                d("request_to_bcc", Unit::Ms, None, None),
+            ]
+        },
+        run: module::patience,
+    },
+    CaseDef {
+        id: "module.repetition",
+        suite: "module",
+        title: "When and how often the module asks again after silence, noise and a bad BCC",
+        clause: |_| module::REPETITION_CLAUSE,
+        needs: &[],
+        measures: |_| {
+            vec![
+                d("silent.requests", Unit::Count, None, None),
+                d("silent.min_spacing", Unit::Ms, None, None),
+                d("noise.requests", Unit::Count, None, None),
+                d("bad_bcc.requests", Unit::Count, None, None),
+                d("bad_bcc.min_spacing", Unit::Ms, None, None),
+            ]
+        },
+        run: module::repetition,
+    },
+];
 
 #[cfg(test)]
 mod tests {

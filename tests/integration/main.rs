@@ -5,6 +5,7 @@ mod gpio_sim;
 mod healthy;
 mod interop;
 mod matrix;
+mod module;
 #[cfg(feature = "pi-hardware")]
 mod pi_hardware;
 mod read;
