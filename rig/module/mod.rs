@@ -8,6 +8,7 @@
 //! verdicts out). What carries the conversation is a [`ModuleBench`]: the reference software
 //! module in virtual time ([`reference`]) or a pty that a real module opens ([`pty`]).
 
+pub mod pty;
 pub mod reference;
 
 use crate::iec62056::{parity, Request};
@@ -168,8 +169,9 @@ impl Scenario {
     pub fn window_s(self) -> f64 {
         match self {
             Scenario::AsConfigured => 20.0,
-            // 17 lines × 1.5 s plus the answer itself at 300 baud
-            Scenario::Slowest => 45.0,
+            // 18 lines × 1.5 s plus the answer itself at 300 baud (about 40 s), and a module that
+            // asks a few seconds into the window
+            Scenario::Slowest => 60.0,
             Scenario::Silent => 20.0,
             // three whole answers (about 12 s each at 300 baud) and the waits between them
             Scenario::Noise | Scenario::BadBcc => 45.0,
@@ -306,7 +308,7 @@ pub fn repeats(log: &WireLog) -> Vec<Repeat> {
 /// `module` suite with the records and exit codes of `rig run`. Its clock is the sum of the
 /// windows served so far; it has no data link of its own (the bench carries the conversation).
 pub struct BenchTarget {
-    bench: Box<dyn ModuleBench + Send>,
+    bench: Box<dyn ModuleBench>,
     name: String,
     virtual_time: bool,
     now: Timestamp,
@@ -320,11 +322,7 @@ impl std::fmt::Debug for BenchTarget {
 
 impl BenchTarget {
     /// `bench`, described as `name` in records (`module:reference`, `module:link:/tmp/meter`).
-    pub fn new(
-        bench: Box<dyn ModuleBench + Send>,
-        name: impl Into<String>,
-        virtual_time: bool,
-    ) -> Self {
+    pub fn new(bench: Box<dyn ModuleBench>, name: impl Into<String>, virtual_time: bool) -> Self {
         BenchTarget {
             bench,
             name: name.into(),
@@ -335,7 +333,7 @@ impl BenchTarget {
 }
 
 struct Windowed<'a> {
-    inner: &'a mut (dyn ModuleBench + Send),
+    inner: &'a mut dyn ModuleBench,
     now: &'a mut Timestamp,
 }
 
