@@ -78,28 +78,27 @@ impl ModuleRequest {
 }
 
 impl WireLog {
-    /// The module's requests, in order: characters to the meter, split after every LF and
-    /// wherever the meter sent in between.
+    /// The module's requests, in order: its characters to the meter, split after every LF and
+    /// wherever it paused longer than the inter-character limit (the meter's characters in
+    /// between do not split them: a module may talk over an answer).
     pub fn requests(&self) -> Vec<ModuleRequest> {
+        let gap_ns = (INTER_CHAR_MS * 1e6) as u64;
         let mut out = Vec::new();
         let mut cur: Vec<LineChar> = Vec::new();
-        for c in &self.chars {
-            match c.dir {
-                Dir::FromMeter => {
-                    if !cur.is_empty() {
-                        out.push(ModuleRequest {
-                            chars: std::mem::take(&mut cur),
-                        });
-                    }
-                }
-                Dir::ToMeter => {
-                    cur.push(*c);
-                    if c.byte & 0x7F == b'\n' {
-                        out.push(ModuleRequest {
-                            chars: std::mem::take(&mut cur),
-                        });
-                    }
-                }
+        for c in self.chars.iter().filter(|c| c.dir == Dir::ToMeter) {
+            if cur
+                .last()
+                .is_some_and(|l| c.start.0.saturating_sub(l.end.0) > gap_ns)
+            {
+                out.push(ModuleRequest {
+                    chars: std::mem::take(&mut cur),
+                });
+            }
+            cur.push(*c);
+            if c.byte & 0x7F == b'\n' {
+                out.push(ModuleRequest {
+                    chars: std::mem::take(&mut cur),
+                });
             }
         }
         if !cur.is_empty() {
@@ -193,7 +192,13 @@ pub trait ModuleBench {
 pub fn request_problems(req: &ModuleRequest, parity_observable: bool) -> Vec<String> {
     let mut p = Vec::new();
     let text = req.text();
-    if let Err(e) = Request::parse(&text) {
+    if text.first() == Some(&0x06) {
+        p.push(format!(
+            "sent an acknowledgement {:?} (IEC 62056-21 mode C option select): 004 asks for mode \
+             A, where the meter sends its data without one",
+            String::from_utf8_lossy(&text)
+        ));
+    } else if let Err(e) = Request::parse(&text) {
         p.push(format!("request {:?}: {e}", String::from_utf8_lossy(&text)));
     }
     for (i, c) in req.chars.iter().enumerate() {

@@ -37,7 +37,7 @@ fn log(parts: Vec<Vec<LineChar>>, end_ms: f64) -> WireLog {
 }
 
 #[test]
-fn requests_split_at_lf_and_at_the_meter() {
+fn requests_split_at_lf_and_at_a_pause_not_at_the_meter() {
     let l = log(
         vec![
             chars(Dir::ToMeter, b"/?!\r\n/?!\r\n", 0.0),
@@ -50,6 +50,18 @@ fn requests_split_at_lf_and_at_the_meter() {
     assert_eq!(r.len(), 3);
     assert_eq!(r[0].text(), b"/?!\r\n");
     assert_eq!(r[2].text(), b"/?");
+    // an acknowledgement sent while the meter still talks stays one message
+    let l = log(
+        vec![
+            chars(Dir::FromMeter, b"/KAM 1\r\n\x020.0.0(1)", 0.0),
+            chars(Dir::ToMeter, b"\x060 0\r\n", 300.0),
+        ],
+        3000.0,
+    );
+    let r = l.requests();
+    assert_eq!(r.len(), 1);
+    let p = request_problems(&r[0], true);
+    assert!(p[0].contains("acknowledgement"), "{p:?}");
 }
 
 #[test]

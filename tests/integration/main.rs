@@ -6,6 +6,7 @@ mod healthy;
 mod interop;
 mod matrix;
 mod module;
+mod module_link;
 #[cfg(feature = "pi-hardware")]
 mod pi_hardware;
 mod read;
