@@ -8,8 +8,10 @@
 //! verdicts out). What carries the conversation is a [`ModuleBench`]: the reference software
 //! module in virtual time ([`reference`]) or a pty that a real module opens ([`pty`]).
 
+pub mod ina228;
 pub mod pty;
 pub mod reference;
+pub mod supply;
 
 use crate::iec62056::{parity, Request};
 use crate::meter::config::{BccFault, MeterSpec};
@@ -186,6 +188,14 @@ pub trait ModuleBench {
     /// # Errors
     /// The bench's I/O (a vanished pty), a stop asked from outside.
     fn observe(&mut self, meter: &MeterSpec, window_s: f64) -> Result<WireLog, TargetError>;
+    /// Watches the module's supply (pin 6) for `window_s` seconds: charge and alert edges from
+    /// the current monitor ([`ina228`]). `None`: this bench has no current monitor.
+    ///
+    /// # Errors
+    /// The monitor's I/O.
+    fn supply(&mut self, _window_s: u64) -> Result<Option<supply::SupplyLog>, TargetError> {
+        Ok(None)
+    }
 }
 
 /// What `module.request` found in one request.
@@ -346,6 +356,11 @@ impl ModuleBench for Windowed<'_> {
     fn observe(&mut self, meter: &MeterSpec, window_s: f64) -> Result<WireLog, TargetError> {
         let log = self.inner.observe(meter, window_s)?;
         *self.now = *self.now + std::time::Duration::from_secs_f64(window_s);
+        Ok(log)
+    }
+    fn supply(&mut self, window_s: u64) -> Result<Option<supply::SupplyLog>, TargetError> {
+        let log = self.inner.supply(window_s)?;
+        *self.now = *self.now + std::time::Duration::from_secs(window_s);
         Ok(log)
     }
 }

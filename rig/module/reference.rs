@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use super::supply::{CurrentTrace, SupplyLog, PEAK_MAX_MA};
 use super::{Dir, LineChar, ModuleBench, WireLog};
 use crate::iec62056::exchange::{AnswerRules, Conformance, Listening, ReadMode};
 use crate::iec62056::Request;
@@ -39,6 +40,9 @@ pub struct ModuleKnobs {
     pub odd_parity: bool,
     /// Leaves out the request's CR LF.
     pub no_crlf: bool,
+    /// Its current on pin 6 (default: 0.5 mA with 3 mA peaks, conforming); a knob for the
+    /// supply budget (e.g. `base_ma = 1.2`, or `peak_ma = 6`).
+    pub supply: CurrentTrace,
 }
 
 impl Default for ModuleKnobs {
@@ -51,6 +55,7 @@ impl Default for ModuleKnobs {
             tries: 3,
             odd_parity: false,
             no_crlf: false,
+            supply: CurrentTrace::default(),
         }
     }
 }
@@ -119,6 +124,16 @@ impl ModuleBench for VirtualBench {
             parity_observable: true,
             end: tap.inner.now()?,
         })
+    }
+
+    fn supply(&mut self, window_s: u64) -> Result<Option<SupplyLog>, TargetError> {
+        Ok(Some(self.supply_log(window_s)))
+    }
+}
+
+impl VirtualBench {
+    fn supply_log(&self, window_s: u64) -> SupplyLog {
+        self.knobs.supply.observe(window_s, PEAK_MAX_MA)
     }
 }
 

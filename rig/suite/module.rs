@@ -8,7 +8,7 @@
 
 use super::{Ctx, Judgement, Measurement, Shared};
 use crate::meter::profile::{Clause, SPEC_351};
-use crate::module::{self, Scenario, WireLog};
+use crate::module::{self, supply, Scenario, WireLog};
 use crate::target::TargetError;
 use crate::time::TimeSource;
 
@@ -37,6 +37,15 @@ fn not_a_bench(ctx: &Ctx<'_>, clause: Clause) -> Judgement {
         ),
     )
 }
+
+/// `module.supply`'s clause.
+pub const SUPPLY_CLAUSE: Clause = Clause {
+    source: SPEC_351,
+    section: "Module interface, Pin 6 Supply: nominal voltage 4.2 V, average current 1 mA (average for 60 seconds), maximum current 5 mA",
+};
+
+/// How long `module.supply` watches the supply: three spans of 60 s.
+pub const SUPPLY_WINDOW_S: u64 = 180;
 
 fn observe(ctx: &mut Ctx<'_>, scenario: Scenario) -> Result<Option<WireLog>, TargetError> {
     ctx.check_stop()?;
@@ -202,5 +211,73 @@ pub fn repetition(
         problems,
         ms,
         "no repeat inside the meter's reaction window or an unfinished answer",
+    ))
+}
+
+/// `module.supply`: the module's current on pin 6, at most 1 mA averaged over any 60 s (from
+/// the current monitor's charge accumulator) and never above 5 mA (its alert output).
+///
+/// # Errors
+/// The bench's.
+pub fn supply(ctx: &mut Ctx<'_>, _: &mut Shared, clause: Clause) -> Result<Judgement, TargetError> {
+    ctx.check_stop()?;
+    let Some(mut bench) = ctx.target.try_as_module_bench() else {
+        return Ok(not_a_bench(ctx, clause));
+    };
+    let Some(log) = bench.supply(SUPPLY_WINDOW_S)? else {
+        drop(bench);
+        return Ok(Judgement::skip(
+            clause,
+            format!(
+                "{} has no current monitor on the module's supply: wire an INA228 in pin 6's supply (wiring/README.md, module-vendor mode)",
+                ctx.target.describe()
+            ),
+        ));
+    };
+    drop(bench);
+    let f = supply::figures(&log);
+    let Some(avg) = f.worst_average_ma else {
+        return Ok(Judgement::inconclusive(
+            clause,
+            "under 60 s of charge readings: the average of 004 needs 60 s",
+        ));
+    };
+    let src = TimeSource::Register;
+    let ms = vec![
+        Measurement::new(
+            "average_60s",
+            avg,
+            "mA",
+            None,
+            Some(supply::AVERAGE_MAX_MA),
+            src,
+            0.0,
+        ),
+        Measurement::new(
+            "peaks_over_5ma",
+            f.peaks_over_limit as f64,
+            "count",
+            None,
+            Some(0.0),
+            TimeSource::Edge,
+            0.0,
+        ),
+        Measurement::info(
+            "longest_over_5ma",
+            f.longest_over_ms,
+            "ms",
+            TimeSource::Edge,
+            0.0,
+        ),
+    ];
+    Ok(Judgement::from_problems(
+        clause,
+        vec![],
+        ms,
+        format!(
+            "{} mA worst 60 s average, no current above {} mA",
+            super::fmt_num(avg),
+            super::fmt_num(log.alert_limit_ma)
+        ),
     ))
 }

@@ -76,6 +76,8 @@ pub enum Unit {
     Count,
     /// A line rate.
     Baud,
+    /// Milliamperes (the module's supply current).
+    MilliAmperes,
 }
 
 impl Unit {
@@ -96,6 +98,7 @@ impl Unit {
             Unit::Hours => "h",
             Unit::Count => "count",
             Unit::Baud => "baud",
+            Unit::MilliAmperes => "mA",
         }
     }
 }
@@ -567,6 +570,21 @@ pub static MODULE_CASES: &[CaseDef] = &[
             ]
         },
         run: module::repetition,
+    },
+    CaseDef {
+        id: "module.supply",
+        suite: "module",
+        title: "Pin 6: at most 1 mA averaged over 60 s, never above 5 mA",
+        clause: |_| module::SUPPLY_CLAUSE,
+        needs: &[],
+        measures: |_| {
+            vec![
+                d("average_60s", Unit::MilliAmperes, None, Some(1.0)),
+                d("peaks_over_5ma", Unit::Count, None, Some(0.0)),
+                d("longest_over_5ma", Unit::Ms, None, None),
+            ]
+        },
+        run: module::supply,
     },
 ];
 

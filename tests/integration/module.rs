@@ -148,7 +148,7 @@ fn the_module_suite_is_not_run_by_rig_run_and_skips_against_a_meter() {
     let mut opts = all.clone();
     opts.suites = vec!["module".into()];
     let cases = suite::run(&mut sim, &spec, &opts, &mut Null);
-    assert_eq!(cases.len(), 3);
+    assert_eq!(cases.len(), 4);
     for c in &cases {
         assert_eq!(c.verdict, Verdict::Skip, "{}", c.id);
         assert!(c.message.contains("rig module"), "{}", c.message);
@@ -165,4 +165,44 @@ fn patience_passes_a_module_that_waits_just_past_the_slowest_reaction() {
     };
     let (v, m) = verdict("module.patience", knobs);
     assert_eq!(v, Verdict::Pass, "{m}");
+}
+
+fn supply(base_ma: f64, peak_ma: f64) -> CaseResult {
+    let knobs = ModuleKnobs {
+        supply: meter_rig::module::supply::CurrentTrace {
+            base_ma,
+            peak_ma,
+            peak_ms: 100.0,
+            period_s: 15.0,
+        },
+        ..ModuleKnobs::default()
+    };
+    run_case("module.supply", knobs)
+}
+
+#[test]
+fn supply_passes_the_healthy_module_and_0_99_ma_and_fails_1_01_ma_average() {
+    let r = run_case("module.supply", ModuleKnobs::default());
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    let r = supply(0.99, 0.99);
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    assert!((measured(&r, "average_60s") - 0.99).abs() < 1e-9);
+    let r = supply(1.01, 1.01);
+    assert_eq!(r.verdict, Verdict::Fail, "{}", r.message);
+    assert!(r.message.contains("average_60s"), "{}", r.message);
+    // the reference module's knob of the issue: 1.2 mA
+    assert_eq!(supply(1.2, 1.2).verdict, Verdict::Fail);
+}
+
+#[test]
+fn supply_passes_4_9_ma_peaks_and_fails_5_1_ma_and_6_ma_peaks() {
+    let r = supply(0.5, 4.9);
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    assert_eq!(measured(&r, "peaks_over_5ma"), 0.0);
+    let r = supply(0.5, 5.1);
+    assert_eq!(r.verdict, Verdict::Fail, "{}", r.message);
+    // 180 s, a peak every 15 s from 0
+    assert_eq!(measured(&r, "peaks_over_5ma"), 12.0);
+    assert_eq!(measured(&r, "longest_over_5ma"), 100.0);
+    assert_eq!(supply(0.5, 6.0).verdict, Verdict::Fail);
 }
