@@ -6,7 +6,8 @@
 //! conversation on the data line as timed characters in both directions ([`WireLog`]), the meter
 //! behaviour each case serves ([`Scenario`]), and the judgements (`judge_*`, timestamps in,
 //! verdicts out). What carries the conversation is a [`ModuleBench`]: the reference software
-//! module in virtual time ([`reference`]) or a pty that a real module opens ([`pty`]).
+//! module in virtual time ([its module](self::reference)) or a pty that a real module opens
+//! ([`pty`]).
 
 pub mod ina228;
 pub mod pty;

@@ -79,7 +79,7 @@ pub fn figures(log: &SupplyLog) -> SupplyFigures {
 /// A modelled current trace: a steady draw with a peak of `peak_ma` for `peak_ms` every
 /// `period_s` (a module that wakes to talk), starting with a peak at 0.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct CurrentTrace {
     /// Steady current, mA.
     pub base_ma: f64,

@@ -2,7 +2,7 @@
 //! requirements the interface specification sets for modules (004_d1f80f13afa7763c.txt,
 //! "Construction requirements for non-Kamstrup modules" and "IEC61107 data request").
 //!
-//! Each case asks the target's [`ModuleBench`] to serve one [`Scenario`] of the meter file's
+//! Each case asks the target's [`ModuleBench`](crate::module::ModuleBench) to serve one [`Scenario`] of the meter file's
 //! meter and judges the logged conversation with the pure judges of [`crate::module`]. A target
 //! that is a meter (not a bench) skips every case with the reason: `rig module` runs them.
 

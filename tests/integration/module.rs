@@ -206,3 +206,47 @@ fn supply_passes_4_9_ma_peaks_and_fails_5_1_ma_and_6_ma_peaks() {
     assert_eq!(measured(&r, "longest_over_5ma"), 100.0);
     assert_eq!(supply(0.5, 6.0).verdict, Verdict::Fail);
 }
+
+#[test]
+fn rig_module_reference_writes_rig_run_records_and_exit_codes() {
+    let dir = std::env::temp_dir().join(format!("meter-rig-module-cli-{}", std::process::id()));
+    let out = dir.join("out");
+    let knobs = dir.join("knobs.toml");
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = crate::util::run_rig(&["module", "--reference", "--out", out.to_str().unwrap()]);
+    assert_eq!(
+        crate::util::code(&o),
+        0,
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("record.json")).unwrap()).unwrap();
+    assert_eq!(record["target"], "module:reference");
+    assert_eq!(record["cases"].as_array().unwrap().len(), 4);
+    assert!(out.join("junit.xml").exists() && out.join("measurements.csv").exists());
+    // the supply knob: 1.2 mA average
+    std::fs::write(&knobs, "[supply]\nbase_ma = 1.2\n").unwrap();
+    let o = crate::util::run_rig(&[
+        "module",
+        "--reference",
+        "--knobs",
+        knobs.to_str().unwrap(),
+        "--case",
+        "module.supply",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(crate::util::code(&o), 1, "{stdout}");
+    assert!(stdout.contains("average_60s"), "{stdout}");
+    // a typo in a knob is refused, not ignored
+    std::fs::write(&knobs, "odd_parrity = true\n").unwrap();
+    let o = crate::util::run_rig(&["module", "--reference", "--knobs", knobs.to_str().unwrap()]);
+    assert_eq!(crate::util::code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("odd_parrity"));
+    let o = crate::util::run_rig(&["module", "--out", out.to_str().unwrap()]);
+    assert_eq!(crate::util::code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--link PATH"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
