@@ -94,7 +94,9 @@ fn open_bench(args: &ModuleArgs) -> anyhow::Result<(BenchTarget, Option<Shutdown
             framing.name()
         );
         let name = format!("module:link:{}", link.display());
-        return Ok((BenchTarget::new(Box::new(bench), name, false), Some(handle)));
+        let target = BenchTarget::new(Box::new(bench), name, false)
+            .with_parity_checked(framing == Framing::Soft7e1);
+        return Ok((target, Some(handle)));
     }
     if !args.reference {
         bail!("rig module needs the module under test: --link PATH (a software module on a pty) or --reference (the reference module)");

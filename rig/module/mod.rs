@@ -230,7 +230,9 @@ pub fn request_problems(req: &ModuleRequest, parity_observable: bool) -> Vec<Str
 }
 
 /// What `module.patience` found: for each request, a later request (or break) of the module
-/// before the meter's answer to it had its BCC. The answer's end is the character after ETX.
+/// before the meter's answer to it had its BCC, while the meter was still within its limits (the
+/// first character within 500 ms, the next within 1500 ms of the last). The answer's end is the
+/// character after ETX. Also the time from the first request to its answer's BCC, ms.
 pub fn patience_problems(log: &WireLog) -> (Vec<String>, Option<f64>) {
     let reqs = log.requests();
     let mut problems = Vec::new();
@@ -244,7 +246,9 @@ pub fn patience_problems(log: &WireLog) -> (Vec<String>, Option<f64>) {
             .and_then(|k| answer.get(k + 1))
             .map(|c| c.end);
         match (next, bcc_end, answer.first()) {
-            (Some(n), None, Some(first)) => {
+            (Some(n), None, Some(first))
+                if n.diff_ms(answer[answer.len() - 1].end) < INTER_CHAR_MS =>
+            {
                 let last = answer[answer.len() - 1].end;
                 problems.push(format!(
                     "request {} at {:.1} ms after request {} ended, while the answer that started \
@@ -327,6 +331,7 @@ pub struct BenchTarget {
     bench: Box<dyn ModuleBench>,
     name: String,
     virtual_time: bool,
+    parity_checked: bool,
     now: Timestamp,
 }
 
@@ -343,8 +348,16 @@ impl BenchTarget {
             bench,
             name: name.into(),
             virtual_time,
+            parity_checked: virtual_time,
             now: Timestamp::ZERO,
         }
+    }
+
+    /// The same, declaring whether the module's parity is observable (a soft 7E1 link: yes; a
+    /// 7-bit pty: no). Default: only in virtual time.
+    pub fn with_parity_checked(mut self, checked: bool) -> Self {
+        self.parity_checked = checked;
+        self
     }
 }
 
@@ -409,7 +422,7 @@ impl Target for BenchTarget {
             },
             data_uncertainty_ns: 0,
             pin_uncertainty_ns: 0,
-            parity_checked: self.virtual_time,
+            parity_checked: self.parity_checked,
             virtual_time: self.virtual_time,
         }
     }

@@ -127,3 +127,16 @@ fn a_repeat_during_an_unfinished_answer_is_too_soon_and_after_a_whole_one_is_not
     assert!(p.is_empty(), "{p:?}");
     assert!(waited.unwrap() > 300.0);
 }
+
+#[test]
+fn a_repeat_after_the_meter_broke_off_for_more_than_1500_ms_is_no_impatience() {
+    let req = chars(Dir::ToMeter, b"/?!\r\n", 0.0);
+    let part = chars(Dir::FromMeter, b"/KAM 1\r\n", 300.0);
+    let last = part.last().unwrap().end.0 as f64 / 1e6;
+    let l = log(
+        vec![req, part, chars(Dir::ToMeter, b"/?!\r\n", last + 1600.0)],
+        9000.0,
+    );
+    assert!(patience_problems(&l).0.is_empty());
+    assert!(repeats(&l)[0].too_soon.is_none());
+}
