@@ -159,10 +159,7 @@ impl Scenario {
                 f.line_pause_ms = Some(LONGEST_PAUSE_MS);
             }
             Scenario::Silent => f.silent = true,
-            Scenario::Noise => {
-                f.silent = true;
-                f.noise_before_answer = vec![0x55, 0x00, 0x7F, 0x2A, 0x55, 0x00];
-            }
+            Scenario::Noise => f.noise_before_answer = vec![0x55, 0x00, 0x7F, 0x2A, 0x55, 0x00],
             Scenario::BadBcc => f.bcc = Some(BccFault::Corrupt),
         }
         s

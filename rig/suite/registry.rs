@@ -565,6 +565,7 @@ pub static MODULE_CASES: &[CaseDef] = &[
                 d("silent.requests", Unit::Count, None, None),
                 d("silent.min_spacing", Unit::Ms, None, None),
                 d("noise.requests", Unit::Count, None, None),
+                d("noise.min_spacing", Unit::Ms, None, None),
                 d("bad_bcc.requests", Unit::Count, None, None),
                 d("bad_bcc.min_spacing", Unit::Ms, None, None),
             ]
