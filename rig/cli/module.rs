@@ -128,7 +128,10 @@ pub fn run(args: ModuleArgs) -> anyhow::Result<ExitCode> {
     let (mut target, window) = open_bench(&args)?;
     let caps = target.capabilities();
     let mut opts = RunOptions::for_target(&caps);
-    opts.suites = vec!["module".into()];
+    // the whole suite, or only the cases named (a case id selects a module case by itself)
+    if args.cases.is_empty() {
+        opts.suites = vec!["module".into()];
+    }
     opts.cases = args.cases.clone();
     let limits = Limits {
         stop: StopToken::new(),

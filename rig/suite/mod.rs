@@ -685,13 +685,16 @@ pub fn suite_names() -> Vec<&'static str> {
 
 /// The cases `opts` selects, in run order.
 ///
-/// The `module` suite ([`registry::MODULE_CASES`]) is selected only by name (`--suite module`,
-/// as `rig module` does): it judges a module, not the meter `rig run` tests.
+/// The `module` suite ([`registry::MODULE_CASES`]) is selected only by name (the suite
+/// `module` or a case id, as `rig module` does): it judges a module, not the meter `rig run`
+/// tests.
 pub fn selected(opts: &RunOptions) -> Vec<&'static CaseDef> {
-    let module = opts.suites.iter().any(|s| s == "module");
+    let named = |c: &&CaseDef| {
+        opts.suites.iter().any(|s| s == c.suite) || opts.cases.iter().any(|i| i == c.id)
+    };
     CASES
         .iter()
-        .chain(registry::MODULE_CASES.iter().filter(|_| module))
+        .chain(registry::MODULE_CASES.iter().filter(named))
         .filter(|c| opts.suites.is_empty() || opts.suites.iter().any(|s| s == c.suite))
         .filter(|c| opts.cases.is_empty() || opts.cases.iter().any(|i| i == c.id))
         .collect()

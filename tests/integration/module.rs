@@ -14,7 +14,6 @@ fn run_case(case: &str, knobs: ModuleKnobs) -> CaseResult {
     let spec = MeterSpec::builtin_default();
     let mut t = BenchTarget::new(Box::new(VirtualBench { knobs }), "module:reference", true);
     let mut opts = RunOptions::for_target(&t.capabilities());
-    opts.suites = vec!["module".into()];
     opts.cases = vec![case.into()];
     let mut cases = suite::run(&mut t, &spec, &opts, &mut Null);
     assert_eq!(cases.len(), 1, "{case} selected once");
