@@ -6,12 +6,14 @@
 //! - [`uart`]: the software UART between characters and timed edges.
 //! - [`iec62056`]: the sans-I/O protocol codec (request, identification, data message, BCC).
 //! - [`meter`]: the readout model, order codes and profiles shared by the simulator and suites.
+//! - [`module`]: module-vendor mode, the rig playing the meter to a module under test.
 //! - [`service`]: the module loop and run scheduling of `rig serve`.
 
 pub mod evidence;
 pub mod iec62056;
 pub mod line;
 pub mod meter;
+pub mod module;
 pub mod pins;
 pub mod realtime;
 pub mod report;

@@ -48,6 +48,8 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Talk to a rig serve: `rig remote run --url URL --suite S` (exit codes as `rig run`).
     Remote(cli::remote::RemoteArgs),
+    /// Play the meter to a module under test and judge the module (the module suite).
+    Module(cli::module::ModuleArgs),
     /// Serve the software meter in real time on a pseudo-terminal linked at PATH.
     Sim(cli::sim::SimArgs),
     /// Decode a captured mode A answer (identification, data sets, BCC, findings).
@@ -95,6 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(a) => cli::run::run(a),
         Command::Serve(a) => cli::serve::run(a),
         Command::Sim(a) => cli::sim::run(a),
+        Command::Module(a) => cli::module::run(a),
         Command::Remote(a) => cli::remote::run(a),
         Command::Decode(args) => cli::decode::run(args),
         Command::Report(a) => cli::report::run(a),

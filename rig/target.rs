@@ -390,6 +390,11 @@ pub trait Target: Clock + DataLink {
     fn try_as_module_ports(&mut self) -> Option<&mut dyn ModulePorts> {
         None
     }
+    /// The module under test, when this target is a bench that serves a meter to a module
+    /// (`rig module`) rather than a meter: the `module` suite judges it.
+    fn try_as_module_bench(&mut self) -> Option<Box<dyn crate::module::ModuleBench + '_>> {
+        None
+    }
     /// The module ports, for a caller that cannot go on without them.
     ///
     /// # Errors

@@ -3,6 +3,7 @@
 
 pub mod calibrate;
 pub mod decode;
+pub mod module;
 pub mod read;
 pub mod remote;
 pub mod report;

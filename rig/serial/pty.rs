@@ -154,6 +154,23 @@ impl PtyServer {
     /// Serves `peer` in real time until stopped (see the module docs for the timing rules). Clients
     /// may open and close the link any number of times meanwhile.
     pub fn serve(&mut self, peer: &mut dyn CharPeer) -> Result<ServeEnd, TargetError> {
+        self.serve_until(peer, None)
+    }
+
+    /// The server's clock: time since the pty was opened (the time base of the peer).
+    pub fn now(&self) -> Timestamp {
+        self.clock()
+    }
+
+    /// [`PtyServer::serve`] until the server's clock ([`PtyServer::now`]) reaches `until` (or a
+    /// stop), for a caller that serves a peer for a window and then judges what it saw
+    /// (`rig module`). Characters read but not yet due and characters the peer scheduled but
+    /// not yet written are dropped at the end of the window.
+    pub fn serve_until(
+        &mut self,
+        peer: &mut dyn CharPeer,
+        until: Option<Timestamp>,
+    ) -> Result<ServeEnd, TargetError> {
         let device = self.link.display().to_string();
         let c = char_ns(peer.baud());
         let mut stats = ServeEnd::default();
@@ -162,10 +179,10 @@ impl PtyServer {
         let mut tx: VecDeque<ScheduledChar> = VecDeque::new();
         let mut buf = [0u8; 256];
         loop {
-            if self.stop.is_stopped() {
+            let now = self.clock();
+            if self.stop.is_stopped() || until.is_some_and(|u| now >= u) {
                 return Ok(stats);
             }
-            let now = self.clock();
             while let Some(&(byte, end)) = rx.front() {
                 if end > now {
                     break;
@@ -193,7 +210,7 @@ impl PtyServer {
                 }
             }
             // sleep (waiting for input) until the next thing to do
-            let mut wake = now + TICK;
+            let mut wake = until.map_or(now + TICK, |u| u.min(now + TICK));
             if let Some(ch) = tx.front() {
                 wake = wake.min(ch.end);
             }

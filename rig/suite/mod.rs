@@ -9,6 +9,7 @@
 //! reports) as it happens, and cuts waits short when the run is asked to stop.
 
 pub mod mode_c;
+pub mod module;
 pub mod pins;
 pub mod plan;
 pub mod readout;
@@ -756,13 +757,19 @@ pub fn suite_names() -> Vec<&'static str> {
 /// The cases `opts` selects, in run order: every case when neither suites nor cases are named,
 /// otherwise the union of the named suites' cases and the named cases (`--suite pulse_out --case
 /// readout.bcc` runs the pulse_out suite and readout.bcc).
+///
+/// The `module` suite ([`registry::MODULE_CASES`]) is selected only by name (the suite
+/// `module` or a case id, as `rig module` does): it judges a module, not the meter `rig run`
+/// tests.
 pub fn selected(opts: &RunOptions) -> Vec<&'static CaseDef> {
     let all = opts.suites.is_empty() && opts.cases.is_empty();
+    let named = |c: &&CaseDef| {
+        opts.suites.iter().any(|s| s == c.suite) || opts.cases.iter().any(|i| i == c.id)
+    };
     CASES
         .iter()
-        .filter(|c| {
-            all || opts.suites.iter().any(|s| s == c.suite) || opts.cases.iter().any(|i| i == c.id)
-        })
+        .filter(|c| all || named(c))
+        .chain(registry::MODULE_CASES.iter().filter(named))
         .collect()
 }
 

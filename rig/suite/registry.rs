@@ -11,7 +11,7 @@
 use serde::Serialize;
 
 use super::plan::{self, PlanCtx, Uses, Wait};
-use super::{mode_c, pins, readout, registers, Ctx, Judgement, Shared};
+use super::{mode_c, module, pins, readout, registers, Ctx, Judgement, Shared};
 use crate::meter::config::MeterSpec;
 use crate::meter::profile::{Clause, Profile};
 use crate::target::{Capabilities, TargetError};
@@ -77,6 +77,8 @@ pub enum Unit {
     Count,
     /// A line rate.
     Baud,
+    /// Milliamperes (the module's supply current).
+    MilliAmperes,
 }
 
 impl Unit {
@@ -97,6 +99,7 @@ impl Unit {
             Unit::Hours => "h",
             Unit::Count => "count",
             Unit::Baud => "baud",
+            Unit::MilliAmperes => "mA",
         }
     }
 }
@@ -633,6 +636,76 @@ pub static CASES: &[CaseDef] = &[
 pub fn find(id: &str) -> Option<&'static CaseDef> {
     CASES.iter().find(|c| c.id == id)
 }
+
+/// The `module` suite: the rig serves the meter and judges the module under test (`rig module`).
+/// Selected only by name ([`super::selected`]), so `rig run` never runs it against a meter.
+pub static MODULE_CASES: &[CaseDef] = &[
+    CaseDef {
+        id: "module.request",
+        suite: "module",
+        title:
+            "The module's request: /?! or /?ADDRESS! then CR LF, 7E1 (even parity, one stop bit)",
+        clause: |_| module::REQUEST_CLAUSE,
+        needs: &[],
+        uses: Uses::LINE,
+        plan: |_| Wait::none("judges the module under test (rig module), not the meter"),
+        measures: |_| vec![d("requests", Unit::Count, None, None)],
+        run: module::request,
+    },
+    CaseDef {
+        id: "module.patience",
+        suite: "module",
+        title: "The module waits for an answer at 499.9 ms with 1500 ms pauses, to its BCC",
+        clause: |_| module::PATIENCE_CLAUSE,
+        needs: &[],
+        uses: Uses::LINE,
+        plan: |_| Wait::none("judges the module under test (rig module), not the meter"),
+        measures: |_| {
+            vec![
+                d("served_reaction", Unit::Ms, None, None),
+                d("request_to_bcc", Unit::Ms, None, None),
+            ]
+        },
+        run: module::patience,
+    },
+    CaseDef {
+        id: "module.repetition",
+        suite: "module",
+        title: "When and how often the module asks again after silence, noise and a bad BCC",
+        clause: |_| module::REPETITION_CLAUSE,
+        needs: &[],
+        uses: Uses::LINE,
+        plan: |_| Wait::none("judges the module under test (rig module), not the meter"),
+        measures: |_| {
+            vec![
+                d("silent.requests", Unit::Count, None, None),
+                d("silent.min_spacing", Unit::Ms, None, None),
+                d("noise.requests", Unit::Count, None, None),
+                d("noise.min_spacing", Unit::Ms, None, None),
+                d("bad_bcc.requests", Unit::Count, None, None),
+                d("bad_bcc.min_spacing", Unit::Ms, None, None),
+            ]
+        },
+        run: module::repetition,
+    },
+    CaseDef {
+        id: "module.supply",
+        suite: "module",
+        title: "Pin 6: at most 1 mA averaged over 60 s, never above 5 mA",
+        clause: |_| module::SUPPLY_CLAUSE,
+        needs: &[],
+        uses: Uses::LINE,
+        plan: |_| Wait::none("judges the module under test (rig module), not the meter"),
+        measures: |_| {
+            vec![
+                d("average_60s", Unit::MilliAmperes, None, Some(1.0)),
+                d("peaks_over_5ma", Unit::Count, None, Some(0.0)),
+                d("longest_over_5ma", Unit::Ms, None, None),
+            ]
+        },
+        run: module::supply,
+    },
+];
 
 #[cfg(test)]
 mod tests {

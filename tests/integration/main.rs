@@ -6,6 +6,8 @@ mod gpio_sim;
 mod healthy;
 mod interop;
 mod matrix;
+mod module;
+mod module_link;
 mod operator;
 #[cfg(feature = "pi-hardware")]
 mod pi_hardware;

@@ -71,7 +71,8 @@ fn rig_sim_with_realtime_runs_under_sched_fifo_at_the_priority_with_memory_locke
         assert!(String::from_utf8_lossy(&o.stderr).contains("CAP_SYS_NICE"));
         return;
     }
-    let link = std::env::temp_dir().join(format!("rig-rt-{}", std::process::id()));
+    let link = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("rig-rt-{}", std::process::id()));
     let _ = std::fs::remove_file(&link);
     let mut child = rig()
         .args(["sim", "--link", link.to_str().unwrap(), "--realtime=12"])

@@ -1,0 +1,162 @@
+//! `rig module`: the rig plays the meter and runs the `module` suite against the module under
+//! test, with the records and exit codes of `rig run` (the same session and reporter).
+//!
+//! `--link PATH` serves the software meter (the meter file's, every fault knob) in real time on a
+//! pty linked at PATH for a software module; `--reference` runs the reference software module
+//! (rig run's own exchange, knobs from `--knobs FILE`) in virtual time. SIGINT/SIGTERM stops the
+//! run after the window in hand (records `stopped`, exit 2).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use meter_rig::module::pty::PtyBench;
+use meter_rig::module::reference::{ModuleKnobs, VirtualBench};
+use meter_rig::module::BenchTarget;
+use meter_rig::report::{self, Progress, Reporter};
+use meter_rig::serial::{Framing, ShutdownHandle};
+use meter_rig::suite::registry::MODULE_CASES;
+use meter_rig::suite::session::{self, Limits, Observer, StopReason, StopToken};
+use meter_rig::suite::RunOptions;
+use meter_rig::target::Target;
+
+/// Arguments of `rig module`.
+#[derive(Debug, Args)]
+pub struct ModuleArgs {
+    /// Serve the meter on a pty whose slave is linked at PATH (removed on exit); the module under
+    /// test opens PATH as its serial port.
+    #[arg(long, conflicts_with = "reference")]
+    pub link: Option<PathBuf>,
+    /// Judge the reference software module in virtual time instead (see --knobs).
+    #[arg(long)]
+    pub reference: bool,
+    /// TOML file of the reference module's fault knobs (answer_wait_ms, char_wait_ms,
+    /// retry_after_ms, tries, odd_parity, no_crlf, address); only with --reference.
+    #[arg(long, requires = "reference")]
+    pub knobs: Option<PathBuf>,
+    /// Meter file: the meter the rig serves (default: the built-in healthy 351 Combi).
+    #[arg(long)]
+    pub meter: Option<PathBuf>,
+    /// Run only this case (repeatable): module.request, module.patience, module.repetition.
+    #[arg(long = "case")]
+    pub cases: Vec<String>,
+    /// Directory for record.json, junit.xml and measurements.csv.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Link framing: 7bit (plain 7-bit characters, as ordinary serial programs write them; the
+    /// module's parity is then not observable) or soft7e1 (parity in bit 7, checked).
+    #[arg(long, default_value = "7bit")]
+    pub framing: String,
+    /// Print one line per case on stderr.
+    #[arg(long)]
+    pub progress: bool,
+}
+
+/// The first SIGINT or SIGTERM stops the session and ends the window in hand.
+fn watch_signals(stop: StopToken, window: Option<ShutdownHandle>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("watching SIGINT and SIGTERM")?;
+    std::thread::Builder::new()
+        .name("rig-module-stop".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+                eprintln!("rig module: {name}: stopping after the window in hand");
+                stop.stop(StopReason::Signal {
+                    signal: name.into(),
+                });
+                if let Some(w) = &window {
+                    w.stop();
+                }
+            }
+        })
+        .context("spawning the signal thread")?;
+    Ok(())
+}
+
+fn open_bench(args: &ModuleArgs) -> anyhow::Result<(BenchTarget, Option<ShutdownHandle>)> {
+    if let Some(link) = &args.link {
+        let framing = match args.framing.as_str() {
+            "soft7e1" => Framing::Soft7e1,
+            "7bit" | "seven-bit" => Framing::SevenBit,
+            other => bail!("--framing {other:?}: expected 7bit or soft7e1"),
+        };
+        let bench = PtyBench::open(link, framing)
+            .with_context(|| format!("cannot serve on {}", link.display()))?;
+        let handle = bench.shutdown_handle();
+        eprintln!(
+            "rig module: serving the meter on {} → {} ({}); the module under test opens the link",
+            link.display(),
+            bench.slave_name(),
+            framing.name()
+        );
+        let name = format!("module:link:{}", link.display());
+        let target = BenchTarget::new(Box::new(bench), name, false)
+            .with_parity_checked(framing == Framing::Soft7e1);
+        return Ok((target, Some(handle)));
+    }
+    if !args.reference {
+        bail!("rig module needs the module under test: --link PATH (a software module on a pty) or --reference (the reference module)");
+    }
+    let knobs = match &args.knobs {
+        None => ModuleKnobs::default(),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the knobs file {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("knobs file {}", p.display()))?
+        }
+    };
+    let bench = VirtualBench { knobs };
+    Ok((
+        BenchTarget::new(Box::new(bench), "module:reference", true),
+        None,
+    ))
+}
+
+/// Runs `rig module`.
+pub fn run(args: ModuleArgs) -> anyhow::Result<ExitCode> {
+    let spec = super::meter_spec(args.meter.as_deref(), None)?;
+    let ids: Vec<&str> = MODULE_CASES.iter().map(|c| c.id).collect();
+    for c in &args.cases {
+        if !ids.contains(&c.as_str()) {
+            bail!("unknown case {c:?}: expected one of {}", ids.join(", "));
+        }
+    }
+    let (mut target, window) = open_bench(&args)?;
+    let caps = target.capabilities();
+    let mut opts = RunOptions::for_target(&caps);
+    // the whole suite, or only the cases named (a case id selects a module case by itself)
+    if args.cases.is_empty() {
+        opts.suites = vec!["module".into()];
+    }
+    opts.cases = args.cases.clone();
+    let limits = Limits {
+        stop: StopToken::new(),
+        max_run_time: None,
+    };
+    let mut reporter = Reporter::start(&args.out, &mut target, &spec, &opts)
+        .with_context(|| format!("cannot write records to {}", args.out.display()))?;
+    watch_signals(limits.stop.clone(), window)?;
+    let mut progress = Progress::default();
+    let mut observers: Vec<&mut dyn Observer> = vec![&mut reporter];
+    if args.progress || !caps.virtual_time {
+        observers.push(&mut progress);
+    }
+    let end = session::run(&mut target, &spec, &opts, &limits, observers);
+    if let Some(e) = end.observer_errors.first() {
+        bail!("cannot write records to {}: {e}", args.out.display());
+    }
+    print!("{}", report::summary_table(&end.cases));
+    let s = &reporter.record().summary;
+    println!(
+        "{} passed, {} failed, {} inconclusive, {} skipped, {} errors",
+        s.pass, s.fail, s.inconclusive, s.skip, s.error
+    );
+    if let Some(why) = end.outcome.ended_early() {
+        eprintln!("rig module: run {}: {why}", end.outcome.name());
+    }
+    Ok(ExitCode::from(end.outcome.exit_code()))
+}

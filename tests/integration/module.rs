@@ -1,0 +1,254 @@
+//! The `module` suite in virtual time: every case against the reference software module with
+//! its matching fault knob (it must fail) and against the healthy one (it must pass), with the
+//! boundaries (an answer at 499.9 ms waited for; a repeat sooner than 500 ms flagged).
+
+use meter_rig::meter::config::MeterSpec;
+use meter_rig::module::reference::{ModuleKnobs, VirtualBench};
+use meter_rig::module::BenchTarget;
+use meter_rig::suite::{self, CaseResult, RunOptions, Verdict};
+use meter_rig::target::Target;
+
+use meter_rig::suite::Discard as Null;
+
+fn run_case(case: &str, knobs: ModuleKnobs) -> CaseResult {
+    let spec = MeterSpec::builtin_default();
+    let mut t = BenchTarget::new(Box::new(VirtualBench { knobs }), "module:reference", true);
+    let mut opts = RunOptions::for_target(&t.capabilities());
+    opts.cases = vec![case.into()];
+    let mut cases = suite::run(&mut t, &spec, &opts, &mut Null);
+    assert_eq!(cases.len(), 1, "{case} selected once");
+    cases.remove(0)
+}
+
+fn verdict(case: &str, knobs: ModuleKnobs) -> (Verdict, String) {
+    let r = run_case(case, knobs);
+    (r.verdict, r.message)
+}
+
+fn measured(r: &CaseResult, name: &str) -> f64 {
+    r.measurements
+        .iter()
+        .find(|m| m.name == name)
+        .and_then(|m| m.value)
+        .unwrap_or_else(|| panic!("{name} in {:?}", r.measurements))
+}
+
+#[test]
+fn request_passes_for_the_healthy_module_general_and_addressed() {
+    let r = run_case("module.request", ModuleKnobs::default());
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    assert_eq!(measured(&r, "requests"), 1.0);
+    let addressed = ModuleKnobs {
+        address: Some("12345678".into()),
+        ..ModuleKnobs::default()
+    };
+    let (v, m) = verdict("module.request", addressed);
+    assert_eq!(v, Verdict::Pass, "{m}");
+}
+
+#[test]
+fn request_fails_for_wrong_parity() {
+    let knobs = ModuleKnobs {
+        odd_parity: true,
+        ..ModuleKnobs::default()
+    };
+    let (v, m) = verdict("module.request", knobs);
+    assert_eq!(v, Verdict::Fail, "{m}");
+    assert!(m.contains("odd parity"), "{m}");
+}
+
+#[test]
+fn request_fails_without_cr_lf() {
+    let knobs = ModuleKnobs {
+        no_crlf: true,
+        tries: 1,
+        ..ModuleKnobs::default()
+    };
+    let (v, m) = verdict("module.request", knobs);
+    assert_eq!(v, Verdict::Fail, "{m}");
+    assert!(m.contains("CR LF") || m.contains('!'), "{m}");
+}
+
+#[test]
+fn patience_passes_when_the_answer_at_499_9_ms_with_1500_ms_pauses_is_waited_for() {
+    let r = run_case("module.patience", ModuleKnobs::default());
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    assert_eq!(measured(&r, "served_reaction"), 499.9);
+    // 17 data lines and the identification, each followed by 1.5 s
+    assert!(measured(&r, "request_to_bcc") > 17.0 * 1500.0);
+}
+
+#[test]
+fn patience_fails_for_an_impatient_module() {
+    // gives up 1400 ms after a character: just under the 1500 ms the meter may pause
+    let knobs = ModuleKnobs {
+        char_wait_ms: Some(1400.0),
+        ..ModuleKnobs::default()
+    };
+    let (v, m) = verdict("module.patience", knobs);
+    assert_eq!(v, Verdict::Fail, "{m}");
+    assert!(m.contains("still coming"), "{m}");
+}
+
+#[test]
+fn patience_fails_for_a_module_that_gives_up_before_500_ms() {
+    let knobs = ModuleKnobs {
+        answer_wait_ms: Some(450.0),
+        retry_after_ms: 0.0,
+        ..ModuleKnobs::default()
+    };
+    let (v, m) = verdict("module.patience", knobs);
+    assert_eq!(v, Verdict::Fail, "{m}");
+}
+
+#[test]
+fn repetition_passes_for_the_healthy_module_and_reports_spacing_and_count() {
+    let r = run_case("module.repetition", ModuleKnobs::default());
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    assert_eq!(measured(&r, "silent.requests"), 3.0);
+    assert_eq!(measured(&r, "bad_bcc.requests"), 3.0);
+    // noise right before a whole answer: the module reads the answer after it, once
+    assert_eq!(measured(&r, "noise.requests"), 1.0);
+    // 1500 ms (and a character) of waiting plus 2000 ms before asking again
+    let s = measured(&r, "silent.min_spacing");
+    assert!((3500.0..3600.0).contains(&s), "{s}");
+}
+
+#[test]
+fn repetition_flags_a_repeat_sooner_than_500_ms() {
+    // waits 499 ms for the first character, then asks again at once: inside 004 Note 1's window
+    let knobs = ModuleKnobs {
+        answer_wait_ms: Some(499.0),
+        retry_after_ms: 0.0,
+        ..ModuleKnobs::default()
+    };
+    let (v, m) = verdict("module.repetition", knobs);
+    assert_eq!(v, Verdict::Fail, "{m}");
+    assert!(m.contains("silent: asked again"), "{m}");
+}
+
+#[test]
+fn repetition_passes_a_repeat_just_after_500_ms() {
+    let knobs = ModuleKnobs {
+        answer_wait_ms: Some(501.0),
+        retry_after_ms: 0.0,
+        ..ModuleKnobs::default()
+    };
+    let r = run_case("module.repetition", knobs);
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    let s = measured(&r, "silent.min_spacing");
+    assert!((501.0..502.0).contains(&s), "{s}");
+}
+
+#[test]
+fn the_module_suite_is_not_run_by_rig_run_and_skips_against_a_meter() {
+    let spec = MeterSpec::builtin_default();
+    let mut sim = meter_rig::sim::SimTarget::new(spec.clone());
+    let all = RunOptions::for_target(&sim.capabilities());
+    assert!(suite::selected(&all).iter().all(|c| c.suite != "module"));
+    let mut opts = all.clone();
+    opts.suites = vec!["module".into()];
+    let cases = suite::run(&mut sim, &spec, &opts, &mut Null);
+    assert_eq!(cases.len(), 4);
+    for c in &cases {
+        assert_eq!(c.verdict, Verdict::Skip, "{}", c.id);
+        assert!(c.message.contains("rig module"), "{}", c.message);
+    }
+}
+
+#[test]
+fn patience_passes_a_module_that_waits_just_past_the_slowest_reaction() {
+    // 540 ms for the first character: the answer's '/' starts at 499.9 ms and is whole one
+    // character (33.3 ms) later, at 533.2 ms
+    let knobs = ModuleKnobs {
+        answer_wait_ms: Some(540.0),
+        ..ModuleKnobs::default()
+    };
+    let (v, m) = verdict("module.patience", knobs);
+    assert_eq!(v, Verdict::Pass, "{m}");
+}
+
+fn supply(base_ma: f64, peak_ma: f64) -> CaseResult {
+    let knobs = ModuleKnobs {
+        supply: meter_rig::module::supply::CurrentTrace {
+            base_ma,
+            peak_ma,
+            peak_ms: 100.0,
+            period_s: 15.0,
+        },
+        ..ModuleKnobs::default()
+    };
+    run_case("module.supply", knobs)
+}
+
+#[test]
+fn supply_passes_the_healthy_module_and_0_99_ma_and_fails_1_01_ma_average() {
+    let r = run_case("module.supply", ModuleKnobs::default());
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    let r = supply(0.99, 0.99);
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    assert!((measured(&r, "average_60s") - 0.99).abs() < 1e-9);
+    let r = supply(1.01, 1.01);
+    assert_eq!(r.verdict, Verdict::Fail, "{}", r.message);
+    assert!(r.message.contains("average_60s"), "{}", r.message);
+    // the reference module's knob of the issue: 1.2 mA
+    assert_eq!(supply(1.2, 1.2).verdict, Verdict::Fail);
+}
+
+#[test]
+fn supply_passes_4_9_ma_peaks_and_fails_5_1_ma_and_6_ma_peaks() {
+    let r = supply(0.5, 4.9);
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    assert_eq!(measured(&r, "peaks_over_5ma"), 0.0);
+    let r = supply(0.5, 5.1);
+    assert_eq!(r.verdict, Verdict::Fail, "{}", r.message);
+    // 180 s, a peak every 15 s from 0
+    assert_eq!(measured(&r, "peaks_over_5ma"), 12.0);
+    assert_eq!(measured(&r, "longest_over_5ma"), 100.0);
+    assert_eq!(supply(0.5, 6.0).verdict, Verdict::Fail);
+}
+
+#[test]
+fn rig_module_reference_writes_rig_run_records_and_exit_codes() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("meter-rig-module-cli-{}", std::process::id()));
+    let out = dir.join("out");
+    let knobs = dir.join("knobs.toml");
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = crate::util::run_rig(&["module", "--reference", "--out", out.to_str().unwrap()]);
+    assert_eq!(
+        crate::util::code(&o),
+        0,
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("record.json")).unwrap()).unwrap();
+    assert_eq!(record["target"], "module:reference");
+    assert_eq!(record["cases"].as_array().unwrap().len(), 4);
+    assert!(out.join("junit.xml").exists() && out.join("measurements.csv").exists());
+    // the issue's supply knob: 1.2 mA average
+    std::fs::write(&knobs, "[supply]\nbase_ma = 1.2\n").unwrap();
+    let o = crate::util::run_rig(&[
+        "module",
+        "--reference",
+        "--knobs",
+        knobs.to_str().unwrap(),
+        "--case",
+        "module.supply",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(crate::util::code(&o), 1, "{stdout}");
+    assert!(stdout.contains("average_60s"), "{stdout}");
+    // a typo in a knob is refused, not ignored
+    std::fs::write(&knobs, "odd_parrity = true\n").unwrap();
+    let o = crate::util::run_rig(&["module", "--reference", "--knobs", knobs.to_str().unwrap()]);
+    assert_eq!(crate::util::code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("odd_parrity"));
+    let o = crate::util::run_rig(&["module", "--out", out.to_str().unwrap()]);
+    assert_eq!(crate::util::code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--link PATH"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
