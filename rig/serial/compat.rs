@@ -115,6 +115,33 @@ pub fn open_with_tcsets(path: &Path, baud: u32, framing: Framing) -> Result<TTYP
     Ok(port)
 }
 
+/// Changes the line rate of the open port `fd` (`device` for messages) to `baud` through
+/// `TCGETS`/`TCSETS` only, keeping every other setting: the mid-exchange switch of mode C where
+/// `serialport`'s `set_baud_rate` meets the same `ENOSYS` as its open.
+///
+/// # Errors
+/// [`TargetError::Io`] naming the failing call, or, for a rate that is not a standard
+/// `<termios.h>` rate, the fix.
+pub fn set_rate_with_tcsets(
+    fd: std::os::unix::io::RawFd,
+    device: &str,
+    baud: u32,
+) -> Result<(), TargetError> {
+    let rate = standard_rate(baud).ok_or_else(|| TargetError::Io {
+        device: device.into(),
+        call: "tcsetattr".into(),
+        detail: format!(
+            "{baud} baud is not a standard rate, and this kernel interface has no termios2 \
+             (TCSETS2 gave ENOSYS, as under qemu-user 7.2): use a standard rate"
+        ),
+        source: None,
+    })?;
+    let io = |call: &str, e: Errno| TargetError::io(device.to_string(), call, e.into());
+    let mut t = termios::tcgetattr(fd).map_err(|e| io("tcgetattr", e))?;
+    termios::cfsetspeed(&mut t, rate).map_err(|e| io("cfsetspeed", e))?;
+    termios::tcsetattr(fd, SetArg::TCSADRAIN, &t).map_err(|e| io("tcsetattr", e))
+}
+
 /// Maps an error of `open(2)` on `device` to the typed error with the fix.
 fn open_error(device: &str, e: std::io::Error) -> TargetError {
     let kind = match e.kind() {
@@ -179,6 +206,22 @@ mod tests {
         let mut back = [0u8; 3];
         master.read_exact(&mut back).unwrap();
         assert_eq!(&back, b"ACK");
+    }
+
+    #[test]
+    fn the_rate_switches_through_tcsets_and_the_character_format_stays() {
+        let (_master, slave) = TTYPort::pair().expect("a pty pair");
+        let name = slave.name().expect("slave name");
+        let port = open_with_tcsets(Path::new(&name), 300, Framing::Soft7e1).unwrap();
+        let before = termios::tcgetattr(port.as_raw_fd()).unwrap();
+        set_rate_with_tcsets(port.as_raw_fd(), &name, 9600).unwrap();
+        let t = termios::tcgetattr(port.as_raw_fd()).unwrap();
+        assert_eq!(termios::cfgetospeed(&t), BaudRate::B9600);
+        let format = ControlFlags::CSIZE | ControlFlags::PARENB | ControlFlags::CSTOPB;
+        assert_eq!(t.control_flags & format, before.control_flags & format);
+        assert_eq!(t.local_flags, before.local_flags);
+        let e = set_rate_with_tcsets(port.as_raw_fd(), &name, 9601).unwrap_err();
+        assert!(e.to_string().contains("not a standard rate"), "{e}");
     }
 
     #[test]

@@ -667,9 +667,16 @@ impl DataLink for SerialTarget {
             .flush()
             .map_err(|e| map_io_error(&self.device, "tcdrain", e))?;
         self.wait_until(self.tx_free_at)?;
-        self.port
-            .set_baud_rate(baud)
-            .map_err(|e| map_open_error(&self.device, &e))?;
+        match self.port.set_baud_rate(baud) {
+            Ok(()) => {}
+            // no termios2 here (qemu-user 7.2): the classic TCSETS path, as at the open
+            Err(e) if compat::lacks_termios2(&e) => compat::set_rate_with_tcsets(
+                std::os::unix::io::AsRawFd::as_raw_fd(&self.port),
+                &self.device,
+                baud,
+            )?,
+            Err(e) => return Err(map_open_error(&self.device, &e)),
+        }
         self.opts.baud = baud;
         self.stamper = BurstStamper::new(baud);
         let latency = (self.kind == PortKind::Usb)
