@@ -103,7 +103,7 @@ pub fn open_with_tcsets(path: &Path, baud: u32, framing: Framing) -> Result<TTYP
     };
     t.input_flags
         .remove(InputFlags::IXON | InputFlags::IXOFF | InputFlags::IXANY);
-    termios::cfsetspeed(&mut t, rate).map_err(|e| io("cfsetspeed", e))?;
+    set_speed(&mut t, rate);
     termios::tcsetattr(fd, SetArg::TCSANOW, &t).map_err(|e| io("tcsetattr", e))?;
     // blocking from here on: TTYPort polls with its timeout before each read
     fcntl(fd, FcntlArg::F_SETFL(OFlag::empty())).map_err(|e| io("fcntl", e))?;
@@ -138,8 +138,24 @@ pub fn set_rate_with_tcsets(
     })?;
     let io = |call: &str, e: Errno| TargetError::io(device.to_string(), call, e.into());
     let mut t = termios::tcgetattr(fd).map_err(|e| io("tcgetattr", e))?;
-    termios::cfsetspeed(&mut t, rate).map_err(|e| io("cfsetspeed", e))?;
+    set_speed(&mut t, rate);
     termios::tcsetattr(fd, SetArg::TCSADRAIN, &t).map_err(|e| io("tcsetattr", e))
+}
+
+/// Puts `rate` into the `CBAUD` bits of `t`'s control flags, which `TCSETS` reads: libc's
+/// `cfsetspeed` and its kin are bound to versioned glibc symbols (`cfsetspeed@GLIBC_2.2.5`) that a
+/// static build (the gpio-sim guest's test binary) cannot link.
+fn set_speed(t: &mut termios::Termios, rate: BaudRate) {
+    t.control_flags.remove(ControlFlags::CBAUD);
+    t.control_flags.insert(ControlFlags::from_bits_truncate(
+        rate as nix::libc::tcflag_t,
+    ));
+}
+
+/// The `CBAUD` bits of `t`: its line rate as a `<termios.h>` constant's value.
+#[cfg(test)]
+fn speed_bits(t: &termios::Termios) -> nix::libc::tcflag_t {
+    (t.control_flags & ControlFlags::CBAUD).bits()
 }
 
 /// Maps an error of `open(2)` on `device` to the typed error with the fix.
@@ -188,7 +204,7 @@ mod tests {
         let name = slave.name().expect("slave name");
         let mut port = open_with_tcsets(Path::new(&name), 300, Framing::Soft7e1).unwrap();
         let t = termios::tcgetattr(port.as_raw_fd()).unwrap();
-        assert_eq!(termios::cfgetospeed(&t), BaudRate::B300);
+        assert_eq!(speed_bits(&t), BaudRate::B300 as nix::libc::tcflag_t);
         assert!(t.control_flags.contains(ControlFlags::CS8));
         assert!(!t.local_flags.contains(termios::LocalFlags::ICANON));
         // raw: CR and a parity-carrying byte arrive unchanged, no line buffering
@@ -216,7 +232,7 @@ mod tests {
         let before = termios::tcgetattr(port.as_raw_fd()).unwrap();
         set_rate_with_tcsets(port.as_raw_fd(), &name, 9600).unwrap();
         let t = termios::tcgetattr(port.as_raw_fd()).unwrap();
-        assert_eq!(termios::cfgetospeed(&t), BaudRate::B9600);
+        assert_eq!(speed_bits(&t), BaudRate::B9600 as nix::libc::tcflag_t);
         let format = ControlFlags::CSIZE | ControlFlags::PARENB | ControlFlags::CSTOPB;
         assert_eq!(t.control_flags & format, before.control_flags & format);
         assert_eq!(t.local_flags, before.local_flags);
