@@ -889,8 +889,20 @@ fn listen_then_open(
     Ok((listener, store))
 }
 
-/// Runs `rig serve`.
-pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// What `rig serve`'s options resolve to, checked before anything is opened.
+struct ServeSetup {
+    spec: MeterSpec,
+    name: String,
+    listen: SocketAddr,
+    token: Option<Arc<String>>,
+    schedule: Option<Schedule>,
+    /// `--target`, with `--wiring` folded in (`gpio:FILE`, `pi:FILE`).
+    target_arg: String,
+    is_sim: bool,
+}
+
+/// Checks every option of `args` and resolves the meter file, the token and the schedule.
+fn check_options(args: &ServeArgs) -> anyhow::Result<ServeSetup> {
     super::baud_only_for_serial(&args.target, args.baud)?;
     let spec = super::meter_spec(args.meter.as_deref(), args.baud)?;
     let name = rig_name(args.name.as_deref())?;
@@ -924,7 +936,133 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         _ => args.target.clone(),
     };
-    let is_sim = kind == "sim";
+    Ok(ServeSetup {
+        spec,
+        name,
+        listen,
+        token,
+        schedule,
+        is_sim: kind == "sim",
+        target_arg,
+    })
+}
+
+/// The hardware thread's inputs: what to open and how, and the loop it runs.
+struct Hardware {
+    target_arg: String,
+    spec: MeterSpec,
+    framing: String,
+    sim_speed: f64,
+    is_sim: bool,
+    cfg: LoopConfig,
+    store: Store,
+}
+
+/// Starts the hardware thread: it opens the target, runs the module loop on `commands` and
+/// signals `done` when it ends. Returns once the target is open, with the thread and the
+/// target's description.
+///
+/// # Errors
+/// The target or the loop could not be opened (the thread has ended), or the thread could not
+/// be started.
+fn start_hardware(
+    hw: Hardware,
+    shared: Arc<Shared>,
+    commands: mpsc::Receiver<Command>,
+    done: tokio::sync::oneshot::Sender<()>,
+) -> anyhow::Result<(std::thread::JoinHandle<()>, String)> {
+    let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<String, String>>(1);
+    let thread = std::thread::Builder::new()
+        .name("rig-hardware".into())
+        .spawn(move || {
+            let Hardware {
+                target_arg,
+                spec,
+                framing,
+                sim_speed,
+                is_sim,
+                cfg,
+                store,
+            } = hw;
+            let opened: anyhow::Result<Opened> = if is_sim {
+                let on = Arc::new(AtomicBool::new(true));
+                Ok((
+                    Box::new(Paced::new(SimTarget::new(spec), sim_speed, on.clone())),
+                    Some(on),
+                ))
+            } else {
+                super::run::open_target(&target_arg, &spec, &framing).map(|t| (t, None))
+            };
+            let (mut target, pacing) = match opened {
+                Ok(t) => t,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("{e:#}")));
+                    return;
+                }
+            };
+            let describe = target.describe();
+            shared
+                .status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .target = describe.clone();
+            match Worker::new(target.as_mut(), cfg, store, &shared, pacing) {
+                Ok(w) => {
+                    let _ = ready_tx.send(Ok(describe));
+                    w.run(&commands);
+                }
+                Err(e) => {
+                    let _ = target.release();
+                    let _ = ready_tx.send(Err(e.to_string()));
+                }
+            }
+            let _ = done.send(());
+        })
+        .context("cannot start the hardware thread")?;
+    match ready_rx.recv() {
+        Ok(Ok(d)) => Ok((thread, d)),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            bail!("{e}")
+        }
+        Err(_) => {
+            let _ = thread.join();
+            bail!("the hardware thread ended while opening the target")
+        }
+    }
+}
+
+/// The last line of a graceful stop: what the loop did, and that the target is released.
+fn say_stopped(shared: &Shared) {
+    let s = shared.snapshot();
+    let pulses: Vec<String> = s
+        .counters
+        .pulses
+        .iter()
+        .map(|(port, n)| format!("{port} {}", super::count(*n, "pulse", "pulses")))
+        .collect();
+    eprintln!(
+        "rig serve: stopped; {}{}, target released",
+        super::count(s.counters.readouts, "readout", "readouts"),
+        if pulses.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", pulses.join(", "))
+        }
+    );
+}
+
+/// Runs `rig serve`.
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let ServeSetup {
+        spec,
+        name,
+        listen,
+        token,
+        schedule,
+        target_arg,
+        is_sim,
+    } = check_options(&args)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -963,64 +1101,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         is_sim,
     ));
     let (cmd_tx, cmd_rx) = mpsc::channel::<Command>();
-    let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<String, String>>(1);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let framing = args.framing.clone();
-    let sim_speed = args.sim_speed;
-    let worker_shared = shared.clone();
-    let hw = std::thread::Builder::new()
-        .name("rig-hardware".into())
-        .spawn(move || {
-            let opened: anyhow::Result<Opened> = if is_sim {
-                let on = Arc::new(AtomicBool::new(true));
-                Ok((
-                    Box::new(Paced::new(
-                        SimTarget::new(spec.clone()),
-                        sim_speed,
-                        on.clone(),
-                    )),
-                    Some(on),
-                ))
-            } else {
-                super::run::open_target(&target_arg, &spec, &framing).map(|t| (t, None))
-            };
-            let (mut target, pacing) = match opened {
-                Ok(t) => t,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(format!("{e:#}")));
-                    return;
-                }
-            };
-            let describe = target.describe();
-            worker_shared
-                .status
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .target = describe.clone();
-            match Worker::new(target.as_mut(), cfg, store, &worker_shared, pacing) {
-                Ok(w) => {
-                    let _ = ready_tx.send(Ok(describe));
-                    w.run(&cmd_rx);
-                }
-                Err(e) => {
-                    let _ = target.release();
-                    let _ = ready_tx.send(Err(e.to_string()));
-                }
-            }
-            let _ = done_tx.send(());
-        })
-        .context("cannot start the hardware thread")?;
-    let describe = match ready_rx.recv() {
-        Ok(Ok(d)) => d,
-        Ok(Err(e)) => {
-            let _ = hw.join();
-            bail!("{e}");
-        }
-        Err(_) => {
-            let _ = hw.join();
-            bail!("the hardware thread ended while opening the target");
-        }
+    let hardware = Hardware {
+        target_arg,
+        spec,
+        framing: args.framing.clone(),
+        sim_speed: args.sim_speed,
+        is_sim,
+        cfg,
+        store,
     };
+    let (hw, describe) = start_hardware(hardware, shared.clone(), cmd_rx, done_tx)?;
 
     let app = App {
         shared: shared.clone(),
@@ -1038,10 +1129,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.interval,
             args.data.display()
         );
-        let stop_shared = http_shared;
         let (worker_died_tx, worker_died_rx) = tokio::sync::oneshot::channel::<bool>();
         let shutdown = async move {
-            let died = wait_then_stop(signals, done_rx, &stop_shared).await;
+            let died = wait_then_stop(signals, done_rx, &http_shared).await;
             let _ = worker_died_tx.send(died);
         };
         axum::serve(listener, router(app))
@@ -1052,32 +1142,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     });
     shared.request_stop();
     let joined = hw.join();
-    let died = match outcome {
-        Ok(d) => d,
-        Err(e) => {
-            return Err(e);
-        }
-    };
-    if died || joined.is_err() {
+    if outcome? || joined.is_err() {
         eprintln!("rig serve: the hardware thread stopped unexpectedly; see /status last_error");
         return Ok(ExitCode::from(1));
     }
-    let s = shared.snapshot();
-    let pulses: Vec<String> = s
-        .counters
-        .pulses
-        .iter()
-        .map(|(port, n)| format!("{port} {}", super::count(*n, "pulse", "pulses")))
-        .collect();
-    eprintln!(
-        "rig serve: stopped; {}{}, target released",
-        super::count(s.counters.readouts, "readout", "readouts"),
-        if pulses.is_empty() {
-            String::new()
-        } else {
-            format!(", {}", pulses.join(", "))
-        }
-    );
+    say_stopped(&shared);
     Ok(ExitCode::SUCCESS)
 }
 
