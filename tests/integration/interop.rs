@@ -3,7 +3,7 @@
 //! Needs python3 with `iec62056-21` and `pyserial`. Where they are missing the test says so and
 //! returns without a verdict; with `METER_RIG_REQUIRE_PEERS=1` (set by `.ci/run`) it fails instead.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn peers_available() -> bool {
     crate::util::peer_available(
@@ -24,20 +24,14 @@ fn python_iec62056_21_reads_the_software_meter_over_a_pty() {
     }
     let link = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("meter-rig-interop-{}", std::process::id()));
-    let mut sim = crate::util::rig()
-        .args(["sim", "--link", link.to_str().unwrap(), "--framing", "7bit"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rig sim");
-    crate::util::wait_for_path(&link);
+    let sim = crate::util::SimLink::start(&link, &["--framing", "7bit"]);
     let out = Command::new("python3")
         .arg(crate::util::path("tests/interop/iec62056_21_read.py"))
         .arg(&link)
         .output()
         .expect("run python");
     // SIGTERM: the server removes its link
-    let _ = Command::new("kill").arg(sim.id().to_string()).status();
-    let status = sim.wait().unwrap();
+    let status = sim.stop();
     assert!(status.success(), "rig sim exit {status:?}");
     assert!(!link.exists(), "link left behind");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -92,27 +86,16 @@ fn python_iec62056_21_reads_the_omnipower_in_mode_c_over_a_pty() {
     .unwrap();
     let link = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("meter-rig-interop-c-{}", std::process::id()));
-    let mut sim = crate::util::rig()
-        .args([
-            "sim",
-            "--link",
-            link.to_str().unwrap(),
-            "--framing",
-            "7bit",
-            "--meter",
-        ])
-        .arg(&meter)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rig sim");
-    crate::util::wait_for_path(&link);
+    let sim = crate::util::SimLink::start(
+        &link,
+        &["--framing", "7bit", "--meter", meter.to_str().unwrap()],
+    );
     let out = Command::new("python3")
         .arg(crate::util::path("tests/interop/iec62056_21_mode_c.py"))
         .arg(&link)
         .output()
         .expect("run python");
-    let _ = Command::new("kill").arg(sim.id().to_string()).status();
-    let status = sim.wait().unwrap();
+    let status = sim.stop();
     let _ = std::fs::remove_file(&meter);
     assert!(status.success(), "rig sim exit {status:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);

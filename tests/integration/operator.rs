@@ -200,13 +200,7 @@ fn run_stopped_at_once_says_so_and_closes_its_records() {
     let _rt = crate::util::realtime();
     let dir = scratch("op-run-twice");
     let link = dir.join("link");
-    let mut sim = crate::util::rig()
-        .args(["sim", "--link", link.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    crate::util::wait_for_path(&link);
+    let sim = crate::util::SimLink::start(&link, &[]);
     let out = dir.join("out");
     let run = crate::util::rig()
         .args([
@@ -232,8 +226,7 @@ fn run_stopped_at_once_says_so_and_closes_its_records() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     kill_process(pid, Signal::INT).unwrap();
     let o = run.wait_with_output().unwrap();
-    let _ = sim.kill();
-    let _ = sim.wait();
+    drop(sim);
     assert_eq!(o.status.code(), Some(130), "{}", text(&o.stderr));
     assert!(
         text(&o.stderr).contains("SIGINT again: pins in safe state, stopped at once"),
@@ -288,17 +281,10 @@ fn a_broken_pipe_exits_quietly() {
 /// case and a heartbeat while a case is in hand (every minute; every second here).
 #[test]
 fn a_real_time_run_reports_progress_to_a_log() {
-    use std::process::Stdio;
     let _rt = crate::util::realtime();
     let dir = scratch("op-progress");
     let link = dir.join("link");
-    let mut sim = crate::util::rig()
-        .args(["sim", "--link", link.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    crate::util::wait_for_path(&link);
+    let sim = crate::util::SimLink::start(&link, &[]);
     let o = crate::util::rig()
         .args(["run", "--case", "readout.bcc", "--out"])
         .arg(dir.join("out"))
@@ -307,8 +293,7 @@ fn a_real_time_run_reports_progress_to_a_log() {
         .env("METER_RIG_TEST_HEARTBEAT_S", "1")
         .output()
         .unwrap();
-    let _ = sim.kill();
-    let _ = sim.wait();
+    drop(sim);
     let err = text(&o.stderr);
     assert_eq!(code(&o), 0, "{err}");
     // the plan first, then each line with the case's expected time and the ETA (issue 16)
@@ -335,17 +320,10 @@ fn a_real_time_run_reports_progress_to_a_log() {
 /// rate the characters came at.
 #[test]
 fn stale_answers_are_flushed_and_a_wrong_rate_is_named() {
-    use std::process::Stdio;
     let _rt = crate::util::realtime();
     let dir = scratch("op-stale");
     let link = dir.join("link");
-    let mut sim = crate::util::rig()
-        .args(["sim", "--link", link.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    crate::util::wait_for_path(&link);
+    let sim = crate::util::SimLink::start(&link, &[]);
     let port = link.to_str().unwrap();
     let o = run_rig(&["read", "--port", port, "--timeout-ms", "2000"]);
     assert_eq!(code(&o), 1, "a cut read is undecided: {}", text(&o.stdout));
@@ -362,8 +340,7 @@ fn stale_answers_are_flushed_and_a_wrong_rate_is_named() {
         text(&o.stdout)
     );
     let o = run_rig(&["read", "--port", port, "--baud", "9600"]);
-    let _ = sim.kill();
-    let _ = sim.wait();
+    drop(sim);
     assert!(
         text(&o.stdout).contains("the meter likely sends at 300 baud (try --baud 300)"),
         "{}",

@@ -158,46 +158,19 @@ fn rig_read_takes_a_long_answer_whole_and_owns_its_own_limit() {
     );
 }
 
-/// `rig sim --link` serving `meter` (a fixture) in real time; killed (SIGTERM) on drop.
-struct SimLink {
-    child: std::process::Child,
-    link: std::path::PathBuf,
-}
-
-impl SimLink {
-    fn start(name: &str, meter: &str, extra: &[&str]) -> SimLink {
-        let link = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("meter-rig-{name}-{}", std::process::id()));
-        let meter = crate::util::path(meter);
-        let child = crate::util::rig()
-            .args(["sim", "--link", link.to_str().unwrap(), "--meter"])
-            .arg(&meter)
-            .args(extra)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start rig sim");
-        crate::util::wait_for_path(&link);
-        SimLink { child, link }
-    }
-    fn port(&self) -> String {
-        self.link.display().to_string()
-    }
-}
-
-impl Drop for SimLink {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
+/// `rig sim --link` serving `meter` (a fixture) on a link named after `name`.
+fn sim_link(name: &str, meter: &str) -> crate::util::SimLink {
+    let link = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("meter-rig-{name}-{}", std::process::id()));
+    let meter = crate::util::path(meter);
+    crate::util::SimLink::start(&link, &["--meter", meter.to_str().unwrap()])
 }
 
 #[test]
 fn rig_read_mode_auto_reads_a_mode_c_meter_at_9600_after_the_switch() {
     let _serial = crate::util::realtime();
     let meter = "fixtures/meters/omnipower-optical.toml";
-    let sim = SimLink::start("read-mode-c", meter, &[]);
+    let sim = sim_link("read-mode-c", meter);
     let port = sim.port();
     let m = crate::util::path(meter).display().to_string();
     let args = ["read", "--port", &port, "--meter", &m, "--format", "json"];
@@ -241,7 +214,7 @@ fn rig_read_mode_auto_reads_a_mode_c_meter_at_9600_after_the_switch() {
 #[test]
 fn rig_read_mode_auto_reads_a_mode_a_351_at_300() {
     let _serial = crate::util::realtime();
-    let sim = SimLink::start("read-mode-a", "fixtures/meters/default.toml", &[]);
+    let sim = sim_link("read-mode-a", "fixtures/meters/default.toml");
     let port = sim.port();
     let o = crate::util::run_rig(&[
         "read", "--port", &port, "--mode", "auto", "--format", "json",
@@ -272,8 +245,8 @@ fn rig_run_judges_mode_c_over_a_pty_through_the_serial_backend() {
         (m.clone(), 0, "17 data sets read at 9600 baud"),
         (late.display().to_string(), 1, "data_after_ack = 160"),
     ] {
-        let sim = SimLink::start("run-mode-c", &file, &[]);
-        let out = tempdir("run-mode-c-out");
+        let sim = sim_link("run-mode-c", &file);
+        let out = crate::util::scratch("run-mode-c-out").display().to_string();
         let target = format!("serial:{}", sim.port());
         let o = crate::util::run_rig(&[
             "run", "--target", &target, "--meter", &m, "--suite", "mode_c", "--out", &out,
@@ -287,11 +260,4 @@ fn rig_run_judges_mode_c_over_a_pty_through_the_serial_backend() {
         let _ = std::fs::remove_dir_all(&out);
     }
     let _ = std::fs::remove_file(&late);
-}
-
-fn tempdir(name: &str) -> String {
-    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("meter-rig-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.display().to_string()
 }

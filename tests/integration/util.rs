@@ -133,3 +133,55 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).expect("create scratch directory");
     d
 }
+
+/// `rig sim --link LINK ARGS…`: the software meter served on a pty in real time. The link exists
+/// when [`SimLink::start`] returns; SIGTERM (the server then removes its link) and reaped by
+/// [`SimLink::stop`], or on drop, so a failing test leaves no server behind.
+pub struct SimLink {
+    child: Option<std::process::Child>,
+    link: PathBuf,
+}
+
+impl SimLink {
+    /// Starts `rig sim --link link` with `args` (e.g. `--meter FILE`, `--framing 7bit`); its
+    /// stdout and stderr are discarded.
+    pub fn start(link: &std::path::Path, args: &[&str]) -> SimLink {
+        let child = rig()
+            .args(["sim", "--link"])
+            .arg(link)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start rig sim");
+        wait_for_path(link);
+        SimLink {
+            child: Some(child),
+            link: link.to_path_buf(),
+        }
+    }
+
+    /// The link's path as a `--port` or `serial:` argument.
+    pub fn port(&self) -> String {
+        self.link.display().to_string()
+    }
+
+    /// SIGTERM, then waits: the server's exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.terminate().expect("rig sim already stopped")
+    }
+
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        child.wait().ok()
+    }
+}
+
+impl Drop for SimLink {
+    fn drop(&mut self) {
+        let _ = self.terminate();
+    }
+}
