@@ -76,9 +76,11 @@ pub struct ReadArgs {
     pub port_kind: Option<PortKind>,
     /// Protocol mode: `auto` (the identification's baud character decides), `a` (never
     /// acknowledge) or `c` (acknowledge a mode C identification with ACK 0 Z 0 and read the data
-    /// message at the rate it announces, IEC 62056-21 §6.4.4).
-    #[arg(long, default_value = "auto")]
-    pub mode: ReadMode,
+    /// message at the rate it announces, IEC 62056-21 §6.4.4). Default: the meter file's, as
+    /// `rig run` and `rig serve` read it (`auto` for an optical port, `a` for the module
+    /// interface), so the three judge one readout alike.
+    #[arg(long)]
+    pub mode: Option<ReadMode>,
 }
 
 /// One data set as reported.
@@ -210,8 +212,9 @@ pub fn run(args: ReadArgs) -> anyhow::Result<ExitCode> {
     if let Some(ms) = args.timeout_ms {
         listen = listen.with_total(Duration::from_millis(ms));
     }
-    let ex = suite::exchange_in(&mut target, &request, &rules, &listen, args.mode, args.baud)?;
-    let report = build_report(&args, &ex, &rules, spec.profile.baud);
+    let mode = args.mode.unwrap_or_else(|| spec.read_mode());
+    let ex = suite::exchange_in(&mut target, &request, &rules, &listen, mode, args.baud)?;
+    let report = build_report(&args, mode, &ex, &rules, spec.profile.baud);
     print(&report, args.format)?;
     Ok(ExitCode::from(
         if report.conformance == Conformance::Conforms {
@@ -222,7 +225,13 @@ pub fn run(args: ReadArgs) -> anyhow::Result<ExitCode> {
     ))
 }
 
-fn build_report(args: &ReadArgs, ex: &Exchange, rules: &AnswerRules, profile_baud: u32) -> Report {
+fn build_report(
+    args: &ReadArgs,
+    mode: ReadMode,
+    ex: &Exchange,
+    rules: &AnswerRules,
+    profile_baud: u32,
+) -> Report {
     let d = &ex.tolerant;
     let data_sets = d
         .data_sets
@@ -258,7 +267,7 @@ fn build_report(args: &ReadArgs, ex: &Exchange, rules: &AnswerRules, profile_bau
         findings: ex.strict.findings.clone(),
         received_bytes: ex.chars.len(),
         receive_end: ex.end,
-        mode: args.mode,
+        mode,
         protocol_mode: ex.mode_finding(),
         switch: ex.switch.clone(),
         conformance: a.conformance,
