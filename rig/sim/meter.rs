@@ -906,7 +906,8 @@ impl SoftMeter {
         self.readouts += 1;
         self.await_ack = None;
         let nominal = self.spec.baud;
-        let baud = tx_baud(nominal, f.tx_clock_error_pct).unwrap_or(nominal);
+        let tx = tx_baud(nominal, f.tx_clock_error_pct);
+        let baud = tx.unwrap_or(nominal);
         let bits = 9 + f.stop_bits.unwrap_or(1).max(1);
         let late = f
             .late_every
@@ -926,7 +927,6 @@ impl SoftMeter {
                 .saturating_sub(bit_start(Timestamp::ZERO, bits * noise_len, baud).0)
                 .max(request_end.0),
         );
-        let tx = tx_baud(nominal, f.tx_clock_error_pct);
         for &b in &f.noise_before_answer {
             let c = frame(
                 b,
