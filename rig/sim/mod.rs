@@ -178,6 +178,12 @@ impl DataLink for SimTarget {
         let gap = max_gap.as_nanos() as u64;
         let mut got: Vec<RxChar> = Vec::new();
         loop {
+            // the rig's characters already sent reach the meter first, so that its reaction is
+            // scheduled before the clock moves on (else the step below would jump to the limit
+            // and the clock would pass the moment the answer completed)
+            if self.next_meter_input().is_some_and(|i| i <= self.now) {
+                self.run_until(self.now);
+            }
             while let Some(c) = self.rx_chars.pop_front() {
                 got.push(c);
                 if complete(&got) {

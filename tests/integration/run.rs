@@ -562,6 +562,9 @@ fn signalled_run_paused(
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    // the observers after the records (the HTML report, the captures) still work on the case
+    // just recorded: signal once the next case's pause has surely begun
+    std::thread::sleep(std::time::Duration::from_millis(u64::from(pause_ms) / 5));
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     for _ in 0..signals {
         rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
@@ -598,7 +601,7 @@ fn sigint_stops_after_the_step_in_hand_and_a_second_exits_at_once() {
     // a second signal does not wait for the step in hand: 128 + SIGINT, records as they were
     let out2 = tmp("sigint-twice");
     let (st, err) = signalled_run_paused(&out2, 1, 2, 5000);
-    assert_eq!(st.code(), Some(130), "{err}");
+    assert_eq!(st.code(), Some(130), "{err:?}");
     let _ = fs::remove_dir_all(&out);
     let _ = fs::remove_dir_all(&out2);
 }

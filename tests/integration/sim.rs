@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use meter_rig::iec62056::{parity, Request};
+use meter_rig::iec62056::{parity, AckOptionSelect, Request};
 use meter_rig::meter::config::MeterSpec;
 use meter_rig::sim::{SimTarget, SoftMeter};
 use meter_rig::target::{Clock, DataLink, Drive, ModulePorts, Port, RecvEnd};
@@ -338,4 +338,76 @@ fn timing_knobs_move_exactly_the_named_time() {
     let (_, chars, how) = read_once(&mut t);
     assert!(chars.is_empty());
     assert_eq!(how, RecvEnd::Deadline);
+}
+
+/// The OMNIPOWER on its optical port: sends `/?!` CR LF, reads the mode C identification, lets
+/// `after_id` pass from the identification's last stop bit, sends `first` (if any) and then
+/// `ACK 0 5 0` CR LF, switches to 9600 baud and returns whether a data message (STX) came.
+fn mode_c_data_after_ack(after_id: Duration, first: Option<u8>) -> bool {
+    let text = std::fs::read_to_string(crate::util::path("fixtures/meters/omnipower-optical.toml"))
+        .unwrap();
+    let mut t = SimTarget::new(MeterSpec::from_toml(&text, "optical", None).unwrap());
+    let req = parity::encode(&Request::general().encode());
+    let end = t.send(&req).unwrap().t;
+    let (id, _) = t
+        .recv(
+            Timestamp(end.0 + 5_000_000_000),
+            Duration::from_millis(1500),
+            &mut |c: &[RxChar]| c.last().is_some_and(|c| c.byte & 0x7F == b'\n'),
+        )
+        .unwrap();
+    let id_end = id.last().expect("an identification").end;
+    assert_eq!(
+        id[4].byte & 0x7F,
+        b'5',
+        "the identification announces 9600 baud"
+    );
+    t.wait_until(Timestamp(id_end.0 + after_id.as_nanos() as u64))
+        .unwrap();
+    if let Some(c) = first {
+        t.send(&parity::encode(&[c])).unwrap();
+    }
+    let ack = AckOptionSelect::readout('5').encode();
+    let sent = t.send(&parity::encode(&ack)).unwrap().t;
+    t.set_baud(9600).unwrap();
+    let (data, _) = t
+        .recv(
+            Timestamp(sent.0 + 4_000_000_000),
+            Duration::from_millis(1600),
+            &mut |c: &[RxChar]| c.iter().any(|c| c.byte & 0x7F == 0x03),
+        )
+        .unwrap();
+    data.iter().any(|c| c.byte & 0x7F == 0x02)
+}
+
+#[test]
+fn a_mode_c_meter_gives_up_on_a_late_or_foreign_acknowledgement() {
+    // IEC 62056-21 §6.4.4 (mode C): the meter waits 1.5 s after its identification for the
+    // acknowledgement (the software meter: until the first character's stop bit, 1.5 s + one
+    // character); past that, or after any other character, it goes back to its initial state
+    assert!(mode_c_data_after_ack(Duration::from_millis(650), None));
+    assert!(
+        mode_c_data_after_ack(Duration::from_millis(1500), None),
+        "an acknowledgement starting 1.5 s after the identification is in time"
+    );
+    assert!(
+        !mode_c_data_after_ack(Duration::from_millis(1501), None),
+        "one starting 1.501 s after it is late: no data message"
+    );
+    assert!(!mode_c_data_after_ack(Duration::from_secs(10), None));
+    assert!(
+        !mode_c_data_after_ack(Duration::from_millis(300), Some(b'X')),
+        "a foreign character first: the acknowledgement after it is not taken"
+    );
+}
+#[test]
+fn the_clock_stands_at_the_last_stop_bit_when_an_answer_completes() {
+    // virtual time moves no further than the rig has waited: recv returns when its condition
+    // holds, not at its deadline (the rig's next action, e.g. a mode C acknowledgement 200 ms
+    // after the identification, must happen when it would on a real line)
+    let mut t = SimTarget::new(meter(""));
+    let (end, chars, how) = read_once(&mut t);
+    assert_eq!(how, RecvEnd::Complete);
+    assert_eq!(t.now().unwrap(), chars.last().unwrap().end);
+    assert!(t.now().unwrap().0 < end.0 + 20_000_000_000);
 }
