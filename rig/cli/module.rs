@@ -14,6 +14,7 @@ use clap::Args;
 
 use meter_rig::module::pty::PtyBench;
 use meter_rig::module::reference::{ModuleKnobs, VirtualBench};
+use meter_rig::module::report::ReportCommand;
 use meter_rig::module::BenchTarget;
 use meter_rig::report::{self, Progress, Reporter};
 use meter_rig::serial::{Framing, ShutdownHandle};
@@ -39,7 +40,8 @@ pub struct ModuleArgs {
     /// Meter file: the meter the rig serves (default: the built-in healthy 351 Combi).
     #[arg(long)]
     pub meter: Option<PathBuf>,
-    /// Run only this case (repeatable): module.request, module.patience, module.repetition.
+    /// Run only this case (repeatable): module.request, module.patience, module.repetition,
+    /// module.supply, module.data.
     #[arg(long = "case")]
     pub cases: Vec<String>,
     /// Directory for record.json, junit.xml and measurements.csv.
@@ -52,6 +54,21 @@ pub struct ModuleArgs {
     /// Print one line per case on stderr.
     #[arg(long)]
     pub progress: bool,
+    /// A command (run under sh -c) that prints what the module forwarded as JSON,
+    /// {"values":[{"obis":"1.8.0","value":"0001234","unit":"kWh"}]}: run before module.data's
+    /// first window and after each (RIG_MODULE_WINDOW=before|good|bad_bcc|bad_parity), it prints
+    /// the values forwarded since its last run. Without it module.data is skipped (except
+    /// with --reference, which reports its own).
+    #[arg(long, value_name = "CMD")]
+    pub module_report: Option<String>,
+    /// How long one run of --module-report may take, seconds.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 10.0,
+        requires = "module_report"
+    )]
+    pub module_report_timeout: f64,
 }
 
 /// The first SIGINT or SIGTERM stops the session and ends the window in hand.
@@ -116,6 +133,20 @@ fn open_bench(args: &ModuleArgs) -> anyhow::Result<(BenchTarget, Option<Shutdown
     ))
 }
 
+/// `--module-report CMD` with its timeout, checked.
+fn report_command(args: &ModuleArgs) -> anyhow::Result<Option<ReportCommand>> {
+    let Some(cmd) = &args.module_report else {
+        return Ok(None);
+    };
+    let s = args.module_report_timeout;
+    if !(s.is_finite() && s > 0.0) {
+        bail!("--module-report-timeout {s}: expected a positive number of seconds");
+    }
+    let mut report = ReportCommand::new(cmd.clone());
+    report.timeout = std::time::Duration::from_secs_f64(s);
+    Ok(Some(report))
+}
+
 /// Runs `rig module`.
 pub fn run(args: ModuleArgs) -> anyhow::Result<ExitCode> {
     let spec = super::meter_spec(args.meter.as_deref(), None)?;
@@ -125,7 +156,11 @@ pub fn run(args: ModuleArgs) -> anyhow::Result<ExitCode> {
             bail!("unknown case {c:?}: expected one of {}", ids.join(", "));
         }
     }
+    let report = report_command(&args)?;
     let (mut target, window) = open_bench(&args)?;
+    if let Some(report) = report {
+        target = target.with_report(report);
+    }
     let caps = target.capabilities();
     let mut opts = RunOptions::for_target(&caps);
     // the whole suite, or only the cases named (a case id selects a module case by itself)

@@ -203,6 +203,8 @@ pub fn sent_answers(log: &WireLog, rule: BccRule) -> Vec<SentAnswer> {
 /// reference; a module forwarding all of any one valid answer is complete).
 pub fn data_problems(sent: &[SentAnswer], forwarded: &Forwarded) -> Vec<String> {
     let mut p = Vec::new();
+    // values that came from a bad answer, grouped by its defect
+    let mut from_bad: Vec<(&'static str, Vec<String>)> = Vec::new();
     for f in &forwarded.values {
         if sent
             .iter()
@@ -211,25 +213,43 @@ pub fn data_problems(sent: &[SentAnswer], forwarded: &Forwarded) -> Vec<String> 
         {
             continue;
         }
-        let from_bad = sent
+        let bad = sent
             .iter()
             .find(|a| !a.valid() && a.values.iter().any(|s| f.matches(s)));
-        match from_bad {
-            Some(a) => p.push(format!(
-                "forwarded {f} from {}: nothing may be forwarded from it",
-                a.defect().unwrap_or("a bad answer")
-            )),
-            None => {
-                let sent_as = sent
-                    .iter()
-                    .flat_map(|a| a.values.iter())
-                    .find(|s| s.obis.trim() == f.obis.trim());
-                p.push(match sent_as {
-                    Some(s) => format!("forwarded {f}, but the meter sent {s}"),
-                    None => format!("forwarded {f}, which the meter did not send"),
-                });
+        if let Some(defect) = bad.and_then(SentAnswer::defect) {
+            match from_bad.iter_mut().find(|(d, _)| *d == defect) {
+                Some((_, v)) => v.push(f.to_string()),
+                None => from_bad.push((defect, vec![f.to_string()])),
             }
+            continue;
         }
+        let sent_as = sent
+            .iter()
+            .flat_map(|a| a.values.iter())
+            .find(|s| s.obis.trim() == f.obis.trim());
+        p.push(match sent_as {
+            Some(s) => format!("forwarded {f}, but the meter sent {s}"),
+            None => format!("forwarded {f}, which the meter did not send"),
+        });
+    }
+    for (defect, values) in from_bad {
+        let more = values.len().saturating_sub(3);
+        let mut shown = values
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if more > 0 {
+            shown.push_str(&format!(", … {more} more"));
+        }
+        p.insert(
+            0,
+            format!(
+                "forwarded {} value(s) from {defect} ({shown}): nothing may be forwarded from it",
+                values.len()
+            ),
+        );
     }
     let valid: Vec<&SentAnswer> = sent.iter().filter(|a| a.valid()).collect();
     let complete = |a: &&SentAnswer| {
@@ -323,7 +343,10 @@ mod tests {
         };
         let p = data_problems(&sent, &f);
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].contains("BCC does not check"), "{p:?}");
+        assert!(
+            p[0].contains("forwarded 1 value(s) from an answer whose BCC does not check"),
+            "{p:?}"
+        );
         // a good answer after the bad one: its values may be forwarded
         assert!(data_problems(&[answer(false), answer(true)], &f)[0].contains("did not forward"));
     }
