@@ -2,7 +2,7 @@
 //! test, with the records and exit codes of `rig run` (the same session and reporter).
 //!
 //! `--link PATH` serves the software meter (the meter file's, every fault knob) in real time on a
-//! pty linked at PATH for a software module; `--reference` runs the reference software module
+//! pty linked at PATH for a software module; `--port PATH` serves it on an existing serial port; `--reference` runs the reference software module
 //! (rig run's own exchange, knobs from `--knobs FILE`) in virtual time. SIGINT/SIGTERM stops the
 //! run after the window in hand (records `stopped`, exit 2).
 
@@ -28,8 +28,13 @@ use meter_rig::target::Target;
 pub struct ModuleArgs {
     /// Serve the meter on a pty whose slave is linked at PATH (removed on exit); the module under
     /// test opens PATH as its serial port.
-    #[arg(long, conflicts_with = "reference")]
+    #[arg(long, conflicts_with_all = ["reference", "port"])]
     pub link: Option<PathBuf>,
+    /// Serve the meter on an existing serial port at PATH (300 baud; --framing soft7e1 by
+    /// default: 7E1 on the line, parity seen both ways); the module under test is at the far
+    /// end of the line.
+    #[arg(long, conflicts_with = "reference")]
+    pub port: Option<PathBuf>,
     /// Judge the reference software module in virtual time instead (see --knobs).
     #[arg(long)]
     pub reference: bool,
@@ -48,9 +53,11 @@ pub struct ModuleArgs {
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
     /// Link framing: 7bit (plain 7-bit characters, as ordinary serial programs write them; the
-    /// module's parity is then not observable) or soft7e1 (parity in bit 7, checked).
-    #[arg(long, default_value = "7bit")]
-    pub framing: String,
+    /// module's parity is then not observable) or soft7e1 (parity in bit 7, checked); the
+    /// default is 7bit with --link and soft7e1 with --port, which also takes uart (a 7E1 port:
+    /// the UART adds and strips parity, so it is not observable).
+    #[arg(long)]
+    pub framing: Option<String>,
     /// Print one line per case on stderr.
     #[arg(long)]
     pub progress: bool,
@@ -94,9 +101,12 @@ fn watch_signals(stop: StopToken, window: Option<ShutdownHandle>) -> anyhow::Res
     Ok(())
 }
 
-fn open_bench(args: &ModuleArgs) -> anyhow::Result<(BenchTarget, Option<ShutdownHandle>)> {
+fn open_bench(
+    args: &ModuleArgs,
+    baud: u32,
+) -> anyhow::Result<(BenchTarget, Option<ShutdownHandle>)> {
     if let Some(link) = &args.link {
-        let framing = match args.framing.as_str() {
+        let framing = match args.framing.as_deref().unwrap_or("7bit") {
             "soft7e1" => Framing::Soft7e1,
             "7bit" | "seven-bit" => Framing::SevenBit,
             other => bail!("--framing {other:?}: expected 7bit or soft7e1"),
@@ -115,8 +125,11 @@ fn open_bench(args: &ModuleArgs) -> anyhow::Result<(BenchTarget, Option<Shutdown
             .with_parity_checked(framing == Framing::Soft7e1);
         return Ok((target, Some(handle)));
     }
+    if let Some(port) = &args.port {
+        return open_port(port, args.framing.as_deref(), baud);
+    }
     if !args.reference {
-        bail!("rig module needs the module under test: --link PATH (a software module on a pty) or --reference (the reference module)");
+        bail!("rig module needs the module under test: --link PATH (a software module on a pty), --port PATH (a module on a serial port) or --reference (the reference module)");
     }
     let knobs = match &args.knobs {
         None => ModuleKnobs::default(),
@@ -131,6 +144,32 @@ fn open_bench(args: &ModuleArgs) -> anyhow::Result<(BenchTarget, Option<Shutdown
         BenchTarget::new(Box::new(bench), "module:reference", true),
         None,
     ))
+}
+
+/// `--port PATH`: the meter served on an existing serial port at `baud`.
+fn open_port(
+    port: &std::path::Path,
+    framing: Option<&str>,
+    baud: u32,
+) -> anyhow::Result<(BenchTarget, Option<ShutdownHandle>)> {
+    let framing = match framing.unwrap_or("soft7e1") {
+        "soft7e1" => Framing::Soft7e1,
+        "uart" => Framing::Uart,
+        "7bit" | "seven-bit" => Framing::SevenBit,
+        other => bail!("--framing {other:?}: expected soft7e1, uart or 7bit"),
+    };
+    let bench = PtyBench::open_port(port, framing, baud)
+        .with_context(|| format!("cannot serve the meter on {}", port.display()))?;
+    let handle = bench.shutdown_handle();
+    eprintln!(
+        "rig module: serving the meter on {} at {baud} baud ({}); the module under test is at the far end",
+        port.display(),
+        framing.name()
+    );
+    let name = format!("module:port:{}", port.display());
+    let target = BenchTarget::new(Box::new(bench), name, false)
+        .with_parity_checked(framing == Framing::Soft7e1);
+    Ok((target, Some(handle)))
 }
 
 /// `--module-report CMD` with its timeout, checked.
@@ -157,7 +196,7 @@ pub fn run(args: ModuleArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let report = report_command(&args)?;
-    let (mut target, window) = open_bench(&args)?;
+    let (mut target, window) = open_bench(&args, spec.baud)?;
     if let Some(report) = report {
         target = target.with_report(report);
     }
