@@ -291,31 +291,9 @@ impl PtyServer {
                 .set_timeout(wake.saturating_since(now))
                 .map_err(|e| super::map_open_error(&device, &e))?;
             match self.master.read(&mut buf) {
-                Ok(n) if self.line.is_some() => {
-                    let t = self.clock();
-                    let mut stamped: Vec<crate::uart::RxChar> = Vec::new();
-                    if let Some(st) = self.line.as_mut() {
-                        st.stamp(&buf[..n], t, &mut stamped);
-                    }
-                    for rc in stamped {
-                        let byte = match self.framing {
-                            Framing::Soft7e1 => rc.byte,
-                            Framing::SevenBit | Framing::Uart => parity::add_even(rc.byte),
-                        };
-                        rx.push_back((byte, rc.end));
-                    }
-                }
                 Ok(n) => {
                     let t = self.clock();
-                    for &b in &buf[..n] {
-                        let end = Timestamp(t.max(line_free).0 + c);
-                        line_free = end;
-                        let byte = match self.framing {
-                            Framing::Soft7e1 => b,
-                            Framing::SevenBit | Framing::Uart => parity::add_even(b),
-                        };
-                        rx.push_back((byte, end));
-                    }
+                    self.queue_rx(&buf[..n], t, c, &mut line_free, &mut rx);
                 }
                 Err(e)
                     if matches!(
@@ -324,6 +302,35 @@ impl PtyServer {
                     ) => {}
                 Err(e) => return Err(map_io_error(&device, "read", e)),
             }
+        }
+    }
+
+    /// Queues `bytes`, read at `t`, for the peer with the ends of their stop bits: on a pty back
+    /// to back from the read (`line_free`: the end of the last one), on a real port per the
+    /// serial-only contract ([`BurstStamper`]). Parity is added where the link carries none.
+    fn queue_rx(
+        &mut self,
+        bytes: &[u8],
+        t: Timestamp,
+        c: u64,
+        line_free: &mut Timestamp,
+        rx: &mut VecDeque<(u8, Timestamp)>,
+    ) {
+        let framing = self.framing;
+        let with_parity = |b: u8| match framing {
+            Framing::Soft7e1 => b,
+            Framing::SevenBit | Framing::Uart => parity::add_even(b),
+        };
+        if let Some(st) = self.line.as_mut() {
+            let mut stamped: Vec<crate::uart::RxChar> = Vec::new();
+            st.stamp(bytes, t, &mut stamped);
+            rx.extend(stamped.iter().map(|r| (with_parity(r.byte), r.end)));
+            return;
+        }
+        for &b in bytes {
+            let end = Timestamp(t.max(*line_free).0 + c);
+            *line_free = end;
+            rx.push_back((with_parity(b), end));
         }
     }
 

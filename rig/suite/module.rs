@@ -299,6 +299,16 @@ struct DataWindow {
     window_s: f64,
 }
 
+impl DataWindow {
+    fn of(name: &'static str, scenario: Scenario, spec: &crate::meter::config::MeterSpec) -> Self {
+        DataWindow {
+            name,
+            meter: scenario.meter(spec),
+            window_s: scenario.window_s(),
+        }
+    }
+}
+
 /// What one window of `module.data` gave: the answers the meter sent and what the module
 /// reported it forwarded, or the judgement that ends the case (no request, no report).
 fn data_window(
@@ -328,6 +338,19 @@ fn data_window(
             format!("{}: {e}", w.name),
         ))),
     }
+}
+
+/// Why a window of `module.data` cannot show anything (the case is then inconclusive): the
+/// healthy window without an answer whose BCC and parity check, a bad one without any whole
+/// answer.
+fn data_window_unusable(name: &str, sent: &[module::data::SentAnswer]) -> Option<String> {
+    if name == "good" && !sent.iter().any(|a| a.valid()) {
+        return Some("good: the meter sent no whole answer whose BCC and parity check (a fault knob in the meter file? module.data needs a healthy answer first)".into());
+    }
+    if name != "good" && !sent.iter().any(|a| a.complete) {
+        return Some(format!("{name}: the module broke off every answer before its BCC; nothing shows whether it would forward a whole bad one"));
+    }
+    None
 }
 
 /// Where `module.data`'s parity error goes: the first digit of 1.8.0's value in the answer of
@@ -372,16 +395,8 @@ pub fn data(ctx: &mut Ctx<'_>, _: &mut Shared, clause: Clause) -> Result<Judgeme
     drop(bench);
     let rule = crate::iec62056::exchange::AnswerRules::from_profile(ctx.spec.profile).bcc_rule;
     let mut windows = vec![
-        DataWindow {
-            name: "good",
-            meter: Scenario::AsConfigured.meter(ctx.spec),
-            window_s: Scenario::AsConfigured.window_s(),
-        },
-        DataWindow {
-            name: "bad_bcc",
-            meter: Scenario::BadBcc.meter(ctx.spec),
-            window_s: Scenario::BadBcc.window_s(),
-        },
+        DataWindow::of("good", Scenario::AsConfigured, ctx.spec),
+        DataWindow::of("bad_bcc", Scenario::BadBcc, ctx.spec),
     ];
     let (mut problems, mut ms, mut details) = (Vec::new(), Vec::new(), Vec::new());
     let mut i = 0;
@@ -391,18 +406,8 @@ pub fn data(ctx: &mut Ctx<'_>, _: &mut Shared, clause: Clause) -> Result<Judgeme
             Err(j) => return Ok(j),
         };
         let sent = module::data::sent_answers(&log, rule);
-        let good = w.name == "good";
-        if good && !sent.iter().any(|a| a.valid()) {
-            return Ok(Judgement::inconclusive(
-                clause,
-                "good: the meter sent no whole answer whose BCC and parity check (a fault knob in the meter file? module.data needs a healthy answer first)",
-            ));
-        }
-        if !good && !sent.iter().any(|a| a.complete) {
-            return Ok(Judgement::inconclusive(
-                clause,
-                format!("{}: the module broke off every answer before its BCC; nothing shows whether it would forward a whole bad one", w.name),
-            ));
+        if let Some(why) = data_window_unusable(w.name, &sent) {
+            return Ok(Judgement::inconclusive(clause, why));
         }
         details.push(format!(
             "{}: the meter sent {} answer(s) ({} whose BCC and parity check); the module forwarded {} value(s)",
@@ -411,11 +416,14 @@ pub fn data(ctx: &mut Ctx<'_>, _: &mut Shared, clause: Clause) -> Result<Judgeme
             sent.iter().filter(|a| a.valid()).count(),
             forwarded.values.len()
         ));
-        let n = forwarded.values.len() as f64;
-        let src = TimeSource::Register;
+        let good = w.name == "good";
         let high = if good { None } else { Some(0.0) };
-        let m_name = format!("{}.forwarded", w.name);
-        ms.push(Measurement::new(&m_name, n, "count", None, high, src, 0.0));
+        let (name, n) = (
+            format!("{}.forwarded", w.name),
+            forwarded.values.len() as f64,
+        );
+        let src = TimeSource::Register;
+        ms.push(Measurement::new(&name, n, "count", None, high, src, 0.0));
         problems.extend(
             module::data::data_problems(&sent, &forwarded)
                 .into_iter()

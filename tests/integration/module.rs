@@ -3,8 +3,9 @@
 //! boundaries (an answer at 499.9 ms waited for; a repeat sooner than 500 ms flagged).
 
 use meter_rig::meter::config::MeterSpec;
+use meter_rig::module::data::{Forwarded, ReportError};
 use meter_rig::module::reference::{ModuleKnobs, VirtualBench};
-use meter_rig::module::BenchTarget;
+use meter_rig::module::{BenchTarget, ModuleBench};
 use meter_rig::suite::{self, CaseResult, RunOptions, Verdict};
 use meter_rig::target::Target;
 
@@ -294,7 +295,7 @@ fn data_fails_a_module_that_forwards_data_with_a_parity_error() {
 /// without --module-report.
 struct Unreported(VirtualBench);
 
-impl meter_rig::module::ModuleBench for Unreported {
+impl ModuleBench for Unreported {
     fn observe(
         &mut self,
         meter: &MeterSpec,
@@ -318,7 +319,6 @@ fn data_is_skipped_naming_module_report_when_the_rig_cannot_see_what_was_forward
 
 /// The healthy answer's values as `--module-report` JSON.
 fn healthy_report() -> String {
-    use meter_rig::module::ModuleBench;
     let spec = MeterSpec::builtin_default();
     let (_, f) = VirtualBench::default()
         .observe_forwarded(&spec, 20.0, "good")
@@ -385,4 +385,104 @@ fn rig_module_data_with_a_module_report_command() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The healthy reference module with its report rewritten by `edit`, as an external module's
+/// report may differ in form (or in substance) from what the meter sent.
+struct Edited(VirtualBench, fn(&mut Forwarded));
+
+impl ModuleBench for Edited {
+    fn observe(
+        &mut self,
+        meter: &MeterSpec,
+        window_s: f64,
+    ) -> Result<meter_rig::module::WireLog, meter_rig::target::TargetError> {
+        self.0.observe(meter, window_s)
+    }
+    fn reports_forwarded(&self) -> bool {
+        true
+    }
+    fn observe_forwarded(
+        &mut self,
+        meter: &MeterSpec,
+        window_s: f64,
+        window: &str,
+    ) -> Result<
+        (meter_rig::module::WireLog, Result<Forwarded, ReportError>),
+        meter_rig::target::TargetError,
+    > {
+        let (log, f) = self.0.observe_forwarded(meter, window_s, window)?;
+        Ok((
+            log,
+            f.map(|mut f| {
+                (self.1)(&mut f);
+                f
+            }),
+        ))
+    }
+}
+
+fn data_with(edit: fn(&mut Forwarded)) -> CaseResult {
+    let spec = MeterSpec::builtin_default();
+    let bench = Edited(VirtualBench::default(), edit);
+    let mut t = BenchTarget::new(Box::new(bench), "module:edited", true);
+    let mut opts = RunOptions::for_target(&t.capabilities());
+    opts.cases = vec!["module.data".into()];
+    suite::run(&mut t, &spec, &opts, &mut Null).remove(0)
+}
+
+#[test]
+fn data_passes_values_forwarded_as_numbers_without_units_and_fails_one_digit_off_or_left_out() {
+    // just inside: 1.8.0 as 12658 (the meter sent 0012658*kWh), no units
+    let r = data_with(|f| {
+        for v in &mut f.values {
+            v.unit = None;
+            if let Ok(n) = v.value.parse::<f64>() {
+                v.value = n.to_string();
+            }
+        }
+    });
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    let r = data_with(|f| {
+        for v in f.values.iter_mut().filter(|v| v.obis == "1.8.0") {
+            v.value = "0012659".into();
+        }
+    });
+    assert_eq!(r.verdict, Verdict::Fail, "{}", r.message);
+    assert!(
+        r.message
+            .contains("good: forwarded 1.8.0(0012659*kWh), but the meter sent 1.8.0(0012658*kWh)"),
+        "{}",
+        r.message
+    );
+    let r = data_with(|f| f.values.retain(|v| v.obis != "1.8.0"));
+    assert_eq!(r.verdict, Verdict::Fail, "{}", r.message);
+    assert!(
+        r.message.contains("did not forward 1 of the 17 values"),
+        "{}",
+        r.message
+    );
+}
+
+#[test]
+fn data_serves_no_parity_error_over_a_link_that_carries_no_parity() {
+    // a 7-bit link: the rig cannot send the module a parity error
+    let spec = MeterSpec::builtin_default();
+    let mut t = BenchTarget::new(Box::new(VirtualBench::default()), "module:7bit", true)
+        .with_parity_checked(false);
+    let mut opts = RunOptions::for_target(&t.capabilities());
+    opts.cases = vec!["module.data".into()];
+    let r = suite::run(&mut t, &spec, &opts, &mut Null).remove(0);
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    assert!(r
+        .measurements
+        .iter()
+        .all(|m| m.name != "bad_parity.forwarded" || m.value.is_none()));
+    assert!(
+        r.details
+            .iter()
+            .any(|d| d.contains("bad_parity: not served")),
+        "{:?}",
+        r.details
+    );
 }
