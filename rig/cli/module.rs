@@ -2,9 +2,10 @@
 //! test, with the records and exit codes of `rig run` (the same session and reporter).
 //!
 //! `--link PATH` serves the software meter (the meter file's, every fault knob) in real time on a
-//! pty linked at PATH for a software module; `--port PATH` serves it on an existing serial port; `--reference` runs the reference software module
-//! (rig run's own exchange, knobs from `--knobs FILE`) in virtual time. SIGINT/SIGTERM stops the
-//! run after the window in hand (records `stopped`, exit 2).
+//! pty linked at PATH for a software module; `--port PATH` serves it on an existing serial port;
+//! `--reference` runs the reference software module (rig run's own exchange, knobs from `--knobs
+//! FILE`) in virtual time. `--module-report CMD` tells `module.data` what an external module
+//! forwarded. SIGINT/SIGTERM stops the run after the window in hand (records `stopped`, exit 2).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,7 +40,8 @@ pub struct ModuleArgs {
     #[arg(long)]
     pub reference: bool,
     /// TOML file of the reference module's fault knobs (answer_wait_ms, char_wait_ms,
-    /// retry_after_ms, tries, odd_parity, no_crlf, address); only with --reference.
+    /// retry_after_ms, tries, odd_parity, no_crlf, address, forwards_bad_bcc,
+    /// forwards_bad_parity, [supply]); only with --reference.
     #[arg(long, requires = "reference")]
     pub knobs: Option<PathBuf>,
     /// Meter file: the meter the rig serves (default: the built-in healthy 351 Combi).
