@@ -2,9 +2,10 @@
 //! test, with the records and exit codes of `rig run` (the same session and reporter).
 //!
 //! `--link PATH` serves the software meter (the meter file's, every fault knob) in real time on a
-//! pty linked at PATH for a software module; `--reference` runs the reference software module
-//! (rig run's own exchange, knobs from `--knobs FILE`) in virtual time. SIGINT/SIGTERM stops the
-//! run after the window in hand (records `stopped`, exit 2).
+//! pty linked at PATH for a software module; `--port PATH` serves it on an existing serial port;
+//! `--reference` runs the reference software module (rig run's own exchange, knobs from `--knobs
+//! FILE`) in virtual time. `--module-report CMD` tells `module.data` what an external module
+//! forwarded. SIGINT/SIGTERM stops the run after the window in hand (records `stopped`, exit 2).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ use clap::Args;
 
 use meter_rig::module::pty::PtyBench;
 use meter_rig::module::reference::{ModuleKnobs, VirtualBench};
+use meter_rig::module::report::ReportCommand;
 use meter_rig::module::BenchTarget;
 use meter_rig::report::{self, Progress, Reporter};
 use meter_rig::serial::{Framing, ShutdownHandle};
@@ -27,31 +29,55 @@ use meter_rig::target::Target;
 pub struct ModuleArgs {
     /// Serve the meter on a pty whose slave is linked at PATH (removed on exit); the module under
     /// test opens PATH as its serial port.
-    #[arg(long, conflicts_with = "reference")]
+    #[arg(long, conflicts_with_all = ["reference", "port"])]
     pub link: Option<PathBuf>,
+    /// Serve the meter on an existing serial port at PATH (300 baud; --framing soft7e1 by
+    /// default: 7E1 on the line, parity seen both ways); the module under test is at the far
+    /// end of the line.
+    #[arg(long, conflicts_with = "reference")]
+    pub port: Option<PathBuf>,
     /// Judge the reference software module in virtual time instead (see --knobs).
     #[arg(long)]
     pub reference: bool,
     /// TOML file of the reference module's fault knobs (answer_wait_ms, char_wait_ms,
-    /// retry_after_ms, tries, odd_parity, no_crlf, address); only with --reference.
+    /// retry_after_ms, tries, odd_parity, no_crlf, address, forwards_bad_bcc,
+    /// forwards_bad_parity, the supply table); only with --reference.
     #[arg(long, requires = "reference")]
     pub knobs: Option<PathBuf>,
     /// Meter file: the meter the rig serves (default: the built-in healthy 351 Combi).
     #[arg(long)]
     pub meter: Option<PathBuf>,
-    /// Run only this case (repeatable): module.request, module.patience, module.repetition.
+    /// Run only this case (repeatable): module.request, module.patience, module.repetition,
+    /// module.supply, module.data.
     #[arg(long = "case")]
     pub cases: Vec<String>,
     /// Directory for record.json, junit.xml and measurements.csv.
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
     /// Link framing: 7bit (plain 7-bit characters, as ordinary serial programs write them; the
-    /// module's parity is then not observable) or soft7e1 (parity in bit 7, checked).
-    #[arg(long, default_value = "7bit")]
-    pub framing: String,
+    /// module's parity is then not observable) or soft7e1 (parity in bit 7, checked); the
+    /// default is 7bit with --link and soft7e1 with --port, which also takes uart (a 7E1 port:
+    /// the UART adds and strips parity, so it is not observable).
+    #[arg(long)]
+    pub framing: Option<String>,
     /// Print one line per case on stderr.
     #[arg(long)]
     pub progress: bool,
+    /// A command (run under sh -c) that prints what the module forwarded as JSON,
+    /// {"values":[{"obis":"1.8.0","value":"0001234","unit":"kWh"}]}: run before module.data's
+    /// first window and after each (RIG_MODULE_WINDOW=before|good|bad_bcc|bad_parity), it prints
+    /// the values forwarded since its last run. Without it module.data is skipped (except
+    /// with --reference, which reports its own).
+    #[arg(long, value_name = "CMD")]
+    pub module_report: Option<String>,
+    /// How long one run of --module-report may take, seconds.
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 10.0,
+        requires = "module_report"
+    )]
+    pub module_report_timeout: f64,
 }
 
 /// The first SIGINT or SIGTERM stops the session and ends the window in hand.
@@ -77,9 +103,12 @@ fn watch_signals(stop: StopToken, window: Option<ShutdownHandle>) -> anyhow::Res
     Ok(())
 }
 
-fn open_bench(args: &ModuleArgs) -> anyhow::Result<(BenchTarget, Option<ShutdownHandle>)> {
+fn open_bench(
+    args: &ModuleArgs,
+    baud: u32,
+) -> anyhow::Result<(BenchTarget, Option<ShutdownHandle>)> {
     if let Some(link) = &args.link {
-        let framing = match args.framing.as_str() {
+        let framing = match args.framing.as_deref().unwrap_or("7bit") {
             "soft7e1" => Framing::Soft7e1,
             "7bit" | "seven-bit" => Framing::SevenBit,
             other => bail!("--framing {other:?}: expected 7bit or soft7e1"),
@@ -98,8 +127,11 @@ fn open_bench(args: &ModuleArgs) -> anyhow::Result<(BenchTarget, Option<Shutdown
             .with_parity_checked(framing == Framing::Soft7e1);
         return Ok((target, Some(handle)));
     }
+    if let Some(port) = &args.port {
+        return open_port(port, args.framing.as_deref(), baud);
+    }
     if !args.reference {
-        bail!("rig module needs the module under test: --link PATH (a software module on a pty) or --reference (the reference module)");
+        bail!("rig module needs the module under test: --link PATH (a software module on a pty), --port PATH (a module on a serial port) or --reference (the reference module)");
     }
     let knobs = match &args.knobs {
         None => ModuleKnobs::default(),
@@ -116,6 +148,46 @@ fn open_bench(args: &ModuleArgs) -> anyhow::Result<(BenchTarget, Option<Shutdown
     ))
 }
 
+/// `--port PATH`: the meter served on an existing serial port at `baud`.
+fn open_port(
+    port: &std::path::Path,
+    framing: Option<&str>,
+    baud: u32,
+) -> anyhow::Result<(BenchTarget, Option<ShutdownHandle>)> {
+    let framing = match framing.unwrap_or("soft7e1") {
+        "soft7e1" => Framing::Soft7e1,
+        "uart" => Framing::Uart,
+        "7bit" | "seven-bit" => Framing::SevenBit,
+        other => bail!("--framing {other:?}: expected soft7e1, uart or 7bit"),
+    };
+    let bench = PtyBench::open_port(port, framing, baud)
+        .with_context(|| format!("cannot serve the meter on {}", port.display()))?;
+    let handle = bench.shutdown_handle();
+    eprintln!(
+        "rig module: serving the meter on {} at {baud} baud ({}); the module under test is at the far end",
+        port.display(),
+        framing.name()
+    );
+    let name = format!("module:port:{}", port.display());
+    let target = BenchTarget::new(Box::new(bench), name, false)
+        .with_parity_checked(framing == Framing::Soft7e1);
+    Ok((target, Some(handle)))
+}
+
+/// `--module-report CMD` with its timeout, checked.
+fn report_command(args: &ModuleArgs) -> anyhow::Result<Option<ReportCommand>> {
+    let Some(cmd) = &args.module_report else {
+        return Ok(None);
+    };
+    let s = args.module_report_timeout;
+    if !(s.is_finite() && s > 0.0) {
+        bail!("--module-report-timeout {s}: expected a positive number of seconds");
+    }
+    let mut report = ReportCommand::new(cmd.clone());
+    report.timeout = std::time::Duration::from_secs_f64(s);
+    Ok(Some(report))
+}
+
 /// Runs `rig module`.
 pub fn run(args: ModuleArgs) -> anyhow::Result<ExitCode> {
     let spec = super::meter_spec(args.meter.as_deref(), None)?;
@@ -125,7 +197,11 @@ pub fn run(args: ModuleArgs) -> anyhow::Result<ExitCode> {
             bail!("unknown case {c:?}: expected one of {}", ids.join(", "));
         }
     }
-    let (mut target, window) = open_bench(&args)?;
+    let report = report_command(&args)?;
+    let (mut target, window) = open_bench(&args, spec.baud)?;
+    if let Some(report) = report {
+        target = target.with_report(report);
+    }
     let caps = target.capabilities();
     let mut opts = RunOptions::for_target(&caps);
     // the whole suite, or only the cases named (a case id selects a module case by itself)

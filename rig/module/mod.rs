@@ -9,9 +9,11 @@
 //! module in virtual time ([its module](self::reference)) or a pty that a real module opens
 //! ([`pty`]).
 
+pub mod data;
 pub mod ina228;
 pub mod pty;
 pub mod reference;
+pub mod report;
 pub mod supply;
 
 use crate::iec62056::{parity, Request};
@@ -194,6 +196,37 @@ pub trait ModuleBench {
     fn supply(&mut self, _window_s: u64) -> Result<Option<supply::SupplyLog>, TargetError> {
         Ok(None)
     }
+    /// Whether the bench can say what the module forwarded (`module.data`): the reference
+    /// module can, an external one with `--module-report CMD` ([`report`]).
+    fn reports_forwarded(&self) -> bool {
+        false
+    }
+    /// Takes what the module forwarded before `module.data`'s first window (earlier cases), so
+    /// that the first window's report holds only its own values.
+    ///
+    /// # Errors
+    /// The report's ([`data::ReportError`]).
+    fn forget_forwarded(&mut self) -> Result<(), data::ReportError> {
+        Ok(())
+    }
+    /// [`ModuleBench::observe`], and what the module reports it forwarded in that window
+    /// (`window` names it: `good`, `bad_bcc`, `bad_parity`).
+    ///
+    /// # Errors
+    /// Outer: the bench's, as `observe`. Inner: why there is no report
+    /// ([`data::ReportError::NotReported`] by default, or the report command's failure).
+    #[allow(clippy::type_complexity)]
+    fn observe_forwarded(
+        &mut self,
+        meter: &MeterSpec,
+        window_s: f64,
+        _window: &str,
+    ) -> Result<(WireLog, Result<data::Forwarded, data::ReportError>), TargetError> {
+        Ok((
+            self.observe(meter, window_s)?,
+            Err(data::ReportError::NotReported),
+        ))
+    }
 }
 
 /// What `module.request` found in one request.
@@ -330,6 +363,7 @@ pub struct BenchTarget {
     virtual_time: bool,
     parity_checked: bool,
     now: Timestamp,
+    report: Option<report::ReportCommand>,
 }
 
 impl std::fmt::Debug for BenchTarget {
@@ -347,7 +381,15 @@ impl BenchTarget {
             virtual_time,
             parity_checked: virtual_time,
             now: Timestamp::ZERO,
+            report: None,
         }
+    }
+
+    /// The same, learning what the module forwarded from `command` (`--module-report`; it
+    /// replaces what the bench itself reports).
+    pub fn with_report(mut self, command: report::ReportCommand) -> Self {
+        self.report = Some(command);
+        self
     }
 
     /// The same, declaring whether the module's parity is observable (a soft 7E1 link: yes; a
@@ -361,6 +403,7 @@ impl BenchTarget {
 struct Windowed<'a> {
     inner: &'a mut dyn ModuleBench,
     now: &'a mut Timestamp,
+    report: Option<&'a report::ReportCommand>,
 }
 
 impl ModuleBench for Windowed<'_> {
@@ -373,6 +416,31 @@ impl ModuleBench for Windowed<'_> {
         let log = self.inner.supply(window_s)?;
         *self.now = *self.now + std::time::Duration::from_secs(window_s);
         Ok(log)
+    }
+    fn reports_forwarded(&self) -> bool {
+        self.report.is_some() || self.inner.reports_forwarded()
+    }
+    fn forget_forwarded(&mut self) -> Result<(), data::ReportError> {
+        match self.report {
+            Some(cmd) => cmd.run("before").map(drop),
+            None => self.inner.forget_forwarded(),
+        }
+    }
+    fn observe_forwarded(
+        &mut self,
+        meter: &MeterSpec,
+        window_s: f64,
+        window: &str,
+    ) -> Result<(WireLog, Result<data::Forwarded, data::ReportError>), TargetError> {
+        let out = match self.report {
+            Some(cmd) => {
+                let log = self.inner.observe(meter, window_s)?;
+                (log, cmd.run(window))
+            }
+            None => self.inner.observe_forwarded(meter, window_s, window)?,
+        };
+        *self.now = *self.now + std::time::Duration::from_secs_f64(window_s);
+        Ok(out)
     }
 }
 
@@ -427,6 +495,7 @@ impl Target for BenchTarget {
         Some(Box::new(Windowed {
             inner: self.bench.as_mut(),
             now: &mut self.now,
+            report: self.report.as_ref(),
         }))
     }
 }

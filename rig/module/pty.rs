@@ -1,7 +1,8 @@
 //! A module under test on a pty link: the rig serves the software meter in real time on a
 //! pseudo-terminal (the transport of `rig sim --link`) and logs the conversation for the
 //! `module` suite. A software module (a vendor's firmware build, a Python script, a third-party
-//! reader) opens the link as its serial port.
+//! reader) opens the link as its serial port. [`PtyBench::open_port`] serves the same on an
+//! existing serial port instead, for a module on a real line (`rig module --port`).
 //!
 //! Times are the pty server's serial-only contract (NOTES §3): a character the module writes
 //! ends one character time after the server read it, back to back with the one before. Over a
@@ -39,7 +40,19 @@ impl PtyBench {
         })
     }
 
-    /// The pty's slave device.
+    /// Serves on an existing serial port at `baud` (`rig module --port`; see
+    /// [`PtyServer::open_port`]): the module under test is at the far end of the line.
+    ///
+    /// # Errors
+    /// [`PtyServer::open_port`]'s: a missing device, no permission, a port in use.
+    pub fn open_port(device: &Path, framing: Framing, baud: u32) -> Result<PtyBench, TargetError> {
+        Ok(PtyBench {
+            server: PtyServer::open_port(device, framing, baud)?,
+            framing,
+        })
+    }
+
+    /// The pty's slave device (the port's device with [`PtyBench::open_port`]).
     pub fn slave_name(&self) -> &str {
         self.server.slave_name()
     }

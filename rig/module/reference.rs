@@ -5,13 +5,16 @@
 //! as the rig waits for a meter (the 1500 ms reaction and inter-character limits), and asks again
 //! two seconds after an answer it could not use, three times at most. Each knob breaks one
 //! promise, so each `module` case has a module it must fail. [`VirtualBench`] carries the
-//! conversation and logs the wire as the meter sees it, every character in both directions.
+//! conversation and logs the wire as the meter sees it, every character in both directions,
+//! and says what the module forwarded: the data sets of each answer whose BCC and parity check
+//! ([`ModuleKnobs::forwards`]), for `module.data`.
 
 use std::time::Duration;
 
+use super::data::{Forwarded, ForwardedValue, ReportError};
 use super::supply::{CurrentTrace, SupplyLog, PEAK_MAX_MA};
 use super::{Dir, LineChar, ModuleBench, WireLog};
-use crate::iec62056::exchange::{AnswerRules, Conformance, Listening, ReadMode};
+use crate::iec62056::exchange::{AnswerRules, Conformance, Exchange, Listening, ReadMode};
 use crate::iec62056::Request;
 use crate::meter::config::MeterSpec;
 use crate::sim::SimTarget;
@@ -43,6 +46,11 @@ pub struct ModuleKnobs {
     /// Its current on pin 6 (default: 0.5 mA with 3 mA peaks, conforming); a knob for the
     /// supply budget (e.g. `base_ma = 1.2`, or `peak_ma = 6`).
     pub supply: CurrentTrace,
+    /// Forwards the values of a whole answer whose BCC does not check (healthy: nothing from
+    /// it); the knob `module.data` fails against.
+    pub forwards_bad_bcc: bool,
+    /// Forwards the values of a whole answer with a parity error (healthy: nothing from it).
+    pub forwards_bad_parity: bool,
 }
 
 impl Default for ModuleKnobs {
@@ -56,6 +64,8 @@ impl Default for ModuleKnobs {
             odd_parity: false,
             no_crlf: false,
             supply: CurrentTrace::default(),
+            forwards_bad_bcc: false,
+            forwards_bad_parity: false,
         }
     }
 }
@@ -67,6 +77,23 @@ impl ModuleKnobs {
             Some(a) => Request::addressed(a.clone()),
             None => Request::general(),
         }
+    }
+
+    /// What it forwards from one exchange: the data sets of a whole answer (identification to
+    /// BCC, no low stop bit) whose BCC and parity check, each as sent; `None` from any other
+    /// answer (or, with `forwards_bad_bcc` / `forwards_bad_parity`, despite that defect).
+    pub fn forwards(&self, ex: &Exchange) -> Option<Vec<ForwardedValue>> {
+        let t = &ex.tolerant;
+        let (parity_errors, stop_errors) = ex.framing_errors();
+        let whole = t.identification.is_some() && t.complete && stop_errors.is_empty();
+        let bcc = t.bcc.ok || self.forwards_bad_bcc;
+        let parity = parity_errors.is_empty() || self.forwards_bad_parity;
+        (whole && bcc && parity).then(|| {
+            t.data_sets
+                .iter()
+                .filter_map(ForwardedValue::from_data_set)
+                .collect()
+        })
     }
 
     fn listening(&self, rules: &AnswerRules, char_ns: u64) -> Listening {
@@ -90,6 +117,36 @@ pub struct VirtualBench {
 
 impl ModuleBench for VirtualBench {
     fn observe(&mut self, meter: &MeterSpec, window_s: f64) -> Result<WireLog, TargetError> {
+        self.run(meter, window_s).map(|(log, _)| log)
+    }
+
+    fn supply(&mut self, window_s: u64) -> Result<Option<SupplyLog>, TargetError> {
+        Ok(Some(self.supply_log(window_s)))
+    }
+
+    fn reports_forwarded(&self) -> bool {
+        true
+    }
+
+    fn observe_forwarded(
+        &mut self,
+        meter: &MeterSpec,
+        window_s: f64,
+        _window: &str,
+    ) -> Result<(WireLog, Result<Forwarded, ReportError>), TargetError> {
+        let (log, values) = self.run(meter, window_s)?;
+        Ok((log, Ok(Forwarded { values })))
+    }
+}
+
+impl VirtualBench {
+    /// Serves `meter` to the module for `window_s` seconds of virtual time: the conversation,
+    /// and the values the module forwarded ([`ModuleKnobs::forwards`]) in it.
+    fn run(
+        &self,
+        meter: &MeterSpec,
+        window_s: f64,
+    ) -> Result<(WireLog, Vec<ForwardedValue>), TargetError> {
         let rules = AnswerRules::from_profile(meter.profile);
         let baud = meter.baud;
         let char_ns = bit_start(Timestamp::ZERO, 10, baud).0;
@@ -102,12 +159,14 @@ impl ModuleBench for VirtualBench {
         let end = Timestamp::ZERO + Duration::from_secs_f64(window_s);
         let listen = self.knobs.listening(&rules, char_ns);
         let request = self.knobs.request();
+        let mut forwarded = Vec::new();
         for _ in 0..self.knobs.tries {
             if tap.now()? >= end {
                 break;
             }
             let ex =
                 crate::suite::exchange_in(&mut tap, &request, &rules, &listen, ReadMode::A, baud)?;
+            forwarded.extend(self.knobs.forwards(&ex).unwrap_or_default());
             if ex.assess(&rules).conformance == Conformance::Conforms {
                 break;
             }
@@ -119,19 +178,14 @@ impl ModuleBench for VirtualBench {
         tap.drain()?;
         let mut chars = tap.log;
         chars.sort_by_key(|c| c.start);
-        Ok(WireLog {
+        let log = WireLog {
             chars,
             parity_observable: true,
             end: tap.inner.now()?,
-        })
+        };
+        Ok((log, forwarded))
     }
 
-    fn supply(&mut self, window_s: u64) -> Result<Option<SupplyLog>, TargetError> {
-        Ok(Some(self.supply_log(window_s)))
-    }
-}
-
-impl VirtualBench {
     fn supply_log(&self, window_s: u64) -> SupplyLog {
         self.knobs.supply.observe(window_s, PEAK_MAX_MA)
     }

@@ -1,6 +1,7 @@
 //! The pure judges on hand-made conversations.
 
 use super::*;
+use crate::meter::config::MeterSpec;
 
 const CHAR_NS: u64 = 33_333_333;
 
@@ -139,4 +140,42 @@ fn a_repeat_after_the_meter_broke_off_for_more_than_1500_ms_is_no_impatience() {
     );
     assert!(patience_problems(&l).0.is_empty());
     assert!(repeats(&l)[0].too_soon.is_none());
+}
+
+fn forwarded(bench: &mut reference::VirtualBench, meter: &MeterSpec) -> Vec<data::ForwardedValue> {
+    let (_, f) = bench.observe_forwarded(meter, 45.0, "test").unwrap();
+    f.unwrap().values
+}
+
+#[test]
+fn the_reference_module_forwards_a_good_answer_as_sent_and_nothing_from_a_bad_bcc() {
+    let spec = MeterSpec::builtin_default();
+    let mut b = reference::VirtualBench::default();
+    let good = forwarded(&mut b, &spec);
+    // one answer, its 17 data sets
+    assert_eq!(good.len(), 17, "{good:?}");
+    let e = good.iter().find(|v| v.obis == "1.8.0").unwrap();
+    assert_eq!(e.unit.as_deref(), Some("kWh"));
+    assert_eq!(e.value.len(), 7, "{e:?}");
+    let bad = Scenario::BadBcc.meter(&spec);
+    assert!(forwarded(&mut b, &bad).is_empty());
+    // the knob: the values of each of its three tries
+    b.knobs.forwards_bad_bcc = true;
+    assert_eq!(forwarded(&mut b, &bad).len(), 3 * 17);
+}
+
+#[test]
+fn the_reference_module_forwards_nothing_from_a_parity_error_unless_its_knob_says() {
+    let mut spec = MeterSpec::builtin_default();
+    spec.faults.parity_error_at = Some(60);
+    let mut b = reference::VirtualBench::default();
+    assert!(forwarded(&mut b, &spec).is_empty());
+    b.knobs.forwards_bad_parity = true;
+    assert_eq!(forwarded(&mut b, &spec).len(), 3 * 17);
+    // the BCC knob does not forward a parity error
+    b.knobs = reference::ModuleKnobs {
+        forwards_bad_bcc: true,
+        ..Default::default()
+    };
+    assert!(forwarded(&mut b, &spec).is_empty());
 }

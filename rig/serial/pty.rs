@@ -23,6 +23,10 @@
 //! [`Framing::SevenBit`] and [`Framing::Uart`] serve clients exchanging plain 7-bit characters: the
 //! server adds even parity before the peer sees a byte and strips bit 7 from what the peer sends.
 //!
+//! The same server also serves an existing serial port ([`PtyServer::open_port`], `rig module
+//! --port`): there the line is real, so what arrives is stamped at the read (back-dated for a
+//! burst, [`BurstStamper`]) and each character is written at its start bit.
+//!
 //! Shutdown: [`ShutdownHandle::stop`] (tests), or SIGINT/SIGTERM after
 //! [`PtyServer::install_signal_handlers`]. The link is removed on drop, and only if it still points
 //! at this server's pty.
@@ -34,9 +38,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serialport::{SerialPort, TTYPort};
+use serialport::{DataBits, FlowControl, Parity, SerialPort, StopBits, TTYPort};
 
-use super::{char_ns, map_io_error, Framing};
+use super::{char_ns, map_io_error, BurstStamper, Framing};
 use crate::iec62056::parity;
 use crate::line::{CharPeer, ScheduledChar};
 use crate::target::TargetError;
@@ -77,8 +81,12 @@ pub struct PtyServer {
     link: PathBuf,
     slave_name: String,
     master: TTYPort,
-    /// Held open so the master never sees a hang-up between clients.
-    _slave: TTYPort,
+    /// Held open so the master never sees a hang-up between clients (`None` on a real port).
+    _slave: Option<TTYPort>,
+    /// On a real serial port ([`PtyServer::open_port`]): stamps what arrives per the
+    /// serial-only contract (a byte read at `T` ended at `T`), and characters are written at
+    /// their start bit, since the UART then takes one character time to send them.
+    line: Option<BurstStamper>,
     framing: Framing,
     epoch: Instant,
     stop: ShutdownHandle,
@@ -108,7 +116,62 @@ impl PtyServer {
             link,
             slave_name,
             master,
-            _slave: slave,
+            _slave: Some(slave),
+            line: None,
+            framing,
+            epoch: Instant::now(),
+            stop: ShutdownHandle::default(),
+            signals: Vec::new(),
+        })
+    }
+
+    /// Serves on an existing serial port (`rig module --port`): `device` opened raw at `baud`,
+    /// 8N1 for [`Framing::Soft7e1`] and [`Framing::SevenBit`], 7E1 for [`Framing::Uart`], no flow
+    /// control. No link is made; [`PtyServer::link`] and [`PtyServer::slave_name`] give the
+    /// device. A module at the far end of the line is the client.
+    ///
+    /// # Errors
+    /// The port's open errors ([`super::map_open_error`]: missing device, permission, busy), a
+    /// zero baud rate.
+    pub fn open_port(
+        device: impl AsRef<Path>,
+        framing: Framing,
+        baud: u32,
+    ) -> Result<PtyServer, TargetError> {
+        let path = device.as_ref();
+        let name = path.display().to_string();
+        if baud == 0 {
+            return Err(TargetError::Io {
+                device: name,
+                call: "open".into(),
+                detail: "baud rate must be positive".into(),
+                source: None,
+            });
+        }
+        let (bits, parity) = match framing {
+            Framing::Soft7e1 | Framing::SevenBit => (DataBits::Eight, Parity::None),
+            Framing::Uart => (DataBits::Seven, Parity::Even),
+        };
+        let port = match serialport::new(name.clone(), baud)
+            .data_bits(bits)
+            .parity(parity)
+            .stop_bits(StopBits::One)
+            .flow_control(FlowControl::None)
+            .timeout(TICK)
+            .open_native()
+        {
+            Ok(port) => port,
+            Err(e) if super::compat::lacks_termios2(&e) => {
+                super::compat::open_with_tcsets(path, baud, framing)?
+            }
+            Err(e) => return Err(super::map_open_error(&name, &e)),
+        };
+        Ok(PtyServer {
+            link: path.to_path_buf(),
+            slave_name: name,
+            master: port,
+            _slave: None,
+            line: Some(BurstStamper::new(baud)),
             framing,
             epoch: Instant::now(),
             stop: ShutdownHandle::default(),
@@ -195,7 +258,7 @@ impl PtyServer {
             peer.advance(now);
             tx.extend(peer.take_transmit(now));
             while let Some(ch) = tx.front().copied() {
-                if ch.end > self.clock() {
+                if self.due(&ch) > self.clock() {
                     break;
                 }
                 tx.pop_front();
@@ -212,7 +275,7 @@ impl PtyServer {
             // sleep (waiting for input) until the next thing to do
             let mut wake = until.map_or(now + TICK, |u| u.min(now + TICK));
             if let Some(ch) = tx.front() {
-                wake = wake.min(ch.end);
+                wake = wake.min(self.due(ch));
             }
             if let Some(&(_, end)) = rx.front() {
                 wake = wake.min(end);
@@ -230,15 +293,7 @@ impl PtyServer {
             match self.master.read(&mut buf) {
                 Ok(n) => {
                     let t = self.clock();
-                    for &b in &buf[..n] {
-                        let end = Timestamp(t.max(line_free).0 + c);
-                        line_free = end;
-                        let byte = match self.framing {
-                            Framing::Soft7e1 => b,
-                            Framing::SevenBit | Framing::Uart => parity::add_even(b),
-                        };
-                        rx.push_back((byte, end));
-                    }
+                    self.queue_rx(&buf[..n], t, c, &mut line_free, &mut rx);
                 }
                 Err(e)
                     if matches!(
@@ -247,6 +302,45 @@ impl PtyServer {
                     ) => {}
                 Err(e) => return Err(map_io_error(&device, "read", e)),
             }
+        }
+    }
+
+    /// Queues `bytes`, read at `t`, for the peer with the ends of their stop bits: on a pty back
+    /// to back from the read (`line_free`: the end of the last one), on a real port per the
+    /// serial-only contract ([`BurstStamper`]). Parity is added where the link carries none.
+    fn queue_rx(
+        &mut self,
+        bytes: &[u8],
+        t: Timestamp,
+        c: u64,
+        line_free: &mut Timestamp,
+        rx: &mut VecDeque<(u8, Timestamp)>,
+    ) {
+        let framing = self.framing;
+        let with_parity = |b: u8| match framing {
+            Framing::Soft7e1 => b,
+            Framing::SevenBit | Framing::Uart => parity::add_even(b),
+        };
+        if let Some(st) = self.line.as_mut() {
+            let mut stamped: Vec<crate::uart::RxChar> = Vec::new();
+            st.stamp(bytes, t, &mut stamped);
+            rx.extend(stamped.iter().map(|r| (with_parity(r.byte), r.end)));
+            return;
+        }
+        for &b in bytes {
+            let end = Timestamp(t.max(*line_free).0 + c);
+            *line_free = end;
+            rx.push_back((with_parity(b), end));
+        }
+    }
+
+    /// When a scheduled character is written: at the end of its stop bit on a pty (it arrives at
+    /// once), at its start bit on a real port (the UART sends it in one character time).
+    fn due(&self, ch: &ScheduledChar) -> Timestamp {
+        if self.line.is_some() {
+            ch.start
+        } else {
+            ch.end
         }
     }
 
@@ -269,7 +363,10 @@ impl Drop for PtyServer {
         for id in self.signals.drain(..) {
             signal_hook::low_level::unregister(id);
         }
-        if std::fs::read_link(&self.link).is_ok_and(|t| t == Path::new(&self.slave_name)) {
+        // only a link this server made (never a port it was given)
+        if self._slave.is_some()
+            && std::fs::read_link(&self.link).is_ok_and(|t| t == Path::new(&self.slave_name))
+        {
             let _ = std::fs::remove_file(&self.link);
         }
     }

@@ -2,6 +2,9 @@
 //! requirements the interface specification sets for modules (004_d1f80f13afa7763c.txt,
 //! "Construction requirements for non-Kamstrup modules" and "IEC61107 data request").
 //!
+//! `module.data` also asks what the module forwarded
+//! ([`ModuleBench::observe_forwarded`](crate::module::ModuleBench::observe_forwarded)).
+//!
 //! Each case asks the target's [`ModuleBench`](crate::module::ModuleBench) to serve one [`Scenario`] of the meter file's
 //! meter and judges the logged conversation with the pure judges of [`crate::module`]. A target
 //! that is a meter (not a bench) skips every case with the reason: `rig module` runs them.
@@ -280,4 +283,174 @@ pub fn supply(ctx: &mut Ctx<'_>, _: &mut Shared, clause: Clause) -> Result<Judge
             super::fmt_num(log.alert_limit_ma)
         ),
     ))
+}
+
+/// `module.data`'s clause.
+pub const DATA_CLAUSE: Clause = Clause {
+    source: SPEC_351,
+    section: "IEC61107 data request: 7 data bits, even parity; [ETX][BCC], the BCC by 7 bit modulo 2 addition, STX excluded, ETX included (IEC 62056-21 mode A block check): the module forwards the data sets as the meter sent them, and nothing from an answer whose BCC or parity does not check",
+};
+
+/// One window of `module.data`: its name (also `RIG_MODULE_WINDOW` for `--module-report`), the
+/// meter served and for how long.
+struct DataWindow {
+    name: &'static str,
+    meter: crate::meter::config::MeterSpec,
+    window_s: f64,
+}
+
+impl DataWindow {
+    fn of(name: &'static str, scenario: Scenario, spec: &crate::meter::config::MeterSpec) -> Self {
+        DataWindow {
+            name,
+            meter: scenario.meter(spec),
+            window_s: scenario.window_s(),
+        }
+    }
+}
+
+/// What one window of `module.data` gave: the answers the meter sent and what the module
+/// reported it forwarded, or the judgement that ends the case (no request, no report).
+fn data_window(
+    ctx: &mut Ctx<'_>,
+    clause: Clause,
+    w: &DataWindow,
+) -> Result<Result<(WireLog, module::data::Forwarded), Judgement>, TargetError> {
+    ctx.check_stop()?;
+    let Some(mut bench) = ctx.target.try_as_module_bench() else {
+        return Ok(Err(not_a_bench(ctx, clause)));
+    };
+    let (log, report) = bench.observe_forwarded(&w.meter, w.window_s, w.name)?;
+    drop(bench);
+    if log.requests().is_empty() {
+        return Ok(Err(Judgement::inconclusive(
+            clause,
+            format!(
+                "{}: the module sent no request in the {} s the rig served the meter; start the module, or check its wiring to the meter's data in (pin 5)",
+                w.name, w.window_s
+            ),
+        )));
+    }
+    match report {
+        Ok(f) => Ok(Ok((log, f))),
+        Err(e) => Ok(Err(Judgement::inconclusive(
+            clause,
+            format!("{}: {e}", w.name),
+        ))),
+    }
+}
+
+/// Why a window of `module.data` cannot show anything (the case is then inconclusive): the
+/// healthy window without an answer whose BCC and parity check, a bad one without any whole
+/// answer.
+fn data_window_unusable(name: &str, sent: &[module::data::SentAnswer]) -> Option<String> {
+    if name == "good" && !sent.iter().any(|a| a.valid()) {
+        return Some("good: the meter sent no whole answer whose BCC and parity check (a fault knob in the meter file? module.data needs a healthy answer first)".into());
+    }
+    if name != "good" && !sent.iter().any(|a| a.complete) {
+        return Some(format!("{name}: the module broke off every answer before its BCC; nothing shows whether it would forward a whole bad one"));
+    }
+    None
+}
+
+/// Where `module.data`'s parity error goes: the first digit of 1.8.0's value in the answer of
+/// `log` (index from the identification's `/`), else the middle of the answer.
+fn parity_error_index(log: &WireLog) -> Option<usize> {
+    let text: Vec<u8> = log
+        .chars
+        .iter()
+        .filter(|c| c.dir == module::Dir::FromMeter)
+        .map(|c| c.byte & 0x7F)
+        .skip_while(|&b| b != b'/')
+        .collect();
+    let at = text.windows(6).position(|w| w == b"1.8.0(");
+    at.map(|i| i + 6)
+        .or_else(|| (text.len() > 2).then_some(text.len() / 2))
+}
+
+/// `module.data`: the module is served a healthy answer, then whole answers with a bad BCC (and,
+/// where the link carries parity to the module, with a parity error in 1.8.0's value); what it
+/// reports it forwarded (the reference module's own account, or `--module-report CMD`) equals
+/// what the meter sent for the healthy answer and is empty for the bad ones
+/// ([`module::data::data_problems`]). Skipped when the rig cannot learn what the module forwards.
+///
+/// # Errors
+/// The bench's.
+pub fn data(ctx: &mut Ctx<'_>, _: &mut Shared, clause: Clause) -> Result<Judgement, TargetError> {
+    ctx.check_stop()?;
+    let parity_seen = ctx.target.timing().parity_checked;
+    let name = ctx.target.describe();
+    let Some(mut bench) = ctx.target.try_as_module_bench() else {
+        return Ok(not_a_bench(ctx, clause));
+    };
+    if !bench.reports_forwarded() {
+        return Ok(Judgement::skip(
+            clause,
+            format!("{name}: the rig cannot see what the module forwards; give rig module --module-report CMD, a command that prints the forwarded values as JSON (README, For module vendors)"),
+        ));
+    }
+    if let Err(e) = bench.forget_forwarded() {
+        return Ok(Judgement::inconclusive(clause, format!("before: {e}")));
+    }
+    drop(bench);
+    let rule = crate::iec62056::exchange::AnswerRules::from_profile(ctx.spec.profile).bcc_rule;
+    let mut windows = vec![
+        DataWindow::of("good", Scenario::AsConfigured, ctx.spec),
+        DataWindow::of("bad_bcc", Scenario::BadBcc, ctx.spec),
+    ];
+    let (mut problems, mut ms, mut details) = (Vec::new(), Vec::new(), Vec::new());
+    let mut i = 0;
+    while let Some(w) = windows.get(i) {
+        let (log, forwarded) = match data_window(ctx, clause, w)? {
+            Ok(x) => x,
+            Err(j) => return Ok(j),
+        };
+        let sent = module::data::sent_answers(&log, rule);
+        if let Some(why) = data_window_unusable(w.name, &sent) {
+            return Ok(Judgement::inconclusive(clause, why));
+        }
+        details.push(format!(
+            "{}: the meter sent {} answer(s) ({} whose BCC and parity check); the module forwarded {} value(s)",
+            w.name,
+            sent.len(),
+            sent.iter().filter(|a| a.valid()).count(),
+            forwarded.values.len()
+        ));
+        let good = w.name == "good";
+        let high = if good { None } else { Some(0.0) };
+        let (name, n) = (
+            format!("{}.forwarded", w.name),
+            forwarded.values.len() as f64,
+        );
+        let src = TimeSource::Register;
+        ms.push(Measurement::new(&name, n, "count", None, high, src, 0.0));
+        problems.extend(
+            module::data::data_problems(&sent, &forwarded)
+                .into_iter()
+                .map(|p| format!("{}: {p}", w.name)),
+        );
+        if good && parity_seen {
+            let mut meter = Scenario::AsConfigured.meter(ctx.spec);
+            meter.faults.parity_error_at = parity_error_index(&log);
+            windows.push(DataWindow {
+                name: "bad_parity",
+                meter,
+                window_s: Scenario::BadBcc.window_s(),
+            });
+        }
+        i += 1;
+    }
+    if !parity_seen {
+        details.push(
+            "bad_parity: not served, this link carries no parity bit to the module (--framing soft7e1 does)".into(),
+        );
+    }
+    let mut j = Judgement::from_problems(
+        clause,
+        problems,
+        ms,
+        "forwarded the healthy answer's values as sent, nothing from a bad BCC or parity",
+    );
+    j.details.extend(details);
+    Ok(j)
 }

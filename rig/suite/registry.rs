@@ -705,6 +705,23 @@ pub static MODULE_CASES: &[CaseDef] = &[
         },
         run: module::supply,
     },
+    CaseDef {
+        id: "module.data",
+        suite: "module",
+        title: "The module forwards what the meter sent, and nothing from a bad BCC or parity",
+        clause: |_| module::DATA_CLAUSE,
+        needs: &[],
+        uses: Uses::LINE,
+        plan: |_| Wait::none("judges the module under test (rig module), not the meter"),
+        measures: |_| {
+            vec![
+                d("good.forwarded", Unit::Count, None, None),
+                d("bad_bcc.forwarded", Unit::Count, None, Some(0.0)),
+                d("bad_parity.forwarded", Unit::Count, None, Some(0.0)),
+            ]
+        },
+        run: module::data,
+    },
 ];
 
 #[cfg(test)]

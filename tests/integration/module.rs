@@ -3,8 +3,9 @@
 //! boundaries (an answer at 499.9 ms waited for; a repeat sooner than 500 ms flagged).
 
 use meter_rig::meter::config::MeterSpec;
+use meter_rig::module::data::{Forwarded, ReportError};
 use meter_rig::module::reference::{ModuleKnobs, VirtualBench};
-use meter_rig::module::BenchTarget;
+use meter_rig::module::{BenchTarget, ModuleBench};
 use meter_rig::suite::{self, CaseResult, RunOptions, Verdict};
 use meter_rig::target::Target;
 
@@ -149,7 +150,7 @@ fn the_module_suite_is_not_run_by_rig_run_and_skips_against_a_meter() {
     let mut opts = all.clone();
     opts.suites = vec!["module".into()];
     let cases = suite::run(&mut sim, &spec, &opts, &mut Null);
-    assert_eq!(cases.len(), 4);
+    assert_eq!(cases.len(), 5);
     for c in &cases {
         assert_eq!(c.verdict, Verdict::Skip, "{}", c.id);
         assert!(c.message.contains("rig module"), "{}", c.message);
@@ -225,7 +226,7 @@ fn rig_module_reference_writes_rig_run_records_and_exit_codes() {
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("record.json")).unwrap()).unwrap();
     assert_eq!(record["target"], "module:reference");
-    assert_eq!(record["cases"].as_array().unwrap().len(), 4);
+    assert_eq!(record["cases"].as_array().unwrap().len(), 5);
     assert!(out.join("junit.xml").exists() && out.join("measurements.csv").exists());
     // the issue's supply knob: 1.2 mA average
     std::fs::write(&knobs, "[supply]\nbase_ma = 1.2\n").unwrap();
@@ -251,4 +252,237 @@ fn rig_module_reference_writes_rig_run_records_and_exit_codes() {
     assert_eq!(crate::util::code(&o), 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("--link PATH"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn data_knobs(bcc: bool, parity: bool) -> ModuleKnobs {
+    ModuleKnobs {
+        forwards_bad_bcc: bcc,
+        forwards_bad_parity: parity,
+        ..ModuleKnobs::default()
+    }
+}
+
+#[test]
+fn data_passes_the_healthy_module_forwarding_the_17_values_and_nothing_from_bad_ones() {
+    let r = run_case("module.data", ModuleKnobs::default());
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    assert_eq!(measured(&r, "good.forwarded"), 17.0);
+    assert_eq!(measured(&r, "bad_bcc.forwarded"), 0.0);
+    assert_eq!(measured(&r, "bad_parity.forwarded"), 0.0);
+}
+
+#[test]
+fn data_fails_a_module_that_forwards_data_from_a_bad_bcc() {
+    let r = run_case("module.data", data_knobs(true, false));
+    assert_eq!(r.verdict, Verdict::Fail, "{}", r.message);
+    assert!(r.message.contains("bad_bcc: forwarded"), "{}", r.message);
+    assert!(r.message.contains("BCC does not check"), "{}", r.message);
+    // three tries, 17 values each
+    assert_eq!(measured(&r, "bad_bcc.forwarded"), 51.0);
+    assert_eq!(measured(&r, "bad_parity.forwarded"), 0.0);
+}
+
+#[test]
+fn data_fails_a_module_that_forwards_data_with_a_parity_error() {
+    let r = run_case("module.data", data_knobs(false, true));
+    assert_eq!(r.verdict, Verdict::Fail, "{}", r.message);
+    assert!(r.message.contains("parity error"), "{}", r.message);
+    assert_eq!(measured(&r, "bad_bcc.forwarded"), 0.0);
+    assert_eq!(measured(&r, "bad_parity.forwarded"), 51.0);
+}
+
+/// The reference module without its own account of what it forwarded: an external module
+/// without --module-report.
+struct Unreported(VirtualBench);
+
+impl ModuleBench for Unreported {
+    fn observe(
+        &mut self,
+        meter: &MeterSpec,
+        window_s: f64,
+    ) -> Result<meter_rig::module::WireLog, meter_rig::target::TargetError> {
+        self.0.observe(meter, window_s)
+    }
+}
+
+#[test]
+fn data_is_skipped_naming_module_report_when_the_rig_cannot_see_what_was_forwarded() {
+    let spec = MeterSpec::builtin_default();
+    let bench = Unreported(VirtualBench::default());
+    let mut t = BenchTarget::new(Box::new(bench), "module:link:/tmp/meter", false);
+    let mut opts = RunOptions::for_target(&t.capabilities());
+    opts.cases = vec!["module.data".into()];
+    let r = suite::run(&mut t, &spec, &opts, &mut Null).remove(0);
+    assert_eq!(r.verdict, Verdict::Skip, "{}", r.message);
+    assert!(r.message.contains("--module-report CMD"), "{}", r.message);
+}
+
+/// The healthy answer's values as `--module-report` JSON.
+fn healthy_report() -> String {
+    let spec = MeterSpec::builtin_default();
+    let (_, f) = VirtualBench::default()
+        .observe_forwarded(&spec, 20.0, "good")
+        .unwrap();
+    serde_json::to_string(&f.unwrap()).unwrap()
+}
+
+#[test]
+fn rig_module_data_with_a_module_report_command() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("meter-rig-module-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.json");
+    std::fs::write(&good, healthy_report()).unwrap();
+    let out = dir.join("out");
+    let run = |cmd: &str| {
+        let o = crate::util::run_rig(&[
+            "module",
+            "--reference",
+            "--case",
+            "module.data",
+            "--module-report",
+            cmd,
+            "--module-report-timeout",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("record.json")).unwrap()).unwrap();
+        let case = record["cases"][0].clone();
+        (crate::util::code(&o), case)
+    };
+    let g = good.to_str().unwrap();
+    // what a conforming module reports: the good answer's values, nothing after the bad ones
+    let (code, case) = run(&format!(
+        r#"case "$RIG_MODULE_WINDOW" in good) cat {g};; *) echo '{{"values":[]}}';; esac"#
+    ));
+    assert_eq!(code, 0, "{case}");
+    assert_eq!(case["verdict"], "pass", "{case}");
+    // a module that forwards the same values after the bad BCC as well
+    let (code, case) = run(&format!("cat {g}"));
+    assert_eq!(code, 1, "{case}");
+    assert_eq!(case["verdict"], "fail", "{case}");
+    assert!(
+        case["message"]
+            .as_str()
+            .unwrap()
+            .contains("BCC does not check"),
+        "{case}"
+    );
+    // failure, timeout and bad JSON are never a pass
+    for (cmd, says) in [
+        ("exit 4", "failed"),
+        ("sleep 5", "did not finish within 2 s"),
+        ("echo values", "no valid report"),
+    ] {
+        let (code, case) = run(cmd);
+        assert_eq!(code, 1, "{cmd}: {case}");
+        assert_eq!(case["verdict"], "inconclusive", "{cmd}: {case}");
+        assert!(
+            case["message"].as_str().unwrap().contains(says),
+            "{cmd}: {case}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The healthy reference module with its report rewritten by `edit`, as an external module's
+/// report may differ in form (or in substance) from what the meter sent.
+struct Edited(VirtualBench, fn(&mut Forwarded));
+
+impl ModuleBench for Edited {
+    fn observe(
+        &mut self,
+        meter: &MeterSpec,
+        window_s: f64,
+    ) -> Result<meter_rig::module::WireLog, meter_rig::target::TargetError> {
+        self.0.observe(meter, window_s)
+    }
+    fn reports_forwarded(&self) -> bool {
+        true
+    }
+    fn observe_forwarded(
+        &mut self,
+        meter: &MeterSpec,
+        window_s: f64,
+        window: &str,
+    ) -> Result<
+        (meter_rig::module::WireLog, Result<Forwarded, ReportError>),
+        meter_rig::target::TargetError,
+    > {
+        let (log, f) = self.0.observe_forwarded(meter, window_s, window)?;
+        Ok((
+            log,
+            f.map(|mut f| {
+                (self.1)(&mut f);
+                f
+            }),
+        ))
+    }
+}
+
+fn data_with(edit: fn(&mut Forwarded)) -> CaseResult {
+    let spec = MeterSpec::builtin_default();
+    let bench = Edited(VirtualBench::default(), edit);
+    let mut t = BenchTarget::new(Box::new(bench), "module:edited", true);
+    let mut opts = RunOptions::for_target(&t.capabilities());
+    opts.cases = vec!["module.data".into()];
+    suite::run(&mut t, &spec, &opts, &mut Null).remove(0)
+}
+
+#[test]
+fn data_passes_values_forwarded_as_numbers_without_units_and_fails_one_digit_off_or_left_out() {
+    // just inside: 1.8.0 as 12658 (the meter sent 0012658*kWh), no units
+    let r = data_with(|f| {
+        for v in &mut f.values {
+            v.unit = None;
+            if let Ok(n) = v.value.parse::<f64>() {
+                v.value = n.to_string();
+            }
+        }
+    });
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    let r = data_with(|f| {
+        for v in f.values.iter_mut().filter(|v| v.obis == "1.8.0") {
+            v.value = "0012659".into();
+        }
+    });
+    assert_eq!(r.verdict, Verdict::Fail, "{}", r.message);
+    assert!(
+        r.message
+            .contains("good: forwarded 1.8.0(0012659*kWh), but the meter sent 1.8.0(0012658*kWh)"),
+        "{}",
+        r.message
+    );
+    let r = data_with(|f| f.values.retain(|v| v.obis != "1.8.0"));
+    assert_eq!(r.verdict, Verdict::Fail, "{}", r.message);
+    assert!(
+        r.message.contains("did not forward 1 of the 17 values"),
+        "{}",
+        r.message
+    );
+}
+
+#[test]
+fn data_serves_no_parity_error_over_a_link_that_carries_no_parity() {
+    // a 7-bit link: the rig cannot send the module a parity error
+    let spec = MeterSpec::builtin_default();
+    let mut t = BenchTarget::new(Box::new(VirtualBench::default()), "module:7bit", true)
+        .with_parity_checked(false);
+    let mut opts = RunOptions::for_target(&t.capabilities());
+    opts.cases = vec!["module.data".into()];
+    let r = suite::run(&mut t, &spec, &opts, &mut Null).remove(0);
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    assert!(r
+        .measurements
+        .iter()
+        .all(|m| m.name != "bad_parity.forwarded" || m.value.is_none()));
+    assert!(
+        r.details
+            .iter()
+            .any(|d| d.contains("bad_parity: not served")),
+        "{:?}",
+        r.details
+    );
 }

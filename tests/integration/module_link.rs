@@ -19,6 +19,16 @@ fn run_module(
     cases: &[&str],
     module: &[&str],
 ) -> (i32, serde_json::Value, std::process::Output) {
+    run_module_with(tag, cases, &[], module)
+}
+
+/// [`run_module`] with more arguments for `rig module` (`rig_args`).
+fn run_module_with(
+    tag: &str,
+    cases: &[&str],
+    rig_args: &[&str],
+    module: &[&str],
+) -> (i32, serde_json::Value, std::process::Output) {
     let _serial = crate::util::realtime();
     let pid = std::process::id();
     let link = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -36,6 +46,7 @@ fn run_module(
     for c in cases {
         cmd.args(["--case", c]);
     }
+    cmd.args(rig_args);
     let mut rig = cmd
         .stderr(Stdio::null())
         .stdout(Stdio::null())
@@ -122,4 +133,59 @@ fn the_python_iec62056_21_client_as_a_module_fails_module_request_on_its_ack() {
     let (id, verdict, message) = &v[0];
     assert_eq!((id.as_str(), verdict.as_str()), ("module.request", "fail"));
     assert!(message.contains("sent an acknowledgement"), "{message}");
+}
+
+/// `module.data` with the conforming Python module forwarding to a file and
+/// `module_report.py FILE` as `--module-report`: returns rig's exit code and the case.
+fn data_over_the_link(tag: &str, module_args: &[&str]) -> (i32, serde_json::Value) {
+    let dir = crate::util::scratch(&format!("module-data-{tag}"));
+    let file = dir.join("forwarded.jsonl");
+    let report = format!(
+        "python3 {} {}",
+        crate::util::path("tests/interop/module_report.py").display(),
+        file.display()
+    );
+    let mut module = vec!["tests/interop/module_conforming.py", "200", "--forward"];
+    module.push(file.to_str().unwrap());
+    module.extend_from_slice(module_args);
+    let (code, record, _) = run_module_with(
+        tag,
+        &["module.data"],
+        &["--module-report", &report],
+        &module,
+    );
+    (code, record["cases"][0].clone())
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "peers"),
+    ignore = "real time (2 × 65 s) with python3 and pyserial (pip install pyserial); run with cargo test --features peers (.ci/run does)"
+)]
+fn module_data_over_a_pty_with_a_python_module_report() {
+    if !pyserial() {
+        return;
+    }
+    let (code, case) = data_over_the_link("data-ok", &[]);
+    assert_eq!(code, 0, "{case}");
+    assert_eq!(case["verdict"], "pass", "{case}");
+    let forwarded = case["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "good.forwarded")
+        .and_then(|m| m["value"].as_f64())
+        .unwrap();
+    // one or more whole answers of 17 data sets
+    assert!(forwarded >= 17.0 && forwarded % 17.0 == 0.0, "{case}");
+    let (code, case) = data_over_the_link("data-bad-bcc", &["--forward-bad-bcc"]);
+    assert_eq!(code, 1, "{case}");
+    assert_eq!(case["verdict"], "fail", "{case}");
+    assert!(
+        case["message"]
+            .as_str()
+            .unwrap()
+            .contains("BCC does not check"),
+        "{case}"
+    );
 }
