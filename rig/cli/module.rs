@@ -225,12 +225,12 @@ pub fn run(args: ModuleArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = end.observer_errors.first() {
         bail!("cannot write records to {}: {e}", args.out.display());
     }
-    print!("{}", report::summary_table(&end.cases));
+    super::out(report::summary_table(&end.cases))?;
     let s = &reporter.record().summary;
-    println!(
-        "{} passed, {} failed, {} inconclusive, {} skipped, {} errors",
+    super::out(format!(
+        "{} passed, {} failed, {} inconclusive, {} skipped, {} errors\n",
         s.pass, s.fail, s.inconclusive, s.skip, s.error
-    );
+    ))?;
     if let Some(why) = end.outcome.ended_early() {
         eprintln!("rig module: run {}: {why}", end.outcome.name());
     }

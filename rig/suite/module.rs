@@ -10,26 +10,43 @@
 //! that is a meter (not a bench) skips every case with the reason: `rig module` runs them.
 
 use super::{Ctx, Judgement, Measurement, Shared};
-use crate::meter::profile::{Clause, SPEC_351};
+use crate::meter::profile::{Clause, Profile, SPEC_351};
 use crate::module::{self, supply, Scenario, WireLog};
 use crate::target::TargetError;
 use crate::time::TimeSource;
 
-/// `module.request`'s clause.
-pub const REQUEST_CLAUSE: Clause = Clause {
-    source: SPEC_351,
-    section: "IEC61107 data request: To meter: /?![CR][LF]; 300 baud, 1 start bit, 7 data bits, even parity, 1 stop bit",
-};
-/// `module.patience`'s clause.
-pub const PATIENCE_CLAUSE: Clause = Clause {
-    source: SPEC_351,
-    section: "IEC61107 data request, Note 1: response between 20 and 500 msec after request (the module waits for it, and for the whole answer to its BCC)",
-};
-/// `module.repetition`'s clause.
-pub const REPETITION_CLAUSE: Clause = Clause {
-    source: SPEC_351,
-    section: "IEC61107 data request, Note 1: response up to 500 msec after request (a repeat sooner talks over the answer); spacing and count otherwise recorded, no clause limits them",
-};
+/// A module case's clause in 004 (the 351's module interface), and the same marked as assumed for
+/// a meter whose own sheets do not give the module interface (the OMNIPOWER profiles).
+macro_rules! module_clause {
+    ($own:ident, $assumed:ident, $section:literal) => {
+        #[doc = concat!("004: ", $section)]
+        pub const $own: Clause = Clause {
+            source: SPEC_351,
+            section: $section,
+        };
+        #[doc = concat!("004, assumed for a meter whose sheets do not give the module interface: ", $section)]
+        pub const $assumed: Clause = Clause {
+            source: SPEC_351,
+            section: concat!($section, " (the 351 module interface, assumed for this meter)"),
+        };
+    };
+}
+
+/// `own` where the profile's sources include 004 (the 351), else `assumed`.
+pub fn clause_for(p: &Profile, own: Clause, assumed: Clause) -> Clause {
+    if p.sources.contains(&SPEC_351) {
+        own
+    } else {
+        assumed
+    }
+}
+
+// `module.request`'s clause
+module_clause!(REQUEST_CLAUSE, REQUEST_CLAUSE_ASSUMED, "IEC61107 data request: To meter: /?![CR][LF]; 300 baud, 1 start bit, 7 data bits, even parity, 1 stop bit");
+// `module.patience`'s clause
+module_clause!(PATIENCE_CLAUSE, PATIENCE_CLAUSE_ASSUMED, "IEC61107 data request, Note 1: response between 20 and 500 msec after request (the module waits for it, and for the whole answer to its BCC)");
+// `module.repetition`'s clause
+module_clause!(REPETITION_CLAUSE, REPETITION_CLAUSE_ASSUMED, "IEC61107 data request, Note 1: response up to 500 msec after request (a repeat sooner talks over the answer); spacing and count otherwise recorded, no clause limits them");
 
 fn not_a_bench(ctx: &Ctx<'_>, clause: Clause) -> Judgement {
     Judgement::skip(
@@ -41,11 +58,8 @@ fn not_a_bench(ctx: &Ctx<'_>, clause: Clause) -> Judgement {
     )
 }
 
-/// `module.supply`'s clause.
-pub const SUPPLY_CLAUSE: Clause = Clause {
-    source: SPEC_351,
-    section: "Module interface, Pin 6 Supply: nominal voltage 4.2 V, average current 1 mA (average for 60 seconds), maximum current 5 mA",
-};
+// `module.supply`'s clause
+module_clause!(SUPPLY_CLAUSE, SUPPLY_CLAUSE_ASSUMED, "Module interface, Pin 6 Supply: nominal voltage 4.2 V, average current 1 mA (average for 60 seconds), maximum current 5 mA");
 
 /// How long `module.supply` watches the supply: three spans of 60 s.
 pub const SUPPLY_WINDOW_S: u64 = 180;
@@ -285,11 +299,8 @@ pub fn supply(ctx: &mut Ctx<'_>, _: &mut Shared, clause: Clause) -> Result<Judge
     ))
 }
 
-/// `module.data`'s clause.
-pub const DATA_CLAUSE: Clause = Clause {
-    source: SPEC_351,
-    section: "IEC61107 data request: 7 data bits, even parity; [ETX][BCC], the BCC by 7 bit modulo 2 addition, STX excluded, ETX included (IEC 62056-21 mode A block check): the module forwards the data sets as the meter sent them, and nothing from an answer whose BCC or parity does not check",
-};
+// `module.data`'s clause
+module_clause!(DATA_CLAUSE, DATA_CLAUSE_ASSUMED, "IEC61107 data request: 7 data bits, even parity; [ETX][BCC], the BCC by 7 bit modulo 2 addition, STX excluded, ETX included (IEC 62056-21 mode A block check): the module forwards the data sets as the meter sent them, and nothing from an answer whose BCC or parity does not check");
 
 /// One window of `module.data`: its name (also `RIG_MODULE_WINDOW` for `--module-report`), the
 /// meter served and for how long.

@@ -645,7 +645,7 @@ pub static MODULE_CASES: &[CaseDef] = &[
         suite: "module",
         title:
             "The module's request: /?! or /?ADDRESS! then CR LF, 7E1 (even parity, one stop bit)",
-        clause: |_| module::REQUEST_CLAUSE,
+        clause: |p| module::clause_for(p, module::REQUEST_CLAUSE, module::REQUEST_CLAUSE_ASSUMED),
         needs: &[],
         uses: Uses::LINE,
         plan: |_| Wait::none("judges the module under test (rig module), not the meter"),
@@ -656,7 +656,7 @@ pub static MODULE_CASES: &[CaseDef] = &[
         id: "module.patience",
         suite: "module",
         title: "The module waits for an answer at 499.9 ms with 1500 ms pauses, to its BCC",
-        clause: |_| module::PATIENCE_CLAUSE,
+        clause: |p| module::clause_for(p, module::PATIENCE_CLAUSE, module::PATIENCE_CLAUSE_ASSUMED),
         needs: &[],
         uses: Uses::LINE,
         plan: |_| Wait::none("judges the module under test (rig module), not the meter"),
@@ -672,7 +672,13 @@ pub static MODULE_CASES: &[CaseDef] = &[
         id: "module.repetition",
         suite: "module",
         title: "When and how often the module asks again after silence, noise and a bad BCC",
-        clause: |_| module::REPETITION_CLAUSE,
+        clause: |p| {
+            module::clause_for(
+                p,
+                module::REPETITION_CLAUSE,
+                module::REPETITION_CLAUSE_ASSUMED,
+            )
+        },
         needs: &[],
         uses: Uses::LINE,
         plan: |_| Wait::none("judges the module under test (rig module), not the meter"),
@@ -692,7 +698,7 @@ pub static MODULE_CASES: &[CaseDef] = &[
         id: "module.supply",
         suite: "module",
         title: "Pin 6: at most 1 mA averaged over 60 s, never above 5 mA",
-        clause: |_| module::SUPPLY_CLAUSE,
+        clause: |p| module::clause_for(p, module::SUPPLY_CLAUSE, module::SUPPLY_CLAUSE_ASSUMED),
         needs: &[],
         uses: Uses::LINE,
         plan: |_| Wait::none("judges the module under test (rig module), not the meter"),
@@ -709,7 +715,7 @@ pub static MODULE_CASES: &[CaseDef] = &[
         id: "module.data",
         suite: "module",
         title: "The module forwards what the meter sent, and nothing from a bad BCC or parity",
-        clause: |_| module::DATA_CLAUSE,
+        clause: |p| module::clause_for(p, module::DATA_CLAUSE, module::DATA_CLAUSE_ASSUMED),
         needs: &[],
         uses: Uses::LINE,
         plan: |_| Wait::none("judges the module under test (rig module), not the meter"),
@@ -758,7 +764,7 @@ mod tests {
         use crate::meter::profile::{COMBI_351, OMNIPOWER_3PH, OMNIPOWER_CT};
         let mut bad = Vec::new();
         for p in [&COMBI_351, &OMNIPOWER_3PH, &OMNIPOWER_CT] {
-            for c in CASES {
+            for c in CASES.iter().chain(MODULE_CASES) {
                 let clause = (c.clause)(p);
                 if !(p.sources.contains(&clause.source) || clause.section.contains("assumed")) {
                     bad.push(format!(
