@@ -9,7 +9,9 @@
 //! module in virtual time ([its module](self::reference)) or a pty that a real module opens
 //! ([`pty`]).
 
+pub mod drive;
 pub mod ina228;
+pub mod inputs;
 pub mod pty;
 pub mod reference;
 pub mod supply;
@@ -194,6 +196,19 @@ pub trait ModuleBench {
     fn supply(&mut self, _window_s: u64) -> Result<Option<supply::SupplyLog>, TargetError> {
         Ok(None)
     }
+    /// Serves `meter` for `window_s` seconds (on the bench's clock) and logs the levels the
+    /// module drives on the meter's inputs (ports 1 and 2, pins 4 and 3) as edges
+    /// ([`inputs::InputLog`]). `None`: this bench cannot see the module's pins (a pty).
+    ///
+    /// # Errors
+    /// The bench's I/O (lost edges, a vanished line), a stop asked from outside.
+    fn inputs(
+        &mut self,
+        _meter: &MeterSpec,
+        _window_s: f64,
+    ) -> Result<Option<inputs::InputLog>, TargetError> {
+        Ok(None)
+    }
 }
 
 /// What `module.request` found in one request.
@@ -372,6 +387,15 @@ impl ModuleBench for Windowed<'_> {
     fn supply(&mut self, window_s: u64) -> Result<Option<supply::SupplyLog>, TargetError> {
         let log = self.inner.supply(window_s)?;
         *self.now = *self.now + std::time::Duration::from_secs(window_s);
+        Ok(log)
+    }
+    fn inputs(
+        &mut self,
+        meter: &MeterSpec,
+        window_s: f64,
+    ) -> Result<Option<inputs::InputLog>, TargetError> {
+        let log = self.inner.inputs(meter, window_s)?;
+        *self.now = *self.now + std::time::Duration::from_secs_f64(window_s);
         Ok(log)
     }
 }

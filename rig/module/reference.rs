@@ -9,15 +9,17 @@
 
 use std::time::Duration;
 
+use super::drive::{self, DriveKnobs};
+use super::inputs::InputLog;
 use super::supply::{CurrentTrace, SupplyLog, PEAK_MAX_MA};
 use super::{Dir, LineChar, ModuleBench, WireLog};
 use crate::iec62056::exchange::{AnswerRules, Conformance, Listening, ReadMode};
 use crate::iec62056::Request;
 use crate::meter::config::MeterSpec;
 use crate::sim::SimTarget;
-use crate::target::{Clock, DataLink, RecvEnd, SentAt, Target, TargetError, Timing};
+use crate::target::{Clock, DataLink, ModulePorts, RecvEnd, SentAt, Target, TargetError, Timing};
 use crate::time::Timestamp;
-use crate::uart::{bit_start, RxChar};
+use crate::uart::{bit_start, Edge, Level, RxChar};
 
 /// The reference module's behaviour; `Default` is a conforming module. Each field but `address`
 /// is a fault knob.
@@ -43,6 +45,9 @@ pub struct ModuleKnobs {
     /// Its current on pin 6 (default: 0.5 mA with 3 mA peaks, conforming); a knob for the
     /// supply budget (e.g. `base_ma = 1.2`, or `peak_ma = 6`).
     pub supply: CurrentTrace,
+    /// What it drives into the meter's inputs (`[drive]`: tariff script, pulses, max reset),
+    /// with knobs for a bouncing tariff contact and short pulses.
+    pub drive: DriveKnobs,
 }
 
 impl Default for ModuleKnobs {
@@ -56,6 +61,7 @@ impl Default for ModuleKnobs {
             odd_parity: false,
             no_crlf: false,
             supply: CurrentTrace::default(),
+            drive: DriveKnobs::default(),
         }
     }
 }
@@ -128,6 +134,31 @@ impl ModuleBench for VirtualBench {
 
     fn supply(&mut self, window_s: u64) -> Result<Option<SupplyLog>, TargetError> {
         Ok(Some(self.supply_log(window_s)))
+    }
+
+    fn inputs(
+        &mut self,
+        meter: &MeterSpec,
+        window_s: f64,
+    ) -> Result<Option<InputLog>, TargetError> {
+        let end = Timestamp::ZERO + Duration::from_secs_f64(window_s);
+        let mut sim = SimTarget::new(meter.clone());
+        let mut log = InputLog::idle(Timestamp::ZERO, end);
+        for c in drive::script(&meter.io, &self.knobs.drive) {
+            if c.t >= end {
+                break;
+            }
+            // the software meter sees every change as the module makes it (its input model);
+            // the log is what the bench's edge capture would see at the pin
+            sim.wait_until(c.t)?;
+            sim.set_input(c.port, c.drive)?;
+            log.edges[c.port as usize].push(Edge {
+                t: c.t,
+                level: Level::from_high(!c.drive.is_active()),
+            });
+        }
+        sim.wait_until(end)?;
+        Ok(Some(log))
     }
 }
 
