@@ -68,6 +68,7 @@
 
 pub mod calibrate;
 pub mod gpio;
+pub mod meter_side;
 pub mod pi;
 pub mod rig_target;
 pub mod safe;
