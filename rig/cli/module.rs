@@ -3,8 +3,9 @@
 //!
 //! `--link PATH` serves the software meter (the meter file's, every fault knob) in real time on a
 //! pty linked at PATH for a software module; `--reference` runs the reference software module
-//! (rig run's own exchange, knobs from `--knobs FILE`) in virtual time. SIGINT/SIGTERM stops the
-//! run after the window in hand (records `stopped`, exit 2).
+//! (rig run's own exchange, knobs from `--knobs FILE`) in virtual time; `--wiring FILE` serves
+//! the meter on pins (a meter-side wiring file, [`meter_rig::module::pins`]). SIGINT/SIGTERM
+//! stops the run after the window in hand (records `stopped`, exit 2).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,9 +13,15 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 
+use meter_rig::meter::config::MeterSpec;
+use meter_rig::module::pins;
 use meter_rig::module::pty::PtyBench;
 use meter_rig::module::reference::{ModuleKnobs, VirtualBench};
 use meter_rig::module::BenchTarget;
+use meter_rig::pins::gpio::GpioBus;
+use meter_rig::pins::pi::PiBus;
+use meter_rig::pins::wiring::{BackendKind, ChipInventory, Wiring};
+use meter_rig::pins::PinBus;
 use meter_rig::report::{self, Progress, Reporter};
 use meter_rig::serial::{Framing, ShutdownHandle};
 use meter_rig::suite::registry::MODULE_CASES;
@@ -32,6 +39,10 @@ pub struct ModuleArgs {
     /// Judge the reference software module in virtual time instead (see --knobs).
     #[arg(long)]
     pub reference: bool,
+    /// Serve the meter on pins: a meter-side wiring file (`side = "meter"`,
+    /// fixtures/wiring/meter-side.toml; wiring/README.md, "Module-vendor mode").
+    #[arg(long, conflicts_with_all = ["link", "reference"])]
+    pub wiring: Option<PathBuf>,
     /// TOML file of the reference module's fault knobs (answer_wait_ms, char_wait_ms,
     /// retry_after_ms, tries, odd_parity, no_crlf, address); only with --reference.
     #[arg(long, requires = "reference")]
@@ -77,6 +88,28 @@ fn watch_signals(stop: StopToken, window: Option<ShutdownHandle>) -> anyhow::Res
     Ok(())
 }
 
+/// The bench of `--wiring FILE`: the meter served on the file's pins, after the meter-side
+/// checks (a module-side file is refused naming what `rig module` needs).
+fn open_wiring_bench(path: &std::path::Path, spec: &MeterSpec) -> anyhow::Result<BenchTarget> {
+    let file = path.display().to_string();
+    let wiring = Wiring::load(path)?;
+    pins::check_wiring(&file, &wiring, spec, &ChipInventory::scan())?;
+    if wiring.supply_monitor.is_some() {
+        eprintln!("rig module: {file}: [supply_monitor] is not read yet (INA228 over I2C): module.supply skips on pins");
+    }
+    let cfg = pins::meter_side_bus(&wiring);
+    let (bus, kind): (Box<dyn PinBus + Send>, &str) = match wiring.backend {
+        BackendKind::Gpio => (Box::new(GpioBus::open(&cfg)?), "gpio"),
+        BackendKind::Pi => (Box::new(PiBus::open(&cfg)?), "pi"),
+    };
+    let bench = pins::PinsBench::new(bus, wiring, spec.baud)?;
+    eprintln!("rig module: serving the meter on the pins of {file} ({kind} backend)");
+    Ok(
+        BenchTarget::new(Box::new(bench), format!("module:{kind}:{file}"), false)
+            .with_parity_checked(true),
+    )
+}
+
 fn open_bench(args: &ModuleArgs) -> anyhow::Result<(BenchTarget, Option<ShutdownHandle>)> {
     if let Some(link) = &args.link {
         let framing = match args.framing.as_str() {
@@ -99,7 +132,7 @@ fn open_bench(args: &ModuleArgs) -> anyhow::Result<(BenchTarget, Option<Shutdown
         return Ok((target, Some(handle)));
     }
     if !args.reference {
-        bail!("rig module needs the module under test: --link PATH (a software module on a pty) or --reference (the reference module)");
+        bail!("rig module needs the module under test: --link PATH (a software module on a pty), --wiring FILE (a module on pins) or --reference (the reference module)");
     }
     let knobs = match &args.knobs {
         None => ModuleKnobs::default(),
@@ -125,7 +158,10 @@ pub fn run(args: ModuleArgs) -> anyhow::Result<ExitCode> {
             bail!("unknown case {c:?}: expected one of {}", ids.join(", "));
         }
     }
-    let (mut target, window) = open_bench(&args)?;
+    let (mut target, window) = match &args.wiring {
+        Some(w) => (open_wiring_bench(w, &spec)?, None),
+        None => open_bench(&args)?,
+    };
     let caps = target.capabilities();
     let mut opts = RunOptions::for_target(&caps);
     // the whole suite, or only the cases named (a case id selects a module case by itself)

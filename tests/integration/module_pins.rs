@@ -37,3 +37,28 @@ fn rig_run_refuses_a_meter_side_wiring_file_naming_the_side() {
     // the module-side file is still accepted by the check
     assert_eq!(code(&run_rig(&["wiring", "check", &root(MODULE_SIDE)])), 0);
 }
+
+#[test]
+fn rig_module_wiring_refuses_a_module_side_file_and_roles_its_meter_cannot_have() {
+    let out = std::env::temp_dir().join(format!("meter-rig-module-pins-{}", std::process::id()));
+    let out = out.to_str().unwrap();
+    let o = run_rig(&["module", "--wiring", &root(MODULE_SIDE), "--out", out]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(
+        err.contains("this wiring file is for `rig run` (module side); `rig module` needs the meter-side roles"),
+        "{err}"
+    );
+    // the default meter is KK 05: port 2 is its A+ output, not the tariff input the file reads
+    let o = run_rig(&["module", "--wiring", &root(METER_SIDE), "--out", out]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(
+        err.contains("role tariff_in is not possible with KK 05"),
+        "{err}"
+    );
+    // one module under test at a time
+    let o = run_rig(&["module", "--wiring", &root(METER_SIDE), "--reference"]);
+    assert_eq!(code(&o), 2);
+    assert!(!std::path::Path::new(out).join("record.json").exists());
+}
