@@ -14,10 +14,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use meter_rig::meter::config::MeterSpec;
-use meter_rig::module::pins;
 use meter_rig::module::pty::PtyBench;
 use meter_rig::module::reference::{ModuleKnobs, VirtualBench};
 use meter_rig::module::BenchTarget;
+use meter_rig::module::{monitor, pins};
 use meter_rig::pins::gpio::GpioBus;
 use meter_rig::pins::pi::PiBus;
 use meter_rig::pins::wiring::{BackendKind, ChipInventory, Wiring};
@@ -94,15 +94,22 @@ fn open_wiring_bench(path: &std::path::Path, spec: &MeterSpec) -> anyhow::Result
     let file = path.display().to_string();
     let wiring = Wiring::load(path)?;
     pins::check_wiring(&file, &wiring, spec, &ChipInventory::scan())?;
-    if wiring.supply_monitor.is_some() {
-        eprintln!("rig module: {file}: [supply_monitor] is not read yet (INA228 over I2C): module.supply skips on pins");
-    }
+    let monitor = match &wiring.supply_monitor {
+        Some(m) => Some(monitor::open(m)?),
+        None => {
+            eprintln!("rig module: {file}: no [supply_monitor]: module.supply skips");
+            None
+        }
+    };
     let cfg = pins::meter_side_bus(&wiring);
     let (bus, kind): (Box<dyn PinBus + Send>, &str) = match wiring.backend {
         BackendKind::Gpio => (Box::new(GpioBus::open(&cfg)?), "gpio"),
         BackendKind::Pi => (Box::new(PiBus::open(&cfg)?), "pi"),
     };
-    let bench = pins::PinsBench::new(bus, wiring, spec.baud)?;
+    let mut bench = pins::PinsBench::new(bus, wiring, spec.baud)?;
+    if let Some(m) = monitor {
+        bench = bench.with_monitor(Box::new(m));
+    }
     eprintln!("rig module: serving the meter on the pins of {file} ({kind} backend)");
     Ok(
         BenchTarget::new(Box::new(bench), format!("module:{kind}:{file}"), false)

@@ -12,6 +12,7 @@
 pub mod drive;
 pub mod ina228;
 pub mod inputs;
+pub mod monitor;
 pub mod pins;
 pub mod pty;
 pub mod reference;

@@ -11,13 +11,16 @@
 //!
 //! Times: the module's characters and inputs from edge timestamps; the meter's own characters as
 //! the meter scheduled them (the UART driver starts them a little later; a data-out `tap` in the
-//! wiring would show by how much). Not built: reading the INA228 of `[supply_monitor]` over I2C,
-//! so `module.supply` skips on this bench.
+//! wiring would show by how much). With a current monitor ([`super::monitor`], the wiring's
+//! `[supply_monitor]`) the supply is read once a second while the meter is served, and its ALERT
+//! line is timed as an edge, for `module.supply`.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::inputs::InputLog;
+use super::monitor::CurrentMonitor;
+use super::supply::SupplyLog;
 use super::{Dir, LineChar, ModuleBench, WireLog};
 use crate::line::{CharPeer, ScheduledChar};
 use crate::meter::config::MeterSpec;
@@ -59,6 +62,12 @@ pub fn meter_side_bus(w: &Wiring) -> BusConfig {
                 active_high: d.opto.is_inverting(),
             });
         }
+    }
+    if let Some(g) = w.supply_monitor.as_ref().and_then(|m| m.alert.clone()) {
+        c.inputs.push(InputSpec {
+            signal: Signal::SupplyAlert,
+            gpio: g,
+        });
     }
     for port in Port::ALL {
         let Some(p) = w.port(port) else { continue };
@@ -104,6 +113,9 @@ pub struct PinsBench<B: PinBus> {
     wiring: Wiring,
     tx: Option<SerialTarget>,
     baud: u32,
+    monitor: Option<Box<dyn CurrentMonitor>>,
+    /// The meter served last (the supply is watched while serving it).
+    last_meter: Option<MeterSpec>,
 }
 
 impl<B: PinBus> std::fmt::Debug for PinsBench<B> {
@@ -135,13 +147,23 @@ impl<B: PinBus> PinsBench<B> {
             wiring,
             tx,
             baud,
+            monitor: None,
+            last_meter: None,
         })
+    }
+
+    /// The same, with `monitor` in pin 6's supply (its ALERT on the wiring's
+    /// `supply_monitor.alert` line): `module.supply` is judged from it.
+    pub fn with_monitor(mut self, monitor: Box<dyn CurrentMonitor>) -> Self {
+        self.monitor = Some(monitor);
+        self
     }
 
     fn opto(&self, s: Signal) -> Opto {
         match s {
             Signal::DataIn => self.wiring.data_in.as_ref().map(|d| d.opto.clone()),
             Signal::Port(p) => self.wiring.port(p).map(|e| e.opto.clone()),
+            Signal::SupplyAlert => self.wiring.supply_monitor.as_ref().map(|m| m.opto.clone()),
             _ => None,
         }
         .unwrap_or_default()
@@ -232,6 +254,10 @@ struct Window {
     chars: Vec<LineChar>,
     inputs: InputLog,
     outgoing: VecDeque<ScheduledChar>,
+    /// The supply's charge readings and ALERT edges, when asked for.
+    supply: Option<SupplyLog>,
+    /// When the charge is read next.
+    next_charge: Timestamp,
 }
 
 impl Window {
@@ -250,12 +276,15 @@ impl Window {
 }
 
 impl<B: PinBus> PinsBench<B> {
-    /// Serves `meter` for `window_s` seconds: the conversation and the module's input drive.
+    /// Serves `meter` for `window_s` seconds: the conversation, the module's input drive and,
+    /// with `supply`, the supply monitor's readings (once a second) and ALERT edges.
     fn serve(
         &mut self,
         meter: &MeterSpec,
         window_s: f64,
-    ) -> Result<(WireLog, InputLog), TargetError> {
+        supply: bool,
+    ) -> Result<Window, TargetError> {
+        self.last_meter = Some(meter.clone());
         let start = self.bus.now()?;
         let until = start + Duration::from_secs_f64(window_s);
         let mut m = SoftMeter::new(meter.clone());
@@ -265,66 +294,97 @@ impl<B: PinBus> PinsBench<B> {
             chars: Vec::new(),
             inputs: InputLog::idle(start, until),
             outgoing: VecDeque::new(),
+            supply: None,
+            next_charge: start,
         };
         w.inputs.initial = self.port_levels()?;
+        if let (true, Some(mon)) = (supply, self.monitor.as_mut()) {
+            mon.reset_charge()?;
+            w.supply = Some(SupplyLog {
+                alert_limit_ma: mon.alert_limit_ma(),
+                ..SupplyLog::default()
+            });
+        }
         loop {
             let now = self.bus.now()?;
             if now >= until {
                 break;
             }
-            let due = w.outgoing.front().map(|c| c.start);
-            let poll = now + Duration::from_millis(POLL_MS);
-            let deadline = [Some(until), due, Some(poll)]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(poll);
-            let mut got = Vec::new();
-            for e in self.bus.read_edges(deadline)? {
-                let pin = self.to_pin(&e);
-                match e.signal {
-                    Signal::DataIn => w.rx.push(pin, &mut got),
-                    Signal::Port(p) => w.inputs.edges[p as usize].push(pin),
-                    _ => {}
-                }
-            }
-            let now = self.bus.now()?;
-            w.rx.advance(
-                Timestamp(now.as_ns().saturating_sub(QUEUE_LATENCY_NS)),
-                &mut got,
-            );
-            w.received(got, &mut m);
-            m.advance(now);
-            self.drive_outputs(meter, &mut m, now)?;
-            // what the meter has to say from now to the next poll
-            w.outgoing
-                .extend(m.take_transmit(now + Duration::from_millis(POLL_MS)));
-            while let Some(c) = w.outgoing.front().copied().filter(|c| c.start <= now) {
-                w.outgoing.pop_front();
-                self.transmit(&c)?;
-                w.chars.push(LineChar {
-                    dir: Dir::FromMeter,
-                    byte: c.byte,
-                    start: c.start,
-                    end: c.end,
-                    stop_ok: true,
-                });
-            }
+            self.step(meter, &mut m, &mut w, now, until)?;
         }
         let _ = self.bus.set_output(Signal::DataOut, false);
         w.chars.sort_by_key(|c| c.start);
-        let wire = WireLog {
-            chars: w.chars,
-            parity_observable: true,
-            end: until,
-        };
-        Ok((wire, w.inputs))
+        Ok(w)
+    }
+
+    /// One turn of the serving loop at `now`: edges in, the meter's characters and pulses out,
+    /// a charge reading when one is due.
+    fn step(
+        &mut self,
+        meter: &MeterSpec,
+        m: &mut SoftMeter,
+        w: &mut Window,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<(), TargetError> {
+        let due = w.outgoing.front().map(|c| c.start);
+        let poll = now + Duration::from_millis(POLL_MS);
+        let deadline = [Some(until), due, Some(poll)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(poll);
+        let mut got = Vec::new();
+        for e in self.bus.read_edges(deadline)? {
+            let pin = self.to_pin(&e);
+            match (e.signal, w.supply.as_mut()) {
+                (Signal::DataIn, _) => w.rx.push(pin, &mut got),
+                (Signal::Port(p), _) => w.inputs.edges[p as usize].push(pin),
+                // ALERT is active low at the chip
+                (Signal::SupplyAlert, Some(s)) => s.alerts.push((pin.t, pin.level == Level::Low)),
+                _ => {}
+            }
+        }
+        let now = self.bus.now()?;
+        w.rx.advance(
+            Timestamp(now.as_ns().saturating_sub(QUEUE_LATENCY_NS)),
+            &mut got,
+        );
+        w.received(got, m);
+        m.advance(now);
+        self.drive_outputs(meter, m, now)?;
+        if let (Some(s), Some(mon)) = (w.supply.as_mut(), self.monitor.as_mut()) {
+            if now >= w.next_charge {
+                s.charge.push((now, mon.charge_c()?));
+                w.next_charge = w.next_charge + Duration::from_secs(1);
+            }
+        }
+        // what the meter has to say from now to the next poll
+        w.outgoing
+            .extend(m.take_transmit(now + Duration::from_millis(POLL_MS)));
+        while let Some(c) = w.outgoing.front().copied().filter(|c| c.start <= now) {
+            w.outgoing.pop_front();
+            self.transmit(&c)?;
+            w.chars.push(LineChar {
+                dir: Dir::FromMeter,
+                byte: c.byte,
+                start: c.start,
+                end: c.end,
+                stop_ok: true,
+            });
+        }
+        Ok(())
     }
 }
 
 impl<B: PinBus> ModuleBench for PinsBench<B> {
     fn observe(&mut self, meter: &MeterSpec, window_s: f64) -> Result<WireLog, TargetError> {
-        self.serve(meter, window_s).map(|(w, _)| w)
+        let w = self.serve(meter, window_s, false)?;
+        Ok(WireLog {
+            chars: w.chars,
+            parity_observable: true,
+            end: w.inputs.end,
+        })
     }
 
     fn inputs(
@@ -342,13 +402,183 @@ impl<B: PinBus> ModuleBench for PinsBench<B> {
         if !read {
             return Ok(None);
         }
-        self.serve(meter, window_s).map(|(_, i)| Some(i))
+        self.serve(meter, window_s, false).map(|w| Some(w.inputs))
+    }
+
+    fn supply(&mut self, window_s: u64) -> Result<Option<SupplyLog>, TargetError> {
+        if self.monitor.is_none() {
+            return Ok(None);
+        }
+        // the module keeps its meter while its supply is watched: the meter file's, as served
+        // last, or the built-in one
+        let meter = self
+            .last_meter
+            .clone()
+            .unwrap_or_else(MeterSpec::builtin_default);
+        self.serve(&meter, window_s as f64, true).map(|w| w.supply)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pins::{monotonic_now, PinError};
+
+    /// A bus on the monotonic clock that plays back `edges` (offsets from its creation, ms, and
+    /// rig-side levels) as they fall due.
+    #[derive(Debug)]
+    struct Playback {
+        t0: Timestamp,
+        edges: Vec<(Signal, u64, bool)>,
+        seqno: u32,
+    }
+
+    impl PinBus for Playback {
+        fn describe(&self) -> String {
+            "playback".into()
+        }
+        fn set_output(&mut self, _: Signal, _: bool) -> Result<(), PinError> {
+            Ok(())
+        }
+        fn read_edges(&mut self, deadline: Timestamp) -> Result<Vec<PinEdge>, PinError> {
+            let now = monotonic_now();
+            if deadline > now {
+                std::thread::sleep(deadline.saturating_since(now));
+            }
+            let t0 = self.t0;
+            let (due, later): (Vec<_>, Vec<_>) = self
+                .edges
+                .iter()
+                .partition(|(_, ms, _)| t0 + Duration::from_millis(*ms) <= deadline);
+            self.edges = later;
+            Ok(due
+                .into_iter()
+                .map(|(signal, ms, high)| {
+                    self.seqno += 1;
+                    PinEdge {
+                        signal,
+                        t: t0 + Duration::from_millis(ms),
+                        level: Level::from_high(high),
+                        stream: 0,
+                        seqno: self.seqno,
+                        line_seqno: self.seqno,
+                    }
+                })
+                .collect())
+        }
+        fn now(&self) -> Result<Timestamp, PinError> {
+            Ok(monotonic_now())
+        }
+        fn level(&mut self, _: Signal) -> Result<bool, PinError> {
+            Ok(true)
+        }
+        fn all_inactive(&mut self) -> Result<(), PinError> {
+            Ok(())
+        }
+    }
+
+    /// 0.5 mA from the start: the charge grows by 0.5 mC a second.
+    struct Steady(Timestamp);
+
+    impl CurrentMonitor for Steady {
+        fn reset_charge(&mut self) -> Result<(), TargetError> {
+            self.0 = monotonic_now();
+            Ok(())
+        }
+        fn charge_c(&mut self) -> Result<f64, TargetError> {
+            Ok(monotonic_now().diff_ms(self.0) / 1e3 * 0.5e-3)
+        }
+        fn alert_limit_ma(&self) -> f64 {
+            5.0
+        }
+    }
+
+    const KK13: &str = r#"
+side = "meter"
+backend = "gpio"
+kk = 13
+[data_out]
+gpio = { chip = "c", line = 0 }
+opto = { inverting = false }
+[data_in]
+tap = { chip = "c", line = 1 }
+opto = { inverting = false }
+[port1]
+role = "pulse_in"
+gpio = { chip = "c", line = 2 }
+opto = { inverting = false }
+[port2]
+role = "tariff_in"
+gpio = { chip = "c", line = 3 }
+opto = { inverting = true }
+[supply_monitor]
+chip = "ina228"
+i2c = "/dev/i2c-1"
+shunt_ohm = 0.1
+alert = { chip = "c", line = 4 }
+opto = { inverting = false }
+"#;
+
+    #[test]
+    fn the_pins_bench_reads_the_supply_once_a_second_and_alert_edges_while_serving() {
+        let w = Wiring::parse("t", KK13).unwrap();
+        let bus = Playback {
+            t0: monotonic_now(),
+            // ALERT low (asserted) 300–320 ms; port 2 through an inverting opto: the rig reads
+            // high when the module pulls the pin low (tariff 2) at 400 ms
+            edges: vec![
+                (Signal::SupplyAlert, 300, false),
+                (Signal::SupplyAlert, 320, true),
+                (Signal::Port(Port::Port2), 400, true),
+            ],
+            seqno: 0,
+        };
+        let mut b = PinsBench::new(bus, w, 300)
+            .unwrap()
+            .with_monitor(Box::new(Steady(monotonic_now())));
+        let log = b.supply(2).unwrap().expect("a monitor");
+        assert!((2..=3).contains(&log.charge.len()), "{:?}", log.charge);
+        let (t, q) = log.charge[1];
+        assert!(
+            (q / t.diff_ms(log.charge[0].0) * 1e3 - 0.5e-3).abs() < 0.05e-3,
+            "{q}"
+        );
+        let alerts: Vec<bool> = log.alerts.iter().map(|a| a.1).collect();
+        assert_eq!(alerts, vec![true, false]);
+        let ms = log.alerts[1].0.diff_ms(log.alerts[0].0);
+        assert!((ms - 20.0).abs() < 1e-6, "{ms}");
+        assert_eq!(log.alert_limit_ma, 5.0);
+        // without a monitor the bench says it has none
+        let w = Wiring::parse("t", KK13).unwrap();
+        let bus = Playback {
+            t0: monotonic_now(),
+            edges: vec![],
+            seqno: 0,
+        };
+        assert!(PinsBench::new(bus, w, 300)
+            .unwrap()
+            .supply(1)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn the_pins_bench_reads_the_tariff_input_through_its_opto() {
+        let w = Wiring::parse("t", KK13).unwrap();
+        let bus = Playback {
+            t0: monotonic_now(),
+            edges: vec![(Signal::Port(Port::Port2), 100, false)],
+            seqno: 0,
+        };
+        let mut b = PinsBench::new(bus, w, 300).unwrap();
+        let mut spec = MeterSpec::builtin_default();
+        spec.io = crate::meter::io::IoCode::kk(13).unwrap().map;
+        let log = b.inputs(&spec, 0.3).unwrap().expect("pins are read");
+        let t = crate::module::inputs::read_tariffs(&spec.io.tariff, &log).unwrap();
+        // the rig's line reads high at the start and the opto inverts: the pin is low, tariff 2;
+        // at 100 ms the rig's line goes low, the pin is released: tariff 1
+        assert_eq!(t.sequence(), vec![2, 1]);
+    }
 
     #[test]
     fn the_meter_side_bus_reads_inputs_and_drives_data_out_and_pulse_outputs() {

@@ -62,3 +62,38 @@ fn rig_module_wiring_refuses_a_module_side_file_and_roles_its_meter_cannot_have(
     assert_eq!(code(&o), 2);
     assert!(!std::path::Path::new(out).join("record.json").exists());
 }
+
+#[test]
+fn rig_module_wiring_names_the_i2c_bus_it_cannot_open() {
+    let dir = std::env::temp_dir().join(format!("meter-rig-module-i2c-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // the default meter with KK 13, the fixture's code
+    let meter = dir.join("kk13.toml");
+    let text = std::fs::read_to_string(root("fixtures/meters/default.toml")).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| if l.starts_with("kk =") { "kk = 13" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&meter, text).unwrap();
+    // the fixture on a bus no machine has
+    let wiring = dir.join("meter-side.toml");
+    let w = std::fs::read_to_string(root(METER_SIDE)).unwrap();
+    std::fs::write(&wiring, w.replace("/dev/i2c-1", "/dev/i2c-250")).unwrap();
+    let o = run_rig(&[
+        "module",
+        "--wiring",
+        wiring.to_str().unwrap(),
+        "--meter",
+        meter.to_str().unwrap(),
+        "--out",
+        dir.join("out").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(
+        err.contains("/dev/i2c-250") && err.contains("i2cdetect"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
