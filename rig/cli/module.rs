@@ -90,7 +90,10 @@ fn watch_signals(stop: StopToken, window: Option<ShutdownHandle>) -> anyhow::Res
 
 /// The bench of `--wiring FILE`: the meter served on the file's pins, after the meter-side
 /// checks (a module-side file is refused naming what `rig module` needs).
-fn open_wiring_bench(path: &std::path::Path, spec: &MeterSpec) -> anyhow::Result<BenchTarget> {
+fn open_wiring_bench(
+    path: &std::path::Path,
+    spec: &MeterSpec,
+) -> anyhow::Result<(BenchTarget, Option<ShutdownHandle>)> {
     let file = path.display().to_string();
     let wiring = Wiring::load(path)?;
     pins::check_wiring(&file, &wiring, spec, &ChipInventory::scan())?;
@@ -111,10 +114,10 @@ fn open_wiring_bench(path: &std::path::Path, spec: &MeterSpec) -> anyhow::Result
         bench = bench.with_monitor(Box::new(m));
     }
     eprintln!("rig module: serving the meter on the pins of {file} ({kind} backend)");
-    Ok(
-        BenchTarget::new(Box::new(bench), format!("module:{kind}:{file}"), false)
-            .with_parity_checked(true),
-    )
+    let handle = bench.shutdown_handle();
+    let target = BenchTarget::new(Box::new(bench), format!("module:{kind}:{file}"), false)
+        .with_parity_checked(true);
+    Ok((target, Some(handle)))
 }
 
 fn open_bench(args: &ModuleArgs) -> anyhow::Result<(BenchTarget, Option<ShutdownHandle>)> {
@@ -166,7 +169,7 @@ pub fn run(args: ModuleArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let (mut target, window) = match &args.wiring {
-        Some(w) => (open_wiring_bench(w, &spec)?, None),
+        Some(w) => open_wiring_bench(w, &spec)?,
         None => open_bench(&args)?,
     };
     let caps = target.capabilities();

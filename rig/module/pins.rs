@@ -29,7 +29,7 @@ use crate::pins::wiring::{ChipInventory, Opto, Role, Wiring, WiringError};
 use crate::pins::{
     BusConfig, InputSpec, OutputSpec, PinBus, PinEdge, Signal, EVENT_BUFFER, QUEUE_LATENCY_NS,
 };
-use crate::serial::{Framing, SerialOptions, SerialTarget};
+use crate::serial::{Framing, SerialOptions, SerialTarget, ShutdownHandle};
 use crate::sim::SoftMeter;
 use crate::target::{DataLink, Port, TargetError};
 use crate::time::Timestamp;
@@ -116,6 +116,7 @@ pub struct PinsBench<B: PinBus> {
     monitor: Option<Box<dyn CurrentMonitor>>,
     /// The meter served last (the supply is watched while serving it).
     last_meter: Option<MeterSpec>,
+    stop: ShutdownHandle,
 }
 
 impl<B: PinBus> std::fmt::Debug for PinsBench<B> {
@@ -149,7 +150,14 @@ impl<B: PinBus> PinsBench<B> {
             baud,
             monitor: None,
             last_meter: None,
+            stop: ShutdownHandle::default(),
         })
+    }
+
+    /// A handle that ends the window in hand (within a poll, 20 ms) and every later one: SIGINT,
+    /// SIGTERM.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.stop.clone()
     }
 
     /// The same, with `monitor` in pin 6's supply (its ALERT on the wiring's
@@ -309,6 +317,12 @@ impl<B: PinBus> PinsBench<B> {
             let now = self.bus.now()?;
             if now >= until {
                 break;
+            }
+            if self.stop.is_stopped() {
+                let _ = self.bus.set_output(Signal::DataOut, false);
+                return Err(TargetError::Stopped {
+                    reason: "stopped by a signal while serving the meter on pins".into(),
+                });
             }
             self.step(meter, &mut m, &mut w, now, until)?;
         }
@@ -560,6 +574,20 @@ opto = { inverting = false }
             .supply(1)
             .unwrap()
             .is_none());
+        // a stop ends the window in hand
+        let w = Wiring::parse("t", KK13).unwrap();
+        let bus = Playback {
+            t0: monotonic_now(),
+            edges: vec![],
+            seqno: 0,
+        };
+        let mut b = PinsBench::new(bus, w, 300).unwrap();
+        b.shutdown_handle().stop();
+        let spec = MeterSpec::builtin_default();
+        assert!(matches!(
+            b.observe(&spec, 60.0),
+            Err(TargetError::Stopped { .. })
+        ));
     }
 
     #[test]
