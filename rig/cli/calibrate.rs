@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Args;
 
 use meter_rig::pins::calibrate::{calibrate_loopback, write_back};
-use meter_rig::pins::wiring::{ChipInventory, Wiring};
+use meter_rig::pins::wiring::{ChipInventory, Side, Wiring};
 
 /// `rig calibrate …`
 #[derive(Debug, Args)]
@@ -38,6 +38,8 @@ pub struct CalibrateArgs {
 pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
     let name = args.wiring.display().to_string();
     let w = Wiring::load(&args.wiring)?;
+    // calibration loopbacks are defined for the module side's directions only
+    w.require_side(&name, Side::Module)?;
     let notes = w.check(&name, None, &ChipInventory::scan())?;
     for n in notes {
         eprintln!("{name}: entry {}: note: {}", n.entry, n.text);

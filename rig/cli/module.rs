@@ -3,6 +3,7 @@
 //!
 //! `--link PATH` serves the software meter (the meter file's, every fault knob) in real time on a
 //! pty linked at PATH for a software module; `--port PATH` serves it on an existing serial port;
+//! `--wiring FILE` serves it on pins (a meter-side wiring file, [`meter_rig::module::pins`]);
 //! `--reference` runs the reference software module (rig run's own exchange, knobs from `--knobs
 //! FILE`) in virtual time. `--module-report CMD` tells `module.data` what an external module
 //! forwarded. SIGINT/SIGTERM stops the run after the window in hand (records `stopped`, exit 2).
@@ -13,10 +14,16 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 
+use meter_rig::meter::config::MeterSpec;
 use meter_rig::module::pty::PtyBench;
 use meter_rig::module::reference::{ModuleKnobs, VirtualBench};
 use meter_rig::module::report::ReportCommand;
 use meter_rig::module::BenchTarget;
+use meter_rig::module::{monitor, pins};
+use meter_rig::pins::gpio::GpioBus;
+use meter_rig::pins::pi::PiBus;
+use meter_rig::pins::wiring::{BackendKind, ChipInventory, Wiring};
+use meter_rig::pins::PinBus;
 use meter_rig::report::{self, Progress, Reporter};
 use meter_rig::serial::{Framing, ShutdownHandle};
 use meter_rig::suite::registry::MODULE_CASES;
@@ -39,6 +46,10 @@ pub struct ModuleArgs {
     /// Judge the reference software module in virtual time instead (see --knobs).
     #[arg(long)]
     pub reference: bool,
+    /// Serve the meter on pins: a meter-side wiring file (`side = "meter"`,
+    /// fixtures/wiring/meter-side.toml; wiring/README.md, "Module-vendor mode").
+    #[arg(long, conflicts_with_all = ["link", "port", "reference"])]
+    pub wiring: Option<PathBuf>,
     /// TOML file of the reference module's fault knobs (answer_wait_ms, char_wait_ms,
     /// retry_after_ms, tries, odd_parity, no_crlf, address, forwards_bad_bcc,
     /// forwards_bad_parity, the supply table); only with --reference.
@@ -103,6 +114,38 @@ fn watch_signals(stop: StopToken, window: Option<ShutdownHandle>) -> anyhow::Res
     Ok(())
 }
 
+/// The bench of `--wiring FILE`: the meter served on the file's pins, after the meter-side
+/// checks (a module-side file is refused naming what `rig module` needs).
+fn open_wiring_bench(
+    path: &std::path::Path,
+    spec: &MeterSpec,
+) -> anyhow::Result<(BenchTarget, Option<ShutdownHandle>)> {
+    let file = path.display().to_string();
+    let wiring = Wiring::load(path)?;
+    pins::check_wiring(&file, &wiring, spec, &ChipInventory::scan())?;
+    let monitor = match &wiring.supply_monitor {
+        Some(m) => Some(monitor::open(m)?),
+        None => {
+            eprintln!("rig module: {file}: no [supply_monitor]: module.supply skips");
+            None
+        }
+    };
+    let cfg = pins::meter_side_bus(&wiring);
+    let (bus, kind): (Box<dyn PinBus + Send>, &str) = match wiring.backend {
+        BackendKind::Gpio => (Box::new(GpioBus::open(&cfg)?), "gpio"),
+        BackendKind::Pi => (Box::new(PiBus::open(&cfg)?), "pi"),
+    };
+    let mut bench = pins::PinsBench::new(bus, wiring, spec.baud)?;
+    if let Some(m) = monitor {
+        bench = bench.with_monitor(Box::new(m));
+    }
+    eprintln!("rig module: serving the meter on the pins of {file} ({kind} backend)");
+    let handle = bench.shutdown_handle();
+    let target = BenchTarget::new(Box::new(bench), format!("module:{kind}:{file}"), false)
+        .with_parity_checked(true);
+    Ok((target, Some(handle)))
+}
+
 fn open_bench(
     args: &ModuleArgs,
     baud: u32,
@@ -131,7 +174,7 @@ fn open_bench(
         return open_port(port, args.framing.as_deref(), baud);
     }
     if !args.reference {
-        bail!("rig module needs the module under test: --link PATH (a software module on a pty), --port PATH (a module on a serial port) or --reference (the reference module)");
+        bail!("rig module needs the module under test: --link PATH (a software module on a pty), --port PATH (a module on a serial port), --wiring FILE (a module on pins) or --reference (the reference module)");
     }
     let knobs = match &args.knobs {
         None => ModuleKnobs::default(),
@@ -198,7 +241,10 @@ pub fn run(args: ModuleArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let report = report_command(&args)?;
-    let (mut target, window) = open_bench(&args, spec.baud)?;
+    let (mut target, window) = match &args.wiring {
+        Some(w) => open_wiring_bench(w, &spec)?,
+        None => open_bench(&args, spec.baud)?,
+    };
     if let Some(report) = report {
         target = target.with_report(report);
     }

@@ -4,7 +4,7 @@ use anyhow::bail;
 
 use meter_rig::meter::config::MeterSpec;
 use meter_rig::pins::rig_target::RigTarget;
-use meter_rig::pins::wiring::{ChipInventory, Wiring};
+use meter_rig::pins::wiring::{ChipInventory, Side, Wiring};
 use meter_rig::pins::{open_bus, PinTarget};
 use meter_rig::serial::{Framing, SerialOptions, SerialTarget};
 use meter_rig::target::Target;
@@ -46,6 +46,7 @@ pub fn open(
     // gpio: or pi: a wiring file; its backend must match the target kind
     let path = std::path::Path::new(rest);
     let wiring = Wiring::load(path)?;
+    wiring.require_side(rest, Side::Module)?;
     // port roles from the resolved meter spec (KK for the 351, Z3 for OMNIPOWER): one source
     wiring.check(rest, Some(spec.io_code()), &ChipInventory::scan())?;
     let backend = format!("{:?}", wiring.backend).to_lowercase();

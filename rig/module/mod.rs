@@ -10,7 +10,11 @@
 //! ([`pty`]).
 
 pub mod data;
+pub mod drive;
 pub mod ina228;
+pub mod inputs;
+pub mod monitor;
+pub mod pins;
 pub mod pty;
 pub mod reference;
 pub mod report;
@@ -227,6 +231,19 @@ pub trait ModuleBench {
             Err(data::ReportError::NotReported),
         ))
     }
+    /// Serves `meter` for `window_s` seconds (on the bench's clock) and logs the levels the
+    /// module drives on the meter's inputs (ports 1 and 2, pins 4 and 3) as edges
+    /// ([`inputs::InputLog`]). `None`: this bench cannot see the module's pins (a pty).
+    ///
+    /// # Errors
+    /// The bench's I/O (lost edges, a vanished line), a stop asked from outside.
+    fn inputs(
+        &mut self,
+        _meter: &MeterSpec,
+        _window_s: f64,
+    ) -> Result<Option<inputs::InputLog>, TargetError> {
+        Ok(None)
+    }
 }
 
 /// What `module.request` found in one request.
@@ -441,6 +458,15 @@ impl ModuleBench for Windowed<'_> {
         };
         *self.now = *self.now + std::time::Duration::from_secs_f64(window_s);
         Ok(out)
+    }
+    fn inputs(
+        &mut self,
+        meter: &MeterSpec,
+        window_s: f64,
+    ) -> Result<Option<inputs::InputLog>, TargetError> {
+        let log = self.inner.inputs(meter, window_s)?;
+        *self.now = *self.now + std::time::Duration::from_secs_f64(window_s);
+        Ok(log)
     }
 }
 

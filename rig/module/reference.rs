@@ -12,15 +12,17 @@
 use std::time::Duration;
 
 use super::data::{Forwarded, ForwardedValue, ReportError};
+use super::drive::{self, DriveKnobs};
+use super::inputs::InputLog;
 use super::supply::{CurrentTrace, SupplyLog, PEAK_MAX_MA};
 use super::{Dir, LineChar, ModuleBench, WireLog};
 use crate::iec62056::exchange::{AnswerRules, Conformance, Exchange, Listening, ReadMode};
 use crate::iec62056::Request;
 use crate::meter::config::MeterSpec;
 use crate::sim::SimTarget;
-use crate::target::{Clock, DataLink, RecvEnd, SentAt, Target, TargetError, Timing};
+use crate::target::{Clock, DataLink, ModulePorts, RecvEnd, SentAt, Target, TargetError, Timing};
 use crate::time::Timestamp;
-use crate::uart::{bit_start, RxChar};
+use crate::uart::{bit_start, Edge, Level, RxChar};
 
 /// The reference module's behaviour; `Default` is a conforming module. Each field but `address`
 /// is a fault knob.
@@ -51,6 +53,9 @@ pub struct ModuleKnobs {
     pub forwards_bad_bcc: bool,
     /// Forwards the values of a whole answer with a parity error (healthy: nothing from it).
     pub forwards_bad_parity: bool,
+    /// What it drives into the meter's inputs (`[drive]`: tariff script, pulses, max reset),
+    /// with knobs for a bouncing tariff contact and short pulses.
+    pub drive: DriveKnobs,
 }
 
 impl Default for ModuleKnobs {
@@ -66,6 +71,7 @@ impl Default for ModuleKnobs {
             supply: CurrentTrace::default(),
             forwards_bad_bcc: false,
             forwards_bad_parity: false,
+            drive: DriveKnobs::default(),
         }
     }
 }
@@ -137,6 +143,31 @@ impl ModuleBench for VirtualBench {
         let (log, values) = self.run(meter, window_s)?;
         Ok((log, Ok(Forwarded { values })))
     }
+
+    fn inputs(
+        &mut self,
+        meter: &MeterSpec,
+        window_s: f64,
+    ) -> Result<Option<InputLog>, TargetError> {
+        let end = Timestamp::ZERO + Duration::from_secs_f64(window_s);
+        let mut sim = SimTarget::new(meter.clone());
+        let mut log = InputLog::idle(Timestamp::ZERO, end);
+        for c in drive::script(&meter.io, &self.knobs.drive) {
+            if c.t >= end {
+                break;
+            }
+            // the software meter sees every change as the module makes it (its input model);
+            // the log is what the bench's edge capture would see at the pin
+            sim.wait_until(c.t)?;
+            sim.set_input(c.port, c.drive)?;
+            log.edges[c.port as usize].push(Edge {
+                t: c.t,
+                level: Level::from_high(!c.drive.is_active()),
+            });
+        }
+        sim.wait_until(end)?;
+        Ok(Some(log))
+    }
 }
 
 impl VirtualBench {
@@ -185,7 +216,9 @@ impl VirtualBench {
         };
         Ok((log, forwarded))
     }
+}
 
+impl VirtualBench {
     fn supply_log(&self, window_s: u64) -> SupplyLog {
         self.knobs.supply.observe(window_s, PEAK_MAX_MA)
     }

@@ -68,6 +68,7 @@
 
 pub mod calibrate;
 pub mod gpio;
+pub mod meter_side;
 pub mod pi;
 pub mod rig_target;
 pub mod safe;
@@ -96,6 +97,8 @@ pub enum Signal {
     Port(Port),
     /// Loopback line `n` (calibration only).
     Loop(u8),
+    /// The supply monitor's ALERT output (meter side, `rig module`): asserted above 5 mA.
+    SupplyAlert,
 }
 
 impl std::fmt::Display for Signal {
@@ -105,6 +108,7 @@ impl std::fmt::Display for Signal {
             Signal::DataIn => write!(f, "data_in"),
             Signal::Port(p) => write!(f, "port{}", p.number()),
             Signal::Loop(n) => write!(f, "loopback[{n}]"),
+            Signal::SupplyAlert => write!(f, "supply_monitor.alert"),
         }
     }
 }
@@ -664,7 +668,7 @@ impl<B: PinBus> PinTarget<B> {
                 Signal::DataOut => self.rx.push(e, chars),
                 Signal::DataIn => self.data_in_edges.push(e),
                 Signal::Port(p) => self.port_edges.entry(p).or_default().push(e),
-                Signal::Loop(_) => {}
+                Signal::Loop(_) | Signal::SupplyAlert => {}
             }
         }
     }

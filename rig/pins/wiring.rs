@@ -24,6 +24,8 @@ use crate::meter::io::{IoCode, PortRole};
 use crate::target::Port;
 use crate::uart::Level;
 
+pub use super::meter_side::{wrong_side_text, Side, SupplyMonitor};
+
 /// The Raspberry Pi's primary UART pins (BCM numbering): TXD0/TXD1 and RXD0/RXD1.
 pub const PI_UART_TX_BCM: u32 = 14;
 /// See [`PI_UART_TX_BCM`].
@@ -163,6 +165,10 @@ pub struct DataEntry {
     /// The edge-capture tap: a GPIO input wired in parallel with the UART line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tap: Option<GpioRef>,
+    /// Meter side (`side = "meter"`), `data_out` only: a GPIO output that drives pin 2 in place
+    /// of a UART TX (the rig bit-bangs the meter's answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpio: Option<GpioRef>,
     /// The optocoupler between the module pin and the rig.
     #[serde(default)]
     pub opto: Opto,
@@ -298,6 +304,11 @@ pub struct Wiring {
     /// Backend: `gpio` (character device) or `pi` (rppal).
     #[serde(default)]
     pub backend: BackendKind,
+    /// Which side of the module interface the rig plays: `module` (`rig run`, the default) or
+    /// `meter` (`rig module`: data out driven, data in and the port inputs read, pulse outputs
+    /// driven, pin 6 supplied through `[supply_monitor]`).
+    #[serde(default, skip_serializing_if = "Side::is_module")]
+    pub side: Side,
     /// The meter configuration's KK code, when fixed for this rig.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kk: Option<u8>,
@@ -319,6 +330,10 @@ pub struct Wiring {
     /// Pin 6.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supply: Option<PowerEntry>,
+    /// Meter side only: the current monitor in pin 6's 4.2 V supply (an INA228 on I2C, its ALERT
+    /// on a GPIO).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supply_monitor: Option<SupplyMonitor>,
     /// Calibration loopbacks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub loopback: Vec<Loopback>,
@@ -468,6 +483,26 @@ pub enum WiringError {
         file: String,
         /// Each problem (none of them `Several`).
         problems: Vec<WiringError>,
+    },
+    /// A wiring file for the other side of the module interface than the command plays.
+    #[error("{file}: {}", wrong_side_text(.found, .needed))]
+    WrongSide {
+        /// The file.
+        file: String,
+        /// The side the file is for.
+        found: Side,
+        /// The side the command needs.
+        needed: Side,
+    },
+    /// A meter-side entry that cannot do what `rig module` needs of it.
+    #[error("{file}: entry {entry}: {detail}")]
+    MeterSide {
+        /// The file.
+        file: String,
+        /// The table (`data_out`, `data_in`, `supply_monitor`, …).
+        entry: String,
+        /// What is wrong and how to fix it.
+        detail: String,
     },
     /// A loopback that does not fit its entry.
     #[error("{file}: entry {entry}: bad loopback: {detail}")]
@@ -642,12 +677,27 @@ impl Wiring {
 
     /// Whether the rig drives entry `name` (vs. captures it); `None` for an unknown entry.
     pub fn entry_is_driven(&self, name: &str) -> Option<bool> {
-        match name {
+        let driven = match name {
             "data_out" => self.data_out.as_ref().map(|_| false),
             "data_in" => self.data_in.as_ref().map(|_| true),
             "port1" => self.port1.as_ref().map(|p| p.role.rig_drives()),
             "port2" => self.port2.as_ref().map(|p| p.role.rig_drives()),
             _ => None,
+        };
+        // the meter side turns every direction around (an unused port is driven by nobody)
+        match (self.side, name) {
+            (Side::Meter, "port1" | "port2") => {
+                let role = self
+                    .port(if name == "port1" {
+                        Port::Port1
+                    } else {
+                        Port::Port2
+                    })?
+                    .role;
+                Some(role == Role::PulseOut)
+            }
+            (Side::Meter, _) => driven.map(|d| !d),
+            (Side::Module, _) => driven,
         }
     }
 
@@ -706,6 +756,7 @@ impl Wiring {
             });
         }
         self.check_polarity(file, &mut problems);
+        self.check_meter_side(file, &mut problems);
         let refs = self.gpio_refs(file, &mut problems);
         self.check_lines(file, &refs, chips, &mut notes, &mut problems);
         self.check_taps(file, &mut problems);
@@ -796,6 +847,7 @@ impl Wiring {
         if let Some(g) = self.data_in.as_ref().and_then(|d| d.tap.as_ref()) {
             refs.push(("data_in.tap".into(), g));
         }
+        self.meter_side_refs(&mut refs);
         for (i, lb) in self.loopback.iter().enumerate() {
             if let Some(g) = &lb.drive {
                 refs.push((format!("loopback[{i}].drive"), g));
@@ -903,9 +955,14 @@ impl Wiring {
 
     /// No capture tap sits on the UART's own pin.
     fn check_taps(&self, file: &str, problems: &mut Vec<WiringError>) {
+        // on the meter side the UART's TX drives data out and its RX reads data in
+        let (out_pin, in_pin) = match self.side {
+            Side::Module => (PI_UART_RX_BCM, PI_UART_TX_BCM),
+            Side::Meter => (PI_UART_TX_BCM, PI_UART_RX_BCM),
+        };
         for (name, d, pi_default) in [
-            ("data_out", &self.data_out, PI_UART_RX_BCM),
-            ("data_in", &self.data_in, PI_UART_TX_BCM),
+            ("data_out", &self.data_out, out_pin),
+            ("data_in", &self.data_in, in_pin),
         ] {
             let Some(d) = d else { continue };
             let own = d.uart_pin.clone().or_else(|| {

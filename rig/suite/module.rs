@@ -10,7 +10,9 @@
 //! that is a meter (not a bench) skips every case with the reason: `rig module` runs them.
 
 use super::{Ctx, Judgement, Measurement, Shared};
+use crate::meter::io::{IoMap, PortRole, TariffControl};
 use crate::meter::profile::{Clause, Profile, SPEC_351};
+use crate::module::inputs::{self, InputLog};
 use crate::module::{self, supply, Scenario, WireLog};
 use crate::target::TargetError;
 use crate::time::TimeSource;
@@ -464,4 +466,228 @@ pub fn data(ctx: &mut Ctx<'_>, _: &mut Shared, clause: Clause) -> Result<Judgeme
     );
     j.details.extend(details);
     Ok(j)
+}
+
+/// How long `module.tariff_drive` and `module.pulse_out` watch the module's inputs, seconds.
+pub const DRIVE_WINDOW_S: f64 = 30.0;
+
+/// Why the two input cases only record: the sources give no limit for the module's drive.
+const NO_INPUT_LIMIT: &str = "informational: no source document limits the timing of the \
+     module's drive into the meter's inputs (004 Module interface gives pins 3/4 levels, a 1 MΩ \
+     pull-up with 10 nF and 3 mA low; 000 the tariff tables and KK roles), so nothing here fails";
+
+fn io_text(ctx: &Ctx<'_>) -> String {
+    format!("{} ({})", ctx.spec.io_code(), ctx.spec.io.description)
+}
+
+/// The levels the module drove on the meter's inputs for [`DRIVE_WINDOW_S`]; `Err` is the
+/// judgement that ends the case (not a bench, or a bench that cannot see the pins).
+fn input_log(
+    ctx: &mut Ctx<'_>,
+    clause: Clause,
+) -> Result<Result<InputLog, Judgement>, TargetError> {
+    ctx.check_stop()?;
+    let Some(mut bench) = ctx.target.try_as_module_bench() else {
+        return Ok(Err(not_a_bench(ctx, clause)));
+    };
+    let log = bench.inputs(ctx.spec, DRIVE_WINDOW_S)?;
+    drop(bench);
+    Ok(log.ok_or_else(|| {
+        Judgement::skip(
+            clause,
+            format!(
+                "{} cannot see the module's pins 3 and 4: wire them as the meter's inputs (rig module --wiring FILE, wiring/README.md)",
+                ctx.target.describe()
+            ),
+        )
+    }))
+}
+
+/// `module.tariff_drive`: the tariff the meter reads from the levels the module drives on its
+/// tariff inputs (000 "Tariff control", by the meter's KK code), over [`DRIVE_WINDOW_S`]. The
+/// sequence, the changes and the shortest dwell between two changes are recorded; informational
+/// (no clause limits them). Skips for a meter whose tariffs are controlled by communication.
+///
+/// # Errors
+/// The bench's.
+pub fn tariff_drive(
+    ctx: &mut Ctx<'_>,
+    _: &mut Shared,
+    clause: Clause,
+) -> Result<Judgement, TargetError> {
+    if ctx.target.try_as_module_bench().is_none() {
+        return Ok(not_a_bench(ctx, clause));
+    }
+    if ctx.spec.io.tariff == TariffControl::Communication {
+        return Ok(Judgement::skip(
+            clause,
+            format!(
+                "{}: tariffs by communication, the meter reads no tariff input from the module",
+                io_text(ctx)
+            ),
+        ));
+    }
+    let log = match input_log(ctx, clause)? {
+        Ok(l) => l,
+        Err(j) => return Ok(j),
+    };
+    let r = inputs::read_tariffs(&ctx.spec.io.tariff, &log).expect("module tariff control");
+    let src = TimeSource::Edge;
+    let mut used = r.sequence();
+    used.sort_unstable();
+    used.dedup();
+    let mut ms = vec![
+        Measurement::info("tariff_changes", r.changes() as f64, "count", src, 0.0),
+        Measurement::info("tariffs_used", used.len() as f64, "count", src, 0.0),
+    ];
+    if let Some(d) = r.shortest_dwell_ms() {
+        ms.push(Measurement::info("shortest_dwell", d, "ms", src, 0.0));
+    }
+    let seq: Vec<String> = r.sequence().iter().map(u8::to_string).collect();
+    let mut seq_text = seq.iter().take(12).cloned().collect::<Vec<_>>().join(" → ");
+    if seq.len() > 12 {
+        seq_text.push_str(" → …");
+    }
+    let mut j = Judgement::from_problems(
+        clause,
+        vec![],
+        ms,
+        format!(
+            "{}: the meter read tariff {seq_text} ({} change(s){}); {NO_INPUT_LIMIT}",
+            io_text(ctx),
+            r.changes(),
+            r.shortest_dwell_ms()
+                .map(|d| format!(", shortest dwell {} ms", super::fmt_num(d)))
+                .unwrap_or_default()
+        ),
+    );
+    j.details.extend(r.spans.iter().take(20).map(|s| {
+        format!(
+            "tariff {} from {:.3} s to {:.3} s",
+            s.tariff,
+            s.from.as_secs_f64(),
+            s.to.as_secs_f64()
+        )
+    }));
+    Ok(j)
+}
+
+/// The measurement prefix of a pulse-counting input.
+fn role_name(role: PortRole) -> &'static str {
+    match role {
+        PortRole::MaxReset => "max_reset",
+        PortRole::DebitingStop => "debiting_stop",
+        _ => "pulse_in",
+    }
+}
+
+/// The measurements `module.pulse_out` takes for a meter with I/O map `io`: for each pulse
+/// input, its count (pulses) and shortest pulse, gap and period (ms).
+pub fn pulse_out_measures(io: &IoMap) -> Vec<(&'static str, bool)> {
+    const PULSE_IN: [&str; 4] = [
+        "pulse_in.count",
+        "pulse_in.shortest",
+        "pulse_in.shortest_gap",
+        "pulse_in.shortest_period",
+    ];
+    const MAX_RESET: [&str; 4] = [
+        "max_reset.count",
+        "max_reset.shortest",
+        "max_reset.shortest_gap",
+        "max_reset.shortest_period",
+    ];
+    const DEBITING_STOP: [&str; 4] = [
+        "debiting_stop.count",
+        "debiting_stop.shortest",
+        "debiting_stop.shortest_gap",
+        "debiting_stop.shortest_period",
+    ];
+    inputs::pulse_inputs(io)
+        .into_iter()
+        .flat_map(|(_, role)| match role {
+            PortRole::MaxReset => MAX_RESET,
+            PortRole::DebitingStop => DEBITING_STOP,
+            _ => PULSE_IN,
+        })
+        .map(|name| (name, name.ends_with(".count")))
+        .collect()
+}
+
+fn pulse_measurements(r: &inputs::PulseReading) -> Vec<Measurement> {
+    let n = role_name(r.role);
+    let src = TimeSource::Edge;
+    let mut ms = vec![Measurement::info(
+        &format!("{n}.count"),
+        r.count as f64,
+        "pulses",
+        src,
+        0.0,
+    )];
+    for (name, v) in [
+        ("shortest", r.shortest_ms()),
+        ("shortest_gap", r.shortest_gap_ms()),
+        ("shortest_period", r.shortest_period_ms()),
+    ] {
+        if let Some(v) = v {
+            ms.push(Measurement::info(&format!("{n}.{name}"), v, "ms", src, 0.0));
+        }
+    }
+    ms
+}
+
+/// `module.pulse_out`: the pulses the module drives into the meter's pulse input and max-reset
+/// (or debiting stop) input, counted as the meter counts them (every change to active, the
+/// software meter's input model) with the shortest pulse, gap and period, over
+/// [`DRIVE_WINDOW_S`]; informational (no clause gives a minimum pulse length or a maximum rate for
+/// the module inputs). Skips for a KK code without such inputs.
+///
+/// # Errors
+/// The bench's.
+pub fn pulse_out(
+    ctx: &mut Ctx<'_>,
+    _: &mut Shared,
+    clause: Clause,
+) -> Result<Judgement, TargetError> {
+    if ctx.target.try_as_module_bench().is_none() {
+        return Ok(not_a_bench(ctx, clause));
+    }
+    let ports = inputs::pulse_inputs(&ctx.spec.io);
+    if ports.is_empty() {
+        return Ok(Judgement::skip(
+            clause,
+            format!(
+                "{} has no pulse input or max-reset input for the module to drive",
+                io_text(ctx)
+            ),
+        ));
+    }
+    let log = match input_log(ctx, clause)? {
+        Ok(l) => l,
+        Err(j) => return Ok(j),
+    };
+    let readings: Vec<_> = ports
+        .iter()
+        .map(|&(p, role)| inputs::read_pulses(p, role, &log))
+        .collect();
+    let ms = readings.iter().flat_map(pulse_measurements).collect();
+    let said: Vec<String> = readings
+        .iter()
+        .map(|r| {
+            format!(
+                "{} on {} counted {}{}",
+                role_name(r.role),
+                r.port,
+                r.count,
+                r.shortest_ms()
+                    .map(|w| format!(" (shortest {} ms)", super::fmt_num(w)))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    Ok(Judgement::from_problems(
+        clause,
+        vec![],
+        ms,
+        format!("{}: {}; {NO_INPUT_LIMIT}", io_text(ctx), said.join(", ")),
+    ))
 }

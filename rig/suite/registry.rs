@@ -728,6 +728,39 @@ pub static MODULE_CASES: &[CaseDef] = &[
         },
         run: module::data,
     },
+    CaseDef {
+        id: "module.tariff_drive",
+        suite: "module",
+        title: "The tariff the meter reads from the module's tariff inputs (informational)",
+        clause: |p| p.tariff_clause,
+        needs: &[],
+        uses: Uses::LINE,
+        plan: |_| Wait::none("judges the module under test (rig module), not the meter"),
+        measures: |_| {
+            vec![
+                d("tariff_changes", Unit::Count, None, None),
+                d("tariffs_used", Unit::Count, None, None),
+                d("shortest_dwell", Unit::Ms, None, None),
+            ]
+        },
+        run: module::tariff_drive,
+    },
+    CaseDef {
+        id: "module.pulse_out",
+        suite: "module",
+        title: "The pulses the meter counts from the module's pulse and max-reset drive (informational)",
+        clause: |p| p.io_clause,
+        needs: &[],
+        uses: Uses::LINE,
+        plan: |_| Wait::none("judges the module under test (rig module), not the meter"),
+        measures: |s| {
+            module::pulse_out_measures(&s.io)
+                .into_iter()
+                .map(|(name, count)| d(name, if count { Unit::Pulses } else { Unit::Ms }, None, None))
+                .collect()
+        },
+        run: module::pulse_out,
+    },
 ];
 
 #[cfg(test)]

@@ -590,6 +590,9 @@ sense = {{ chip = "{c}", line = 7 }}
     assert_eq!(w2.loopback, w.loopback);
 }
 
+/// `rig module` on pins: the rig as the meter, this test as the module.
+mod module_pins;
+
 /// The software meter on the simulated chip, in real time: its pulse outputs drive line pulls,
 /// and it samples the lines the rig drives. Its data port is its character link (the guest has no
 /// UART), stamped with the meter's own schedule.

@@ -8,6 +8,7 @@ mod interop;
 mod matrix;
 mod module;
 mod module_link;
+mod module_pins;
 mod module_port;
 mod operator;
 #[cfg(feature = "pi-hardware")]

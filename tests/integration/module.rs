@@ -150,7 +150,7 @@ fn the_module_suite_is_not_run_by_rig_run_and_skips_against_a_meter() {
     let mut opts = all.clone();
     opts.suites = vec!["module".into()];
     let cases = suite::run(&mut sim, &spec, &opts, &mut Null);
-    assert_eq!(cases.len(), 5);
+    assert_eq!(cases.len(), meter_rig::suite::registry::MODULE_CASES.len());
     for c in &cases {
         assert_eq!(c.verdict, Verdict::Skip, "{}", c.id);
         assert!(c.message.contains("rig module"), "{}", c.message);
@@ -226,7 +226,10 @@ fn rig_module_reference_writes_rig_run_records_and_exit_codes() {
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("record.json")).unwrap()).unwrap();
     assert_eq!(record["target"], "module:reference");
-    assert_eq!(record["cases"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        record["cases"].as_array().unwrap().len(),
+        meter_rig::suite::registry::MODULE_CASES.len()
+    );
     assert!(out.join("junit.xml").exists() && out.join("measurements.csv").exists());
     // the supply knob: 1.2 mA average
     std::fs::write(&knobs, "[supply]\nbase_ma = 1.2\n").unwrap();
@@ -485,4 +488,117 @@ fn data_serves_no_parity_error_over_a_link_that_carries_no_parity() {
         "{:?}",
         r.details
     );
+}
+
+fn fixture(name: &str) -> MeterSpec {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/meters")
+        .join(name);
+    MeterSpec::from_file(&p).unwrap()
+}
+
+fn run_on(spec: &MeterSpec, case: &str, knobs: ModuleKnobs) -> CaseResult {
+    let mut t = BenchTarget::new(Box::new(VirtualBench { knobs }), "module:reference", true);
+    let mut opts = RunOptions::for_target(&t.capabilities());
+    opts.cases = vec![case.into()];
+    let mut cases = suite::run(&mut t, spec, &opts, &mut Null);
+    cases.remove(0)
+}
+
+fn drive(d: meter_rig::module::drive::DriveKnobs) -> ModuleKnobs {
+    ModuleKnobs {
+        drive: d,
+        ..ModuleKnobs::default()
+    }
+}
+
+#[test]
+fn tariff_drive_reads_the_4_tariff_walk_and_records_a_bounce_as_information() {
+    // KK 01 (4-tariff): the healthy module walks 1 2 3 4 1, five seconds each
+    let spec = fixture("office-day.toml");
+    let r = run_on(&spec, "module.tariff_drive", ModuleKnobs::default());
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    assert!(
+        r.message.contains("tariff 1 → 2 → 3 → 4 → 1"),
+        "{}",
+        r.message
+    );
+    assert!(r.message.contains("informational"), "{}", r.message);
+    assert_eq!(measured(&r, "tariff_changes"), 4.0);
+    assert_eq!(measured(&r, "tariffs_used"), 4.0);
+    assert_eq!(measured(&r, "shortest_dwell"), 5000.0);
+    // a contact that bounces twice at every change: the meter reads the flips; no clause limits
+    // them, so the case still passes and the figures show it
+    let bouncy = drive(meter_rig::module::drive::DriveKnobs {
+        tariff_bounce: 2,
+        bounce_ms: 1.0,
+        ..Default::default()
+    });
+    let r = run_on(&spec, "module.tariff_drive", bouncy);
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    assert!(measured(&r, "tariff_changes") > 4.0 * 4.0);
+    assert!((measured(&r, "shortest_dwell") - 1.0).abs() < 1e-6);
+}
+
+#[test]
+fn tariff_drive_reads_a_2_tariff_input_and_skips_tariffs_by_communication() {
+    // KK 15: 2-tariff on port 2; the script's 3 and 4 do not exist there: 1 → 2 → 1
+    let r = run_on(
+        &fixture("max-reset-tariff.toml"),
+        "module.tariff_drive",
+        ModuleKnobs::default(),
+    );
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    assert!(r.message.contains("tariff 1 → 2 → 1"), "{}", r.message);
+    assert_eq!(measured(&r, "tariff_changes"), 2.0);
+    // KK 05: tariffs by communication
+    let r = run_case("module.tariff_drive", ModuleKnobs::default());
+    assert_eq!(r.verdict, Verdict::Skip, "{}", r.message);
+    assert!(r.message.contains("KK 05"), "{}", r.message);
+}
+
+#[test]
+fn pulse_out_counts_pulses_and_max_resets_and_records_short_pulses_as_information() {
+    // KK 05: pulse in on port 1; ten pulses of 50 ms with 50 ms gaps
+    let r = run_case("module.pulse_out", ModuleKnobs::default());
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    assert_eq!(measured(&r, "pulse_in.count"), 10.0);
+    assert_eq!(measured(&r, "pulse_in.shortest"), 50.0);
+    assert_eq!(measured(&r, "pulse_in.shortest_gap"), 50.0);
+    assert_eq!(measured(&r, "pulse_in.shortest_period"), 100.0);
+    // pulses of 2 ms: the software meter counts them all (no source gives a minimum length)
+    let short = drive(meter_rig::module::drive::DriveKnobs {
+        pulse_ms: 2.0,
+        pulses: 25,
+        ..Default::default()
+    });
+    let r = run_case("module.pulse_out", short);
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    assert!(r.message.contains("informational"), "{}", r.message);
+    assert_eq!(measured(&r, "pulse_in.count"), 25.0);
+    assert_eq!(measured(&r, "pulse_in.shortest"), 2.0);
+    // KK 15: one max-reset press of 500 ms on port 1
+    let r = run_on(
+        &fixture("max-reset-tariff.toml"),
+        "module.pulse_out",
+        ModuleKnobs::default(),
+    );
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.message);
+    assert_eq!(measured(&r, "max_reset.count"), 1.0);
+    assert_eq!(measured(&r, "max_reset.shortest"), 500.0);
+    // KK 01: tariff inputs only
+    let r = run_on(
+        &fixture("office-day.toml"),
+        "module.pulse_out",
+        ModuleKnobs::default(),
+    );
+    assert_eq!(r.verdict, Verdict::Skip, "{}", r.message);
+}
+
+#[test]
+fn the_drive_knobs_are_read_from_the_knobs_file() {
+    let k: ModuleKnobs = toml::from_str("[drive]\npulse_ms = 2.0\ntariff_bounce = 3\n").unwrap();
+    assert_eq!(k.drive.pulse_ms, 2.0);
+    assert_eq!(k.drive.tariff_bounce, 3);
+    assert!(toml::from_str::<ModuleKnobs>("[drive]\npulse_length = 2.0\n").is_err());
 }
