@@ -390,6 +390,17 @@ fn a_mode_c_meter_gives_up_on_a_late_or_foreign_acknowledgement() {
         mode_c_data_after_ack(Duration::from_millis(1500), None),
         "an acknowledgement starting 1.5 s after the identification is in time"
     );
+    // to the nanosecond: the first character's stop bit (33 333 333 ns at 300 baud) ends exactly
+    // at the wait's end (1.5 s + 33 333 334 ns) when it starts 1 ns past 1.5 s, and is taken;
+    // 1 ns later it is not
+    assert!(mode_c_data_after_ack(
+        Duration::from_nanos(1_500_000_001),
+        None
+    ));
+    assert!(!mode_c_data_after_ack(
+        Duration::from_nanos(1_500_000_002),
+        None
+    ));
     assert!(
         !mode_c_data_after_ack(Duration::from_millis(1501), None),
         "one starting 1.501 s after it is late: no data message"
