@@ -40,7 +40,7 @@ fn rig_run_refuses_a_meter_side_wiring_file_naming_the_side() {
 
 #[test]
 fn rig_module_wiring_refuses_a_module_side_file_and_roles_its_meter_cannot_have() {
-    let out = std::env::temp_dir().join(format!("meter-rig-module-pins-{}", std::process::id()));
+    let out = crate::util::scratch("module-pins");
     let out = out.to_str().unwrap();
     let o = run_rig(&["module", "--wiring", &root(MODULE_SIDE), "--out", out]);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -65,7 +65,7 @@ fn rig_module_wiring_refuses_a_module_side_file_and_roles_its_meter_cannot_have(
 
 #[test]
 fn rig_module_wiring_names_the_i2c_bus_it_cannot_open() {
-    let dir = std::env::temp_dir().join(format!("meter-rig-module-i2c-{}", std::process::id()));
+    let dir = crate::util::scratch("module-i2c");
     std::fs::create_dir_all(&dir).unwrap();
     // the default meter with KK 13, the fixture's code
     let meter = dir.join("kk13.toml");
