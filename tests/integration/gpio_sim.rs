@@ -590,6 +590,10 @@ sense = {{ chip = "{c}", line = 7 }}
     assert_eq!(w2.loopback, w.loopback);
 }
 
+/// The whole rig on the UART pair ttyS1 ↔ ttyS2: the readout suite through `RigTarget`, and
+/// `rig serve` with pins.
+mod uart_pair;
+
 /// The software meter on the simulated chip, in real time: its pulse outputs drive line pulls,
 /// and it samples the lines the rig drives. Its data port is its character link (the guest has no
 /// UART), stamped with the meter's own schedule.
