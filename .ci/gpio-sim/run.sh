@@ -19,7 +19,8 @@
 # Loopback TCP (rig serve in the guest) needs CONFIG_NET/INET/UNIX and `lo` up (init.sh).
 # Needs: apt-get install -y linux-source-6.1 flex bison bc libelf-dev busybox-static \
 #        qemu-system-x86 cpio jq
-# Env: QEMU_TIMEOUT (s, default 900), CARGO_TARGET_DIR (respected).
+# Env: QEMU_TIMEOUT (s, default 900), CARGO_TARGET_DIR (respected), GUEST_FILTER (the test filter
+# the guest runs, default gpio_sim::; e.g. gpio_sim::uart_pair:: while working on those tests).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -64,7 +65,7 @@ timeout "${QEMU_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg -m 512 -nographic -
     -chardev "socket,id=u1,path=$work/uart.sock,server=on,wait=off" -serial chardev:u1 \
     -chardev "socket,id=u2,path=$work/uart.sock" -serial chardev:u2 \
     -kernel "$kernel" -initrd "$work/initramfs.gz" \
-    -append 'console=ttyS0 quiet panic=-1 rdinit=/init' > "$log" 2>&1
+    -append "console=ttyS0 quiet panic=-1 rdinit=/init guest_filter=${GUEST_FILTER:-gpio_sim::}" > "$log" 2>&1
 qrc=$?
 set -e
 tr -d '\r' < "$log" | sed -n '/guest: kernel/,$p' | sed 's/^.*guest: kernel/guest: kernel/'

@@ -1018,8 +1018,14 @@ opto = {{ inverting = true }}
     #[test]
     fn rebase_moves_times_between_the_clocks_and_back() {
         let r = rig_target::Rebase::from_readings(Timestamp(70_000_000_000), Timestamp(5_000));
-        assert_eq!(r.to_pins(Timestamp(1_000_000)), Timestamp(69_999_995_000 + 1_000_000));
-        assert_eq!(r.to_serial(r.to_pins(Timestamp(123_456))), Timestamp(123_456));
+        assert_eq!(
+            r.to_pins(Timestamp(1_000_000)),
+            Timestamp(69_999_995_000 + 1_000_000)
+        );
+        assert_eq!(
+            r.to_serial(r.to_pins(Timestamp(123_456))),
+            Timestamp(123_456)
+        );
         // before the UART's epoch saturates at zero
         assert_eq!(r.to_serial(Timestamp(1)), Timestamp(0));
     }

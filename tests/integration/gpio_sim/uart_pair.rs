@@ -45,20 +45,37 @@ const DATA_IN: u32 = 5;
 const PORT1: u32 = 2;
 const PORT2: u32 = 1;
 
-/// Sleeps to 1 ms before `t`, then yields until `t` (a 300-baud bit is 3.3 ms; sleeps overshoot
-/// under emulation).
+/// Sleeps until `t`. A 300-baud bit is 3.3 ms; a sleep in the guest overshoots by 0.15–0.3 ms
+/// (gpio_sim::pulse_widths_…), well inside half a bit. (Spinning instead starved the rig's
+/// reader of the one vCPU.)
 fn wait_to(t: Timestamp) {
-    loop {
-        let now = monotonic_now();
-        if now >= t {
-            return;
-        }
-        let left = t.saturating_since(now);
-        if left > Duration::from_micros(1500) {
-            std::thread::sleep(left - Duration::from_millis(1));
-        } else {
-            std::thread::yield_now();
-        }
+    let now = monotonic_now();
+    if t > now {
+        std::thread::sleep(t.saturating_since(now));
+    }
+}
+
+/// A gpio-sim input line's `pull` attribute, kept open: sysfs stores every write, so an edge costs
+/// one write(2) instead of a path lookup, an open and a close under emulation.
+struct Pull(std::fs::File);
+
+impl Pull {
+    fn open(sim: &Sim, line: u32) -> Pull {
+        let p = sim.sysfs.join(format!("sim_gpio{line}/pull"));
+        Pull(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .unwrap_or_else(|e| panic!("open {}: {e}", p.display())),
+        )
+    }
+
+    /// Sets the pull; returns CLOCK_MONOTONIC just before the write.
+    fn set(&mut self, high: bool) -> Timestamp {
+        let before = monotonic_now();
+        let v: &[u8] = if high { b"pull-up" } else { b"pull-down" };
+        self.0.write_all(v).expect("write pull");
+        before
     }
 }
 
@@ -72,7 +89,8 @@ struct DriverLog {
 }
 
 /// The software meter in the guest on ttyS2 and the data lines (see the module docs); `inputs`
-/// are the gpio-sim lines of its input ports, sampled between characters.
+/// are the gpio-sim lines of its input ports (port, line, whether the rig's opto inverts),
+/// sampled between characters.
 struct GuestMeter {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -80,7 +98,7 @@ struct GuestMeter {
 }
 
 impl GuestMeter {
-    fn start(sim: &Sim, spec: MeterSpec, inputs: Vec<(Port, u32)>) -> GuestMeter {
+    fn start(sim: &Sim, spec: MeterSpec, inputs: Vec<(Port, u32, bool)>) -> GuestMeter {
         sim.pull(DATA_OUT, true);
         sim.pull(DATA_IN, true);
         let mut port = serialport::new(METER_UART, spec.baud)
@@ -126,9 +144,9 @@ impl GuestMeter {
 }
 
 /// Drives `e` on `line` at its time; returns how late the write started.
-fn drive(sim: &Sim, line: u32, e: Edge) -> u64 {
+fn drive(line: &mut Pull, e: Edge) -> u64 {
     wait_to(e.t);
-    let (before, _) = sim.pull(line, e.level.is_high());
+    let before = line.set(e.level.is_high());
     before.as_ns().saturating_sub(e.t.as_ns())
 }
 
@@ -142,7 +160,7 @@ fn note_late(log: &Mutex<DriverLog>, late_ns: u64) {
 fn drive_meter(
     spec: MeterSpec,
     sim: &Sim,
-    inputs: Vec<(Port, u32)>,
+    inputs: Vec<(Port, u32, bool)>,
     rx: mpsc::Receiver<u8>,
     mut writer: serialport::TTYPort,
     stop: &AtomicBool,
@@ -153,9 +171,10 @@ fn drive_meter(
     let mut soft = SoftMeter::new(spec);
     soft.set_keep_port_edges(false);
     soft.advance(monotonic_now());
-    let mut last_in: Vec<bool> = inputs.iter().map(|(_, l)| sim.value(*l)).collect();
+    let mut last_in: Vec<bool> = inputs.iter().map(|(_, l, _)| sim.value(*l)).collect();
     let (mut wire_free, mut request_end) = (Timestamp::ZERO, None);
     let mut frames = Vec::new();
+    let (mut data_in, mut data_out) = (Pull::open(sim, DATA_IN), Pull::open(sim, DATA_OUT));
     while !stop.load(Ordering::Relaxed) {
         let mut busy = false;
         // the rig's request, as it arrives on ttyS2: its bit edges on the data-in line at the
@@ -169,7 +188,7 @@ fn drive_meter(
                 TxFrame::default(),
             );
             for e in edges {
-                let late = drive(sim, DATA_IN, e);
+                let late = drive(&mut data_in, e);
                 note_late(log, late);
                 soft.data_in_edge(e);
             }
@@ -187,16 +206,17 @@ fn drive_meter(
             }
             let (edges, _) = frame_edges(c.byte, c.start, baud, 1, f);
             for e in edges {
-                note_late(log, drive(sim, DATA_OUT, e));
+                note_late(log, drive(&mut data_out, e));
             }
             writer.write_all(&[c.byte]).expect("write ttyS2");
             busy = true;
         }
         let now = monotonic_now();
-        for (i, (port, line)) in inputs.iter().enumerate() {
+        for (i, (port, line, inverting)) in inputs.iter().enumerate() {
             let v = sim.value(*line);
             if v != last_in[i] {
-                soft.set_port_level(*port, v, now);
+                // the module pin's level: the rig's line through its opto
+                soft.set_port_level(*port, v != *inverting, now);
                 last_in[i] = v;
             }
         }
@@ -397,21 +417,29 @@ fn readout_suite_through_rig_target_and_the_uart_pair() {
     }
 }
 
-/// Levels of `line` over time, deduplicated, until `stop`.
-fn watch_line(sim: &Sim, line: u32, stop: Arc<AtomicBool>) -> JoinHandle<Vec<bool>> {
+/// Levels of `line` over time, deduplicated, into `seen` until `stop`.
+fn watch_line(
+    sim: &Sim,
+    line: u32,
+    seen: Arc<Mutex<Vec<bool>>>,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
     let sim = sim.clone();
     std::thread::spawn(move || {
-        let mut seen = vec![sim.value(line)];
+        let mut last = sim.value(line);
+        seen.lock().unwrap().push(last);
         while !stop.load(Ordering::Relaxed) {
             let v = sim.value(line);
-            if seen.last() != Some(&v) {
-                seen.push(v);
+            if v != last {
+                seen.lock().unwrap().push(v);
+                last = v;
             }
             std::thread::sleep(Duration::from_micros(200));
         }
-        seen.push(sim.value(line));
-        seen.dedup();
-        seen
+        let v = sim.value(line);
+        if v != last {
+            seen.lock().unwrap().push(v);
+        }
     })
 }
 
@@ -436,13 +464,15 @@ fn rig_serve_with_pins_over_loopback_finishes_the_case_on_sigterm_and_leaves_pin
     let data = tmp("guest-pins");
     let wiring = write(&files, "wiring.toml", &wiring_text(&sim, true));
     let meter_file = write(&files, "meter.toml", DEFAULT_METER);
-    // port 1 (non-inverting: active = low, safe = high) is pulled to its active level, so a high
-    // read back can only be the safe level the rig drives; port 2 (the meter's output) idles high
-    sim.pull(PORT1, false);
+    // port 1 (inverting opto: active = rig line high, safe = low) is pulled to its active
+    // level, so a low read back can only be the safe level the rig drives, and the release at
+    // the service's exit shows as the return to high; port 2 (the meter's output) idles high
+    sim.pull(PORT1, true);
     sim.pull(PORT2, true);
-    let meter = GuestMeter::start(&sim, spec(5), vec![(Port::Port1, PORT1)]);
+    let meter = GuestMeter::start(&sim, spec(5), vec![(Port::Port1, PORT1, true)]);
     let stop = Arc::new(AtomicBool::new(false));
-    let watcher = watch_line(&sim, PORT1, stop.clone());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let watcher = watch_line(&sim, PORT1, seen.clone(), stop.clone());
     let mut s = Serve::start(
         &data,
         &[
@@ -454,17 +484,22 @@ fn rig_serve_with_pins_over_loopback_finishes_the_case_on_sigterm_and_leaves_pin
             &meter_file,
         ],
     );
-    let id = s.start_run(r#"{"cases": ["readout.response_time", "pulse_in.count"]}"#);
-    s.wait_for("a finished case, the next in hand", |s| {
-        s.json(&format!("/runs/{id}"))["cases"]
-            .as_array()
-            .is_some_and(|c| !c.is_empty())
+    // in the registry's order: response_time (one readout), pulse_in.count (a readout, 20 pulses
+    // on port 1, a readout), logging.monthly (skips at once on a real-time target). SIGTERM once
+    // the rig is driving pulses on port 1 (seen on the line itself): pulse_in.count is the case in
+    // hand, and logging.monthly never starts
+    let id =
+        s.start_run(r#"{"cases": ["readout.response_time", "pulse_in.count", "logging.monthly"]}"#);
+    s.wait_for("pulse_in.count driving port 1", |_| {
+        // pull, safe at open, then at least two pulses (active, safe, active)
+        seen.lock().unwrap().len() >= 5
     });
     assert_eq!(run_state(&s, &id), "running");
     s.signal(rustix::process::Signal::TERM);
     let (code, log) = s.exit();
     stop.store(true, Ordering::Relaxed);
-    let levels = watcher.join().unwrap();
+    watcher.join().unwrap();
+    let levels = seen.lock().unwrap().clone();
     let driver = meter.stop();
     println!("rig serve with pins: exit {code:?}, port 1 levels {levels:?}, meter exchanges {}, latest edge {} µs late", driver.exchanges.len(), driver.late_ns / 1000);
     assert_eq!(code, Some(0), "{log}");
