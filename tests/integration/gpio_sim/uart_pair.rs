@@ -137,12 +137,22 @@ impl GuestMeter {
         }
     }
 
-    fn stop(self) -> DriverLog {
+    fn stop(mut self) -> DriverLog {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
+        for t in std::mem::take(&mut self.threads) {
             t.join().expect("guest meter thread panicked");
         }
         std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+/// A test that fails half-way still closes ttyS2 for the next one.
+impl Drop for GuestMeter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in std::mem::take(&mut self.threads) {
+            let _ = t.join();
+        }
     }
 }
 
@@ -171,17 +181,6 @@ fn drive_meter(
     stop: &AtomicBool,
     log: &Mutex<DriverLog>,
 ) {
-    // the meter's timing must not wait for the rig's decoding on the guest's one vCPU: under
-    // SCHED_OTHER (PREEMPT_NONE, HZ 250) a wake-up waited up to a tick behind the rig's thread
-    // and a fifth of the answer's characters arrived with a bit shifted
-    let fifo = thread_priority::set_thread_priority_and_policy(
-        thread_priority::thread_native_id(),
-        thread_priority::ThreadPriority::Crossplatform(50u8.try_into().unwrap()),
-        thread_priority::ThreadSchedulePolicy::Realtime(
-            thread_priority::RealtimeThreadSchedulePolicy::Fifo,
-        ),
-    );
-    println!("uart pair: meter driver under SCHED_FIFO 50: {fifo:?}");
     let baud = spec.baud;
     let bit = Duration::from_nanos(bit_start(Timestamp::ZERO, 1, baud).as_ns());
     let mut soft = SoftMeter::new(spec);
