@@ -60,8 +60,7 @@ chmod +x "$work/root/init" "$work/root/tests"
 log="$work/guest.log"
 set +e
 # ttyS0 the console; ttyS1 <-> ttyS2 the UART pair (u1 listens, u2 connects to it)
-# two vCPUs, one host thread each: the software meter's bit edges must not wait behind the rig
-timeout "${QEMU_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg,thread=multi -smp 2 -m 512 -nographic -no-reboot -nic none \
+timeout "${QEMU_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -nic none \
     -serial mon:stdio \
     -chardev "socket,id=u1,path=$work/uart.sock,server=on,wait=off" -serial chardev:u1 \
     -chardev "socket,id=u2,path=$work/uart.sock" -serial chardev:u2 \
