@@ -993,6 +993,48 @@ opto = {{ inverting = true }}
     }
 
     #[test]
+    fn rig_target_times_the_serial_fallback_on_the_pins_clock() {
+        // the pins' clock reads 50 s since boot; the UART's clock starts at its open (near 0):
+        // the request end the fallback returns must be on the pins' clock, or the settle wait and
+        // every response time built on it are off by the difference
+        use serialport::SerialPort;
+        let (_master, slave) = serialport::TTYPort::pair().expect("a pty pair");
+        let path = slave.name().expect("the pty's name");
+        drop(slave);
+        let bus = Script {
+            edges: VecDeque::new(),
+            now: Timestamp::from_ms(50_000),
+            outputs: vec![],
+        };
+        let pins = PinTarget::new(bus, wiring(true, 0), 300);
+        let mut rig = rig_target::RigTarget::new(pins, Some(&path), true, 300).unwrap();
+        let sent = rig.send(b"/?!\r\n").unwrap();
+        assert_eq!(sent.source, TimeSource::Serial);
+        // 5 characters at 300 baud from the handoff: 50 s + about 167 ms
+        let frame_5 = 5 * crate::uart::frame_ns(300, 1);
+        assert!(
+            sent.t.as_ns() >= 50_000_000_000 + frame_5
+                && sent.t.as_ns() < 50_000_000_000 + frame_5 + 1_000_000_000,
+            "{sent:?}"
+        );
+    }
+
+    #[test]
+    fn rebase_moves_times_between_the_clocks_and_back() {
+        let r = rig_target::Rebase::from_readings(Timestamp(70_000_000_000), Timestamp(5_000));
+        assert_eq!(
+            r.to_pins(Timestamp(1_000_000)),
+            Timestamp(69_999_995_000 + 1_000_000)
+        );
+        assert_eq!(
+            r.to_serial(r.to_pins(Timestamp(123_456))),
+            Timestamp(123_456)
+        );
+        // before the UART's epoch saturates at zero
+        assert_eq!(r.to_serial(Timestamp(1)), Timestamp(0));
+    }
+
+    #[test]
     fn pin_target_decodes_data_out_through_an_inverting_opto() {
         // the meter sends "/K" at 300 baud starting at 1 s; the opto inverts and delays falls by 50 µs
         let mut edges = VecDeque::new();

@@ -8,6 +8,13 @@
 //! answer is always timed from the data-out tap. The UART's own reception of the answer is a
 //! content cross-check: a mismatch with the edge decode is kept as a finding and printed.
 //!
+//! One timebase: the pins' (CLOCK_MONOTONIC since boot). The UART's clock counts from its own
+//! epoch (the port's open), so every time crossing between the two goes through [`Rebase`]: the
+//! serial fallback's [`SentAt`] into the pins' timebase, the cross-check's deadline into the
+//! UART's. Mixing them once made the settle wait return at once (the tap never saw the request)
+//! and the cross-check block until the answer's first byte (the data-out tap's event buffer
+//! overflowed meanwhile); measured in the gpio-sim guest on the UART pair.
+//!
 //! It must not judge anything: I/O only through the two backends it wraps.
 
 use std::time::Duration;
@@ -18,11 +25,40 @@ use crate::target::{Clock, DataLink, ModulePorts, RecvEnd, SentAt, Target, Targe
 use crate::time::{TimeSource, Timestamp};
 use crate::uart::{frame_ns, Edge, RxChar, UartRx};
 
+/// The constant offset between two clocks: `pins = serial + offset_ns`. Pure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rebase {
+    /// Nanoseconds to add to a UART time to get the pins' time (negative when the UART's epoch is
+    /// later than the pins' zero, which it never is on Linux, but the arithmetic does not care).
+    pub offset_ns: i128,
+}
+
+impl Rebase {
+    /// From one reading of each clock taken back to back (`pins` then `serial`).
+    pub fn from_readings(pins: Timestamp, serial: Timestamp) -> Self {
+        Rebase {
+            offset_ns: pins.as_ns() as i128 - serial.as_ns() as i128,
+        }
+    }
+
+    /// A UART time on the pins' clock (saturating at zero).
+    pub fn to_pins(self, serial: Timestamp) -> Timestamp {
+        Timestamp((serial.as_ns() as i128 + self.offset_ns).max(0) as u64)
+    }
+
+    /// A pins time on the UART's clock (saturating at zero).
+    pub fn to_serial(self, pins: Timestamp) -> Timestamp {
+        Timestamp((pins.as_ns() as i128 - self.offset_ns).max(0) as u64)
+    }
+}
+
 /// Pins + UART TX.
 #[derive(Debug)]
 pub struct RigTarget<B: PinBus> {
     pins: PinTarget<B>,
     tx: Option<SerialTarget>,
+    /// The UART's clock against the pins' (see the module docs).
+    rebase: Rebase,
     baud: u32,
     has_tap: bool,
     /// Content mismatches between the UART and the edge decode, and fallbacks to serial timing.
@@ -30,14 +66,18 @@ pub struct RigTarget<B: PinBus> {
 }
 
 impl<B: PinBus> RigTarget<B> {
-    /// Wraps `pins`; opens the wiring's data-in UART (if any) at `baud`, 8N1 (soft 7E1).
+    /// Wraps `pins`; opens the wiring's data-in UART (if any) at `baud`, 8N1 (soft 7E1), and
+    /// relates its clock to the pins' clock.
+    ///
+    /// # Errors
+    /// The UART's open errors ([`SerialTarget::open`]); a pins clock read failure.
     pub fn new(
-        pins: PinTarget<B>,
+        mut pins: PinTarget<B>,
         uart: Option<&str>,
         has_tap: bool,
         baud: u32,
     ) -> Result<Self, TargetError> {
-        let tx = match uart {
+        let mut tx = match uart {
             Some(dev) => Some(SerialTarget::open(
                 dev,
                 SerialOptions {
@@ -48,9 +88,17 @@ impl<B: PinBus> RigTarget<B> {
             )?),
             None => None,
         };
+        let rebase = match tx.as_mut() {
+            Some(t) => {
+                let p = pins.now()?;
+                Rebase::from_readings(p, t.now()?)
+            }
+            None => Rebase::default(),
+        };
         Ok(RigTarget {
             pins,
             tx,
+            rebase,
             baud,
             has_tap,
             findings: Vec::new(),
@@ -107,7 +155,8 @@ impl<B: PinBus> DataLink for RigTarget<B> {
             });
         };
         self.pins.take_data_in_edges();
-        let serial = tx.send(bytes)?;
+        let mut serial = tx.send(bytes)?;
+        serial.t = self.rebase.to_pins(serial.t);
         if !self.has_tap {
             return Ok(serial);
         }
@@ -136,8 +185,8 @@ impl<B: PinBus> DataLink for RigTarget<B> {
     ) -> Result<(Vec<RxChar>, RecvEnd), TargetError> {
         let (chars, end) = self.pins.recv(deadline, max_gap, complete)?;
         if let Some(tx) = self.tx.as_mut() {
-            // the UART received the same answer: compare content
-            let now = self.pins.now()?;
+            // the UART received the same answer: compare content (deadline on the UART's clock)
+            let now = self.rebase.to_serial(self.pins.now()?);
             let (uart, _) = tx.recv(
                 now + Duration::from_millis(50),
                 Duration::from_millis(20),

@@ -592,6 +592,9 @@ sense = {{ chip = "{c}", line = 7 }}
 
 /// `rig module` on pins: the rig as the meter, this test as the module.
 mod module_pins;
+/// The whole rig on the UART pair ttyS1 ↔ ttyS2: the readout suite through `RigTarget`, and
+/// `rig serve` with pins.
+mod uart_pair;
 
 /// The software meter on the simulated chip, in real time: its pulse outputs drive line pulls,
 /// and it samples the lines the rig drives. Its data port is its character link (the guest has no
