@@ -19,13 +19,17 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::plan::{self, PlanCtx};
 use super::{
-    selected, CaseDef, CaseResult, Ctx, ExchangeNote, Judgement, MeterSpec, RunOptions, Shared,
-    Verdict,
+    schedule, selected, CaseDef, CaseResult, Ctx, ExchangeNote, Judgement, MeterSpec, RunOptions,
+    Shared, Verdict,
 };
 use crate::iec62056::exchange::Exchange;
 use crate::report::Summary;
+use crate::target::{Drive, Port};
 use crate::target::{Target, TargetError};
+use crate::time::Timestamp;
+use crate::uart::Edge;
 
 /// Why a run was stopped on purpose.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -366,12 +370,24 @@ pub fn run(
 }
 
 /// The case loop: returns the recorded cases and how the loop ended (`Next`: every case ran).
+/// Each case runs in turn; the cases that ran inside its waits ([`share_wait`]) are recorded
+/// right after it, their events delivered to the observers then (one case at a time), each
+/// with its own target times.
 fn run_cases(ctx: &mut Ctx<'_>, plan: &[&'static CaseDef]) -> (Vec<CaseResult>, CaseEnd) {
     let mut shared = Shared::default();
     let mut results = Vec::new();
-    for def in plan {
+    ctx.nest = Some(Box::new(Nest {
+        queue: plan.to_vec(),
+        host: None,
+        done: vec![],
+        vanished: None,
+    }));
+    let end = loop {
+        let Some(def) = ctx.nest.as_mut().and_then(|n| n.next()) else {
+            break CaseEnd::Next;
+        };
         if ctx.check_stop().is_err() {
-            return (results, CaseEnd::Stopped);
+            break CaseEnd::Stopped;
         }
         ctx.case = def.id;
         let _ = ctx.events.event(&Event::CaseStarted { case: def });
@@ -384,11 +400,245 @@ fn run_cases(ctx: &mut Ctx<'_>, plan: &[&'static CaseDef]) -> (Vec<CaseResult>, 
         }
         let _ = ctx.events.event(&Event::CaseDone { case: &r });
         results.push(r);
+        let (done, vanished) = match ctx.nest.as_mut() {
+            Some(n) => (std::mem::take(&mut n.done), n.vanished.take()),
+            None => (vec![], None),
+        };
+        for (r, held) in done {
+            held.replay(&mut *ctx.events);
+            let _ = ctx.events.event(&Event::CaseDone { case: &r });
+            results.push(r);
+        }
         if !matches!(end, CaseEnd::Next) {
-            return (results, end);
+            break end;
+        }
+        if let Some(why) = vanished {
+            break CaseEnd::Vanished(why);
+        }
+    };
+    ctx.nest = None;
+    (results, end)
+}
+
+/// The cases of a session not started yet, in run order, the case in hand (which may lend its
+/// waits) and the cases that ran in its waits with their held events.
+#[derive(Debug)]
+pub(crate) struct Nest {
+    queue: Vec<&'static CaseDef>,
+    host: Option<&'static CaseDef>,
+    done: Vec<(CaseResult, Held)>,
+    vanished: Option<String>,
+}
+
+impl Nest {
+    /// The next case to run in sequence, now the case in hand.
+    fn next(&mut self) -> Option<&'static CaseDef> {
+        let def = (!self.queue.is_empty()).then(|| self.queue.remove(0))?;
+        self.host = Some(def);
+        Some(def)
+    }
+}
+
+/// [`Ctx::share_wait`]: while the case in hand waits until `t`, runs the queued cases that fit
+/// ([`schedule::pick`], each evaluated by its plan at the moment), one after another, their
+/// events held ([`Held`]) until the case in hand is done.
+pub(crate) fn share_wait(ctx: &mut Ctx<'_>, t: Timestamp) -> Result<(), TargetError> {
+    let Some(mut nest) = ctx.nest.take() else {
+        return Ok(());
+    };
+    let r = lend(ctx, &mut nest, t);
+    ctx.nest = Some(nest);
+    r
+}
+
+fn lend(ctx: &mut Ctx<'_>, nest: &mut Nest, t: Timestamp) -> Result<(), TargetError> {
+    let Some(host) = nest.host else {
+        return Ok(());
+    };
+    if !schedule::lends(host.uses) || nest.vanished.is_some() {
+        return Ok(());
+    }
+    let pc = PlanCtx {
+        spec: ctx.spec,
+        opts: ctx.opts,
+        virtual_time: ctx.caps.virtual_time,
+        pins: ctx.caps.pins,
+        now_s: 0.0,
+        readouts: 0,
+    };
+    let (readout_s, until) = (pc.readout_s(), t.as_secs_f64());
+    loop {
+        ctx.check_stop()?;
+        let now = ctx.target.now()?.as_secs_f64();
+        let (readouts, first_taken) = (ctx.log.len() as u32, ctx.first_readout.is_some());
+        let cands: Vec<schedule::Candidate> = nest
+            .queue
+            .iter()
+            .map(|d| schedule::Candidate {
+                uses: d.uses,
+                seconds: plan::expected_now(
+                    d,
+                    ctx.spec,
+                    ctx.opts,
+                    &ctx.caps,
+                    now,
+                    readouts,
+                    first_taken,
+                ),
+            })
+            .collect();
+        let Some(i) = schedule::pick(host.uses, &cands, now, until, readout_s) else {
+            return Ok(());
+        };
+        let def = nest.queue.remove(i);
+        let (r, held, end) = run_held(ctx, def);
+        nest.done.push((r, held));
+        match end {
+            CaseEnd::Next => {}
+            CaseEnd::Stopped => return ctx.check_stop(),
+            CaseEnd::Vanished(why) => {
+                nest.vanished = Some(why);
+                return Ok(());
+            }
         }
     }
-    (results, CaseEnd::Next)
+}
+
+/// Runs `def` inside the wait of the case in hand, its events held; the case in hand's id and
+/// cut are restored after it.
+fn run_held(ctx: &mut Ctx<'_>, def: &'static CaseDef) -> (CaseResult, Held, CaseEnd) {
+    let (case, cut) = (ctx.case, ctx.cut.take());
+    ctx.held = Some(Held::default());
+    ctx.case = def.id;
+    let _ = ctx.sink().event(&Event::CaseStarted { case: def });
+    let mut shared = Shared {
+        first: ctx.first_readout.clone(),
+    };
+    let (r, end) = run_case(ctx, &mut shared, def);
+    for d in &r.details {
+        let _ = ctx.sink().event(&Event::Finding {
+            case: def.id,
+            text: d,
+        });
+    }
+    let held = ctx.held.take().unwrap_or_default();
+    (ctx.case, ctx.cut) = (case, cut);
+    (r, held, end)
+}
+
+/// The events of a case that ran inside another's wait, kept for the observers until the case
+/// that lent the wait is done (`CaseDone` is the session's to send).
+#[derive(Debug, Default)]
+pub(crate) struct Held(Vec<HeldEvent>);
+
+#[derive(Debug)]
+enum HeldEvent {
+    Started(&'static CaseDef),
+    Exchange {
+        case: &'static str,
+        exchange: Box<Exchange>,
+        sent: Vec<u8>,
+        note: ExchangeNote,
+    },
+    Edges {
+        case: &'static str,
+        port: Port,
+        edges: Vec<Edge>,
+    },
+    Drive {
+        case: &'static str,
+        port: Port,
+        drive: Drive,
+        at: Timestamp,
+    },
+    Finding {
+        case: &'static str,
+        text: String,
+    },
+}
+
+impl Observer for Held {
+    fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
+        let h = match e {
+            Event::CaseStarted { case } => HeldEvent::Started(case),
+            Event::Exchange {
+                case,
+                exchange,
+                sent,
+                note,
+            } => HeldEvent::Exchange {
+                case,
+                exchange: Box::new((*exchange).clone()),
+                sent: sent.to_vec(),
+                note: (*note).clone(),
+            },
+            Event::Edges { case, port, edges } => HeldEvent::Edges {
+                case,
+                port: *port,
+                edges: edges.to_vec(),
+            },
+            Event::Drive {
+                case,
+                port,
+                drive,
+                at,
+            } => HeldEvent::Drive {
+                case,
+                port: *port,
+                drive: *drive,
+                at: *at,
+            },
+            Event::Finding { case, text } => HeldEvent::Finding {
+                case,
+                text: text.to_string(),
+            },
+            Event::RunStarted { .. } | Event::CaseDone { .. } | Event::RunEnded { .. } => {
+                return Ok(())
+            }
+        };
+        self.0.push(h);
+        Ok(())
+    }
+}
+
+impl Held {
+    /// Sends the held events to `to`, in order.
+    fn replay(self, to: &mut dyn Observer) {
+        for h in &self.0 {
+            let e = match h {
+                HeldEvent::Started(case) => Event::CaseStarted { case },
+                HeldEvent::Exchange {
+                    case,
+                    exchange,
+                    sent,
+                    note,
+                } => Event::Exchange {
+                    case,
+                    exchange,
+                    sent,
+                    note,
+                },
+                HeldEvent::Edges { case, port, edges } => Event::Edges {
+                    case,
+                    port: *port,
+                    edges,
+                },
+                HeldEvent::Drive {
+                    case,
+                    port,
+                    drive,
+                    at,
+                } => Event::Drive {
+                    case,
+                    port: *port,
+                    drive: *drive,
+                    at: *at,
+                },
+                HeldEvent::Finding { case, text } => Event::Finding { case, text },
+            };
+            let _ = to.event(&e);
+        }
+    }
 }
 
 enum CaseEnd {
