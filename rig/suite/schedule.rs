@@ -45,10 +45,9 @@ pub fn lends(host: Uses) -> bool {
 /// (seconds on the target's clock): it drives no input, does not judge the whole run, does not
 /// watch the outputs the host watches, and ends with its margin before `until_s`.
 pub fn fits(host: Uses, c: &Candidate, now_s: f64, until_s: f64, readout_s: f64) -> bool {
-    lends(host)
-        && !c.uses.drives_inputs
-        && !c.uses.judges_run
-        && !(host.watches_outputs && c.uses.watches_outputs)
+    let outputs_taken = host.watches_outputs && c.uses.watches_outputs;
+    let may = lends(host) && !c.uses.drives_inputs && !c.uses.judges_run;
+    may && !outputs_taken
         && c.seconds.is_finite()
         && now_s + c.seconds + margin_s(c.seconds, readout_s) <= until_s
 }

@@ -185,6 +185,9 @@ pub enum Event<'a> {
     CaseStarted {
         /// The case.
         case: &'static CaseDef,
+        /// The case in whose passive wait it ran, when it did: its events reach the observers
+        /// after that case is done (one case at a time), its target times say when it ran.
+        within: Option<&'static str>,
     },
     /// A request was answered (or not): the timed characters and the judgement.
     Exchange {
@@ -390,7 +393,10 @@ fn run_cases(ctx: &mut Ctx<'_>, plan: &[&'static CaseDef]) -> (Vec<CaseResult>, 
             break CaseEnd::Stopped;
         }
         ctx.case = def.id;
-        let _ = ctx.events.event(&Event::CaseStarted { case: def });
+        let _ = ctx.events.event(&Event::CaseStarted {
+            case: def,
+            within: None,
+        });
         let (r, end) = run_case(ctx, &mut shared, def);
         for d in &r.details {
             let _ = ctx.events.event(&Event::Finding {
@@ -510,7 +516,10 @@ fn run_held(ctx: &mut Ctx<'_>, def: &'static CaseDef) -> (CaseResult, Held, Case
     let (case, cut) = (ctx.case, ctx.cut.take());
     ctx.held = Some(Held::default());
     ctx.case = def.id;
-    let _ = ctx.sink().event(&Event::CaseStarted { case: def });
+    let _ = ctx.sink().event(&Event::CaseStarted {
+        case: def,
+        within: Some(case),
+    });
     let mut shared = Shared {
         first: ctx.first_readout.clone(),
     };
@@ -533,7 +542,7 @@ pub(crate) struct Held(Vec<HeldEvent>);
 
 #[derive(Debug)]
 enum HeldEvent {
-    Started(&'static CaseDef),
+    Started(&'static CaseDef, Option<&'static str>),
     Exchange {
         case: &'static str,
         exchange: Box<Exchange>,
@@ -560,7 +569,7 @@ enum HeldEvent {
 impl Observer for Held {
     fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
         let h = match e {
-            Event::CaseStarted { case } => HeldEvent::Started(case),
+            Event::CaseStarted { case, within } => HeldEvent::Started(case, *within),
             Event::Exchange {
                 case,
                 exchange,
@@ -606,7 +615,10 @@ impl Held {
     fn replay(self, to: &mut dyn Observer) {
         for h in &self.0 {
             let e = match h {
-                HeldEvent::Started(case) => Event::CaseStarted { case },
+                HeldEvent::Started(case, within) => Event::CaseStarted {
+                    case,
+                    within: *within,
+                },
                 HeldEvent::Exchange {
                     case,
                     exchange,
@@ -1040,6 +1052,128 @@ mod tests {
             *self.0.entry(k).or_default() += 1;
             Ok(())
         }
+    }
+
+    /// Records the order of the events: (kind, case).
+    #[derive(Default)]
+    struct Order(Vec<(&'static str, String)>);
+
+    impl Observer for Order {
+        fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
+            let (k, c) = match e {
+                Event::CaseStarted { case, .. } => ("started", case.id.to_string()),
+                Event::Exchange { case, .. } => ("exchange", case.to_string()),
+                Event::Edges { case, .. } => ("edges", case.to_string()),
+                Event::Drive { case, .. } => ("drive", case.to_string()),
+                Event::Finding { case, .. } => ("finding", case.to_string()),
+                Event::CaseDone { case } => ("done", case.id.clone()),
+                _ => return Ok(()),
+            };
+            self.0.push((k, c));
+            Ok(())
+        }
+    }
+
+    /// A case that runs inside another's wait is recorded after it, its events between its own
+    /// CaseStarted and CaseDone (observers see one case at a time), its target times inside the
+    /// lender's; a case that drives inputs and the case that judges the whole run do not.
+    #[test]
+    fn cases_inside_a_wait_reach_the_observers_one_at_a_time_after_the_lender() {
+        let healthy = MeterSpec::builtin_default();
+        let o = opts(&[
+            "readout.response_time",
+            "readout.monotonic",
+            "readout.customer_number",
+            "pulse_out.width",
+            "pulse_in.count",
+            "readout.every_exchange",
+        ]);
+        let mut t = SimTarget::new(healthy.clone());
+        let mut seen = Order::default();
+        let end = run(&mut t, &healthy, &o, &Limits::default(), vec![&mut seen]);
+        assert_eq!(end.outcome, Outcome::Passed, "{:?}", end.cases);
+        let ids: Vec<&str> = end.cases.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "readout.response_time",
+                "readout.monotonic",
+                "readout.customer_number",
+                "pulse_out.width",
+                "pulse_in.count",
+                "readout.every_exchange"
+            ]
+        );
+        let span = |id: &str| end.cases.iter().find(|c| c.id == id).unwrap().target_time_s;
+        let host = span("readout.monotonic");
+        for id in ["readout.customer_number", "pulse_out.width"] {
+            let (a, b) = span(id);
+            assert!(host.0 < a && b < host.1, "{id} {a}–{b} in {host:?}");
+        }
+        assert!(span("pulse_in.count").0 >= host.1);
+        assert!(span("readout.every_exchange").0 >= span("pulse_in.count").1);
+        // one case at a time, each event between its case's start and end
+        let mut open: Option<String> = None;
+        for (k, c) in &seen.0 {
+            match *k {
+                "started" => {
+                    assert!(open.is_none(), "{c} started inside {open:?}");
+                    open = Some(c.clone());
+                }
+                "done" => {
+                    assert_eq!(open.as_deref(), Some(c.as_str()));
+                    open = None;
+                }
+                _ => assert_eq!(open.as_deref(), Some(c.as_str()), "{k}"),
+            }
+        }
+        // the whole-run judge saw every exchange, those made inside the wait too
+        let every = end.cases.last().unwrap();
+        let n = every
+            .measurements
+            .iter()
+            .find(|m| m.name == "exchanges")
+            .unwrap();
+        let made = seen.0.iter().filter(|(k, _)| *k == "exchange").count();
+        assert_eq!(n.value, Some(made as f64));
+    }
+
+    /// A stop asked while a case runs inside another's wait stops both, recorded as errors
+    /// with the reason, and nothing after them starts.
+    #[test]
+    fn a_stop_inside_a_lent_wait_stops_the_lender_too() {
+        let healthy = MeterSpec::builtin_default();
+        let o = opts(&[
+            "readout.response_time",
+            "readout.monotonic",
+            "pulse_out.constant",
+            "readout.every_exchange",
+        ]);
+        let dir = tmp("stop-nested");
+        // pulse_out.constant runs in readout.monotonic's hour: 20 minutes cut it
+        let limits = Limits {
+            max_run_time: Some(Duration::from_secs(1200)),
+            ..Limits::default()
+        };
+        let mut t = SimTarget::new(healthy.clone());
+        let (end, rec) = session(&mut t, &healthy, &o, &limits, &dir);
+        assert!(matches!(end.outcome, Outcome::Stopped { .. }));
+        let got: Vec<(&str, Verdict)> = rec
+            .cases
+            .iter()
+            .map(|c| (c.id.as_str(), c.verdict))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("readout.response_time", Verdict::Pass),
+                ("readout.monotonic", Verdict::Error),
+                ("pulse_out.constant", Verdict::Error)
+            ]
+        );
+        assert!(rec.cases[2].message.contains("maximum run time"));
+        assert_eq!(junit_counts(&dir).2, 1, "every_exchange not run");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
