@@ -1,15 +1,17 @@
 //! The run plan: how much meter time each selected case is expected to take and why (what it
-//! waits for), the total in sequence (as the engine runs the cases today), the total with overlap
-//! (cases whose observations do not conflict sharing the meter's time) and the floor (the least
-//! meter time the observations need).
+//! waits for), the total in sequence (every case one after another), the total as run (the
+//! engine's schedule: cases that fit running inside the passive waits other cases lend,
+//! [`super::schedule`]), the total with overlap (every case that drives no input sharing the
+//! meter's time from the start) and the floor (the least meter time the observations need).
 //!
 //! Every case declares in [`super::registry`] a function that answers, for the meter file, the
 //! run's options and the moment the case starts on the target's clock, a [`Wait`]: its expected
 //! meter time, the least time its observation needs, the readouts it takes and the reason in
 //! words ("the hour counter's window of 24 h", "the energy for 400 whole kWh at 240 kW",
 //! "00:00 of day 01 from the meter's start"), and what it uses of the meter ([`Uses`]: inputs
-//! driven, outputs watched). [`plan`] walks the selection in run order; [`overlap`] is the pure
-//! scheduler over those declarations. Pure: no I/O, no clock reads.
+//! driven, outputs watched) and the waits it lends ([`Wait::idle`]). [`plan`] walks the selection
+//! in run order as the engine does; [`overlap`] is the ideal over those declarations. Pure: no
+//! I/O, no clock reads.
 
 use serde::Serialize;
 

@@ -1303,6 +1303,23 @@ mod tests {
         assert_eq!(declared_energy(&l, 4600 * NS_PER_S).0, hour + part);
     }
 
+    /// `max_demand.peak` waits for the logging date when the month's peak covers the load and
+    /// a new month could show a peak; without load nothing could, so it does not wait a month.
+    #[test]
+    fn the_peak_waits_for_the_logging_date_only_when_a_new_month_can_show_a_peak() {
+        let spec = MeterSpec::builtin_default();
+        // a steady load: its first period set the month's peak, a new month starts from zero
+        let t0 = Timestamp(3 * 3600 * NS_PER_S);
+        let l = next_logging(&spec, t0).unwrap();
+        assert!(waits_for_logging_date(&spec, t0, l));
+        let mut idle = spec.clone();
+        idle.load = Load {
+            steps: vec![],
+            repeat_ns: None,
+        };
+        assert!(!waits_for_logging_date(&idle, t0, l));
+    }
+
     #[test]
     fn periods_and_their_peaks_follow_the_meter_clock() {
         let mut spec = MeterSpec::builtin_default();
