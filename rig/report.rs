@@ -975,7 +975,14 @@ impl Progress {
 impl Observer for Progress {
     fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
         match e {
-            Event::CaseStarted { case } => {
+            Event::CaseStarted {
+                case,
+                within: Some(lender),
+            } => {
+                eprint!("  {:<26} (inside {lender}'s wait) … ", case.id);
+                let _ = io::stderr().flush();
+            }
+            Event::CaseStarted { case, within: None } => {
                 match self.plan.as_ref().and_then(|p| p.left(case.id, 0.0)) {
                     Some((c, run)) => eprint!(
                         "  {:<26} (about {}; run {} left) … ",

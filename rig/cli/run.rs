@@ -322,7 +322,11 @@ impl Observer for LineProgress {
     fn event(&mut self, e: &session::Event<'_>) -> Result<(), session::ObserverError> {
         use session::Event;
         match e {
-            Event::CaseStarted { case } => {
+            Event::CaseStarted {
+                case,
+                within: Some(lender),
+            } => eprintln!("rig: {}: ran inside {lender}'s wait", case.id),
+            Event::CaseStarted { case, within: None } => {
                 self.set(Some(case.id));
                 eprintln!(
                     "rig: {}: started (expected {}; {})",

@@ -302,7 +302,10 @@ mod tests {
     fn a_case_plots_only_its_own_pulses_against_its_limits() {
         let mut c = SeriesCollector::new(20.0, 500.0);
         let def = &crate::suite::CASES[0];
-        c.event(&Event::CaseStarted { case: def });
+        c.event(&Event::CaseStarted {
+            case: def,
+            within: None,
+        });
         // a 50 ms pulse at 1 s (before the case started at 5 s), then 30 and 36 ms pulses
         let edges = [
             edge(1000, false),

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod readout;
 pub mod registers;
 pub mod registry;
+pub mod schedule;
 pub mod session;
 
 pub use registry::{CaseDef, Declared, Need, Unit, CASES};
@@ -466,6 +467,15 @@ pub struct Ctx<'a> {
     /// (`--answer-limit`, `--timeout-ms`): what the limit was. The session then turns the case's
     /// fail or error into inconclusive, as the meter was still sending within its limits.
     pub cut: Option<String>,
+    /// The run's first readout once a case took it (cases running inside another's wait judge
+    /// it as the others do).
+    pub first_readout: Option<Result<Readout, TargetError>>,
+    /// The queue the session lends waits from ([`Ctx::share_wait`]); `None` outside a session
+    /// and while a case runs inside another's wait (one level only).
+    pub(crate) nest: Option<Box<session::Nest>>,
+    /// While a case runs inside another's wait: its events, held for the observers until the
+    /// case that lent the wait is done (observers see one case at a time).
+    pub(crate) held: Option<session::Held>,
 }
 
 /// The longest one slice of a wait, so a stop is seen within it: one second of a real target's
@@ -602,7 +612,32 @@ impl<'a> Ctx<'a> {
             events: Box::leak(Box::new(Discard)),
             case: "",
             cut: None,
+            first_readout: None,
+            nest: None,
+            held: None,
         }
+    }
+
+    /// Where the running case's events go: the run's observers, or the hold of a case running
+    /// inside another's wait.
+    fn sink(&mut self) -> &mut dyn Observer {
+        match &mut self.held {
+            Some(h) => h,
+            None => &mut *self.events,
+        }
+    }
+
+    /// Lends the running case's passive wait until `t` (target clock) to other queued cases:
+    /// the session runs each that fits ([`schedule::pick`]: no inputs driven, no outputs the
+    /// running case watches, ending with a margin before `t`) and returns; the caller then waits
+    /// the remainder. Does nothing outside a session, inside a case that itself runs in another's
+    /// wait, and for a case that drives inputs or judges the whole run.
+    ///
+    /// # Errors
+    /// [`TargetError::Stopped`] when the run was stopped while a case ran in the wait; the
+    /// target's clock errors.
+    pub fn share_wait(&mut self, t: Timestamp) -> Result<(), TargetError> {
+        session::share_wait(self, t)
     }
 
     /// `Err(TargetError::Stopped)` when the run was asked to stop or its maximum run time has
@@ -684,8 +719,9 @@ impl<'a> Ctx<'a> {
         let ex = exchange_in(self.target, request, &rules, &listen, mode, self.spec.baud)?;
         let note = ExchangeNote::of(&ex, &rules);
         let sent = crate::iec62056::parity::encode(&request.encode());
-        let _ = self.events.event(&Event::Exchange {
-            case: self.case,
+        let case = self.case;
+        let _ = self.sink().event(&Event::Exchange {
+            case,
             exchange: &ex,
             sent: &sent,
             note: &note,
@@ -710,9 +746,13 @@ impl<'a> Ctx<'a> {
     /// [`TargetError::NoModulePorts`] when the target has none (a case that forgot its need).
     pub fn ports(&mut self) -> Result<ObservedPorts<'_>, TargetError> {
         self.target.module_ports()?;
+        let events: &mut dyn Observer = match &mut self.held {
+            Some(h) => h,
+            None => &mut *self.events,
+        };
         Ok(ObservedPorts {
             target: &mut *self.target,
-            events: &mut *self.events,
+            events,
             case: self.case,
         })
     }

@@ -1,20 +1,22 @@
 //! The run plan: how much meter time each selected case is expected to take and why (what it
-//! waits for), the total in sequence (as the engine runs the cases today), the total with overlap
-//! (cases whose observations do not conflict sharing the meter's time) and the floor (the least
-//! meter time the observations need).
+//! waits for), the total in sequence (every case one after another), the total as run (the
+//! engine's schedule: cases that fit running inside the passive waits other cases lend,
+//! [`super::schedule`]), the total with overlap (every case that drives no input sharing the
+//! meter's time from the start) and the floor (the least meter time the observations need).
 //!
 //! Every case declares in [`super::registry`] a function that answers, for the meter file, the
 //! run's options and the moment the case starts on the target's clock, a [`Wait`]: its expected
 //! meter time, the least time its observation needs, the readouts it takes and the reason in
 //! words ("the hour counter's window of 24 h", "the energy for 400 whole kWh at 240 kW",
 //! "00:00 of day 01 from the meter's start"), and what it uses of the meter ([`Uses`]: inputs
-//! driven, outputs watched). [`plan`] walks the selection in run order; [`overlap`] is the pure
-//! scheduler over those declarations. Pure: no I/O, no clock reads.
+//! driven, outputs watched) and the waits it lends ([`Wait::idle`]). [`plan`] walks the selection
+//! in run order as the engine does; [`overlap`] is the ideal over those declarations. Pure: no
+//! I/O, no clock reads.
 
 use serde::Serialize;
 
 use super::registry::CaseDef;
-use super::RunOptions;
+use super::{schedule, RunOptions};
 use crate::meter::config::MeterSpec;
 use crate::target::Capabilities;
 
@@ -34,8 +36,11 @@ const ACK_CHARS: f64 = 6.0;
 pub struct Uses {
     /// It drives the meter's inputs (tariff, pulse in, max reset): it gets the meter to itself.
     pub drives_inputs: bool,
-    /// It watches the meter's pulse outputs (any number of cases can watch at once).
+    /// It watches the meter's pulse outputs (their edges come off one queue per port: a case
+    /// that watches them lends its waits to no other that does).
     pub watches_outputs: bool,
+    /// It judges every exchange of the run: it runs last, never inside another case's wait.
+    pub judges_run: bool,
 }
 
 impl Uses {
@@ -43,16 +48,25 @@ impl Uses {
     pub const LINE: Uses = Uses {
         drives_inputs: false,
         watches_outputs: false,
+        judges_run: false,
     };
     /// Readouts and the pulse outputs.
     pub const OUTPUTS: Uses = Uses {
         drives_inputs: false,
         watches_outputs: true,
+        judges_run: false,
     };
     /// Readouts and the meter's inputs.
     pub const INPUTS: Uses = Uses {
         drives_inputs: true,
         watches_outputs: false,
+        judges_run: false,
+    };
+    /// Every exchange of the run (judged last).
+    pub const RUN: Uses = Uses {
+        drives_inputs: false,
+        watches_outputs: false,
+        judges_run: true,
     };
 }
 
@@ -118,6 +132,10 @@ pub struct Wait {
     pub takes_first: bool,
     /// What it waits for, in words.
     pub reason: String,
+    /// Its passive waits, in which it lends the meter to other cases ([`super::schedule`]):
+    /// `(from, until)`, seconds on the target's clock (the case calls
+    /// [`super::Ctx::share_wait`] with each `until`).
+    pub idle: Vec<(f64, f64)>,
 }
 
 impl Wait {
@@ -129,6 +147,7 @@ impl Wait {
             readouts: 0,
             takes_first: false,
             reason: reason.into(),
+            idle: vec![],
         }
     }
 
@@ -140,6 +159,7 @@ impl Wait {
             readouts,
             takes_first: false,
             reason: reason.into(),
+            idle: vec![],
         }
     }
 
@@ -163,6 +183,15 @@ impl Wait {
     pub fn with_floor(self, floor_s: f64) -> Self {
         Wait { floor_s, ..self }
     }
+
+    /// The same, lending the meter to other cases in the passive waits `idle` (`(from, until)`,
+    /// seconds on the target's clock; empty or reversed ones are left out).
+    pub fn lending(self, idle: impl IntoIterator<Item = (f64, f64)>) -> Self {
+        Wait {
+            idle: idle.into_iter().filter(|(a, b)| b > a).collect(),
+            ..self
+        }
+    }
 }
 
 /// One case of the plan.
@@ -182,17 +211,23 @@ pub struct PlannedCase {
     pub skipped: bool,
     /// What it waits for.
     pub reason: String,
+    /// The case in whose passive wait it runs, when it shares one ([`super::schedule`]).
+    pub nested_in: Option<&'static str>,
 }
 
 /// The plan of a run (empty by default: no case, no time).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Plan {
-    /// The cases in run order.
+    /// The cases in the order they start as the engine runs them (a case that runs inside
+    /// another's wait right after the one that lends it), each with its start and expected time.
     pub cases: Vec<PlannedCase>,
     /// One readout, seconds.
     pub readout_s: f64,
-    /// Total in sequence (as the engine runs the cases), seconds.
+    /// Total with every case one after another, seconds.
     pub sequence_s: f64,
+    /// Total as the engine runs the cases: one after another, the cases that fit running inside
+    /// the passive waits of those that lend them ([`super::schedule`]), seconds.
+    pub executed_s: f64,
     /// Total with overlap ([`overlap`]), seconds.
     pub overlap_s: f64,
     /// The floor: the overlap of every case's least time, seconds.
@@ -247,15 +282,38 @@ pub fn plan(
 ) -> Plan {
     let p = Planner { spec, opts, caps };
     let readout_s = p.ctx(0.0, 0).readout_s();
-    let (planned, sequence_s) = p.in_sequence(cases, readout_s);
-    let seq_floor: f64 = planned.iter().map(|c| c.floor_s).sum();
+    let (in_sequence, sequence_s) = p.in_sequence(cases, readout_s);
+    let seq_floor: f64 = in_sequence.iter().map(|c| c.floor_s).sum();
     let (overlap_s, floor_s) = p.with_overlap(cases, readout_s);
+    let (planned, executed_s) = p.executed(cases, readout_s);
     Plan {
         cases: planned,
         readout_s,
         sequence_s,
+        executed_s,
         overlap_s: overlap_s.min(sequence_s),
         floor_s: floor_s.min(seq_floor),
+    }
+}
+
+/// Expected meter time of `def` if it starts now (`now_s` on the target's clock, after
+/// `readouts` readouts), as a candidate to run inside another case's wait: infinite when it
+/// would take the run's first readout that is not taken yet (only a case in sequence takes it),
+/// none when the target does not meet its needs.
+pub fn expected_now(
+    def: &CaseDef,
+    spec: &MeterSpec,
+    opts: &RunOptions,
+    caps: &Capabilities,
+    now_s: f64,
+    readouts: u32,
+    first_taken: bool,
+) -> f64 {
+    let w = Planner { spec, opts, caps }.wait(def, now_s, readouts);
+    if w.takes_first && !first_taken {
+        f64::INFINITY
+    } else {
+        w.seconds
     }
 }
 
@@ -311,10 +369,103 @@ impl Planner<'_> {
                 exclusive: c.uses.drives_inputs,
                 skipped: c.unmet(self.caps).is_some(),
                 reason: w.reason,
+                nested_in: None,
             });
             t += seconds;
         }
         (planned, t)
+    }
+
+    /// `c` started at `t` after `readouts`, as in sequence: its wait (evaluated after the run's
+    /// first readout when it takes it), its time and floor, and whether it took the first.
+    fn at(
+        &self,
+        c: &CaseDef,
+        t: f64,
+        readouts: u32,
+        first_taken: bool,
+        readout_s: f64,
+    ) -> (Wait, f64, f64, bool) {
+        let w = self.wait(c, t, readouts);
+        if w.takes_first && !first_taken {
+            let w2 = self.wait(c, t + readout_s, readouts + 1);
+            let (s, f) = (w2.seconds + readout_s, w2.floor_s + readout_s);
+            (w2, s, f, true)
+        } else {
+            let (s, f) = (w.seconds, w.floor_s);
+            (w, s, f, false)
+        }
+    }
+
+    /// The cases as the engine runs them ([`super::session`]): in run order, each lending its
+    /// passive waits ([`Wait::idle`]) to the first queued cases that fit ([`schedule::pick`]).
+    /// Returns the cases in the order they start and the total, seconds.
+    fn executed(&self, cases: &[&'static CaseDef], readout_s: f64) -> (Vec<PlannedCase>, f64) {
+        let mut queue: Vec<&'static CaseDef> = cases.to_vec();
+        let (mut t, mut readouts, mut first_taken) = (0.0, 0u32, false);
+        let mut planned = Vec::new();
+        while !queue.is_empty() {
+            let c = queue.remove(0);
+            let (w, seconds, floor_s, first) = self.at(c, t, readouts, first_taken, readout_s);
+            first_taken |= first;
+            readouts += w.readouts + u32::from(first);
+            let skipped = c.unmet(self.caps).is_some();
+            planned.push(self.planned(c, t, seconds, floor_s, w.reason, None));
+            if !skipped && schedule::lends(c.uses) {
+                for &(from, until) in &w.idle {
+                    let mut now = from;
+                    loop {
+                        let cands: Vec<schedule::Candidate> = queue
+                            .iter()
+                            .map(|d| schedule::Candidate {
+                                uses: d.uses,
+                                seconds: expected_now(
+                                    d,
+                                    self.spec,
+                                    self.opts,
+                                    self.caps,
+                                    now,
+                                    readouts,
+                                    first_taken,
+                                ),
+                            })
+                            .collect();
+                        let Some(i) = schedule::pick(c.uses, &cands, now, until, readout_s) else {
+                            break;
+                        };
+                        let d = queue.remove(i);
+                        let dw = self.wait(d, now, readouts);
+                        readouts += dw.readouts;
+                        let n = self.planned(d, now, dw.seconds, dw.floor_s, dw.reason, Some(c.id));
+                        planned.push(n);
+                        now += dw.seconds;
+                    }
+                }
+            }
+            t += seconds;
+        }
+        (planned, t)
+    }
+
+    fn planned(
+        &self,
+        c: &'static CaseDef,
+        start_s: f64,
+        seconds: f64,
+        floor_s: f64,
+        reason: String,
+        nested_in: Option<&'static str>,
+    ) -> PlannedCase {
+        PlannedCase {
+            id: c.id,
+            start_s,
+            seconds,
+            floor_s,
+            exclusive: c.uses.drives_inputs,
+            skipped: c.unmet(self.caps).is_some(),
+            reason,
+            nested_in,
+        }
     }
 
     /// The cases that drive inputs one after another from `from`: their total and items.
@@ -381,7 +532,11 @@ impl Plan {
         use std::fmt::Write;
         let mut out = format!("plan for {title} (one readout {:.1} s):\n", self.readout_s);
         for c in &self.cases {
-            let mark = if c.exclusive { " [inputs]" } else { "" };
+            let mark = match (c.exclusive, c.nested_in) {
+                (true, _) => " [inputs]".to_string(),
+                (false, Some(host)) => format!(" [in {host}'s wait]"),
+                (false, None) => String::new(),
+            };
             let _ = writeln!(
                 out,
                 "  {:<28} {:>12.1} s  {:>9}{mark}  {}",
@@ -407,6 +562,13 @@ impl Plan {
         );
         let _ = writeln!(
             out,
+            "as run       {:.1} s ({}), {:.3} × floor: one after another, cases that fit running inside the passive waits of cases that lend them",
+            self.executed_s,
+            human(self.executed_s),
+            ratio(self.executed_s)
+        );
+        let _ = writeln!(
+            out,
             "with overlap {:.1} s ({}), {:.3} × floor",
             self.overlap_s,
             human(self.overlap_s),
@@ -426,14 +588,14 @@ impl Plan {
         self.cases.iter().find(|c| c.id == id).map(|c| c.seconds)
     }
 
-    /// What is left when `id` has run for `elapsed_s`: (left of the case, left of the run),
-    /// seconds. A case that runs over its expected time has nothing left by the plan, never a
-    /// negative time.
+    /// What is left when `id` has run for `elapsed_s`: (left of the case, left of the run as
+    /// the engine runs it, [`Plan::executed_s`]), seconds. A case that runs over its expected
+    /// time has nothing left by the plan, never a negative time.
     pub fn left(&self, id: &str, elapsed_s: f64) -> Option<(f64, f64)> {
-        let i = self.cases.iter().position(|c| c.id == id)?;
-        let case = (self.cases[i].seconds - elapsed_s).max(0.0);
-        let after: f64 = self.cases[i + 1..].iter().map(|c| c.seconds).sum();
-        Some((case, case + after))
+        let c = self.cases.iter().find(|c| c.id == id)?;
+        let case = (c.seconds - elapsed_s).max(0.0);
+        let run = (self.executed_s - c.start_s - c.seconds.min(elapsed_s)).max(case);
+        Some((case, run))
     }
 
     /// The ETA of `id` after `elapsed_s` and of the run, in words: `about 5.0 s left in the
@@ -456,7 +618,7 @@ impl Plan {
         }
     }
 
-    /// Expected end of `id` in sequence, seconds from the run's start.
+    /// Expected end of `id` as the engine runs it, seconds from the run's start.
     pub fn end_of(&self, id: &str) -> Option<f64> {
         self.cases
             .iter()
@@ -511,19 +673,25 @@ mod tests {
 
     #[test]
     fn the_eta_counts_the_case_in_hand_and_the_cases_after_it() {
-        let c = |id, seconds| PlannedCase {
+        let c = |id, start_s, seconds| PlannedCase {
             id,
-            start_s: 0.0,
+            start_s,
             seconds,
             floor_s: seconds,
             exclusive: false,
             skipped: false,
             reason: String::new(),
+            nested_in: None,
         };
         let p = Plan {
-            cases: vec![c("a", 10.0), c("b", 100.0), c("c", 1000.0)],
+            cases: vec![
+                c("a", 0.0, 10.0),
+                c("b", 10.0, 100.0),
+                c("c", 110.0, 1000.0),
+            ],
             readout_s: 12.0,
             sequence_s: 1110.0,
+            executed_s: 1110.0,
             overlap_s: 1000.0,
             floor_s: 1000.0,
         };
@@ -549,8 +717,65 @@ mod tests {
         assert_eq!(human(31.0 * 86_400.0), "31.0 d");
     }
 
+    /// A case that runs inside another's wait counts for the run's ETA from where it starts:
+    /// what is left of the run is the run's end as executed.
+    #[test]
+    fn the_eta_of_a_case_in_another_cases_wait_is_the_runs_end() {
+        let c = |id, start_s, seconds, nested_in| PlannedCase {
+            id,
+            start_s,
+            seconds,
+            floor_s: seconds,
+            exclusive: false,
+            skipped: false,
+            reason: String::new(),
+            nested_in,
+        };
+        let p = Plan {
+            cases: vec![
+                c("host", 0.0, 3600.0, None),
+                c("inner", 100.0, 600.0, Some("host")),
+                c("after", 3600.0, 60.0, None),
+            ],
+            readout_s: 12.0,
+            sequence_s: 4260.0,
+            executed_s: 3660.0,
+            overlap_s: 3660.0,
+            floor_s: 3660.0,
+        };
+        assert_eq!(p.left("inner", 100.0), Some((500.0, 3460.0)));
+        assert_eq!(p.left("host", 0.0), Some((3600.0, 3660.0)));
+        assert_eq!(p.end_of("inner"), Some(700.0));
+    }
+
+    /// The executed schedule: `readout.monotonic`'s hour holds `pulse_out.constant`'s 51 minutes
+    /// on the default meter, no case that drives inputs runs inside a wait, and
+    /// `readout.every_exchange` runs last.
+    #[test]
+    fn the_plan_runs_the_cases_that_fit_inside_the_waits_that_lend_them() {
+        use crate::sim::SimTarget;
+        use crate::target::Target;
+        let spec = MeterSpec::builtin_default();
+        let caps = SimTarget::new(spec.clone()).capabilities();
+        let opts = RunOptions::for_target(&caps);
+        let p = plan(&spec, &opts, &caps, &super::super::selected(&opts));
+        let find = |id: &str| p.cases.iter().find(|c| c.id == id).unwrap();
+        assert_eq!(
+            find("pulse_out.constant").nested_in,
+            Some("readout.monotonic")
+        );
+        assert!(p
+            .cases
+            .iter()
+            .all(|c| !c.exclusive || c.nested_in.is_none()));
+        assert_eq!(p.cases.last().unwrap().id, "readout.every_exchange");
+        assert!(p.executed_s <= p.sequence_s);
+        assert_eq!(p.cases.len(), super::super::selected(&opts).len());
+    }
+
     /// `rig run --plan` agrees with the run's recorded meter time within 5 % for every fixture
-    /// meter (in sequence, as the engine runs the cases), the whole run and every case.
+    /// meter (as the engine runs the cases: the cases that fit inside the waits of others), the
+    /// whole run and every case.
     #[test]
     fn the_plan_agrees_with_the_run_for_every_fixture_meter() {
         use crate::sim::SimTarget;
@@ -567,7 +792,8 @@ mod tests {
             let cases = super::super::run(&mut target, &spec, &opts, &mut super::super::Discard);
             let ran = cases.last().unwrap().target_time_s.1;
             assert_eq!(p.cases.len(), cases.len());
-            for (c, r) in p.cases.iter().zip(&cases) {
+            for c in &p.cases {
+                let r = cases.iter().find(|r| r.id == c.id).unwrap();
                 // every case within 5 % or 2 s, so the ETA of each case holds too
                 let took = r.target_time_s.1 - r.target_time_s.0;
                 if (c.seconds - took).abs() > (0.05 * took).max(2.0) {
@@ -579,12 +805,27 @@ mod tests {
                     ));
                 }
             }
-            if (p.sequence_s / ran - 1.0).abs() > 0.05 {
+            // the run's end is its last case to end (a lender ends after what ran in its wait)
+            let ran = cases.iter().map(|r| r.target_time_s.1).fold(ran, f64::max);
+            if (p.executed_s / ran - 1.0).abs() > 0.05 {
                 bad.push(format!(
                     "{}: plan {} s, ran {ran} s",
                     path.display(),
-                    p.sequence_s
+                    p.executed_s
                 ));
+            }
+            // and every case starts where the plan has it (within 5 % of the run or 2 s)
+            for c in &p.cases {
+                let r = cases.iter().find(|r| r.id == c.id).unwrap();
+                if (c.start_s - r.target_time_s.0).abs() > (0.05 * ran).max(2.0) {
+                    bad.push(format!(
+                        "{} {}: plan starts at {} s, ran from {} s",
+                        path.display(),
+                        c.id,
+                        c.start_s,
+                        r.target_time_s.0
+                    ));
+                }
             }
         }
         assert!(bad.is_empty(), "{}", bad.join("\n"));

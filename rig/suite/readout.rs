@@ -18,6 +18,7 @@ use crate::time::TimeSource;
 fn first(ctx: &mut Ctx<'_>, shared: &mut Shared) -> Result<Readout, TargetError> {
     if shared.first.is_none() {
         shared.first = Some(ctx.readout());
+        ctx.first_readout = shared.first.clone();
     }
     let first = shared.first.clone().expect("set above");
     if let Ok(r) = &first {
@@ -450,7 +451,10 @@ pub(crate) fn monotonic(
 ) -> Result<Judgement, TargetError> {
     let a = first(ctx, shared)?;
     let b = ctx.readout()?;
-    ctx.wait(ctx.opts.monotonic_wait)?;
+    // a passive wait, lent to other cases that fit (its plan declares it)
+    let until = ctx.target.now()? + ctx.opts.monotonic_wait;
+    ctx.share_wait(until)?;
+    ctx.wait_until(until)?;
     let c = ctx.readout()?;
     let counters = [
         "1.8.0", "1.8.1", "1.8.2", "1.8.3", "1.8.4", "3.8.0", "96.8.0",

@@ -133,8 +133,12 @@ fn at_unix(spec: &MeterSpec, u: i64) -> Timestamp {
 }
 
 /// Waits until `t` on the target's clock in steps of at most an hour, taking pulse edges off the
-/// output ports as it goes (a month of pulses would otherwise pile up in the target).
+/// output ports as it goes (a month of pulses would otherwise pile up in the target). The wait is
+/// lent to other cases first ([`Ctx::share_wait`]): the callers' plans declare it
+/// ([`super::plan::Wait::idle`]).
 fn wait_until(ctx: &mut Ctx<'_>, t: Timestamp) -> Result<(), TargetError> {
+    // a passive wait: other cases that fit may run in it first
+    ctx.share_wait(t)?;
     loop {
         let now = ctx.target.now()?;
         if now >= t {
@@ -642,10 +646,13 @@ pub(crate) fn peak(
     ) {
         let t0 = a.snapshot_time();
         let h = window_highest(spec, t0, window_end(t0));
-        if h.0 < tenths(p[0]) + 2 || h.1 < tenths(p[1]) + 2 {
+        let l1 = l + Duration::from_secs(1);
+        let after = window_highest(spec, l1, window_end(l1));
+        if (h.0 < tenths(p[0]) + 2 || h.1 < tenths(p[1]) + 2) && (after.0 >= 2 || after.1 >= 2) {
             // the month's peak already covers what the load can show: a new month starts from
-            // zero at the logging date (waiting for it is free in virtual time)
-            a = readout_at(ctx, l + Duration::from_secs(1))?;
+            // zero at the logging date (waiting for it is free in virtual time); a load too
+            // small to show a peak even then is judged (undecided) without the wait
+            a = readout_at(ctx, l1)?;
         }
     }
     let t0 = a.snapshot_time();
@@ -1071,14 +1078,16 @@ pub(crate) fn plan_hour_counter(pc: &PlanCtx<'_>) -> Wait {
         return Wait::none("skips: a window of 4 h or less cannot tell half rate from full rate");
     }
     let w = window.as_secs_f64();
+    let (q, r) = (pc.request_s(), pc.readout_s());
     Wait::fixed(
-        w + pc.request_s() + pc.readout_s(),
+        w + q + r,
         2,
         format!(
             "the hour counter over {} on the target's clock (over 4 h tells half rate from full)",
             human(w)
         ),
     )
+    .lending([(pc.now_s + r, pc.now_s + q + w)])
 }
 
 /// `readout.truncation`: until the registered energy is 1.05 kWh past the next whole kWh.
@@ -1121,8 +1130,18 @@ pub(crate) fn plan_monthly(pc: &PlanCtx<'_>) -> Wait {
     let span = Duration::from_secs_f64(r - pc.request_s() + 1.0);
     let minute = Duration::from_secs(60);
     let now = at_s(t0);
+    let early = s_of(at_s(60.0) + span);
+    // readouts at these moments, in order; the waits before them are lent to other cases
+    let mut reads: Vec<f64> = vec![];
     let (end, readouts, reason) = match monthly_midnight(spec, now, span) {
         Some((t, before)) => {
+            let (ts, day) = (s_of(t), 86_400.0);
+            let ordinary = if before { ts - day } else { ts + day };
+            reads = if before {
+                vec![ordinary - early, ordinary + 60.0, ts - early, ts + 60.0]
+            } else {
+                vec![ts - early, ts + 60.0, ordinary - early, ordinary + 60.0]
+            };
             let end = if before {
                 t
             } else {
@@ -1144,10 +1163,20 @@ pub(crate) fn plan_monthly(pc: &PlanCtx<'_>) -> Wait {
                 calendar::next_logging(meter_unix_s(spec, now + minute), 1),
             );
             let why = format!("00:00 of the 1st ({}), NN 00", date_text(spec, first));
+            reads = vec![s_of(first) - early, s_of(first) + 60.0];
             (first + minute, 2, why)
         }
     };
-    Wait::fixed(s_of(end) + r - pc.now_s, readouts + own, reason)
+    let mut from = t0;
+    let idle: Vec<(f64, f64)> = reads
+        .iter()
+        .map(|&at| {
+            let w = (from, at);
+            from = at.max(from) + r;
+            w
+        })
+        .collect();
+    Wait::fixed(s_of(end) + r - pc.now_s, readouts + own, reason).lending(idle)
 }
 
 /// `max_demand.peak`: four logging periods after a quiet start, or after the next logging date
@@ -1170,21 +1199,38 @@ pub(crate) fn plan_peak(pc: &PlanCtx<'_>) -> Wait {
     let mut t0 = start + Duration::from_secs_f64(q);
     let mut readouts = 2;
     let mut reason = format!("four logging periods of {} min", period_min(spec));
-    if let Some(l) = next_logging(spec, t0) {
-        let h = window_highest(spec, t0, window_end(t0));
-        let p = month_peak_tenths(spec, t0);
-        if h.0 < p.0 + 2 || h.1 < p.1 + 2 {
-            let a_end = start + Duration::from_secs_f64(r);
-            t0 = (l + Duration::from_secs(1)).max(a_end) + Duration::from_secs_f64(q);
-            readouts = 3;
-            reason = format!(
-                "the logging date {} (the month's peak already covers the load's), then four periods of {} min",
-                date_text(spec, l),
-                period_min(spec)
-            );
-        }
+    // the first readout at `start`, the next (if any) at the logging date, the last at the
+    // window's end: the waits before them are lent to other cases
+    let mut idle = vec![(pc.now_s, s_of(start))];
+    let a_end = start + Duration::from_secs_f64(r);
+    if let Some(l) = next_logging(spec, t0).filter(|&l| waits_for_logging_date(spec, t0, l)) {
+        let at = (l + Duration::from_secs(1)).max(a_end);
+        idle.push((s_of(a_end), s_of(at)));
+        t0 = at + Duration::from_secs_f64(q);
+        readouts = 3;
+        reason = format!(
+            "the logging date {} (the month's peak already covers the load's), then four periods of {} min",
+            date_text(spec, l),
+            period_min(spec)
+        );
     }
-    Wait::fixed(s_of(window_end(t0)) + r - pc.now_s, readouts, reason)
+    idle.push((s_of(t0) - q + r, s_of(window_end(t0))));
+    Wait::fixed(s_of(window_end(t0)) + r - pc.now_s, readouts, reason).lending(idle)
+}
+
+/// Whether `max_demand.peak`, reading at `t0`, waits for the logging date `l`: the month's peak
+/// (as the declared load and the file give it) already covers what the window can show, and a
+/// new month from zero at `l` gives a window that can show a peak (≥ 0.2 in either quantity;
+/// with a load too small for any, waiting a month decides nothing more).
+fn waits_for_logging_date(spec: &MeterSpec, t0: Timestamp, l: Timestamp) -> bool {
+    let window_end = |t: Timestamp| {
+        next_boundary(spec, t) + Duration::from_secs(period_min(spec) as u64 * 60 * 3 + 60)
+    };
+    let h = window_highest(spec, t0, window_end(t0));
+    let p = month_peak_tenths(spec, t0);
+    let after_start = l + Duration::from_secs(1);
+    let after = window_highest(spec, after_start, window_end(after_start));
+    (h.0 < p.0 + 2 || h.1 < p.1 + 2) && (after.0 >= 2 || after.1 >= 2)
 }
 
 /// `max_demand.reset`: readouts before, while the input is held and after, away from a period
@@ -1255,6 +1301,23 @@ mod tests {
         // into the second hour's burst by 100 s: 100 W × 900 s + 3000 W × 100 s
         let part = (100_000 * 900 + 3_000_000 * 100) * NS_PER_S as i128;
         assert_eq!(declared_energy(&l, 4600 * NS_PER_S).0, hour + part);
+    }
+
+    /// `max_demand.peak` waits for the logging date when the month's peak covers the load and
+    /// a new month could show a peak; without load nothing could, so it does not wait a month.
+    #[test]
+    fn the_peak_waits_for_the_logging_date_only_when_a_new_month_can_show_a_peak() {
+        let spec = MeterSpec::builtin_default();
+        // a steady load: its first period set the month's peak, a new month starts from zero
+        let t0 = Timestamp(3 * 3600 * NS_PER_S);
+        let l = next_logging(&spec, t0).unwrap();
+        assert!(waits_for_logging_date(&spec, t0, l));
+        let mut idle = spec.clone();
+        idle.load = Load {
+            steps: vec![],
+            repeat_ns: None,
+        };
+        assert!(!waits_for_logging_date(&idle, t0, l));
     }
 
     #[test]

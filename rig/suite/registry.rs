@@ -295,9 +295,9 @@ pub static CASES: &[CaseDef] = &[
         needs: &[],
         uses: Uses::LINE,
         plan: |c| {
-            let w = c.opts.monotonic_wait.as_secs_f64();
+            let (w, r) = (c.opts.monotonic_wait.as_secs_f64(), c.readout_s());
             Wait::fixed(
-                w + 2.0 * c.readout_s(),
+                w + 2.0 * r,
                 2,
                 format!(
                     "a readout, {} (--monotonic-wait), a readout",
@@ -305,6 +305,7 @@ pub static CASES: &[CaseDef] = &[
                 ),
             )
             .and_first()
+            .lending([(c.now_s + r, c.now_s + r + w)])
         },
         measures: |_| vec![d("*.min_step", Unit::RegisterUnits, Some(0.0), None)],
         run: readout::monotonic,
@@ -610,7 +611,7 @@ pub static CASES: &[CaseDef] = &[
         title: "Every exchange of the run inside the response window, framed and valid",
         clause: |p| p.response_clause,
         needs: &[],
-        uses: Uses::LINE,
+        uses: Uses::RUN,
         plan: |c| {
             let n = 3u32.saturating_sub(c.readouts);
             Wait::fixed(

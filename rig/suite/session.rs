@@ -19,13 +19,17 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::plan::{self, PlanCtx};
 use super::{
-    selected, CaseDef, CaseResult, Ctx, ExchangeNote, Judgement, MeterSpec, RunOptions, Shared,
-    Verdict,
+    schedule, selected, CaseDef, CaseResult, Ctx, ExchangeNote, Judgement, MeterSpec, RunOptions,
+    Shared, Verdict,
 };
 use crate::iec62056::exchange::Exchange;
 use crate::report::Summary;
+use crate::target::{Drive, Port};
 use crate::target::{Target, TargetError};
+use crate::time::Timestamp;
+use crate::uart::Edge;
 
 /// Why a run was stopped on purpose.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,6 +185,9 @@ pub enum Event<'a> {
     CaseStarted {
         /// The case.
         case: &'static CaseDef,
+        /// The case in whose passive wait it ran, when it did: its events reach the observers
+        /// after that case is done (one case at a time), its target times say when it ran.
+        within: Option<&'static str>,
     },
     /// A request was answered (or not): the timed characters and the judgement.
     Exchange {
@@ -366,15 +373,30 @@ pub fn run(
 }
 
 /// The case loop: returns the recorded cases and how the loop ended (`Next`: every case ran).
+/// Each case runs in turn; the cases that ran inside its waits ([`share_wait`]) are recorded
+/// right after it, their events delivered to the observers then (one case at a time), each
+/// with its own target times.
 fn run_cases(ctx: &mut Ctx<'_>, plan: &[&'static CaseDef]) -> (Vec<CaseResult>, CaseEnd) {
     let mut shared = Shared::default();
     let mut results = Vec::new();
-    for def in plan {
+    ctx.nest = Some(Box::new(Nest {
+        queue: plan.to_vec(),
+        host: None,
+        done: vec![],
+        vanished: None,
+    }));
+    let end = loop {
+        let Some(def) = ctx.nest.as_mut().and_then(|n| n.next()) else {
+            break CaseEnd::Next;
+        };
         if ctx.check_stop().is_err() {
-            return (results, CaseEnd::Stopped);
+            break CaseEnd::Stopped;
         }
         ctx.case = def.id;
-        let _ = ctx.events.event(&Event::CaseStarted { case: def });
+        let _ = ctx.events.event(&Event::CaseStarted {
+            case: def,
+            within: None,
+        });
         let (r, end) = run_case(ctx, &mut shared, def);
         for d in &r.details {
             let _ = ctx.events.event(&Event::Finding {
@@ -384,11 +406,251 @@ fn run_cases(ctx: &mut Ctx<'_>, plan: &[&'static CaseDef]) -> (Vec<CaseResult>, 
         }
         let _ = ctx.events.event(&Event::CaseDone { case: &r });
         results.push(r);
+        let (done, vanished) = match ctx.nest.as_mut() {
+            Some(n) => (std::mem::take(&mut n.done), n.vanished.take()),
+            None => (vec![], None),
+        };
+        for (r, held) in done {
+            held.replay(&mut *ctx.events);
+            let _ = ctx.events.event(&Event::CaseDone { case: &r });
+            results.push(r);
+        }
         if !matches!(end, CaseEnd::Next) {
-            return (results, end);
+            break end;
+        }
+        if let Some(why) = vanished {
+            break CaseEnd::Vanished(why);
+        }
+    };
+    ctx.nest = None;
+    (results, end)
+}
+
+/// The cases of a session not started yet, in run order, the case in hand (which may lend its
+/// waits) and the cases that ran in its waits with their held events.
+#[derive(Debug)]
+pub(crate) struct Nest {
+    queue: Vec<&'static CaseDef>,
+    host: Option<&'static CaseDef>,
+    done: Vec<(CaseResult, Held)>,
+    vanished: Option<String>,
+}
+
+impl Nest {
+    /// The next case to run in sequence, now the case in hand.
+    fn next(&mut self) -> Option<&'static CaseDef> {
+        let def = (!self.queue.is_empty()).then(|| self.queue.remove(0))?;
+        self.host = Some(def);
+        Some(def)
+    }
+}
+
+/// [`Ctx::share_wait`]: while the case in hand waits until `t`, runs the queued cases that fit
+/// ([`schedule::pick`], each evaluated by its plan at the moment), one after another, their
+/// events held ([`Held`]) until the case in hand is done.
+pub(crate) fn share_wait(ctx: &mut Ctx<'_>, t: Timestamp) -> Result<(), TargetError> {
+    let Some(mut nest) = ctx.nest.take() else {
+        return Ok(());
+    };
+    let r = lend(ctx, &mut nest, t);
+    ctx.nest = Some(nest);
+    r
+}
+
+fn lend(ctx: &mut Ctx<'_>, nest: &mut Nest, t: Timestamp) -> Result<(), TargetError> {
+    let Some(host) = nest.host else {
+        return Ok(());
+    };
+    if !schedule::lends(host.uses) || nest.vanished.is_some() {
+        return Ok(());
+    }
+    let pc = PlanCtx {
+        spec: ctx.spec,
+        opts: ctx.opts,
+        virtual_time: ctx.caps.virtual_time,
+        pins: ctx.caps.pins,
+        now_s: 0.0,
+        readouts: 0,
+    };
+    let (readout_s, until) = (pc.readout_s(), t.as_secs_f64());
+    loop {
+        ctx.check_stop()?;
+        let now = ctx.target.now()?.as_secs_f64();
+        let (readouts, first_taken) = (ctx.log.len() as u32, ctx.first_readout.is_some());
+        let cands: Vec<schedule::Candidate> = nest
+            .queue
+            .iter()
+            .map(|d| schedule::Candidate {
+                uses: d.uses,
+                seconds: plan::expected_now(
+                    d,
+                    ctx.spec,
+                    ctx.opts,
+                    &ctx.caps,
+                    now,
+                    readouts,
+                    first_taken,
+                ),
+            })
+            .collect();
+        let Some(i) = schedule::pick(host.uses, &cands, now, until, readout_s) else {
+            return Ok(());
+        };
+        let def = nest.queue.remove(i);
+        let (r, held, end) = run_held(ctx, def);
+        nest.done.push((r, held));
+        match end {
+            CaseEnd::Next => {}
+            CaseEnd::Stopped => return ctx.check_stop(),
+            CaseEnd::Vanished(why) => {
+                nest.vanished = Some(why);
+                return Ok(());
+            }
         }
     }
-    (results, CaseEnd::Next)
+}
+
+/// Runs `def` inside the wait of the case in hand, its events held; the case in hand's id and
+/// cut are restored after it.
+fn run_held(ctx: &mut Ctx<'_>, def: &'static CaseDef) -> (CaseResult, Held, CaseEnd) {
+    let (case, cut) = (ctx.case, ctx.cut.take());
+    ctx.held = Some(Held::default());
+    ctx.case = def.id;
+    let _ = ctx.sink().event(&Event::CaseStarted {
+        case: def,
+        within: Some(case),
+    });
+    let mut shared = Shared {
+        first: ctx.first_readout.clone(),
+    };
+    let (r, end) = run_case(ctx, &mut shared, def);
+    for d in &r.details {
+        let _ = ctx.sink().event(&Event::Finding {
+            case: def.id,
+            text: d,
+        });
+    }
+    let held = ctx.held.take().unwrap_or_default();
+    (ctx.case, ctx.cut) = (case, cut);
+    (r, held, end)
+}
+
+/// The events of a case that ran inside another's wait, kept for the observers until the case
+/// that lent the wait is done (`CaseDone` is the session's to send).
+#[derive(Debug, Default)]
+pub(crate) struct Held(Vec<HeldEvent>);
+
+#[derive(Debug)]
+enum HeldEvent {
+    Started(&'static CaseDef, Option<&'static str>),
+    Exchange {
+        case: &'static str,
+        exchange: Box<Exchange>,
+        sent: Vec<u8>,
+        note: ExchangeNote,
+    },
+    Edges {
+        case: &'static str,
+        port: Port,
+        edges: Vec<Edge>,
+    },
+    Drive {
+        case: &'static str,
+        port: Port,
+        drive: Drive,
+        at: Timestamp,
+    },
+    Finding {
+        case: &'static str,
+        text: String,
+    },
+}
+
+impl Observer for Held {
+    fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
+        let h = match e {
+            Event::CaseStarted { case, within } => HeldEvent::Started(case, *within),
+            Event::Exchange {
+                case,
+                exchange,
+                sent,
+                note,
+            } => HeldEvent::Exchange {
+                case,
+                exchange: Box::new((*exchange).clone()),
+                sent: sent.to_vec(),
+                note: (*note).clone(),
+            },
+            Event::Edges { case, port, edges } => HeldEvent::Edges {
+                case,
+                port: *port,
+                edges: edges.to_vec(),
+            },
+            Event::Drive {
+                case,
+                port,
+                drive,
+                at,
+            } => HeldEvent::Drive {
+                case,
+                port: *port,
+                drive: *drive,
+                at: *at,
+            },
+            Event::Finding { case, text } => HeldEvent::Finding {
+                case,
+                text: text.to_string(),
+            },
+            Event::RunStarted { .. } | Event::CaseDone { .. } | Event::RunEnded { .. } => {
+                return Ok(())
+            }
+        };
+        self.0.push(h);
+        Ok(())
+    }
+}
+
+impl Held {
+    /// Sends the held events to `to`, in order.
+    fn replay(self, to: &mut dyn Observer) {
+        for h in &self.0 {
+            let e = match h {
+                HeldEvent::Started(case, within) => Event::CaseStarted {
+                    case,
+                    within: *within,
+                },
+                HeldEvent::Exchange {
+                    case,
+                    exchange,
+                    sent,
+                    note,
+                } => Event::Exchange {
+                    case,
+                    exchange,
+                    sent,
+                    note,
+                },
+                HeldEvent::Edges { case, port, edges } => Event::Edges {
+                    case,
+                    port: *port,
+                    edges,
+                },
+                HeldEvent::Drive {
+                    case,
+                    port,
+                    drive,
+                    at,
+                } => Event::Drive {
+                    case,
+                    port: *port,
+                    drive: *drive,
+                    at: *at,
+                },
+                HeldEvent::Finding { case, text } => Event::Finding { case, text },
+            };
+            let _ = to.event(&e);
+        }
+    }
 }
 
 enum CaseEnd {
@@ -790,6 +1052,128 @@ mod tests {
             *self.0.entry(k).or_default() += 1;
             Ok(())
         }
+    }
+
+    /// Records the order of the events: (kind, case).
+    #[derive(Default)]
+    struct Order(Vec<(&'static str, String)>);
+
+    impl Observer for Order {
+        fn event(&mut self, e: &Event<'_>) -> Result<(), ObserverError> {
+            let (k, c) = match e {
+                Event::CaseStarted { case, .. } => ("started", case.id.to_string()),
+                Event::Exchange { case, .. } => ("exchange", case.to_string()),
+                Event::Edges { case, .. } => ("edges", case.to_string()),
+                Event::Drive { case, .. } => ("drive", case.to_string()),
+                Event::Finding { case, .. } => ("finding", case.to_string()),
+                Event::CaseDone { case } => ("done", case.id.clone()),
+                _ => return Ok(()),
+            };
+            self.0.push((k, c));
+            Ok(())
+        }
+    }
+
+    /// A case that runs inside another's wait is recorded after it, its events between its own
+    /// CaseStarted and CaseDone (observers see one case at a time), its target times inside the
+    /// lender's; a case that drives inputs and the case that judges the whole run do not.
+    #[test]
+    fn cases_inside_a_wait_reach_the_observers_one_at_a_time_after_the_lender() {
+        let healthy = MeterSpec::builtin_default();
+        let o = opts(&[
+            "readout.response_time",
+            "readout.monotonic",
+            "readout.customer_number",
+            "pulse_out.width",
+            "pulse_in.count",
+            "readout.every_exchange",
+        ]);
+        let mut t = SimTarget::new(healthy.clone());
+        let mut seen = Order::default();
+        let end = run(&mut t, &healthy, &o, &Limits::default(), vec![&mut seen]);
+        assert_eq!(end.outcome, Outcome::Passed, "{:?}", end.cases);
+        let ids: Vec<&str> = end.cases.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "readout.response_time",
+                "readout.monotonic",
+                "readout.customer_number",
+                "pulse_out.width",
+                "pulse_in.count",
+                "readout.every_exchange"
+            ]
+        );
+        let span = |id: &str| end.cases.iter().find(|c| c.id == id).unwrap().target_time_s;
+        let host = span("readout.monotonic");
+        for id in ["readout.customer_number", "pulse_out.width"] {
+            let (a, b) = span(id);
+            assert!(host.0 < a && b < host.1, "{id} {a}–{b} in {host:?}");
+        }
+        assert!(span("pulse_in.count").0 >= host.1);
+        assert!(span("readout.every_exchange").0 >= span("pulse_in.count").1);
+        // one case at a time, each event between its case's start and end
+        let mut open: Option<String> = None;
+        for (k, c) in &seen.0 {
+            match *k {
+                "started" => {
+                    assert!(open.is_none(), "{c} started inside {open:?}");
+                    open = Some(c.clone());
+                }
+                "done" => {
+                    assert_eq!(open.as_deref(), Some(c.as_str()));
+                    open = None;
+                }
+                _ => assert_eq!(open.as_deref(), Some(c.as_str()), "{k}"),
+            }
+        }
+        // the whole-run judge saw every exchange, those made inside the wait too
+        let every = end.cases.last().unwrap();
+        let n = every
+            .measurements
+            .iter()
+            .find(|m| m.name == "exchanges")
+            .unwrap();
+        let made = seen.0.iter().filter(|(k, _)| *k == "exchange").count();
+        assert_eq!(n.value, Some(made as f64));
+    }
+
+    /// A stop asked while a case runs inside another's wait stops both, recorded as errors
+    /// with the reason, and nothing after them starts.
+    #[test]
+    fn a_stop_inside_a_lent_wait_stops_the_lender_too() {
+        let healthy = MeterSpec::builtin_default();
+        let o = opts(&[
+            "readout.response_time",
+            "readout.monotonic",
+            "pulse_out.constant",
+            "readout.every_exchange",
+        ]);
+        let dir = tmp("stop-nested");
+        // pulse_out.constant runs in readout.monotonic's hour: 20 minutes cut it
+        let limits = Limits {
+            max_run_time: Some(Duration::from_secs(1200)),
+            ..Limits::default()
+        };
+        let mut t = SimTarget::new(healthy.clone());
+        let (end, rec) = session(&mut t, &healthy, &o, &limits, &dir);
+        assert!(matches!(end.outcome, Outcome::Stopped { .. }));
+        let got: Vec<(&str, Verdict)> = rec
+            .cases
+            .iter()
+            .map(|c| (c.id.as_str(), c.verdict))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("readout.response_time", Verdict::Pass),
+                ("readout.monotonic", Verdict::Error),
+                ("pulse_out.constant", Verdict::Error)
+            ]
+        );
+        assert!(rec.cases[2].message.contains("maximum run time"));
+        assert_eq!(junit_counts(&dir).2, 1, "every_exchange not run");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
