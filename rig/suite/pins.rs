@@ -1286,16 +1286,34 @@ pub(crate) fn plan_peak_reset(pc: &PlanCtx<'_>) -> Wait {
         return Wait::none("skips: no max-reset input");
     }
     let now = Timestamp((pc.now_s * 1e9) as u64);
-    let quiet = if pc.virtual_time {
-        quiet_start_at(pc.spec, now).0 as f64 / 1e9 - pc.now_s
+    if pc.virtual_time {
+        let quiet = quiet_start_at(pc.spec, now).0 as f64 / 1e9 - pc.now_s;
+        return Wait::fixed(
+            quiet + 2.0 * pc.readout_s() + 1.2,
+            2,
+            "the next logging-period end away from the logging date, then a max reset between two readouts",
+        );
+    }
+    // a real meter: its clock unseen, the first readout comes at once; after `max_demand.reset`
+    // pressed the input earlier in this run, 1.6.0 reads 0 until the next period end, and the
+    // case reads again one period (and a second) later
+    let earlier_press = super::selected(pc.opts).iter().any(|c| {
+        c.id == "max_demand.reset" && (c.plan)(&PlanCtx { now_s: 0.0, ..*pc }).seconds > 0.0
+    });
+    if earlier_press {
+        let period = pc.spec.logging_period_min as f64 * 60.0 + 1.0;
+        Wait::fixed(
+            3.0 * pc.readout_s() + period + 1.2,
+            3,
+            "a readout (1.6.0 still 0 after max_demand.reset's press), a logging period, then a max reset between two readouts",
+        )
     } else {
-        0.0
-    };
-    Wait::fixed(
-        quiet + 2.0 * pc.readout_s() + 1.2,
-        2,
-        "the next logging-period end away from the logging date, then a max reset between two readouts",
-    )
+        Wait::fixed(
+            2.0 * pc.readout_s() + 1.2,
+            2,
+            "a max reset between two readouts",
+        )
+    }
 }
 
 #[cfg(test)]
