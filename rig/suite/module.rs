@@ -21,12 +21,12 @@ use crate::time::TimeSource;
 /// a meter whose own sheets do not give the module interface (the OMNIPOWER profiles).
 macro_rules! module_clause {
     ($own:ident, $assumed:ident, $section:literal) => {
-        #[doc = concat!("004: ", $section)]
+        #[doc = concat!("004: `", $section, "`")]
         pub const $own: Clause = Clause {
             source: SPEC_351,
             section: $section,
         };
-        #[doc = concat!("004, assumed for a meter whose sheets do not give the module interface: ", $section)]
+        #[doc = concat!("004, assumed for a meter whose sheets do not give the module interface: `", $section, "`")]
         pub const $assumed: Clause = Clause {
             source: SPEC_351,
             section: concat!($section, " (the 351 module interface, assumed for this meter)"),
