@@ -776,6 +776,34 @@ mod tests {
     /// `rig run --plan` agrees with the run's recorded meter time within 5 % for every fixture
     /// meter (as the engine runs the cases: the cases that fit inside the waits of others), the
     /// whole run and every case.
+    /// Where a run and its plan disagree: a case's time (5 % or 2 s), the run's end (5 %; a
+    /// lender ends after what ran in its wait) or a case's start (5 % of the run or 2 s).
+    fn disagreements(name: &str, p: &Plan, cases: &[crate::suite::CaseResult]) -> Vec<String> {
+        let mut bad = Vec::new();
+        let ran = cases.iter().map(|r| r.target_time_s.1).fold(0.0, f64::max);
+        if (p.executed_s / ran - 1.0).abs() > 0.05 {
+            bad.push(format!("{name}: plan {} s, ran {ran} s", p.executed_s));
+        }
+        assert_eq!(p.cases.len(), cases.len(), "{name}");
+        for c in &p.cases {
+            let r = cases.iter().find(|r| r.id == c.id).unwrap();
+            let took = r.target_time_s.1 - r.target_time_s.0;
+            if (c.seconds - took).abs() > (0.05 * took).max(2.0) {
+                bad.push(format!(
+                    "{name} {}: plan {} s, ran {took} s ({}: {})",
+                    c.id, c.seconds, r.verdict, r.message
+                ));
+            }
+            if (c.start_s - r.target_time_s.0).abs() > (0.05 * ran).max(2.0) {
+                bad.push(format!(
+                    "{name} {}: plan starts at {} s, ran from {} s",
+                    c.id, c.start_s, r.target_time_s.0
+                ));
+            }
+        }
+        bad
+    }
+
     #[test]
     fn the_plan_agrees_with_the_run_for_every_fixture_meter() {
         use crate::sim::SimTarget;
@@ -790,43 +818,7 @@ mod tests {
             let opts = RunOptions::for_target(&caps);
             let p = plan(&spec, &opts, &caps, &super::super::selected(&opts));
             let cases = super::super::run(&mut target, &spec, &opts, &mut super::super::Discard);
-            let ran = cases.last().unwrap().target_time_s.1;
-            assert_eq!(p.cases.len(), cases.len());
-            for c in &p.cases {
-                let r = cases.iter().find(|r| r.id == c.id).unwrap();
-                // every case within 5 % or 2 s, so the ETA of each case holds too
-                let took = r.target_time_s.1 - r.target_time_s.0;
-                if (c.seconds - took).abs() > (0.05 * took).max(2.0) {
-                    bad.push(format!(
-                        "{} {}: plan {} s, ran {took} s",
-                        path.display(),
-                        c.id,
-                        c.seconds
-                    ));
-                }
-            }
-            // the run's end is its last case to end (a lender ends after what ran in its wait)
-            let ran = cases.iter().map(|r| r.target_time_s.1).fold(ran, f64::max);
-            if (p.executed_s / ran - 1.0).abs() > 0.05 {
-                bad.push(format!(
-                    "{}: plan {} s, ran {ran} s",
-                    path.display(),
-                    p.executed_s
-                ));
-            }
-            // and every case starts where the plan has it (within 5 % of the run or 2 s)
-            for c in &p.cases {
-                let r = cases.iter().find(|r| r.id == c.id).unwrap();
-                if (c.start_s - r.target_time_s.0).abs() > (0.05 * ran).max(2.0) {
-                    bad.push(format!(
-                        "{} {}: plan starts at {} s, ran from {} s",
-                        path.display(),
-                        c.id,
-                        c.start_s,
-                        r.target_time_s.0
-                    ));
-                }
-            }
+            bad.extend(disagreements(&path.display().to_string(), &p, &cases));
         }
         assert!(bad.is_empty(), "{}", bad.join("\n"));
     }
@@ -919,27 +911,7 @@ mod tests {
                 p.executed_s,
                 p.floor_s
             );
-            if (p.executed_s / ran - 1.0).abs() > 0.05 {
-                bad.push(format!(
-                    "{}: plan {} s, ran {ran} s",
-                    path.display(),
-                    p.executed_s
-                ));
-            }
-            for c in &p.cases {
-                let r = cases.iter().find(|r| r.id == c.id).unwrap();
-                let took = r.target_time_s.1 - r.target_time_s.0;
-                if (c.seconds - took).abs() > (0.05 * took).max(2.0) {
-                    bad.push(format!(
-                        "{} {}: plan {} s, ran {took} s ({}: {})",
-                        path.display(),
-                        c.id,
-                        c.seconds,
-                        r.verdict,
-                        r.message
-                    ));
-                }
-            }
+            bad.extend(disagreements(&path.display().to_string(), &p, &cases));
         }
         assert!(bad.is_empty(), "{}", bad.join("\n"));
     }
