@@ -52,14 +52,14 @@ pub struct ModuleArgs {
     pub wiring: Option<PathBuf>,
     /// TOML file of the reference module's fault knobs (answer_wait_ms, char_wait_ms,
     /// retry_after_ms, tries, odd_parity, no_crlf, address, forwards_bad_bcc,
-    /// forwards_bad_parity, the supply table); only with --reference.
+    /// forwards_bad_parity, the [supply] and [drive] tables); only with --reference.
     #[arg(long, requires = "reference")]
     pub knobs: Option<PathBuf>,
     /// Meter file: the meter the rig serves (default: the built-in healthy 351 Combi).
     #[arg(long)]
     pub meter: Option<PathBuf>,
     /// Run only this case (repeatable): module.request, module.patience, module.repetition,
-    /// module.supply, module.data.
+    /// module.supply, module.data, module.tariff_drive, module.pulse_out.
     #[arg(long = "case")]
     pub cases: Vec<String>,
     /// Directory for record.json, junit.xml and measurements.csv.
@@ -69,9 +69,10 @@ pub struct ModuleArgs {
     /// module's parity is then not observable) or soft7e1 (parity in bit 7, checked); the
     /// default is 7bit with --link and soft7e1 with --port, which also takes uart (a 7E1 port:
     /// the UART adds and strips parity, so it is not observable).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "reference")]
     pub framing: Option<String>,
-    /// Print one line per case on stderr.
+    /// Print one line per case on stderr (always on with --link, --port and --wiring, which run
+    /// in real time).
     #[arg(long)]
     pub progress: bool,
     /// A command (run under sh -c) that prints what the module forwarded as JSON,
@@ -263,7 +264,9 @@ pub fn run(args: ModuleArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot write records to {}", args.out.display()))?;
     watch_signals(limits.stop.clone(), window)?;
     let mut progress = Progress::default();
-    let mut observers: Vec<&mut dyn Observer> = vec![&mut reporter];
+    // the page after the records, as rig run writes it
+    let mut html = meter_rig::evidence::html::HtmlReport::new(&args.out);
+    let mut observers: Vec<&mut dyn Observer> = vec![&mut reporter, &mut html];
     if args.progress || !caps.virtual_time {
         observers.push(&mut progress);
     }

@@ -32,7 +32,8 @@ pub struct ModuleKnobs {
     /// The device address of the request (`None`: the general request `/?!`).
     pub address: Option<String>,
     /// How long it waits for the first character after its request, ms (`None`: as the rig
-    /// waits for a meter, 1500 ms and a character). Below 500 it repeats too soon.
+    /// waits for a meter, 1500 ms and a character). Below 500 it gives up before a slow,
+    /// conforming answer (`module.patience`), and with a short `retry_after_ms` repeats too soon.
     pub answer_wait_ms: Option<f64>,
     /// How long it waits after a character for the next, ms (`None`: 1500 ms and a character).
     /// Below 1500 it is impatient with a slow, conforming meter.

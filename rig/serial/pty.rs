@@ -408,6 +408,14 @@ fn make_link(link: &Path, target: &str) -> Result<(), TargetError> {
             device: device.clone(),
             hint: "choose a --link path in a directory you can write (e.g. /tmp/meter)".into(),
         },
+        io::ErrorKind::NotFound => TargetError::Io {
+            device: device.clone(),
+            call: "symlink".into(),
+            detail: "the --link path's directory does not exist: create it, or choose a path in \
+                     an existing directory (e.g. /tmp/meter)"
+                .into(),
+            source: Some(std::sync::Arc::new(e)),
+        },
         _ => TargetError::io(device.clone(), "symlink", e),
     })
 }

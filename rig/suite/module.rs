@@ -79,7 +79,7 @@ fn no_request(clause: Clause, scenario: Scenario) -> Judgement {
     Judgement::inconclusive(
         clause,
         format!(
-            "the module sent no request in the {} s the rig served the meter ({scenario:?}); start the module, or check its wiring to the meter's data in (pin 5)",
+            "the module sent no request in the {} s the rig served the meter; start the module (it must open the link or port the rig serves), or on pins check its wiring to the meter's data in (pin 5)",
             scenario.window_s()
         ),
     )
@@ -118,9 +118,14 @@ pub fn request(
         problems,
         ms,
         format!(
-            "{} request(s) {:?}, framed 7E1",
+            "{} request(s) {:?}, {}",
             reqs.len(),
-            String::from_utf8_lossy(&reqs[0].text())
+            String::from_utf8_lossy(&reqs[0].text()),
+            if log.parity_observable {
+                "framed 7E1"
+            } else {
+                "7 data bits, stop bit (parity not observable on this link)"
+            }
         ),
     );
     if !log.parity_observable {
@@ -462,7 +467,11 @@ pub fn data(ctx: &mut Ctx<'_>, _: &mut Shared, clause: Clause) -> Result<Judgeme
         clause,
         problems,
         ms,
-        "forwarded the healthy answer's values as sent, nothing from a bad BCC or parity",
+        if parity_seen {
+            "forwarded the healthy answer's values as sent, nothing from a bad BCC or parity"
+        } else {
+            "forwarded the healthy answer's values as sent, nothing from a bad BCC (no parity error served: this link carries no parity bit)"
+        },
     );
     j.details.extend(details);
     Ok(j)
