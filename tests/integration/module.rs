@@ -602,3 +602,55 @@ fn the_drive_knobs_are_read_from_the_knobs_file() {
     assert_eq!(k.drive.tariff_bounce, 3);
     assert!(toml::from_str::<ModuleKnobs>("[drive]\npulse_length = 2.0\n").is_err());
 }
+
+/// The example knobs files README points vendors to: each parses, and its named case fails
+/// (or, for the informational cases, shows the knob in its figures) through `rig module`.
+#[test]
+fn the_example_knobs_files_fail_the_case_they_name() {
+    let out = crate::util::scratch("module-knobs-examples");
+    for (file, meter, case, verdict) in [
+        ("impatient.toml", None, "module.patience", "fail"),
+        ("forwards-bad-bcc.toml", None, "module.data", "fail"),
+        ("draws-6ma.toml", None, "module.supply", "fail"),
+        (
+            "bouncing-tariff.toml",
+            Some("fixtures/meters/office-day.toml"),
+            "module.tariff_drive",
+            "pass",
+        ),
+        ("bouncing-tariff.toml", None, "module.pulse_out", "pass"),
+    ] {
+        let knobs = crate::util::path(&format!("fixtures/module/{file}"));
+        let mut args = vec![
+            "module".to_string(),
+            "--reference".into(),
+            "--knobs".into(),
+            knobs.display().to_string(),
+            "--case".into(),
+            case.into(),
+            "--out".into(),
+            out.display().to_string(),
+        ];
+        if let Some(m) = meter {
+            args.push("--meter".into());
+            args.push(crate::util::path(m).display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = crate::util::run_rig(&args);
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("record.json")).unwrap()).unwrap();
+        let c = &record["cases"][0];
+        assert_eq!(c["verdict"], verdict, "{file} {case}: {c}");
+        assert_eq!(
+            crate::util::code(&o),
+            if verdict == "fail" { 1 } else { 0 },
+            "{file}"
+        );
+        if case == "module.tariff_drive" {
+            assert!(c.to_string().contains("shortest dwell 1 ms"), "{c}");
+        }
+        if case == "module.pulse_out" {
+            assert!(c.to_string().contains("shortest 2 ms"), "{c}");
+        }
+    }
+}
