@@ -52,7 +52,7 @@ pub struct ModuleArgs {
     pub wiring: Option<PathBuf>,
     /// TOML file of the reference module's fault knobs (answer_wait_ms, char_wait_ms,
     /// retry_after_ms, tries, odd_parity, no_crlf, address, forwards_bad_bcc,
-    /// forwards_bad_parity, the [supply] and [drive] tables); only with --reference.
+    /// forwards_bad_parity, the supply and drive tables); only with --reference.
     #[arg(long, requires = "reference")]
     pub knobs: Option<PathBuf>,
     /// Meter file: the meter the rig serves (default: the built-in healthy 351 Combi).
