@@ -804,20 +804,28 @@ mod tests {
         bad
     }
 
+    /// The plan of the default selection for `target`'s defaults, and the run it plans.
+    fn plan_and_run(
+        spec: &MeterSpec,
+        target: &mut dyn crate::target::Target,
+    ) -> (Plan, Vec<crate::suite::CaseResult>) {
+        let caps = target.capabilities();
+        let opts = RunOptions::for_target(&caps);
+        let p = plan(spec, &opts, &caps, &super::super::selected(&opts));
+        let cases = super::super::run(target, spec, &opts, &mut super::super::Discard);
+        (p, cases)
+    }
+
     #[test]
     fn the_plan_agrees_with_the_run_for_every_fixture_meter() {
         use crate::sim::SimTarget;
-        use crate::target::Target;
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/meters");
         let mut bad = Vec::new();
         for f in std::fs::read_dir(dir).unwrap() {
             let path = f.unwrap().path();
             let spec = MeterSpec::from_file(&path).unwrap();
             let mut target = SimTarget::new(spec.clone());
-            let caps = target.capabilities();
-            let opts = RunOptions::for_target(&caps);
-            let p = plan(&spec, &opts, &caps, &super::super::selected(&opts));
-            let cases = super::super::run(&mut target, &spec, &opts, &mut super::super::Discard);
+            let (p, cases) = plan_and_run(&spec, &mut target);
             bad.extend(disagreements(&path.display().to_string(), &p, &cases));
         }
         assert!(bad.is_empty(), "{}", bad.join("\n"));
@@ -850,9 +858,7 @@ mod tests {
         let mut target = Layered::new(&mut sim, AsRealMeter);
         let caps = target.capabilities();
         assert!(!caps.virtual_time && caps.pins);
-        let opts = RunOptions::for_target(&caps);
-        let p = plan(&spec, &opts, &caps, &super::super::selected(&opts));
-        let cases = super::super::run(&mut target, &spec, &opts, &mut super::super::Discard);
+        let (p, cases) = plan_and_run(&spec, &mut target);
         let ran = cases.iter().map(|r| r.target_time_s.1).fold(0.0, f64::max);
         assert!(
             (p.executed_s / ran - 1.0).abs() <= 0.05,
@@ -892,7 +898,7 @@ mod tests {
     #[test]
     fn the_plan_agrees_with_a_real_meter_run_for_every_fixture_meter() {
         use crate::sim::SimTarget;
-        use crate::target::{Layered, Target};
+        use crate::target::Layered;
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/meters");
         let mut bad = Vec::new();
         for f in std::fs::read_dir(dir).unwrap() {
@@ -900,10 +906,7 @@ mod tests {
             let spec = MeterSpec::from_file(&path).unwrap();
             let mut sim = SimTarget::new(spec.clone());
             let mut target = Layered::new(&mut sim, AsRealMeter);
-            let caps = target.capabilities();
-            let opts = RunOptions::for_target(&caps);
-            let p = plan(&spec, &opts, &caps, &super::super::selected(&opts));
-            let cases = super::super::run(&mut target, &spec, &opts, &mut super::super::Discard);
+            let (p, cases) = plan_and_run(&spec, &mut target);
             let ran = cases.iter().map(|r| r.target_time_s.1).fold(0.0, f64::max);
             eprintln!(
                 "{}: ran {ran:.1} s, plan as run {:.1} s, floor {:.1} s",
